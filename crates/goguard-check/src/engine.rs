@@ -1,0 +1,449 @@
+//! Runs the selected rules over files and directories: walk, read, parse once, index the
+//! package, run every rule over the same trees, apply suppressions. Packages in parallel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::checker::Checker;
+use crate::config::{Config, ConfigError};
+use crate::diagnostic::{Diagnostic, InputError, PartialFile, Severity};
+use crate::gomod::{ModuleInfo, ModuleResolver};
+use crate::package::PackageIndex;
+use crate::registry::{self, Rule};
+use crate::source::SourceFile;
+use crate::suppress;
+
+/// Files larger than this are not analysed (generated tables, not hand-written Go).
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How to find the configuration.
+#[derive(Debug, Clone, Default)]
+pub enum ConfigChoice {
+    /// Walk up from each input path to the nearest `goguard.toml`.
+    #[default]
+    Discover,
+    /// Use this file for every input.
+    File(PathBuf),
+    /// Use no configuration file.
+    Isolated,
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Rule selectors to enable (overrides the config's `select`).
+    pub select: Option<Vec<String>>,
+    /// Rule selectors to disable (added to the config's `ignore`).
+    pub ignore: Vec<String>,
+    pub include_vendor: bool,
+    pub include_testdata: bool,
+    /// Show `info` findings (hidden by default).
+    pub show_info: bool,
+    pub config: ConfigChoice,
+}
+
+/// A suppression comment that matched no finding.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnusedSuppression {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub rules: Vec<String>,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub diagnostics: Vec<Diagnostic>,
+    pub files_scanned: usize,
+    pub errors: Vec<InputError>,
+    /// Files with syntax errors, analysed where they parsed.
+    pub partial: Vec<PartialFile>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unused_suppressions: Vec<UnusedSuppression>,
+    /// The strictest `fail-on` found in configuration, if any.
+    #[serde(skip)]
+    pub config_fail_on: Option<Severity>,
+}
+
+struct Input {
+    path: PathBuf,
+    config: Arc<Config>,
+}
+
+/// Analyses the given files and directories.
+pub fn check_paths(paths: &[PathBuf], opts: &Options) -> Result<Report, ConfigError> {
+    let mut report = Report::default();
+    let mut configs: HashMap<PathBuf, Arc<Config>> = HashMap::new();
+    let mut inputs = Vec::new();
+    for raw in paths {
+        let path = normalize_input(raw);
+        let config = resolve_config(&path, opts, &mut configs)?;
+        if config.fail_on.is_some() {
+            report.config_fail_on = report.config_fail_on.max(config.fail_on);
+        }
+        match std::fs::metadata(&path) {
+            Err(e) => report.errors.push(InputError {
+                path: path.clone(),
+                kind: "io",
+                message: e.to_string(),
+            }),
+            Ok(m) if m.is_dir() => walk(&path, opts, &config, &mut inputs, &mut report.errors),
+            Ok(_) => inputs.push(Input { path, config }),
+        }
+    }
+
+    // One job per directory: Go packages are directories, and a package is indexed whole.
+    let mut by_dir: BTreeMap<PathBuf, Vec<Input>> = BTreeMap::new();
+    for input in inputs {
+        let dir = input
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        by_dir.entry(dir).or_default().push(input);
+    }
+    let mut resolver = ModuleResolver::default();
+    let jobs: Vec<(ModuleInfo, Vec<Input>)> = by_dir
+        .into_iter()
+        .map(|(dir, files)| (resolver.for_dir(&dir), files))
+        .collect();
+
+    let results: Vec<DirResult> = jobs
+        .into_par_iter()
+        .map(|(module, files)| check_dir(&module, files, opts))
+        .collect();
+    for r in results {
+        report.files_scanned += r.files_scanned;
+        report.diagnostics.extend(r.diagnostics);
+        report.errors.extend(r.errors);
+        report.partial.extend(r.partial);
+        report.unused_suppressions.extend(r.unused);
+    }
+    report.diagnostics.sort_by(|a, b| {
+        (&a.path, a.line, a.column, a.rule).cmp(&(&b.path, b.line, b.column, b.rule))
+    });
+    report.errors.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(report)
+}
+
+/// `./...` means the directory, recursively, as in go tooling; `./x` is shown as `x`.
+fn normalize_input(raw: &Path) -> PathBuf {
+    let s = raw.to_string_lossy();
+    let s = s
+        .strip_suffix("/...")
+        .or_else(|| s.strip_suffix("..."))
+        .unwrap_or(&s);
+    let s = if s.is_empty() { "." } else { s };
+    let p = PathBuf::from(s);
+    match p.strip_prefix("./") {
+        Ok(rest) if !rest.as_os_str().is_empty() => rest.to_path_buf(),
+        _ => p,
+    }
+}
+
+fn resolve_config(
+    path: &Path,
+    opts: &Options,
+    cache: &mut HashMap<PathBuf, Arc<Config>>,
+) -> Result<Arc<Config>, ConfigError> {
+    let file = match &opts.config {
+        ConfigChoice::Isolated => None,
+        ConfigChoice::File(f) => Some(f.clone()),
+        ConfigChoice::Discover => Config::discover(path),
+    };
+    let Some(file) = file else {
+        return Ok(Arc::new(Config::default()));
+    };
+    if let Some(c) = cache.get(&file) {
+        return Ok(c.clone());
+    }
+    let mut config = Config::load(&file)?;
+    config.root = std::fs::canonicalize(&config.root).unwrap_or(config.root);
+    let config = Arc::new(config);
+    cache.insert(file, config.clone());
+    Ok(config)
+}
+
+fn walk(
+    root: &Path,
+    opts: &Options,
+    config: &Arc<Config>,
+    out: &mut Vec<Input>,
+    errors: &mut Vec<InputError>,
+) {
+    let include_vendor = opts.include_vendor;
+    let include_testdata = opts.include_testdata;
+    let root_owned = root.to_path_buf();
+    let walker = ignore::WalkBuilder::new(root)
+        .hidden(true)
+        .parents(true)
+        .git_ignore(true)
+        .require_git(false)
+        .follow_links(false)
+        .filter_entry(move |e| {
+            if e.depth() == 0 || !e.file_type().is_some_and(|t| t.is_dir()) {
+                return true;
+            }
+            let name = e.file_name().to_string_lossy();
+            // The go command ignores directories starting with `_` or `.`, and testdata.
+            !(name.starts_with('_')
+                || (name == "vendor" && !include_vendor)
+                || (name == "testdata" && !include_testdata))
+        })
+        .build();
+    for entry in walker {
+        match entry {
+            Ok(e) => {
+                let is_go = e.file_type().is_some_and(|t| t.is_file())
+                    && e.path().extension().is_some_and(|x| x == "go");
+                if !is_go {
+                    continue;
+                }
+                let abs =
+                    std::fs::canonicalize(e.path()).unwrap_or_else(|_| e.path().to_path_buf());
+                if config.is_excluded(&abs) {
+                    continue;
+                }
+                out.push(Input {
+                    path: e.path().to_path_buf(),
+                    config: config.clone(),
+                });
+            }
+            Err(err) => errors.push(InputError {
+                path: error_path(&err).unwrap_or_else(|| root_owned.clone()),
+                kind: "io",
+                message: one_line(&err.to_string()),
+            }),
+        }
+    }
+}
+
+fn error_path(err: &ignore::Error) -> Option<PathBuf> {
+    match err {
+        ignore::Error::WithPath { path, .. } => Some(path.clone()),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
+        }
+        ignore::Error::Loop { child, .. } => Some(child.clone()),
+        _ => None,
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+#[derive(Default)]
+struct DirResult {
+    files_scanned: usize,
+    diagnostics: Vec<Diagnostic>,
+    errors: Vec<InputError>,
+    partial: Vec<PartialFile>,
+    unused: Vec<UnusedSuppression>,
+}
+
+/// Reads a file as Go source, or says why it cannot be analysed.
+pub fn read_source(path: &Path) -> Result<String, InputError> {
+    let err = |kind, message: String| InputError {
+        path: path.to_path_buf(),
+        kind,
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err("io", e.to_string()))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(err(
+            "too-large",
+            format!(
+                "{} bytes, over the {} MiB limit",
+                meta.len(),
+                MAX_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| err("io", e.to_string()))?;
+    if bytes.iter().take(8192).any(|&b| b == 0) {
+        return Err(err(
+            "encoding",
+            "binary file (NUL bytes), not Go source".into(),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        err(
+            "encoding",
+            format!(
+                "not valid UTF-8 at byte {} (Go source must be UTF-8)",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResult {
+    let mut result = DirResult::default();
+    let mut parsed: Vec<(SourceFile, Arc<Config>)> = Vec::new();
+    for input in files {
+        let text = match read_source(&input.path) {
+            Ok(t) => t,
+            Err(e) => {
+                result.errors.push(e);
+                continue;
+            }
+        };
+        match SourceFile::parse(&input.path, text) {
+            Some(f) => parsed.push((f, input.config)),
+            None => result.errors.push(InputError {
+                path: input.path,
+                kind: "internal",
+                message: "the parser gave up on this file".into(),
+            }),
+        }
+    }
+    result.files_scanned = parsed.len();
+    for (file, _) in &parsed {
+        let errors = file.syntax_errors();
+        if let Some(first) = errors.first() {
+            result.partial.push(PartialFile {
+                path: file.path.clone(),
+                line: first.line,
+                column: first.column,
+                error_count: errors.len(),
+            });
+        }
+    }
+    // Files of one directory may belong to two packages (`p` and `p_test`).
+    let mut packages: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, (file, _)) in parsed.iter().enumerate() {
+        packages
+            .entry(file.package_name().unwrap_or("").to_string())
+            .or_default()
+            .push(i);
+    }
+    for members in packages.values() {
+        let pkg = PackageIndex::build(members.iter().map(|&i| &parsed[i].0).collect());
+        for (k, &i) in members.iter().enumerate() {
+            let (file, config) = &parsed[i];
+            let rules = rules_for(file, config, opts);
+            check_file(file, k, &pkg, module, &rules, &mut result);
+        }
+    }
+    result
+}
+
+/// The rules that apply to a file: selection, ignores, per-path ignores, severity overrides.
+fn rules_for(
+    file: &SourceFile,
+    config: &Config,
+    opts: &Options,
+) -> Vec<(&'static Rule, Option<Severity>, bool)> {
+    let abs = std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone());
+    let path_ignores = config.ignored_for(&abs);
+    let select = opts.select.as_ref().or(config.select.as_ref());
+    registry::all()
+        .iter()
+        .filter(|r| select.is_none_or(|s| s.iter().any(|sel| registry::selects(sel, r))))
+        .filter(|r| {
+            !config
+                .ignore
+                .iter()
+                .chain(&opts.ignore)
+                .any(|sel| registry::selects(sel, r))
+        })
+        .filter(|r| !path_ignores.iter().any(|sel| registry::selects(sel, r)))
+        .map(|r| {
+            let explicit =
+                select.is_some_and(|s| s.iter().any(|sel| sel.eq_ignore_ascii_case(r.code)));
+            (
+                r,
+                config.severity.get(r.code).copied(),
+                explicit || opts.show_info,
+            )
+        })
+        .collect()
+}
+
+fn check_file(
+    file: &SourceFile,
+    pkg_file: usize,
+    pkg: &PackageIndex,
+    module: &ModuleInfo,
+    rules: &[(&'static Rule, Option<Severity>, bool)],
+    result: &mut DirResult,
+) {
+    let mut diags = Vec::new();
+    for &(rule, severity, show_info) in rules {
+        let mut checker = Checker {
+            file,
+            index: &pkg.file_indexes[pkg_file],
+            pkg,
+            module,
+            rule,
+            out: Vec::new(),
+        };
+        // A bug in one rule must not lose the other rules' findings.
+        let outcome = catch_unwind(AssertUnwindSafe(|| (rule.check)(&mut checker)));
+        if outcome.is_err() {
+            result.errors.push(InputError {
+                path: file.path.clone(),
+                kind: "internal",
+                message: format!(
+                    "rule {} ({}) crashed on this file; please report it",
+                    rule.code, rule.name
+                ),
+            });
+            continue;
+        }
+        for mut d in checker.out {
+            if let Some(s) = severity {
+                d.severity = s;
+            }
+            if d.severity == Severity::Info && !show_info {
+                continue;
+            }
+            diags.push(d);
+        }
+    }
+    diags.sort_by_key(|d| (d.start_byte, d.rule));
+    diags.dedup_by(|a, b| {
+        a.rule == b.rule && a.start_byte == b.start_byte && a.message == b.message
+    });
+    let mut sups = suppress::parse(&file.text);
+    suppress::apply(&mut diags, &mut sups);
+    result.unused.extend(
+        sups.into_iter()
+            .filter(|s| !s.used)
+            .map(|s| UnusedSuppression {
+                path: file.path.clone(),
+                line: s.line,
+                column: s.column,
+                rules: s.rules,
+            }),
+    );
+    result.diagnostics.extend(diags);
+}
+
+/// Analyses one in-memory file as a package of its own (for tests and editors).
+pub fn check_source(
+    path: &Path,
+    text: &str,
+    module: &ModuleInfo,
+    select: Option<&[&str]>,
+) -> Vec<Diagnostic> {
+    let Some(file) = SourceFile::parse(path, text.to_string()) else {
+        return Vec::new();
+    };
+    let pkg = PackageIndex::build(vec![&file]);
+    let rules: Vec<_> = registry::all()
+        .iter()
+        .filter(|r| select.is_none_or(|s| s.iter().any(|sel| registry::selects(sel, r))))
+        .map(|r| (r, None, true))
+        .collect();
+    let mut result = DirResult::default();
+    check_file(&file, 0, &pkg, module, &rules, &mut result);
+    result.diagnostics
+}

@@ -1,0 +1,15 @@
+//! Report formats: rustc-style text for people, JSON for scripts, SARIF for code scanning,
+//! GitHub workflow commands for annotations.
+
+pub mod github;
+pub mod json;
+pub mod sarif;
+pub mod text;
+
+use std::path::Path;
+
+/// A path as printed: forward slashes, no leading `./`.
+pub fn display_path(p: &Path) -> String {
+    let s = p.to_string_lossy().replace('\\', "/");
+    s.strip_prefix("./").map(str::to_string).unwrap_or(s)
+}

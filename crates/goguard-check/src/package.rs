@@ -1,0 +1,328 @@
+//! What rules may know beyond one function: the other declarations of the same package.
+//!
+//! Each file is indexed in one walk (nodes by kind), then the package index gathers the
+//! functions, methods, lock-holding struct types and closed channel fields of all its files.
+
+use std::collections::{HashMap, HashSet};
+
+use tree_sitter::Node;
+
+use crate::source::SourceFile;
+use crate::syntax::{self, Call};
+
+/// The nodes of one file that rules start from, collected in a single walk.
+#[derive(Default)]
+pub struct FileIndex<'a> {
+    pub functions: Vec<Node<'a>>,
+    pub calls: Vec<Node<'a>>,
+    pub go_stmts: Vec<Node<'a>>,
+    pub for_stmts: Vec<Node<'a>>,
+    pub selects: Vec<Node<'a>>,
+    pub sends: Vec<Node<'a>>,
+    pub type_specs: Vec<Node<'a>>,
+    /// Import name (alias or last path element) to import path.
+    pub imports: HashMap<String, String>,
+}
+
+impl<'a> FileIndex<'a> {
+    pub fn build(file: &'a SourceFile) -> FileIndex<'a> {
+        let mut ix = FileIndex::default();
+        let mut cursor = file.root().walk();
+        // Iterative pre-order walk with the tree cursor: the cheapest way through the tree.
+        'walk: loop {
+            let node = cursor.node();
+            match node.kind() {
+                "function_declaration" | "method_declaration" | "func_literal" => {
+                    ix.functions.push(node)
+                }
+                "call_expression" => ix.calls.push(node),
+                "go_statement" => ix.go_stmts.push(node),
+                "for_statement" => ix.for_stmts.push(node),
+                "select_statement" => ix.selects.push(node),
+                "send_statement" => ix.sends.push(node),
+                "type_spec" => ix.type_specs.push(node),
+                "import_spec" => ix.add_import(file, node),
+                _ => {}
+            }
+            if cursor.goto_first_child() {
+                continue;
+            }
+            loop {
+                if cursor.goto_next_sibling() {
+                    continue 'walk;
+                }
+                if !cursor.goto_parent() {
+                    break 'walk;
+                }
+            }
+        }
+        ix
+    }
+
+    fn add_import(&mut self, file: &SourceFile, spec: Node) {
+        let Some(path) = spec.child_by_field_name("path") else {
+            return;
+        };
+        let path = file.text_of(path).trim_matches(['"', '`']).to_string();
+        let name = match spec.child_by_field_name("name") {
+            Some(n) => file.text_of(n).to_string(),
+            None => default_import_name(&path),
+        };
+        self.imports.insert(name, path);
+    }
+}
+
+/// The name a package is referred to by when imported without an alias. Handles the
+/// `/v2` major-version suffix and `gopkg.in/x.v1` conventions.
+fn default_import_name(path: &str) -> String {
+    let mut parts = path.rsplit('/');
+    let mut last = parts.next().unwrap_or(path);
+    if last.len() > 1 && last.starts_with('v') && last[1..].chars().all(|c| c.is_ascii_digit()) {
+        last = parts.next().unwrap_or(last);
+    }
+    let last = last.split('.').next().unwrap_or(last);
+    last.trim_start_matches("go-").replace('-', "_")
+}
+
+/// Which `sync` value a struct type holds (by value, possibly through other structs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncKind {
+    Mutex,
+    WaitGroup,
+}
+
+/// A function or method declared in the package.
+#[derive(Clone, Copy)]
+pub struct FuncDecl<'a> {
+    pub file: usize,
+    pub node: Node<'a>,
+}
+
+/// Declarations of one Go package (the files of one directory with one package name).
+pub struct PackageIndex<'a> {
+    pub files: Vec<&'a SourceFile>,
+    pub file_indexes: Vec<FileIndex<'a>>,
+    /// Top-level functions by name.
+    pub funcs: HashMap<&'a str, FuncDecl<'a>>,
+    /// Methods by (receiver base type, method name).
+    pub methods: HashMap<(&'a str, &'a str), FuncDecl<'a>>,
+    /// Struct types of the package holding a sync value by value.
+    pub sync_types: HashMap<&'a str, HashSet<SyncKind>>,
+    /// Field names `f` for which the package calls `close(x.f)` somewhere.
+    pub closed_fields: HashSet<&'a str>,
+    /// Struct fields of the package whose type is a sync value or a pointer to one.
+    pub sync_fields: HashMap<&'a str, SyncKind>,
+    /// Struct types that embed a sync value, so `x.Lock()`/`x.Done()` act on it.
+    pub embeds: HashMap<&'a str, SyncKind>,
+    /// Package-level variables holding a sync value.
+    pub sync_globals: HashMap<&'a str, SyncKind>,
+}
+
+impl<'a> PackageIndex<'a> {
+    pub fn build(files: Vec<&'a SourceFile>) -> PackageIndex<'a> {
+        let file_indexes: Vec<FileIndex<'a>> = files.iter().map(|f| FileIndex::build(f)).collect();
+        let mut pkg = PackageIndex {
+            files,
+            file_indexes,
+            funcs: HashMap::new(),
+            methods: HashMap::new(),
+            sync_types: HashMap::new(),
+            closed_fields: HashSet::new(),
+            sync_fields: HashMap::new(),
+            embeds: HashMap::new(),
+            sync_globals: HashMap::new(),
+        };
+        pkg.index_declarations();
+        pkg.index_sync_types();
+        pkg.index_globals();
+        pkg
+    }
+
+    fn index_declarations(&mut self) {
+        for (i, (file, ix)) in self.files.iter().zip(&self.file_indexes).enumerate() {
+            let src = file.text.as_str();
+            for &f in &ix.functions {
+                let decl = FuncDecl { file: i, node: f };
+                match f.kind() {
+                    "function_declaration" => {
+                        if let Some(name) = f.child_by_field_name("name") {
+                            self.funcs.insert(&src[name.byte_range()], decl);
+                        }
+                    }
+                    "method_declaration" => {
+                        let ty = syntax::receiver(f, src)
+                            .and_then(|(_, t)| syntax::base_type_name(t, src));
+                        if let (Some(ty), Some(name)) = (ty, f.child_by_field_name("name")) {
+                            self.methods.insert((ty, &src[name.byte_range()]), decl);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for &call in &ix.calls {
+                let Some(c) = Call::of(call) else { continue };
+                if c.receiver.is_none() && &src[c.name.byte_range()] == "close" {
+                    if let Some(arg) = c.args.first() {
+                        let arg = syntax::unparen(*arg);
+                        if arg.kind() == "selector_expression" {
+                            if let Some(field) = arg.child_by_field_name("field") {
+                                self.closed_fields.insert(&src[field.byte_range()]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finds struct types holding sync.Mutex/RWMutex/WaitGroup by value, directly, embedded,
+    /// in arrays, or through other such structs of the package (to a fixed point).
+    fn index_sync_types(&mut self) {
+        let mut fields: Vec<(&'a str, Vec<Node<'a>>, usize)> = Vec::new();
+        for (i, (file, ix)) in self.files.iter().zip(&self.file_indexes).enumerate() {
+            let src = file.text.as_str();
+            for &spec in &ix.type_specs {
+                let (Some(name), Some(ty)) = (
+                    spec.child_by_field_name("name"),
+                    spec.child_by_field_name("type"),
+                ) else {
+                    continue;
+                };
+                if ty.kind() != "struct_type" {
+                    continue;
+                }
+                let mut types = Vec::new();
+                for list in syntax::named_children(ty) {
+                    for field in syntax::named_children(list) {
+                        let Some(t) = field.child_by_field_name("type") else {
+                            continue;
+                        };
+                        types.push(t);
+                        let Some(kind) = direct_sync_kind(t, src) else {
+                            continue;
+                        };
+                        let mut cursor = field.walk();
+                        let names: Vec<_> =
+                            field.children_by_field_name("name", &mut cursor).collect();
+                        if names.is_empty() {
+                            self.embeds.insert(&src[name_of(spec).byte_range()], kind);
+                        }
+                        for n in names {
+                            self.sync_fields.insert(&src[n.byte_range()], kind);
+                        }
+                    }
+                }
+                fields.push((&src[name.byte_range()], types, i));
+            }
+        }
+        loop {
+            let mut changed = false;
+            for (name, types, file) in &fields {
+                let src = self.files[*file].text.as_str();
+                for &t in types {
+                    for kind in self.sync_kinds_of_type(t, src) {
+                        changed |= self.sync_types.entry(name).or_default().insert(kind);
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// Package-level `var x sync.Mutex` and the like.
+    fn index_globals(&mut self) {
+        for file in &self.files {
+            let src = file.text.as_str();
+            let root = file.root();
+            for decl in syntax::named_children(root) {
+                if decl.kind() != "var_declaration" {
+                    continue;
+                }
+                for spec in syntax::descendants(decl, false) {
+                    if spec.kind() != "var_spec" {
+                        continue;
+                    }
+                    let Some(t) = spec.child_by_field_name("type") else {
+                        continue;
+                    };
+                    let Some(kind) = direct_sync_kind(t, src) else {
+                        continue;
+                    };
+                    let mut cursor = spec.walk();
+                    for n in spec.children_by_field_name("name", &mut cursor) {
+                        self.sync_globals.insert(&src[n.byte_range()], kind);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The sync values a type holds by value (`sync.Mutex`, `[2]sync.Mutex`, a package
+    /// struct holding one). Pointers, slices, maps and channels hold none.
+    pub fn sync_kinds_of_type(&self, ty: Node, src: &str) -> Vec<SyncKind> {
+        match ty.kind() {
+            "qualified_type" => {
+                let pkg = ty
+                    .child_by_field_name("package")
+                    .map(|p| &src[p.byte_range()]);
+                let name = ty.child_by_field_name("name").map(|p| &src[p.byte_range()]);
+                match (pkg, name) {
+                    (Some("sync"), Some("Mutex" | "RWMutex")) => vec![SyncKind::Mutex],
+                    (Some("sync"), Some("WaitGroup")) => vec![SyncKind::WaitGroup],
+                    _ => Vec::new(),
+                }
+            }
+            "type_identifier" => self
+                .sync_types
+                .get(&src[ty.byte_range()])
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default(),
+            "array_type" | "parenthesized_type" | "generic_type" => {
+                let inner = ty
+                    .child_by_field_name("element")
+                    .or_else(|| ty.child_by_field_name("type"))
+                    .or_else(|| ty.named_child(0));
+                inner
+                    .map(|t| self.sync_kinds_of_type(t, src))
+                    .unwrap_or_default()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The declaration a call resolves to within the package: `f(...)` to a function,
+    /// `recv.m(...)` to a method of `recv_type` when given.
+    pub fn callee(&self, call: &Call, src: &str, recv_type: Option<&str>) -> Option<FuncDecl<'a>> {
+        let name = &src[call.name.byte_range()];
+        match (call.receiver, recv_type) {
+            (None, _) => self.funcs.get(name).copied(),
+            (Some(_), Some(ty)) => self.methods.get(&(ty, name)).copied(),
+            (Some(_), None) => None,
+        }
+    }
+}
+
+fn name_of(spec: Node) -> Node {
+    spec.child_by_field_name("name").unwrap_or(spec)
+}
+
+/// `sync.Mutex`, `*sync.RWMutex`, `sync.WaitGroup`... as a sync kind (pointers included).
+pub fn direct_sync_kind(ty: Node, src: &str) -> Option<SyncKind> {
+    let ty = if ty.kind() == "pointer_type" {
+        ty.named_child(0)?
+    } else {
+        ty
+    };
+    if ty.kind() != "qualified_type" {
+        return None;
+    }
+    let pkg = &src[ty.child_by_field_name("package")?.byte_range()];
+    let name = &src[ty.child_by_field_name("name")?.byte_range()];
+    match (pkg, name) {
+        ("sync", "Mutex" | "RWMutex") => Some(SyncKind::Mutex),
+        ("sync", "WaitGroup") => Some(SyncKind::WaitGroup),
+        _ => None,
+    }
+}

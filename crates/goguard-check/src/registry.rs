@@ -1,0 +1,65 @@
+//! The rule registry: every rule listed once, with its id, name, severity and docs.
+//! Selection, configuration, suppressions and the docs all go through it.
+
+use crate::checker::Checker;
+use crate::diagnostic::Severity;
+
+/// One static check. The `code` is a contract: users write it in suppressions and
+/// configuration, so a rule is never renumbered.
+pub struct Rule {
+    pub code: &'static str,
+    pub name: &'static str,
+    pub severity: Severity,
+    /// One line for `goguard rules` and the README table.
+    pub summary: &'static str,
+    /// Why it is a bug, in one sentence; printed with every finding.
+    pub why: &'static str,
+    /// The full documentation (Markdown): what it does, why it is bad, example, use
+    /// instead, known limits, references. Printed by `goguard explain`.
+    pub doc: &'static str,
+    pub check: fn(&mut Checker),
+}
+
+/// Every rule, in id order.
+pub fn all() -> &'static [Rule] {
+    crate::rules::RULES
+}
+
+/// Looks a rule up by id (`G301`, case-insensitive) or by name (`waitgroup-add-after-go`).
+pub fn find(key: &str) -> Option<&'static Rule> {
+    all()
+        .iter()
+        .find(|r| r.code.eq_ignore_ascii_case(key) || r.name == key)
+}
+
+/// True when `selector` (an id prefix such as `G3`, `G30`, `G301`, `ALL`, or a rule name)
+/// selects `rule`.
+pub fn selects(selector: &str, rule: &Rule) -> bool {
+    let s = selector.trim();
+    s.eq_ignore_ascii_case("all")
+        || s == rule.name
+        || (!s.is_empty()
+            && rule.code.len() >= s.len()
+            && rule.code[..s.len()].eq_ignore_ascii_case(s))
+}
+
+/// True when a selector names at least one rule (used to reject typos in flags and config).
+pub fn is_known_selector(selector: &str) -> bool {
+    all().iter().any(|r| selects(selector, r))
+}
+
+/// The Markdown table of rules, as in the README (generated, checked by a test).
+pub fn markdown_table() -> String {
+    let mut out =
+        String::from("| id | name | default severity | what it reports |\n|---|---|---|---|\n");
+    for r in all() {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            r.code,
+            r.name,
+            r.severity.as_str(),
+            r.summary
+        ));
+    }
+    out
+}

@@ -1,0 +1,180 @@
+//! Just enough name resolution for concurrency rules: what an identifier was declared as,
+//! looking through the enclosing functions (closures see their parents' variables), then
+//! the package.
+
+use tree_sitter::Node;
+
+use crate::checker::Checker;
+use crate::package::{direct_sync_kind, SyncKind};
+use crate::syntax::{self, Call};
+
+/// How a variable was declared.
+#[derive(Clone, Copy, Debug)]
+pub enum Decl<'t> {
+    /// A parameter, receiver or `var x T`: the type node.
+    Type(Node<'t>),
+    /// `x := v` or `var x = v`: the value node.
+    Value(Node<'t>),
+}
+
+/// The declaration of identifier `name` visible at `at`, searching the enclosing functions
+/// from the innermost out. Declarations after `at` are ignored.
+pub fn declaration<'t>(cx: &Checker<'t>, at: Node<'t>, name: &str) -> Option<Decl<'t>> {
+    let src = cx.src();
+    let mut func = syntax::enclosing_function(at);
+    while let Some(f) = func {
+        if let Some(body) = f.child_by_field_name("body") {
+            let mut found = None;
+            for n in syntax::descendants(body, false) {
+                if n.start_byte() > at.start_byte() {
+                    break;
+                }
+                if let Some(d) = declares(n, src, name) {
+                    // A declaration inside a block that has closed before `at` is out of
+                    // scope; keep it only if its parent block still encloses `at`.
+                    let scope = scope_of(n).unwrap_or(body);
+                    if syntax::contains(scope, at) {
+                        found = Some(d);
+                    }
+                }
+            }
+            if found.is_some() {
+                return found;
+            }
+        }
+        for (pname, ty) in syntax::params(f, src) {
+            if pname == name {
+                return Some(Decl::Type(ty));
+            }
+        }
+        if f.kind() == "method_declaration" {
+            if let Some((rname, ty)) = syntax::receiver(f, src) {
+                if rname == name {
+                    return Some(Decl::Type(ty));
+                }
+            }
+        }
+        func = syntax::enclosing_function(f);
+    }
+    None
+}
+
+/// The statement or block a declaration is visible in.
+fn scope_of(n: Node) -> Option<Node> {
+    let mut cur = n.parent();
+    while let Some(p) = cur {
+        if matches!(
+            p.kind(),
+            "block"
+                | "if_statement"
+                | "for_statement"
+                | "expression_switch_statement"
+                | "type_switch_statement"
+                | "communication_case"
+                | "expression_case"
+                | "type_case"
+                | "default_case"
+        ) {
+            return Some(p);
+        }
+        cur = p.parent();
+    }
+    None
+}
+
+fn declares<'t>(n: Node<'t>, src: &str, name: &str) -> Option<Decl<'t>> {
+    match n.kind() {
+        "short_var_declaration" | "var_spec" => {
+            let (lhs, rhs) = syntax::assignment_sides(n)?;
+            let i = lhs
+                .iter()
+                .position(|l| src.get(l.byte_range()) == Some(name))?;
+            if n.kind() == "var_spec" {
+                if let Some(t) = n.child_by_field_name("type") {
+                    return Some(Decl::Type(t));
+                }
+            }
+            rhs.get(i)
+                .or(if rhs.len() == 1 { rhs.first() } else { None })
+                .map(|v| Decl::Value(*v))
+        }
+        "range_clause" => None,
+        _ => None,
+    }
+}
+
+/// The sync value an expression refers to: a local or parameter declared as one, a field of
+/// a package struct typed as one, a package-level variable, or a value of a struct type that
+/// embeds one. Pointers count (`*sync.WaitGroup` is a WaitGroup to call methods on).
+pub fn sync_kind(cx: &Checker, expr: Node) -> Option<SyncKind> {
+    let expr = syntax::unparen(expr);
+    let src = cx.src();
+    match expr.kind() {
+        "identifier" => {
+            let name = cx.text(expr);
+            match declaration(cx, expr, name) {
+                Some(Decl::Type(t)) => type_sync_kind(cx, t),
+                Some(Decl::Value(v)) => value_sync_kind(cx, v),
+                None => cx.pkg.sync_globals.get(name).copied(),
+            }
+        }
+        "selector_expression" => {
+            let field = expr.child_by_field_name("field")?;
+            cx.pkg.sync_fields.get(&src[field.byte_range()]).copied()
+        }
+        "unary_expression" => sync_kind(cx, expr.child_by_field_name("operand")?),
+        _ => None,
+    }
+}
+
+/// The sync kind of a type: `sync.X`, `*sync.X`, or a package type embedding one.
+pub fn type_sync_kind(cx: &Checker, ty: Node) -> Option<SyncKind> {
+    let src = cx.src();
+    direct_sync_kind(ty, src).or_else(|| {
+        let name = syntax::base_type_name(ty, src)?;
+        cx.pkg.embeds.get(name).copied()
+    })
+}
+
+fn value_sync_kind(cx: &Checker, v: Node) -> Option<SyncKind> {
+    let v = syntax::unparen(v);
+    match v.kind() {
+        "composite_literal" => type_sync_kind(cx, v.child_by_field_name("type")?),
+        "unary_expression" => value_sync_kind(cx, v.child_by_field_name("operand")?),
+        "call_expression" => {
+            let call = Call::of(v)?;
+            if call.receiver.is_none() && cx.text(call.name) == "new" {
+                return type_sync_kind(cx, *call.args.first()?);
+            }
+            None
+        }
+        // `wg := s.wg` style aliases of a pointer field.
+        "selector_expression" | "identifier" => sync_kind(cx, v),
+        _ => None,
+    }
+}
+
+/// True when `recv` (the operand of a method call) is a WaitGroup.
+pub fn is_waitgroup(cx: &Checker, recv: Node) -> bool {
+    sync_kind(cx, recv) == Some(SyncKind::WaitGroup)
+}
+
+/// True when `recv` is a Mutex or RWMutex.
+pub fn is_mutex(cx: &Checker, recv: Node) -> bool {
+    sync_kind(cx, recv) == Some(SyncKind::Mutex)
+}
+
+/// A WaitGroup/Mutex method call `recv.Name(...)` matching one of `names`.
+pub fn sync_call<'t>(
+    cx: &Checker<'t>,
+    node: Node<'t>,
+    kind: SyncKind,
+    names: &[&str],
+) -> Option<Call<'t>> {
+    let call = Call::of(syntax::unparen(node))?;
+    let recv = call.receiver?;
+    if !names.contains(&cx.text(call.name)) {
+        return None;
+    }
+    (sync_kind(cx, recv) == Some(kind)).then_some(call)
+}

@@ -1,0 +1,156 @@
+//! G106 abandoned-sender.
+
+use tree_sitter::Node;
+
+use super::unbuffered_send_without_receiver::unbuffered_locals;
+use crate::checker::{Checker, Finding};
+use crate::syntax;
+
+pub const DOC: &str = r#"# G106 abandoned-sender
+
+## What it does
+Reports a goroutine that sends its result on an unbuffered channel made by its starter,
+when the starter can stop listening first: it receives in a `select` that also waits on a
+timeout (`time.After`, a timer) or `ctx.Done()`, or it can `return` between starting the
+goroutine and receiving.
+
+## Why is this bad?
+Once the receiver has gone, nobody will ever receive: the send blocks forever and the
+goroutine leaks, with everything it references, once per call. This is the most common
+goroutine leak in real Go code (a timeout around a worker); it belongs with the
+reference's chapters 2 and 3.
+
+## Example
+```go
+func fetch(ctx context.Context) (Result, error) {
+    ch := make(chan Result)
+    go func() { ch <- slowCall() }() // blocks forever after a timeout
+    select {
+    case r := <-ch:
+        return r, nil
+    case <-ctx.Done():
+        return Result{}, ctx.Err()
+    }
+}
+```
+
+## Use instead
+```go
+    ch := make(chan Result, 1) // the send always completes
+```
+or make the sender select on `ctx.Done()` too.
+
+## Known limits
+The channel must be made in the same function that starts the goroutine. A send that is
+itself a `select` case next to `ctx.Done()` or a `default` is safe and not reported.
+
+## References
+- https://go.dev/blog/pipelines ("Stopping short")
+"#;
+
+pub fn check(cx: &mut Checker) {
+    let mut findings = Vec::new();
+    for &f in &cx.index.functions {
+        let Some(body) = f.child_by_field_name("body") else {
+            continue;
+        };
+        for (name, decl) in unbuffered_locals(cx, body) {
+            for &go in &cx.index.go_stmts {
+                if !syntax::contains(body, go) || go.start_byte() < decl.end_byte() {
+                    continue;
+                }
+                if syntax::enclosing_function(go).map(|n| n.id()) != Some(f.id()) {
+                    continue;
+                }
+                let Some(lit) = syntax::stmt_func_literal(go) else {
+                    continue;
+                };
+                let Some(send) = plain_send(cx, lit, name) else {
+                    continue;
+                };
+                let Some(reason) = receiver_gives_up(cx, body, go, name) else {
+                    continue;
+                };
+                findings.push(Finding {
+                    node: send,
+                    message: format!(
+                        "this goroutine sends on unbuffered `{name}` (made at line {}), but the receiver can give up first ({reason}); the send then blocks forever",
+                        cx.line(decl)
+                    ),
+                    help: format!("make it `make(chan T, 1)` so the send always completes, or select on `ctx.Done()` in the sender"),
+                    severity: None,
+                });
+            }
+        }
+    }
+    for f in findings {
+        cx.report(f);
+    }
+}
+
+/// A blocking send `name <- v` in the literal (not a select case).
+fn plain_send<'a>(cx: &Checker<'a>, lit: Node<'a>, name: &str) -> Option<Node<'a>> {
+    syntax::descendants(lit, true).into_iter().find(|n| {
+        n.kind() == "send_statement"
+            && n.child_by_field_name("channel")
+                .is_some_and(|c| cx.text(c) == name)
+            && n.parent().is_none_or(|p| p.kind() != "communication_case")
+    })
+}
+
+/// Why the receiving function may stop listening on `name` after `go`.
+fn receiver_gives_up(cx: &Checker, body: Node, go: Node, name: &str) -> Option<String> {
+    let after: Vec<Node> = syntax::descendants(body, false)
+        .into_iter()
+        .filter(|n| n.start_byte() >= go.end_byte())
+        .collect();
+    // The first receive of `name` after the go statement.
+    let recv = after.iter().find(|n| {
+        n.kind() == "unary_expression"
+            && n.child(0).is_some_and(|o| cx.text(o) == "<-")
+            && n.child_by_field_name("operand")
+                .is_some_and(|o| cx.text(o) == name)
+    })?;
+    // A return between the go statement and the receive.
+    if let Some(ret) = after
+        .iter()
+        .find(|n| n.kind() == "return_statement" && n.end_byte() <= recv.start_byte())
+    {
+        return Some(format!("the `return` at line {}", cx.line(*ret)));
+    }
+    // The receive is a select case next to a timeout or cancellation case.
+    let case = recv.parent().and_then(|p| {
+        let mut c = Some(p);
+        while let Some(n) = c {
+            if n.kind() == "communication_case" {
+                return Some(n);
+            }
+            if !matches!(
+                n.kind(),
+                "receive_statement" | "expression_list" | "unary_expression"
+            ) {
+                return None;
+            }
+            c = n.parent();
+        }
+        None
+    })?;
+    let select = case.parent()?;
+    for other in syntax::named_children(select) {
+        if other.id() == case.id() || other.kind() != "communication_case" {
+            continue;
+        }
+        let Some(comm) = other.child_by_field_name("communication") else {
+            continue;
+        };
+        let text = cx.text(comm);
+        if text.contains("time.After") || text.contains(".Done()") || text.contains(".C") {
+            return Some(format!(
+                "the select at line {} can take `{}` instead",
+                cx.line(select),
+                syntax::normalize(text)
+            ));
+        }
+    }
+    None
+}

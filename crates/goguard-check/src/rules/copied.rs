@@ -1,0 +1,227 @@
+//! Shared detection for G303 (WaitGroup copied) and G402 (Mutex copied): a sync value, or a
+//! package struct holding one by value, copied by a parameter, receiver, return, assignment,
+//! range variable, call argument or channel element.
+
+use tree_sitter::Node;
+
+use crate::checker::{Checker, Finding};
+use crate::package::SyncKind;
+use crate::resolve::{self, Decl};
+use crate::syntax;
+
+/// True when a type holds `kind` by value.
+pub fn holds(cx: &Checker, ty: Node, kind: SyncKind) -> bool {
+    cx.pkg.sync_kinds_of_type(ty, cx.src()).contains(&kind)
+}
+
+/// The type name for messages.
+fn what(cx: &Checker, ty: Node) -> String {
+    syntax::normalize(cx.text(ty))
+}
+
+/// True when expression `e` is a value (not a pointer) of a type holding `kind`, and reading
+/// it copies: an identifier declared with such a type, or `*p` with `p` a pointer to one.
+fn is_holding_value(cx: &Checker, e: Node, kind: SyncKind) -> Option<String> {
+    let e = syntax::unparen(e);
+    match e.kind() {
+        "identifier" => match resolve::declaration(cx, e, cx.text(e))? {
+            Decl::Type(t) => holds(cx, t, kind).then(|| what(cx, t)),
+            Decl::Value(v) => {
+                let v = syntax::unparen(v);
+                let t = (v.kind() == "composite_literal")
+                    .then(|| v.child_by_field_name("type"))
+                    .flatten()?;
+                holds(cx, t, kind).then(|| what(cx, t))
+            }
+        },
+        "unary_expression" if e.child(0).is_some_and(|op| cx.text(op) == "*") => {
+            let p = syntax::unparen(e.child_by_field_name("operand")?);
+            if p.kind() != "identifier" {
+                return None;
+            }
+            match resolve::declaration(cx, p, cx.text(p))? {
+                Decl::Type(t) if t.kind() == "pointer_type" => {
+                    let inner = t.named_child(0)?;
+                    holds(cx, inner, kind).then(|| what(cx, inner))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Runs the copy checks for `kind`; `fix` is the advice (e.g. "pass *sync.WaitGroup").
+pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
+    let mut findings: Vec<Finding> = Vec::new();
+    let src = cx.src();
+    for &f in &cx.index.functions {
+        // Parameters and receivers by value.
+        let mut decls: Vec<(&str, Node, &str)> = syntax::params(f, src)
+            .into_iter()
+            .map(|(n, t)| (n, t, "parameter"))
+            .collect();
+        if f.kind() == "method_declaration" {
+            if let Some((n, t)) = syntax::receiver(f, src) {
+                decls.push((n, t, "receiver"));
+            }
+        }
+        for (name, ty, role) in decls {
+            if holds(cx, ty, kind) {
+                let name = if name.is_empty() {
+                    "_".to_string()
+                } else {
+                    format!("`{name}`")
+                };
+                findings.push(Finding {
+                    node: ty,
+                    message: format!(
+                        "{role} {name} receives a copy of {} ({noun} by value)",
+                        what(cx, ty)
+                    ),
+                    help: format!("{fix}: use `*{}`", what(cx, ty)),
+                    severity: None,
+                });
+            }
+        }
+        let Some(body) = f.child_by_field_name("body") else {
+            continue;
+        };
+        for n in syntax::descendants(body, false) {
+            match n.kind() {
+                "short_var_declaration" | "assignment_statement" | "var_spec" => {
+                    let Some((lhs, rhs)) = syntax::assignment_sides(n) else {
+                        continue;
+                    };
+                    if lhs.len() != rhs.len() {
+                        continue;
+                    }
+                    for (l, r) in lhs.iter().zip(&rhs) {
+                        if cx.text(*l) == "_" {
+                            continue;
+                        }
+                        if let Some(t) = is_holding_value(cx, *r, kind) {
+                            findings.push(Finding {
+                                node: *r,
+                                message: format!("assignment copies `{}` ({t}, {noun} by value) into `{}`", cx.text(*r), cx.text(*l)),
+                                help: format!("{fix}: take its address (`&{}`) or restructure to share one value", cx.text(*r)),
+                                severity: None,
+                            });
+                        }
+                    }
+                }
+                "return_statement" => {
+                    for e in n
+                        .named_child(0)
+                        .map(syntax::named_children)
+                        .unwrap_or_default()
+                    {
+                        if let Some(t) = is_holding_value(cx, e, kind) {
+                            findings.push(Finding {
+                                node: e,
+                                message: format!(
+                                    "return copies `{}` ({t}, {noun} by value)",
+                                    cx.text(e)
+                                ),
+                                help: format!("{fix}: return a pointer"),
+                                severity: None,
+                            });
+                        }
+                    }
+                }
+                "range_clause" => {
+                    let (Some(left), Some(right)) = (
+                        n.child_by_field_name("left"),
+                        n.child_by_field_name("right"),
+                    ) else {
+                        continue;
+                    };
+                    let vars = syntax::named_children(left);
+                    let Some(value_var) = vars.get(1) else {
+                        continue;
+                    };
+                    if cx.text(*value_var) == "_" {
+                        continue;
+                    }
+                    if let Some(t) = range_elem_holding(cx, right, kind) {
+                        findings.push(Finding {
+                            node: *value_var,
+                            message: format!(
+                                "range variable `{}` copies each element ({t}, {noun} by value)",
+                                cx.text(*value_var)
+                            ),
+                            help: format!(
+                                "{fix}: range over indices and use `&{}[i]`, or store pointers",
+                                cx.text(right)
+                            ),
+                            severity: None,
+                        });
+                    }
+                }
+                "call_expression" => {
+                    let Some(call) = syntax::Call::of(n) else {
+                        continue;
+                    };
+                    if call.receiver.is_none()
+                        && matches!(cx.text(call.name), "len" | "cap" | "new" | "make")
+                    {
+                        continue;
+                    }
+                    for a in &call.args {
+                        if let Some(t) = is_holding_value(cx, *a, kind) {
+                            findings.push(Finding {
+                                node: *a,
+                                message: format!(
+                                    "call passes a copy of `{}` ({t}, {noun} by value)",
+                                    cx.text(*a)
+                                ),
+                                help: format!("{fix}: pass `&{}`", cx.text(*a)),
+                                severity: None,
+                            });
+                        }
+                    }
+                }
+                "channel_type" => {
+                    if let Some(v) = n.child_by_field_name("value") {
+                        if holds(cx, v, kind) {
+                            findings.push(Finding {
+                                node: n,
+                                message: format!(
+                                    "channel of {} sends copies ({noun} by value)",
+                                    what(cx, v)
+                                ),
+                                help: format!("{fix}: use `chan *{}`", what(cx, v)),
+                                severity: None,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for f in findings {
+        cx.report(f);
+    }
+}
+
+/// The element type of a ranged expression when it holds `kind` by value.
+fn range_elem_holding(cx: &Checker, e: Node, kind: SyncKind) -> Option<String> {
+    let e = syntax::unparen(e);
+    let ty = match e.kind() {
+        "identifier" => match resolve::declaration(cx, e, cx.text(e))? {
+            Decl::Type(t) => t,
+            Decl::Value(v) => syntax::unparen(v).child_by_field_name("type")?,
+        },
+        "composite_literal" => e.child_by_field_name("type")?,
+        _ => return None,
+    };
+    let elem = match ty.kind() {
+        "slice_type" | "array_type" | "implicit_length_array_type" => {
+            ty.child_by_field_name("element")?
+        }
+        "map_type" => ty.child_by_field_name("value")?,
+        _ => return None,
+    };
+    holds(cx, elem, kind).then(|| what(cx, elem))
+}

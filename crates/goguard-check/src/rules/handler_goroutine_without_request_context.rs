@@ -1,0 +1,169 @@
+//! G104 handler-goroutine-without-request-context.
+
+use tree_sitter::Node;
+
+use crate::checker::{Checker, Finding};
+use crate::syntax::{self, Call};
+
+pub const DOC: &str = r#"# G104 handler-goroutine-without-request-context
+
+## What it does
+Inside an HTTP handler (a function taking `(http.ResponseWriter, *http.Request)`, or a
+`ServeHTTP` method), reports a `go` statement whose goroutine does blocking or slow work
+(sleeps, channel operations, loops, network or database calls) without using
+`r.Context()` or a context derived from it.
+
+## Why is this bad?
+The goroutine is not bound to the request: it keeps running after the client has gone,
+holds up `http.Server.Shutdown` (which waits only for handlers, so the work is cut off at
+exit or outlives it), and under load the number of such goroutines grows linearly with
+requests. The reference's 2.4.
+
+## Example
+```go
+func handle(w http.ResponseWriter, r *http.Request) {
+    go func() {
+        time.Sleep(10 * time.Second) // runs on after the client left
+        audit(r.URL.Path)
+    }()
+    w.WriteHeader(http.StatusAccepted)
+}
+```
+
+## Use instead
+```go
+func handle(w http.ResponseWriter, r *http.Request) {
+    ctx := r.Context()
+    go func() {
+        select {
+        case <-time.After(10 * time.Second):
+            audit(r.URL.Path)
+        case <-ctx.Done():
+        }
+    }()
+    w.WriteHeader(http.StatusAccepted)
+}
+```
+For work that must outlive the request on purpose, say so with
+`context.WithoutCancel(r.Context())` and bound it with a timeout.
+
+## Known limits
+"Slow work" is recognised by its shape (sleep, channel operation, select, loop, or a call
+named like I/O: `Do`, `Get`, `Post`, `Query`, `Exec`, `Send`, `Publish`, `Dial`, ...).
+Any use of an identifier named like a context (`ctx`, a variable assigned from
+`r.Context()`) counts as binding the goroutine.
+
+## References
+- https://pkg.go.dev/net/http#Request.Context
+- https://pkg.go.dev/net/http#Server.Shutdown
+"#;
+
+const SLOW_CALLS: &[&str] = &[
+    "Sleep",
+    "Do",
+    "Get",
+    "Post",
+    "PostForm",
+    "Head",
+    "Query",
+    "QueryRow",
+    "QueryContext",
+    "Exec",
+    "ExecContext",
+    "Send",
+    "Publish",
+    "Dial",
+    "DialContext",
+    "Call",
+    "Wait",
+    "ReadAll",
+    "Copy",
+    "Write",
+    "Read",
+];
+
+pub fn check(cx: &mut Checker) {
+    let mut findings = Vec::new();
+    for &go in &cx.index.go_stmts {
+        let Some(handler) = enclosing_handler(cx, go) else {
+            continue;
+        };
+        let Some(lit) = syntax::stmt_func_literal(go) else {
+            continue;
+        };
+        let Some(body) = lit.child_by_field_name("body") else {
+            continue;
+        };
+        let call = syntax::stmt_call(go);
+        let nodes = syntax::descendants(body, true);
+        let Some(slow) = nodes.iter().find(|n| is_slow(cx, **n)) else {
+            continue;
+        };
+        let uses_ctx = |n: &Node| {
+            (n.kind() == "identifier" && is_context_name(cx, *n))
+                || (n.kind() == "selector_expression"
+                    && n.child_by_field_name("field")
+                        .is_some_and(|f| cx.text(f) == "Context"))
+        };
+        let bound = nodes.iter().any(uses_ctx)
+            || call.is_some_and(|c| {
+                syntax::descendants(c.child_by_field_name("arguments").unwrap_or(c), true)
+                    .iter()
+                    .any(uses_ctx)
+            });
+        if bound {
+            continue;
+        }
+        findings.push(Finding {
+            node: go.child(0).unwrap_or(go),
+            message: format!(
+                "goroutine started by handler `{handler}` does slow work (line {}) without the request's context: it outlives the request and holds up shutdown",
+                cx.line(*slow)
+            ),
+            help: "pass `r.Context()` (or a context derived from it) and stop when it is done; for deliberate background work use `context.WithoutCancel(r.Context())` with a timeout".into(),
+            severity: None,
+        });
+    }
+    for f in findings {
+        cx.report(f);
+    }
+}
+
+/// The handler's name when `node` is inside one.
+fn enclosing_handler<'a>(cx: &Checker<'a>, node: Node<'a>) -> Option<&'a str> {
+    let mut f = syntax::enclosing_function(node);
+    while let Some(func) = f {
+        let params = syntax::params(func, cx.src());
+        let types: Vec<String> = params
+            .iter()
+            .map(|(_, t)| syntax::normalize(cx.text(*t)))
+            .collect();
+        let is_handler = types.len() == 2
+            && types[0].ends_with("ResponseWriter")
+            && types[1].ends_with("Request")
+            && types[1].starts_with('*');
+        if is_handler {
+            return Some(match func.child_by_field_name("name") {
+                Some(n) => cx.text(n),
+                None => "(func literal)",
+            });
+        }
+        f = syntax::enclosing_function(func);
+    }
+    None
+}
+
+fn is_slow(cx: &Checker, n: Node) -> bool {
+    match n.kind() {
+        "send_statement" | "select_statement" | "for_statement" => true,
+        "unary_expression" => n.child(0).is_some_and(|o| cx.text(o) == "<-"),
+        "call_expression" => Call::of(n)
+            .is_some_and(|c| c.receiver.is_some() && SLOW_CALLS.contains(&cx.text(c.name))),
+        _ => false,
+    }
+}
+
+fn is_context_name(cx: &Checker, n: Node) -> bool {
+    let t = cx.text(n);
+    t == "ctx" || t.ends_with("Ctx") || t.ends_with("ctx") || t == "context"
+}

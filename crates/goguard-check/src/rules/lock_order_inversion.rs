@@ -1,0 +1,95 @@
+//! G404 lock-order-inversion.
+
+use std::collections::HashMap;
+
+use tree_sitter::Node;
+
+use super::locksets::{self, Event};
+use crate::checker::{Checker, Finding};
+
+pub const DOC: &str = r#"# G404 lock-order-inversion
+
+## What it does
+Reports two places in the package that take the same two locks in opposite orders: one
+holds A while locking B, the other holds B while locking A.
+
+## Why is this bad?
+When both run at the same time, each goroutine holds the lock the other is waiting for
+and neither can continue: an AB-BA deadlock. It needs the right interleaving, so it passes
+tests and appears under production load.
+
+## Example
+```go
+func (b *Bank) Transfer() {
+    b.accounts.Lock()
+    b.audit.Lock() // accounts -> audit
+    // ...
+    b.audit.Unlock()
+    b.accounts.Unlock()
+}
+
+func (b *Bank) Report() {
+    b.audit.Lock()
+    b.accounts.Lock() // audit -> accounts: inverted
+    // ...
+}
+```
+
+## Use instead
+Pick one global order (document it next to the fields) and take the locks in that order
+everywhere.
+
+## Known limits
+Locks are identified as `Type.field` for receiver fields and by name for package-level
+variables; locks reached through parameters or locals are not compared (the order of
+`a.mu` and `b.mu` for two values of one type depends on the values, not the code). Only
+functions of the same file are compared.
+
+## References
+- https://go.dev/wiki/LockOrdering
+"#;
+
+pub fn check(cx: &mut Checker) {
+    let mut orders: HashMap<(String, String), Node> = HashMap::new();
+    let mut all = Vec::new();
+    for &f in &cx.index.functions {
+        for e in locksets::events(cx, f) {
+            if let Event::Order {
+                node,
+                held,
+                acquired,
+            } = e
+            {
+                if held.contains("func@") || acquired.contains("func@") || held == acquired {
+                    continue;
+                }
+                orders
+                    .entry((held.clone(), acquired.clone()))
+                    .or_insert(node);
+                all.push((node, held, acquired));
+            }
+        }
+    }
+    let mut findings = Vec::new();
+    for (node, held, acquired) in all {
+        let Some(other) = orders.get(&(acquired.clone(), held.clone())) else {
+            continue;
+        };
+        // Report the later of the two sites once.
+        if other.start_byte() > node.start_byte() {
+            continue;
+        }
+        findings.push(Finding {
+            node,
+            message: format!(
+                "`{acquired}` is locked while holding `{held}`, but line {} locks `{held}` while holding `{acquired}`: opposite orders can deadlock",
+                cx.line(*other)
+            ),
+            help: format!("take `{held}` and `{acquired}` in one agreed order everywhere"),
+            severity: None,
+        });
+    }
+    for f in findings {
+        cx.report(f);
+    }
+}

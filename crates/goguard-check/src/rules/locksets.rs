@@ -1,0 +1,426 @@
+//! The locks held along the statements of a function, shared by G403 (double lock),
+//! G404 (lock-order inversion) and G405 (blocking while locked).
+//!
+//! Statements are walked in order with the set of held locks; branches start from a copy and
+//! join by intersection (a lock counts as held after a branch only if every path still holds
+//! it), loops are walked once. Locks are keyed by their expression text (`s.mu`) within a
+//! function and by an identity (`Server.mu`, a global's name) across functions.
+
+use std::collections::HashMap;
+
+use tree_sitter::Node;
+
+use crate::checker::Checker;
+use crate::package::SyncKind;
+use crate::resolve;
+use crate::syntax::{self, Call};
+
+/// Something that happened while locks were held.
+pub enum Event<'a> {
+    /// `key` locked again while held (`reader`: both acquisitions are RLock).
+    Relock {
+        node: Node<'a>,
+        key: String,
+        first: Node<'a>,
+        reader: bool,
+    },
+    /// A method of the same receiver that locks `key` called while `key` is held.
+    CallRelock {
+        node: Node<'a>,
+        key: String,
+        method: String,
+        first: Node<'a>,
+    },
+    /// `acquired` locked while `held` is held (identities).
+    Order {
+        node: Node<'a>,
+        held: String,
+        acquired: String,
+    },
+    /// A channel operation or Wait while holding `held` (identity).
+    Block {
+        node: Node<'a>,
+        held: String,
+        op: Op,
+        target: String,
+    },
+}
+
+/// A blocking operation and the channel or WaitGroup it is on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Op {
+    Send,
+    Receive,
+    Wait,
+}
+
+#[derive(Clone)]
+struct Held<'a> {
+    node: Node<'a>,
+    reader: bool,
+}
+
+struct Walker<'c, 'a> {
+    cx: &'c Checker<'a>,
+    func: Node<'a>,
+    events: Vec<Event<'a>>,
+}
+
+/// The lock events of one function (not entering nested function literals).
+pub fn events<'a>(cx: &Checker<'a>, func: Node<'a>) -> Vec<Event<'a>> {
+    let Some(body) = func.child_by_field_name("body") else {
+        return Vec::new();
+    };
+    let mut w = Walker {
+        cx,
+        func,
+        events: Vec::new(),
+    };
+    let mut held = HashMap::new();
+    w.block(body, &mut held);
+    w.events
+}
+
+/// The receiver name and type of the method `func` belongs to (through literals).
+pub fn method_receiver<'a>(cx: &Checker<'a>, func: Node<'a>) -> Option<(&'a str, &'a str)> {
+    let mut f = Some(func);
+    while let Some(n) = f {
+        if n.kind() == "method_declaration" {
+            let (name, ty) = syntax::receiver(n, cx.src())?;
+            return Some((name, syntax::base_type_name(ty, cx.src())?));
+        }
+        f = syntax::enclosing_function(n);
+    }
+    None
+}
+
+/// A name for a lock or channel that is the same in every function of the file:
+/// `Type.field` for receiver fields, the name for package-level variables, and
+/// `func@offset:name` for locals of one function (shared by its closures).
+pub fn identity(cx: &Checker, func: Node, expr: Node) -> Option<String> {
+    let text = syntax::normalize(cx.text(expr));
+    let head = text.split('.').next()?;
+    if let Some((rname, rtype)) = method_receiver(cx, func) {
+        if head == rname {
+            return Some(format!("{rtype}{}", &text[head.len()..]));
+        }
+    }
+    let first = syntax::unparen(expr);
+    let ident = if first.kind() == "identifier" {
+        Some(first)
+    } else {
+        first
+            .child_by_field_name("operand")
+            .filter(|o| o.kind() == "identifier")
+    };
+    let ident = ident?;
+    if resolve::declaration(cx, ident, head).is_none() {
+        return Some(text); // package level
+    }
+    let mut outer = func;
+    while let Some(o) = syntax::enclosing_function(outer) {
+        outer = o;
+    }
+    Some(format!("func@{}:{text}", outer.start_byte()))
+}
+
+impl<'c, 'a> Walker<'c, 'a> {
+    /// Returns false when the statements always leave (return, panic).
+    fn block(&mut self, node: Node<'a>, held: &mut HashMap<String, Held<'a>>) -> bool {
+        for s in syntax::block_statements(node) {
+            if !self.stmt(s, held) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn stmt(&mut self, s: Node<'a>, held: &mut HashMap<String, Held<'a>>) -> bool {
+        match s.kind() {
+            "block" => self.block(s, held),
+            "return_statement" => {
+                self.scan(s, held);
+                false
+            }
+            "if_statement" => {
+                if let Some(init) = s.child_by_field_name("initializer") {
+                    self.scan(init, held);
+                }
+                let mut a = held.clone();
+                let a_goes = s
+                    .child_by_field_name("consequence")
+                    .is_none_or(|c| self.stmt(c, &mut a));
+                let mut b = held.clone();
+                let b_goes = s
+                    .child_by_field_name("alternative")
+                    .is_none_or(|c| self.stmt(c, &mut b));
+                *held = match (a_goes, b_goes) {
+                    (true, true) => intersect(&a, &b),
+                    (true, false) => a,
+                    (false, true) => b,
+                    (false, false) => return false,
+                };
+                true
+            }
+            "for_statement" => {
+                if let Some(body) = s.child_by_field_name("body") {
+                    let mut inner = held.clone();
+                    self.block(body, &mut inner);
+                }
+                true
+            }
+            "expression_switch_statement" | "type_switch_statement" | "select_statement" => {
+                let mut outs: Vec<HashMap<String, Held<'a>>> = Vec::new();
+                let mut has_default = false;
+                for case in syntax::named_children(s) {
+                    if !matches!(
+                        case.kind(),
+                        "expression_case" | "type_case" | "communication_case" | "default_case"
+                    ) {
+                        continue;
+                    }
+                    has_default |= case.kind() == "default_case";
+                    let mut h = held.clone();
+                    if let Some(comm) = case.child_by_field_name("communication") {
+                        self.scan(comm, &h);
+                    }
+                    let goes = syntax::named_children(case)
+                        .into_iter()
+                        .filter(|n| n.kind() == "statement_list")
+                        .all(|l| self.block(l, &mut h));
+                    if goes {
+                        outs.push(h);
+                    }
+                }
+                if s.kind() != "select_statement" && !has_default {
+                    outs.push(held.clone());
+                }
+                match outs.split_first() {
+                    Some((first, rest)) => {
+                        *held = rest.iter().fold(first.clone(), |acc, h| intersect(&acc, h));
+                        true
+                    }
+                    None => false,
+                }
+            }
+            "labeled_statement" => match syntax::named_children(s)
+                .into_iter()
+                .find(|n| n.kind() != "label_name")
+            {
+                Some(inner) => self.stmt(inner, held),
+                None => true,
+            },
+            "go_statement" => true,
+            "defer_statement" => true, // a deferred unlock keeps the lock held to the end
+            "expression_statement" => {
+                let expr = s.named_child(0);
+                if let Some(call) = expr.and_then(Call::of) {
+                    if let Some(done) = self.lock_call(call, held) {
+                        return done;
+                    }
+                }
+                if expr.is_some_and(|e| crate::paths::is_noreturn_call(e, self.cx.src())) {
+                    return false;
+                }
+                self.scan(s, held);
+                true
+            }
+            _ => {
+                self.scan(s, held);
+                true
+            }
+        }
+    }
+
+    /// Handles `m.Lock()`-family calls; returns Some(true) when it was one.
+    fn lock_call(&mut self, call: Call<'a>, held: &mut HashMap<String, Held<'a>>) -> Option<bool> {
+        let cx = self.cx;
+        let recv = call.receiver?;
+        let name = cx.text(call.name);
+        if !matches!(name, "Lock" | "RLock" | "Unlock" | "RUnlock")
+            || resolve::sync_kind(cx, recv) != Some(SyncKind::Mutex)
+        {
+            return None;
+        }
+        let key = syntax::normalize(cx.text(recv));
+        match name {
+            "Lock" | "RLock" => {
+                let reader = name == "RLock";
+                if let Some(h) = held.get(&key) {
+                    self.events.push(Event::Relock {
+                        node: call.node,
+                        key: key.clone(),
+                        first: h.node,
+                        reader: reader && h.reader,
+                    });
+                }
+                if let Some(acq) = identity(cx, self.func, recv) {
+                    for (k, h) in held.iter() {
+                        if *k == key {
+                            continue;
+                        }
+                        let held_recv = h
+                            .node
+                            .child_by_field_name("function")
+                            .and_then(|f| f.child_by_field_name("operand"));
+                        if let Some(hid) = held_recv.and_then(|r| identity(cx, self.func, r)) {
+                            self.events.push(Event::Order {
+                                node: call.node,
+                                held: hid,
+                                acquired: acq.clone(),
+                            });
+                        }
+                    }
+                }
+                held.insert(
+                    key,
+                    Held {
+                        node: call.node,
+                        reader,
+                    },
+                );
+            }
+            _ => {
+                held.remove(&key);
+            }
+        }
+        Some(true)
+    }
+
+    /// Looks through an expression or simple statement for calls of locking methods of the
+    /// same receiver and for blocking operations.
+    fn scan(&mut self, s: Node<'a>, held: &HashMap<String, Held<'a>>) {
+        if held.is_empty() {
+            return;
+        }
+        let cx = self.cx;
+        for n in syntax::descendants(s, false) {
+            match n.kind() {
+                "call_expression" => {
+                    let Some(call) = Call::of(n) else { continue };
+                    self.call_relock(call.clone(), held);
+                    if cx.text(call.name) == "Wait"
+                        && call.receiver.is_some_and(|r| resolve::is_waitgroup(cx, r))
+                    {
+                        self.block_event(n, Op::Wait, call.receiver, held);
+                    }
+                }
+                "send_statement" => {
+                    if !in_select_with_default(n) {
+                        self.block_event(n, Op::Send, n.child_by_field_name("channel"), held);
+                    }
+                }
+                "unary_expression" if n.child(0).is_some_and(|o| cx.text(o) == "<-") => {
+                    if !in_select_with_default(n) {
+                        self.block_event(n, Op::Receive, n.child_by_field_name("operand"), held);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn block_event(
+        &mut self,
+        node: Node<'a>,
+        op: Op,
+        target: Option<Node<'a>>,
+        held: &HashMap<String, Held<'a>>,
+    ) {
+        let Some(target) = target.and_then(|t| identity(self.cx, self.func, t)) else {
+            return;
+        };
+        for h in held.values() {
+            let recv = h
+                .node
+                .child_by_field_name("function")
+                .and_then(|f| f.child_by_field_name("operand"));
+            if let Some(hid) = recv.and_then(|r| identity(self.cx, self.func, r)) {
+                self.events.push(Event::Block {
+                    node,
+                    held: hid,
+                    op,
+                    target: target.clone(),
+                });
+            }
+        }
+    }
+
+    /// `s.other()` where `other` is a method of this receiver's type that locks `s.<field>`.
+    fn call_relock(&mut self, call: Call<'a>, held: &HashMap<String, Held<'a>>) {
+        let cx = self.cx;
+        let Some(recv) = call.receiver else { return };
+        let Some((rname, rtype)) = method_receiver(cx, self.func) else {
+            return;
+        };
+        if cx.text(recv) != rname {
+            return;
+        }
+        let Some(method) = cx.local_method(rtype, cx.text(call.name)) else {
+            return;
+        };
+        let Some((mrecv, _)) = syntax::receiver(method, cx.src()) else {
+            return;
+        };
+        let Some(body) = method.child_by_field_name("body") else {
+            return;
+        };
+        for n in syntax::descendants(body, false) {
+            let Some(c) = Call::of(n) else { continue };
+            let name = cx.text(c.name);
+            if !matches!(name, "Lock" | "RLock") {
+                continue;
+            }
+            let Some(r) = c.receiver else { continue };
+            let text = syntax::normalize(cx.text(r));
+            let Some(rest) = text.strip_prefix(mrecv) else {
+                continue;
+            };
+            let key = format!("{rname}{rest}");
+            if let Some(h) = held.get(&key) {
+                self.events.push(Event::CallRelock {
+                    node: call.node,
+                    key,
+                    method: cx.text(call.name).to_string(),
+                    first: h.node,
+                });
+                return;
+            }
+        }
+    }
+}
+
+fn intersect<'a>(
+    a: &HashMap<String, Held<'a>>,
+    b: &HashMap<String, Held<'a>>,
+) -> HashMap<String, Held<'a>> {
+    a.iter()
+        .filter(|(k, _)| b.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// A send or receive used as a case of a select that has a default never blocks.
+fn in_select_with_default(n: Node) -> bool {
+    let mut cur = n.parent();
+    while let Some(p) = cur {
+        match p.kind() {
+            "communication_case" => {
+                return p.parent().is_some_and(|sel| {
+                    syntax::named_children(sel)
+                        .iter()
+                        .any(|c| c.kind() == "default_case")
+                });
+            }
+            "expression_statement"
+            | "receive_statement"
+            | "send_statement"
+            | "short_var_declaration"
+            | "assignment_statement"
+            | "expression_list"
+            | "unary_expression" => cur = p.parent(),
+            _ => return false,
+        }
+    }
+    false
+}

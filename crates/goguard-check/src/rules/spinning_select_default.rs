@@ -1,0 +1,86 @@
+//! G203 spinning-select-default.
+
+use crate::checker::{Checker, Finding};
+use crate::syntax;
+
+pub const DOC: &str = r#"# G203 spinning-select-default
+
+## What it does
+Reports a loop whose body is a `select` with an empty `default` and nothing else that
+waits: the loop polls its channels as fast as the CPU allows.
+
+## Why is this bad?
+`default` makes a select non-blocking. In a loop with nothing else that blocks, the
+goroutine never sleeps: it burns a whole core while waiting, competes with the goroutines
+doing real work, and hides in profiles as "busy". Remove the default to block until a case
+is ready.
+
+## Example
+```go
+for {
+    select {
+    case job := <-jobs:
+        run(job)
+    case <-ctx.Done():
+        return
+    default: // spins
+    }
+}
+```
+
+## Use instead
+```go
+for {
+    select {
+    case job := <-jobs:
+        run(job)
+    case <-ctx.Done():
+        return
+    }
+}
+```
+
+## Known limits
+Only loops whose body is the select alone are reported; a loop that also sleeps, calls
+something or receives elsewhere is assumed to pace itself.
+
+## References
+- https://go.dev/ref/spec#Select_statements
+"#;
+
+pub fn check(cx: &mut Checker) {
+    let mut findings = Vec::new();
+    for &lp in &cx.index.for_stmts {
+        let Some(body) = lp.child_by_field_name("body") else {
+            continue;
+        };
+        let stmts = syntax::block_statements(body);
+        let [sel] = stmts.as_slice() else { continue };
+        if sel.kind() != "select_statement" {
+            continue;
+        }
+        let Some(default) = syntax::named_children(*sel)
+            .into_iter()
+            .find(|c| c.kind() == "default_case")
+        else {
+            continue;
+        };
+        let empty = syntax::named_children(default)
+            .into_iter()
+            .filter(|n| n.kind() == "statement_list")
+            .flat_map(syntax::block_statements)
+            .all(|s| matches!(s.kind(), "continue_statement" | "empty_statement"));
+        if !empty {
+            continue;
+        }
+        findings.push(Finding {
+            node: default.child(0).unwrap_or(default),
+            message: format!("empty `default` makes the select at line {} non-blocking, so the loop at line {} spins on a CPU core", cx.line(*sel), cx.line(lp)),
+            help: "remove the empty `default` so the select blocks until a case is ready".into(),
+            severity: None,
+        });
+    }
+    for f in findings {
+        cx.report(f);
+    }
+}

@@ -1,0 +1,139 @@
+//! G301 waitgroup-add-after-go.
+
+use tree_sitter::Node;
+
+use super::{wg_go_hint, wg_method};
+use crate::checker::{Checker, Finding};
+use crate::syntax;
+
+pub const DOC: &str = r#"# G301 waitgroup-add-after-go
+
+## What it does
+Reports `wg.Add` called inside the goroutine it accounts for (anywhere in its body, not only
+as its first statement), or after the `go` statement it accounts for.
+
+## Why is this bad?
+`Wait` returns when the counter is zero. If the goroutine is started before `Add` runs, the
+caller can reach `Wait` while the counter is still zero, so `Wait` returns before the work is
+done; and if the goroutine's `Done` runs before the `Add`, the counter goes negative and the
+program crashes with `panic: sync: negative WaitGroup counter`. Whether it happens depends on
+scheduling, so tests pass and production fails.
+
+## Example
+```go
+for _, job := range jobs {
+    go func() {
+        wg.Add(1) // too late: Wait may already have returned
+        defer wg.Done()
+        run(job)
+    }()
+}
+wg.Wait()
+```
+
+## Use instead
+```go
+for _, job := range jobs {
+    wg.Add(1)
+    go func() {
+        defer wg.Done()
+        run(job)
+    }()
+}
+wg.Wait()
+```
+With Go 1.25 or later (`go 1.25` in go.mod), `wg.Go(func() { run(job) })` does both.
+
+## Known limits
+The `Add` must be in the same function as the `go` statement or inside the goroutine's
+function literal (or the package function it calls). An `Add` hidden behind another call is
+not seen. `go vet`'s `waitgroup` analyzer (Go 1.25) reports only an `Add` that is the first
+statement of the goroutine.
+
+## References
+- https://pkg.go.dev/sync#WaitGroup.Add ("calls with a positive delta ... must happen before a Wait")
+- https://pkg.go.dev/sync#WaitGroup.Go
+"#;
+
+pub fn check(cx: &mut Checker) {
+    let go_stmts = cx.index.go_stmts.clone();
+    let mut findings = Vec::new();
+    for go in go_stmts {
+        // Add inside the goroutine's own function.
+        if let Some(f) = super::goroutine_function(cx, go) {
+            if let Some(body) = f.child_by_field_name("body") {
+                for n in syntax::descendants(body, false) {
+                    if let Some((wg, call)) = wg_method(cx, n, &["Add"]) {
+                        findings.push(Finding {
+                            node: call.node,
+                            message: format!(
+                                "`{wg}.Add` runs inside the goroutine it accounts for, started at line {}",
+                                cx.line(go)
+                            ),
+                            help: format!("call `{wg}.Add(1)` before the `go` statement.{}", wg_go_hint(cx, &wg)),
+                            severity: None,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(f) = add_after(cx, go) {
+            findings.push(f);
+        }
+    }
+    for f in findings {
+        cx.report(f);
+    }
+}
+
+/// An `Add` among the statements following `go` in the same block, with no `Add` for the same
+/// WaitGroup before the `go` statement since the previous goroutine.
+fn add_after<'a>(cx: &Checker<'a>, go: Node<'a>) -> Option<Finding<'a>> {
+    let f = super::goroutine_function(cx, go)?;
+    let body = f.child_by_field_name("body")?;
+    // The WaitGroup the goroutine signals on.
+    let wg = syntax::descendants(body, false)
+        .into_iter()
+        .find_map(|n| wg_method(cx, n, &["Done"]).map(|(wg, _)| wg))?;
+    // Inside a named function the WaitGroup may be a parameter with another name.
+    if f.kind() != "func_literal" {
+        return None;
+    }
+    let parent = go.parent()?;
+    let siblings = syntax::named_children(parent);
+    let pos = siblings.iter().position(|s| s.id() == go.id())?;
+    let is_add = |s: Node<'a>| {
+        syntax::descendants(s, false)
+            .into_iter()
+            .any(|n| wg_method(cx, n, &["Add"]).is_some_and(|(w, _)| w == wg))
+    };
+    let is_go = |s: Node| s.kind() == "go_statement";
+    // An Add already made for this goroutine before it started.
+    let covered = siblings[..pos]
+        .iter()
+        .rev()
+        .take_while(|s| !is_go(**s))
+        .any(|s| is_add(*s));
+    if covered {
+        return None;
+    }
+    let late = siblings[pos + 1..]
+        .iter()
+        .take_while(|s| !is_go(**s))
+        .find(|s| is_add(**s))?;
+    let call = syntax::descendants(*late, false)
+        .into_iter()
+        .find(|n| wg_method(cx, *n, &["Add"]).is_some())?;
+    Some(Finding {
+        node: call,
+        message: format!(
+            "`{wg}.Add` runs after the goroutine it accounts for was started at line {}",
+            cx.line(go)
+        ),
+        help: format!(
+            "move `{wg}.Add(1)` before the `go` statement.{}",
+            wg_go_hint(cx, &wg)
+        ),
+        severity: None,
+    })
+}

@@ -1,0 +1,158 @@
+//! G304 waitgroup-done-skippable.
+
+use tree_sitter::Node;
+
+use super::{wg_go_hint, wg_method};
+use crate::checker::{Checker, Finding};
+use crate::paths::{self, Tracker};
+use crate::syntax;
+
+pub const DOC: &str = r#"# G304 waitgroup-done-skippable
+
+## What it does
+Reports a `wg.Done()` that is not deferred and that some way out of the goroutine (an early
+`return`, a `continue` or `break` in a worker loop, or a panic recovered inside the
+goroutine) skips.
+
+## Why is this bad?
+`Wait` returns only when every `Add` has its `Done`. A skipped `Done` leaves the counter
+above zero, so `Wait` blocks forever, and with it the goroutine that called it.
+
+The reference (4.4) says a panic skips `defer wg.Done()`. That is wrong: deferred calls run
+when a goroutine panics (the program then crashes unless something recovers) and when it
+calls `runtime.Goexit`. The real hang is a `Done` that is *not* deferred: an early exit
+skips it, and so does a panic that a deferred `recover` inside the goroutine swallows.
+`os.Exit` and `log.Fatal` skip deferred calls too, but they end the whole process.
+
+## Example
+```go
+go func() {
+    if err := step(); err != nil {
+        return // Done is skipped: Wait blocks forever
+    }
+    wg.Done()
+}()
+```
+
+## Use instead
+```go
+go func() {
+    defer wg.Done()
+    if err := step(); err != nil {
+        return
+    }
+}()
+```
+With Go 1.25 or later, `wg.Go(func() { ... })` defers the `Done` for you.
+
+## Known limits
+Paths are followed within the goroutine's function; `goto` stops the analysis (no report).
+A `Done` called from a helper function is not seen.
+
+## References
+- https://go.dev/ref/spec#Defer_statements
+- https://pkg.go.dev/sync#WaitGroup.Go
+"#;
+
+pub fn check(cx: &mut Checker) {
+    let mut findings = Vec::new();
+    let gos = cx.index.go_stmts.clone();
+    for go in gos {
+        let Some(f) = super::goroutine_function(cx, go) else {
+            continue;
+        };
+        let Some(body) = f.child_by_field_name("body") else {
+            continue;
+        };
+        let nodes = syntax::descendants(body, false);
+        let dones: Vec<(String, Node)> = nodes
+            .iter()
+            .filter_map(|n| wg_method(cx, *n, &["Done"]).map(|(w, c)| (w, c.node)))
+            .collect();
+        let recovers = nodes.iter().any(|n| is_deferred_recover(cx, *n));
+        for (wg, done) in &dones {
+            if done.parent().is_some_and(|p| p.kind() == "defer_statement") {
+                continue;
+            }
+            if dones
+                .iter()
+                .any(|(w, d)| w == wg && d.parent().is_some_and(|p| p.kind() == "defer_statement"))
+            {
+                continue; // a deferred Done covers every exit (G302 reports the doubling)
+            }
+            if let Some(f) = skipped(cx, body, wg, *done, recovers) {
+                findings.push(f);
+            }
+        }
+    }
+    for f in findings {
+        cx.report(f);
+    }
+}
+
+fn skipped<'a>(
+    cx: &Checker<'a>,
+    body: Node<'a>,
+    wg: &str,
+    done: Node<'a>,
+    recovers: bool,
+) -> Option<Finding<'a>> {
+    // A Done inside a loop of the goroutine pays for one iteration; otherwise for the goroutine.
+    let region = syntax::enclosing_loop(done)
+        .filter(|l| syntax::contains(body, *l))
+        .and_then(|l| l.child_by_field_name("body"))
+        .unwrap_or(body);
+    let is_release = |n: Node<'a>| {
+        syntax::descendants(n, true)
+            .into_iter()
+            .any(|m| wg_method(cx, m, &["Done"]).is_some_and(|(w, _)| w == wg))
+    };
+    let tracker = Tracker {
+        is_start: None,
+        is_release: &is_release,
+        src: cx.src(),
+    };
+    let exits = paths::leaking_exits(region, &tracker);
+    let hint = wg_go_hint(cx, wg);
+    if let Some(first) = exits.first() {
+        let how = match first.kind() {
+            "return_statement" => "the `return`",
+            "continue_statement" => "the `continue`",
+            "break_statement" => "the `break`",
+            _ => "the path reaching the end",
+        };
+        let lines: Vec<String> = exits.iter().map(|e| cx.line(*e).to_string()).collect();
+        return Some(Finding {
+            node: done,
+            message: format!(
+                "`{wg}.Done()` is not deferred and {how} at line {} skips it (exits without Done: line {})",
+                cx.line(*first),
+                lines.join(", ")
+            ),
+            help: format!("write `defer {wg}.Done()` at the start of the goroutine.{hint}"),
+            severity: None,
+        });
+    }
+    if recovers {
+        return Some(Finding {
+            node: done,
+            message: format!(
+                "`{wg}.Done()` is not deferred: a panic recovered by this goroutine's deferred `recover` skips it"
+            ),
+            help: format!("write `defer {wg}.Done()` at the start of the goroutine.{hint}"),
+            severity: None,
+        });
+    }
+    None
+}
+
+/// `defer func() { ... recover() ... }()`.
+fn is_deferred_recover(cx: &Checker, n: Node) -> bool {
+    n.kind() == "defer_statement"
+        && syntax::stmt_func_literal(n).is_some_and(|lit| {
+            syntax::descendants(lit, true).into_iter().any(|m| {
+                syntax::Call::of(m)
+                    .is_some_and(|c| c.receiver.is_none() && cx.text(c.name) == "recover")
+            })
+        })
+}

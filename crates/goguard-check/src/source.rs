@@ -1,0 +1,110 @@
+//! A parsed Go file: its text, its tree-sitter tree and a line index.
+
+use std::path::{Path, PathBuf};
+
+use tree_sitter::{Node, Parser, Tree};
+
+/// A Go source file parsed once; every rule reads this same tree.
+pub struct SourceFile {
+    /// The path as the user would open it (relative when the input was relative).
+    pub path: PathBuf,
+    pub text: String,
+    pub tree: Tree,
+    line_starts: Vec<usize>,
+}
+
+/// A position as users count it: 1-based line, 1-based column in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl SourceFile {
+    /// Parses `text`. Returns `None` only if tree-sitter gives up (it returns a tree with
+    /// ERROR nodes for malformed input, so in practice this means a cancelled parse).
+    pub fn parse(path: &Path, text: String) -> Option<SourceFile> {
+        let mut parser = Parser::new();
+        parser.set_language(&tree_sitter_go::LANGUAGE.into()).ok()?;
+        let tree = parser.parse(&text, None)?;
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Some(SourceFile {
+            path: path.to_path_buf(),
+            text,
+            tree,
+            line_starts,
+        })
+    }
+
+    pub fn root(&self) -> Node<'_> {
+        self.tree.root_node()
+    }
+
+    /// The source text of a node.
+    pub fn text_of(&self, node: Node) -> &str {
+        self.text.get(node.byte_range()).unwrap_or("")
+    }
+
+    /// Converts a byte offset to a 1-based line and character column.
+    pub fn position(&self, offset: usize) -> Position {
+        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
+        let start = self.line_starts[line];
+        let column = self
+            .text
+            .get(start..offset.min(self.text.len()))
+            .map_or(offset - start, |s| s.chars().count());
+        Position {
+            line: line + 1,
+            column: column + 1,
+        }
+    }
+
+    /// The text of 1-based line `line`, without its line ending.
+    pub fn line_text(&self, line: usize) -> &str {
+        let Some(&start) = self.line_starts.get(line.wrapping_sub(1)) else {
+            return "";
+        };
+        let end = self
+            .line_starts
+            .get(line)
+            .copied()
+            .unwrap_or(self.text.len());
+        self.text[start..end].trim_end_matches(['\n', '\r'])
+    }
+
+    /// The package name from the `package` clause, if it parsed.
+    pub fn package_name(&self) -> Option<&str> {
+        let root = self.root();
+        let mut cursor = root.walk();
+        let clause = root
+            .children(&mut cursor)
+            .find(|n| n.kind() == "package_clause")?;
+        let mut c2 = clause.walk();
+        let name = clause
+            .named_children(&mut c2)
+            .find(|n| n.kind() == "package_identifier")?;
+        Some(self.text_of(name))
+    }
+
+    /// How many ERROR or MISSING nodes the tree holds (0 for a clean parse).
+    pub fn syntax_errors(&self) -> Vec<Position> {
+        let mut out = Vec::new();
+        if !self.root().has_error() {
+            return out;
+        }
+        let mut stack = vec![self.root()];
+        while let Some(n) = stack.pop() {
+            if n.is_error() || n.is_missing() {
+                out.push(self.position(n.start_byte()));
+                continue;
+            }
+            if n.has_error() {
+                let mut c = n.walk();
+                stack.extend(n.children(&mut c));
+            }
+        }
+        out.sort();
+        out
+    }
+}

@@ -1,0 +1,296 @@
+//! Small helpers over tree-sitter-go nodes, shared by the rules.
+//!
+//! Rules look inside ERROR nodes too: tree-sitter keeps well-formed subtrees under them, and a
+//! file using syntax newer than the grammar should still be analysed where it can be.
+
+use tree_sitter::Node;
+
+/// Node kinds that start a new function body (a new scope for `return`).
+pub fn is_function(node: Node) -> bool {
+    matches!(
+        node.kind(),
+        "function_declaration" | "method_declaration" | "func_literal"
+    )
+}
+
+/// The named children of a node.
+pub fn named_children<'t>(node: Node<'t>) -> Vec<Node<'t>> {
+    let mut cursor = node.walk();
+    node.named_children(&mut cursor).collect()
+}
+
+/// Every node below `node` (itself included), depth first in source order. When
+/// `into_funcs` is false the bodies of nested function literals are not entered (the
+/// literal node itself is still yielded).
+pub fn descendants(node: Node, into_funcs: bool) -> Vec<Node> {
+    let mut out = Vec::new();
+    let mut stack = vec![node];
+    while let Some(n) = stack.pop() {
+        out.push(n);
+        if !into_funcs && n.kind() == "func_literal" && n.id() != node.id() {
+            continue;
+        }
+        let mut cursor = n.walk();
+        let kids: Vec<_> = n.children(&mut cursor).collect();
+        stack.extend(kids.into_iter().rev());
+    }
+    out
+}
+
+/// Removes any number of enclosing parentheses.
+pub fn unparen(mut node: Node) -> Node {
+    while node.kind() == "parenthesized_expression" {
+        match node.named_child(0) {
+            Some(inner) => node = inner,
+            None => break,
+        }
+    }
+    node
+}
+
+/// The closest enclosing function (declaration, method or literal) of `node`.
+pub fn enclosing_function(node: Node) -> Option<Node> {
+    let mut cur = node.parent();
+    while let Some(n) = cur {
+        if is_function(n) {
+            return Some(n);
+        }
+        cur = n.parent();
+    }
+    None
+}
+
+/// The statements of a block (`{ ... }`), looking through the `statement_list` wrapper.
+pub fn block_statements(block: Node) -> Vec<Node> {
+    let mut out = Vec::new();
+    for child in named_children(block) {
+        if child.kind() == "statement_list" {
+            out.extend(
+                named_children(child)
+                    .into_iter()
+                    .filter(|n| n.kind() != "comment"),
+            );
+        } else if child.kind() != "comment" {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// A call split into its callee parts: `recv.name(args)` or `name(args)`.
+#[derive(Clone)]
+pub struct Call<'t> {
+    pub node: Node<'t>,
+    /// The operand of a selector callee (`recv` in `recv.name()`).
+    pub receiver: Option<Node<'t>>,
+    /// The called name (`name`).
+    pub name: Node<'t>,
+    pub args: Vec<Node<'t>>,
+}
+
+impl<'t> Call<'t> {
+    /// Reads a `call_expression`; anything else gives `None`.
+    pub fn of(node: Node<'t>) -> Option<Call<'t>> {
+        if node.kind() != "call_expression" {
+            return None;
+        }
+        let function = unparen(node.child_by_field_name("function")?);
+        let (receiver, name) = match function.kind() {
+            "selector_expression" => (
+                Some(function.child_by_field_name("operand")?),
+                function.child_by_field_name("field")?,
+            ),
+            "identifier" => (None, function),
+            _ => return None,
+        };
+        let args = node
+            .child_by_field_name("arguments")
+            .map(|a| {
+                named_children(a)
+                    .into_iter()
+                    .filter(|n| n.kind() != "comment")
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Call {
+            node,
+            receiver,
+            name,
+            args,
+        })
+    }
+}
+
+/// The function literal or called function of a `go`/`defer` statement's call.
+pub fn stmt_call(stmt: Node) -> Option<Node> {
+    let expr = named_children(stmt)
+        .into_iter()
+        .find(|n| n.kind() != "comment")?;
+    let expr = unparen(expr);
+    (expr.kind() == "call_expression").then_some(expr)
+}
+
+/// For `go func(){...}()` or `defer func(){...}()`, the literal.
+pub fn stmt_func_literal(stmt: Node) -> Option<Node> {
+    let call = stmt_call(stmt)?;
+    let f = unparen(call.child_by_field_name("function")?);
+    (f.kind() == "func_literal").then_some(f)
+}
+
+/// True when `ancestor` contains `node` (or is it), by source range.
+pub fn contains(ancestor: Node, node: Node) -> bool {
+    ancestor.start_byte() <= node.start_byte() && node.end_byte() <= ancestor.end_byte()
+}
+
+/// The innermost loop (`for` statement) around `node` inside its own function.
+pub fn enclosing_loop(node: Node) -> Option<Node> {
+    let mut cur = node.parent();
+    while let Some(n) = cur {
+        if is_function(n) {
+            return None;
+        }
+        if n.kind() == "for_statement" {
+            return Some(n);
+        }
+        cur = n.parent();
+    }
+    None
+}
+
+/// The ranged expression of a `for ... range X` statement.
+pub fn range_expr(for_stmt: Node) -> Option<Node> {
+    named_children(for_stmt)
+        .into_iter()
+        .find(|n| n.kind() == "range_clause")
+        .and_then(|rc| rc.child_by_field_name("right"))
+}
+
+/// True for `for { ... }` (no condition, no clause).
+pub fn is_infinite_for(for_stmt: Node) -> bool {
+    for_stmt.kind() == "for_statement"
+        && named_children(for_stmt).into_iter().all(|n| {
+            n.kind() == "block"
+                || n.kind() == "comment"
+                || (n.kind() == "for_clause" && n.child_by_field_name("condition").is_none())
+        })
+}
+
+/// The parameters of a function node as (name, type node) pairs; unnamed ones get "".
+pub fn params<'t>(func: Node<'t>, src: &'t str) -> Vec<(&'t str, Node<'t>)> {
+    let Some(list) = func.child_by_field_name("parameters") else {
+        return Vec::new();
+    };
+    param_list(list, src)
+}
+
+/// The entries of a `parameter_list` as (name, type node) pairs.
+pub fn param_list<'t>(list: Node<'t>, src: &'t str) -> Vec<(&'t str, Node<'t>)> {
+    let mut out = Vec::new();
+    for decl in named_children(list) {
+        if !matches!(
+            decl.kind(),
+            "parameter_declaration" | "variadic_parameter_declaration"
+        ) {
+            continue;
+        }
+        let Some(ty) = decl.child_by_field_name("type") else {
+            continue;
+        };
+        let mut cursor = decl.walk();
+        let names: Vec<_> = decl
+            .children_by_field_name("name", &mut cursor)
+            .map(|n| src.get(n.byte_range()).unwrap_or(""))
+            .collect();
+        if names.is_empty() {
+            out.push(("", ty));
+        } else {
+            out.extend(names.into_iter().map(|n| (n, ty)));
+        }
+    }
+    out
+}
+
+/// The receiver of a method declaration: (name, type node).
+pub fn receiver<'t>(method: Node<'t>, src: &'t str) -> Option<(&'t str, Node<'t>)> {
+    let list = method.child_by_field_name("receiver")?;
+    param_list(list, src).into_iter().next()
+}
+
+/// The base type name of a type node: `*pkg.T[U]` gives `T`.
+pub fn base_type_name<'t>(ty: Node<'t>, src: &'t str) -> Option<&'t str> {
+    let mut ty = ty;
+    loop {
+        match ty.kind() {
+            "pointer_type" | "parenthesized_type" => ty = ty.named_child(0)?,
+            "generic_type" => ty = ty.child_by_field_name("type")?,
+            "qualified_type" => ty = ty.child_by_field_name("name")?,
+            "type_identifier" => return src.get(ty.byte_range()),
+            _ => return None,
+        }
+    }
+}
+
+/// The left-hand identifiers and right-hand values of a `:=`, `=` or `var` statement.
+pub fn assignment_sides(node: Node) -> Option<(Vec<Node>, Vec<Node>)> {
+    let (left, right) = match node.kind() {
+        "short_var_declaration" | "assignment_statement" => (
+            node.child_by_field_name("left")?,
+            node.child_by_field_name("right"),
+        ),
+        "var_spec" => {
+            let mut cursor = node.walk();
+            let names: Vec<_> = node.children_by_field_name("name", &mut cursor).collect();
+            let values = node
+                .child_by_field_name("value")
+                .map(named_children)
+                .unwrap_or_default();
+            return Some((names, values));
+        }
+        _ => return None,
+    };
+    let lhs = if left.kind() == "expression_list" {
+        named_children(left)
+    } else {
+        vec![left]
+    };
+    let rhs = match right {
+        Some(r) if r.kind() == "expression_list" => named_children(r),
+        Some(r) => vec![r],
+        None => Vec::new(),
+    };
+    Some((lhs, rhs))
+}
+
+/// True when the subtree of `node` references identifier `name` (any identifier node with
+/// that text, including inside nested function literals).
+pub fn mentions(node: Node, src: &str, name: &str) -> bool {
+    descendants(node, true)
+        .into_iter()
+        .any(|n| n.kind() == "identifier" && src.get(n.byte_range()) == Some(name))
+}
+
+/// True when the subtree contains an expression whose text equals `expr` (e.g. `s.mu`).
+pub fn mentions_expr(node: Node, src: &str, expr: &str) -> bool {
+    if !expr.contains('.') {
+        return mentions(node, src, expr);
+    }
+    descendants(node, true).into_iter().any(|n| {
+        n.kind() == "selector_expression"
+            && normalize(src.get(n.byte_range()).unwrap_or("")) == expr
+    })
+}
+
+/// Normalizes expression text for comparison: drops white space and parentheses around it.
+pub fn normalize(text: &str) -> String {
+    let t: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut s = t.as_str();
+    while s.starts_with('(') && s.ends_with(')') {
+        s = &s[1..s.len() - 1];
+    }
+    s.to_string()
+}
+
+/// The line of `node` counted from the start of the file (0-based), for ordering.
+pub fn is_before(a: Node, b: Node) -> bool {
+    a.end_byte() <= b.start_byte()
+}

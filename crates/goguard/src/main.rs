@@ -1,0 +1,216 @@
+//! The goguard command line: a thin layer over the analysis crates.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use goguard_check::{baseline, engine, output, registry, ConfigChoice, Options, Severity};
+
+/// Exit codes CI can rely on.
+const EXIT_CLEAN: u8 = 0;
+const EXIT_FINDINGS: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "goguard",
+    version,
+    about = "Find goroutine leaks, deadlocks, select/timer traps and sync misuse in Go code",
+    long_about = "goguard finds goroutine leaks, deadlocks, select/timer traps and sync misuse in Go \
+source before they ship.\n\nStart with `goguard check ./...`; `goguard rules` lists the rules and \
+`goguard explain G301` documents one."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse Go files and directories (default ".", "./..." accepted).
+    Check(CheckArgs),
+    /// List every rule: id, name, default severity, summary.
+    Rules {
+        /// Print the Markdown table used in the README.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Print a rule's full documentation.
+    Explain {
+        /// A rule id (G301) or name (waitgroup-add-after-go).
+        rule: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Sarif,
+    Github,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Files or directories; directories are walked recursively, honouring .gitignore.
+    #[arg(default_value = ".")]
+    paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Only these rules (ids, prefixes like G3, or names), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    select: Option<Vec<String>>,
+    /// Skip these rules (ids, prefixes or names), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    ignore: Vec<String>,
+    /// Exit 1 when a finding is at or above this severity [default: warning, or the config's].
+    #[arg(long, value_parser = parse_severity)]
+    fail_on: Option<Severity>,
+    /// Also show `info` findings (performance notes; hidden by default).
+    #[arg(long)]
+    show_info: bool,
+    /// Use this goguard.toml instead of discovering one.
+    #[arg(long, conflicts_with = "isolated")]
+    config: Option<PathBuf>,
+    /// Ignore every goguard.toml.
+    #[arg(long)]
+    isolated: bool,
+    /// Analyse vendor/ directories too.
+    #[arg(long)]
+    include_vendor: bool,
+    /// Analyse testdata/ directories too.
+    #[arg(long)]
+    include_testdata: bool,
+    /// Report `//goguard:ignore` comments that suppress nothing.
+    #[arg(long)]
+    report_unused_suppressions: bool,
+    /// Report only findings not recorded in this baseline file.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Record the current findings as a baseline file and exit 0.
+    #[arg(long, conflicts_with = "baseline")]
+    write_baseline: Option<PathBuf>,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    Severity::parse(s).ok_or_else(|| format!("`{s}` is not one of info, warning, error"))
+}
+
+fn main() -> ExitCode {
+    // A crash inside one rule is caught and reported per file; keep the default panic
+    // message off the user's terminal.
+    std::panic::set_hook(Box::new(|_| {}));
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Rules { markdown } => {
+            if markdown {
+                print!("{}", registry::markdown_table());
+            } else {
+                for r in registry::all() {
+                    println!(
+                        "{}  {:<42} {:<8} {}",
+                        r.code,
+                        r.name,
+                        r.severity.as_str(),
+                        r.summary
+                    );
+                }
+            }
+            ExitCode::from(EXIT_CLEAN)
+        }
+        Command::Explain { rule } => match registry::find(&rule) {
+            Some(r) => {
+                print!("{}", r.doc);
+                ExitCode::from(EXIT_CLEAN)
+            }
+            None => {
+                eprintln!("goguard: no rule `{rule}` (see `goguard rules`)");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
+        Command::Check(args) => match check(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(message) => {
+                eprintln!("goguard: {message}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
+    }
+}
+
+fn check(args: CheckArgs) -> Result<u8, String> {
+    for sel in args.select.iter().flatten().chain(&args.ignore) {
+        if !registry::is_known_selector(sel) {
+            return Err(format!("`{sel}` names no rule (see `goguard rules`)"));
+        }
+    }
+    let opts = Options {
+        select: args.select.clone(),
+        ignore: args.ignore.clone(),
+        include_vendor: args.include_vendor,
+        include_testdata: args.include_testdata,
+        show_info: args.show_info,
+        config: match (&args.config, args.isolated) {
+            (Some(f), _) => ConfigChoice::File(f.clone()),
+            (None, true) => ConfigChoice::Isolated,
+            (None, false) => ConfigChoice::Discover,
+        },
+    };
+    let mut report = engine::check_paths(&args.paths, &opts).map_err(|e| e.to_string())?;
+    if let Some(path) = &args.write_baseline {
+        baseline::write(path, &report.diagnostics).map_err(|e| e.to_string())?;
+        eprintln!(
+            "goguard: recorded {} finding(s) in {}",
+            report.diagnostics.len(),
+            path.display()
+        );
+        return Ok(if report.errors.is_empty() {
+            EXIT_CLEAN
+        } else {
+            EXIT_ERROR
+        });
+    }
+    if let Some(path) = &args.baseline {
+        baseline::filter(path, &mut report.diagnostics).map_err(|e| e.to_string())?;
+    }
+    let rendered = match args.format {
+        Format::Text => output::text::render_report(&report, args.report_unused_suppressions),
+        Format::Json => pretty(&output::json::to_value(&report)),
+        Format::Sarif => pretty(&output::sarif::to_value(&report, env!("CARGO_PKG_VERSION"))),
+        Format::Github => output::github::render(&report),
+    };
+    match &args.output {
+        Some(path) => {
+            let plain = anstream::adapter::strip_str(&rendered).to_string();
+            std::fs::write(path, plain)
+                .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+        }
+        None => {
+            let mut out = anstream::stdout();
+            // A closed pipe (`| head`) is not an error worth reporting.
+            let _ = out.write_all(rendered.as_bytes());
+        }
+    }
+    let fail_on = args
+        .fail_on
+        .or(report.config_fail_on)
+        .unwrap_or(Severity::Warning);
+    let failing = report.diagnostics.iter().any(|d| d.severity >= fail_on)
+        || (args.report_unused_suppressions && !report.unused_suppressions.is_empty());
+    Ok(if !report.errors.is_empty() {
+        EXIT_ERROR
+    } else if failing {
+        EXIT_FINDINGS
+    } else {
+        EXIT_CLEAN
+    })
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}

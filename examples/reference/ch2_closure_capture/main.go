@@ -1,0 +1,40 @@
+// Chapter 2.5: a goroutine capturing a large object.
+// The reference's own example (leakGoroutine) is NOT a leak: the goroutine ends after one
+// second and Go's tracing GC frees what it held (cycles included). Expected: no finding there.
+// pinForever is the real defect: a goroutine that never ends keeps 1 MiB it does not use.
+// Expected: G105 in pinForever.
+package main
+
+import (
+	"sync"
+	"time"
+)
+
+func leakGoroutine() {
+	var wg sync.WaitGroup
+	data := make([]byte, 1<<20)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		time.Sleep(time.Second)
+		_ = data
+	}()
+	wg.Wait()
+}
+
+func report() {}
+
+func pinForever() {
+	data := make([]byte, 1<<20)
+	go func() {
+		_ = data
+		for range time.Tick(time.Minute) {
+			report()
+		}
+	}()
+}
+
+func main() {
+	leakGoroutine()
+	pinForever()
+}
