@@ -17,6 +17,8 @@ pub struct Checker<'a> {
     pub module: &'a ModuleInfo,
     pub(crate) rule: &'static Rule,
     pub(crate) out: Vec<Diagnostic>,
+    /// Declarations per function body, built on first use (see `resolve`).
+    pub(crate) decls: crate::resolve::DeclCache<'a>,
 }
 
 /// A finding as a rule states it; the checker adds location, rule and severity.

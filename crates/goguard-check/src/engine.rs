@@ -384,6 +384,7 @@ fn check_file(
             module,
             rule,
             out: Vec::new(),
+            decls: Default::default(),
         };
         // A bug in one rule must not lose the other rules' findings.
         let outcome = catch_unwind(AssertUnwindSafe(|| (rule.check)(&mut checker)));

@@ -63,3 +63,40 @@ pub fn markdown_table() -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_docs_complete() {
+        let mut seen = std::collections::HashSet::new();
+        for r in all() {
+            assert!(seen.insert(r.code), "duplicate id {}", r.code);
+            assert!(
+                r.doc.starts_with(&format!("# {} {}", r.code, r.name)),
+                "{}: doc title",
+                r.code
+            );
+            for section in [
+                "## What it does",
+                "## Why is this bad?",
+                "## Example",
+                "## Use instead",
+                "## Known limits",
+                "## References",
+            ] {
+                assert!(r.doc.contains(section), "{}: missing {section}", r.code);
+            }
+        }
+    }
+
+    #[test]
+    fn selectors_match_prefixes_and_names() {
+        let g301 = find("G301").unwrap();
+        assert!(selects("G3", g301) && selects("g30", g301) && selects("ALL", g301));
+        assert!(selects("waitgroup-add-after-go", g301));
+        assert!(!selects("G4", g301));
+        assert!(!is_known_selector("G9"));
+    }
+}

@@ -2,6 +2,10 @@
 //! looking through the enclosing functions (closures see their parents' variables), then
 //! the package.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use tree_sitter::Node;
 
 use crate::checker::Checker;
@@ -17,6 +21,47 @@ pub enum Decl<'t> {
     Value(Node<'t>),
 }
 
+/// The declarations made in each function body (not in nested literals): name, declaring
+/// node, declaration. Built once per function and checker, because rules ask for many names.
+pub type DeclCache<'a> = RefCell<HashMap<usize, Rc<Vec<(&'a str, Node<'a>, Decl<'a>)>>>>;
+
+fn body_decls<'a>(cx: &Checker<'a>, body: Node<'a>) -> Rc<Vec<(&'a str, Node<'a>, Decl<'a>)>> {
+    if let Some(v) = cx.decls.borrow().get(&body.id()) {
+        return v.clone();
+    }
+    let src = cx.src();
+    let mut out = Vec::new();
+    for n in syntax::descendants(body, false) {
+        if !matches!(n.kind(), "short_var_declaration" | "var_spec") {
+            continue;
+        }
+        let Some((lhs, rhs)) = syntax::assignment_sides(n) else {
+            continue;
+        };
+        let ty = if n.kind() == "var_spec" {
+            n.child_by_field_name("type")
+        } else {
+            None
+        };
+        for (i, l) in lhs.iter().enumerate() {
+            let name = &src[l.byte_range()];
+            let decl = match ty {
+                Some(t) => Some(Decl::Type(t)),
+                None => rhs
+                    .get(i)
+                    .or(if rhs.len() == 1 { rhs.first() } else { None })
+                    .map(|v| Decl::Value(*v)),
+            };
+            if let Some(d) = decl {
+                out.push((name, n, d));
+            }
+        }
+    }
+    let v = Rc::new(out);
+    cx.decls.borrow_mut().insert(body.id(), v.clone());
+    v
+}
+
 /// The declaration of identifier `name` visible at `at`, searching the enclosing functions
 /// from the innermost out. Declarations after `at` are ignored.
 pub fn declaration<'t>(cx: &Checker<'t>, at: Node<'t>, name: &str) -> Option<Decl<'t>> {
@@ -24,22 +69,14 @@ pub fn declaration<'t>(cx: &Checker<'t>, at: Node<'t>, name: &str) -> Option<Dec
     let mut func = syntax::enclosing_function(at);
     while let Some(f) = func {
         if let Some(body) = f.child_by_field_name("body") {
-            let mut found = None;
-            for n in syntax::descendants(body, false) {
-                if n.start_byte() > at.start_byte() {
-                    break;
-                }
-                if let Some(d) = declares(n, src, name) {
-                    // A declaration inside a block that has closed before `at` is out of
-                    // scope; keep it only if its parent block still encloses `at`.
-                    let scope = scope_of(n).unwrap_or(body);
-                    if syntax::contains(scope, at) {
-                        found = Some(d);
-                    }
-                }
-            }
-            if found.is_some() {
-                return found;
+            let decls = body_decls(cx, body);
+            let found = decls.iter().rev().find(|(n, node, _)| {
+                *n == name
+                    && node.start_byte() <= at.start_byte()
+                    && syntax::contains(scope_of(*node).unwrap_or(body), at)
+            });
+            if let Some((_, _, d)) = found {
+                return Some(*d);
             }
         }
         for (pname, ty) in syntax::params(f, src) {
@@ -82,31 +119,10 @@ fn scope_of(n: Node) -> Option<Node> {
     None
 }
 
-fn declares<'t>(n: Node<'t>, src: &str, name: &str) -> Option<Decl<'t>> {
-    match n.kind() {
-        "short_var_declaration" | "var_spec" => {
-            let (lhs, rhs) = syntax::assignment_sides(n)?;
-            let i = lhs
-                .iter()
-                .position(|l| src.get(l.byte_range()) == Some(name))?;
-            if n.kind() == "var_spec" {
-                if let Some(t) = n.child_by_field_name("type") {
-                    return Some(Decl::Type(t));
-                }
-            }
-            rhs.get(i)
-                .or(if rhs.len() == 1 { rhs.first() } else { None })
-                .map(|v| Decl::Value(*v))
-        }
-        "range_clause" => None,
-        _ => None,
-    }
-}
-
 /// The sync value an expression refers to: a local or parameter declared as one, a field of
 /// a package struct typed as one, a package-level variable, or a value of a struct type that
 /// embeds one. Pointers count (`*sync.WaitGroup` is a WaitGroup to call methods on).
-pub fn sync_kind(cx: &Checker, expr: Node) -> Option<SyncKind> {
+pub fn sync_kind<'a>(cx: &Checker<'a>, expr: Node<'a>) -> Option<SyncKind> {
     let expr = syntax::unparen(expr);
     let src = cx.src();
     match expr.kind() {
@@ -128,7 +144,7 @@ pub fn sync_kind(cx: &Checker, expr: Node) -> Option<SyncKind> {
 }
 
 /// The sync kind of a type: `sync.X`, `*sync.X`, or a package type embedding one.
-pub fn type_sync_kind(cx: &Checker, ty: Node) -> Option<SyncKind> {
+pub fn type_sync_kind<'a>(cx: &Checker<'a>, ty: Node<'a>) -> Option<SyncKind> {
     let src = cx.src();
     direct_sync_kind(ty, src).or_else(|| {
         let name = syntax::base_type_name(ty, src)?;
@@ -136,7 +152,7 @@ pub fn type_sync_kind(cx: &Checker, ty: Node) -> Option<SyncKind> {
     })
 }
 
-fn value_sync_kind(cx: &Checker, v: Node) -> Option<SyncKind> {
+fn value_sync_kind<'a>(cx: &Checker<'a>, v: Node<'a>) -> Option<SyncKind> {
     let v = syntax::unparen(v);
     match v.kind() {
         "composite_literal" => type_sync_kind(cx, v.child_by_field_name("type")?),
@@ -155,12 +171,12 @@ fn value_sync_kind(cx: &Checker, v: Node) -> Option<SyncKind> {
 }
 
 /// True when `recv` (the operand of a method call) is a WaitGroup.
-pub fn is_waitgroup(cx: &Checker, recv: Node) -> bool {
+pub fn is_waitgroup<'a>(cx: &Checker<'a>, recv: Node<'a>) -> bool {
     sync_kind(cx, recv) == Some(SyncKind::WaitGroup)
 }
 
 /// True when `recv` is a Mutex or RWMutex.
-pub fn is_mutex(cx: &Checker, recv: Node) -> bool {
+pub fn is_mutex<'a>(cx: &Checker<'a>, recv: Node<'a>) -> bool {
     sync_kind(cx, recv) == Some(SyncKind::Mutex)
 }
 

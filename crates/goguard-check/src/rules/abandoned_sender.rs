@@ -77,7 +77,7 @@ pub fn check(cx: &mut Checker) {
                         "this goroutine sends on unbuffered `{name}` (made at line {}), but the receiver can give up first ({reason}); the send then blocks forever",
                         cx.line(decl)
                     ),
-                    help: format!("make it `make(chan T, 1)` so the send always completes, or select on `ctx.Done()` in the sender"),
+                    help: "make it `make(chan T, 1)` so the send always completes, or select on `ctx.Done()` in the sender".to_string(),
                     severity: None,
                 });
             }

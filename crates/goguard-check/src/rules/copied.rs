@@ -21,7 +21,7 @@ fn what(cx: &Checker, ty: Node) -> String {
 
 /// True when expression `e` is a value (not a pointer) of a type holding `kind`, and reading
 /// it copies: an identifier declared with such a type, or `*p` with `p` a pointer to one.
-fn is_holding_value(cx: &Checker, e: Node, kind: SyncKind) -> Option<String> {
+fn is_holding_value<'a>(cx: &Checker<'a>, e: Node<'a>, kind: SyncKind) -> Option<String> {
     let e = syntax::unparen(e);
     match e.kind() {
         "identifier" => match resolve::declaration(cx, e, cx.text(e))? {
@@ -181,22 +181,23 @@ pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
                         }
                     }
                 }
-                "channel_type" => {
-                    if let Some(v) = n.child_by_field_name("value") {
-                        if holds(cx, v, kind) {
-                            findings.push(Finding {
-                                node: n,
-                                message: format!(
-                                    "channel of {} sends copies ({noun} by value)",
-                                    what(cx, v)
-                                ),
-                                help: format!("{fix}: use `chan *{}`", what(cx, v)),
-                                severity: None,
-                            });
-                        }
-                    }
-                }
                 _ => {}
+            }
+        }
+    }
+    // Channel element types anywhere in the file (parameters, fields, make calls).
+    for n in syntax::descendants(cx.file.root(), true) {
+        if n.kind() != "channel_type" {
+            continue;
+        }
+        if let Some(v) = n.child_by_field_name("value") {
+            if holds(cx, v, kind) {
+                findings.push(Finding {
+                    node: n,
+                    message: format!("channel of {} sends copies ({noun} by value)", what(cx, v)),
+                    help: format!("{fix}: use `chan *{}`", what(cx, v)),
+                    severity: None,
+                });
             }
         }
     }
@@ -206,7 +207,7 @@ pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
 }
 
 /// The element type of a ranged expression when it holds `kind` by value.
-fn range_elem_holding(cx: &Checker, e: Node, kind: SyncKind) -> Option<String> {
+fn range_elem_holding<'a>(cx: &Checker<'a>, e: Node<'a>, kind: SyncKind) -> Option<String> {
     let e = syntax::unparen(e);
     let ty = match e.kind() {
         "identifier" => match resolve::declaration(cx, e, cx.text(e))? {

@@ -50,8 +50,8 @@ functions of the same file are compared.
 "#;
 
 pub fn check(cx: &mut Checker) {
-    let mut orders: HashMap<(String, String), Node> = HashMap::new();
-    let mut all = Vec::new();
+    // Sites per direction: (held, acquired) -> lock calls.
+    let mut sites: HashMap<(String, String), Vec<Node>> = HashMap::new();
     for &f in &cx.index.functions {
         for e in locksets::events(cx, f) {
             if let Event::Order {
@@ -63,31 +63,32 @@ pub fn check(cx: &mut Checker) {
                 if held.contains("func@") || acquired.contains("func@") || held == acquired {
                     continue;
                 }
-                orders
-                    .entry((held.clone(), acquired.clone()))
-                    .or_insert(node);
-                all.push((node, held, acquired));
+                sites.entry((held, acquired)).or_default().push(node);
             }
         }
     }
     let mut findings = Vec::new();
-    for (node, held, acquired) in all {
-        let Some(other) = orders.get(&(acquired.clone(), held.clone())) else {
+    for ((held, acquired), nodes) in &sites {
+        let Some(reverse) = sites.get(&(acquired.clone(), held.clone())) else {
             continue;
         };
-        // Report the later of the two sites once.
-        if other.start_byte() > node.start_byte() {
+        // Report the direction with fewer sites: it is the odd one out. On a tie, the
+        // direction whose first site comes later.
+        let later = |a: &[Node], b: &[Node]| a[0].start_byte() > b[0].start_byte();
+        if nodes.len() > reverse.len() || (nodes.len() == reverse.len() && !later(nodes, reverse)) {
             continue;
         }
-        findings.push(Finding {
-            node,
-            message: format!(
-                "`{acquired}` is locked while holding `{held}`, but line {} locks `{held}` while holding `{acquired}`: opposite orders can deadlock",
-                cx.line(*other)
-            ),
-            help: format!("take `{held}` and `{acquired}` in one agreed order everywhere"),
-            severity: None,
-        });
+        for node in nodes {
+            findings.push(Finding {
+                node: *node,
+                message: format!(
+                    "`{acquired}` is locked while holding `{held}`, but line {} locks `{held}` while holding `{acquired}`: opposite orders can deadlock",
+                    cx.line(reverse[0])
+                ),
+                help: format!("take `{held}` and `{acquired}` in one agreed order everywhere"),
+                severity: None,
+            });
+        }
     }
     for f in findings {
         cx.report(f);

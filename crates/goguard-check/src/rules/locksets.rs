@@ -97,7 +97,7 @@ pub fn method_receiver<'a>(cx: &Checker<'a>, func: Node<'a>) -> Option<(&'a str,
 /// A name for a lock or channel that is the same in every function of the file:
 /// `Type.field` for receiver fields, the name for package-level variables, and
 /// `func@offset:name` for locals of one function (shared by its closures).
-pub fn identity(cx: &Checker, func: Node, expr: Node) -> Option<String> {
+pub fn identity<'a>(cx: &Checker<'a>, func: Node<'a>, expr: Node<'a>) -> Option<String> {
     let text = syntax::normalize(cx.text(expr));
     let head = text.split('.').next()?;
     if let Some((rname, rtype)) = method_receiver(cx, func) {
@@ -145,6 +145,9 @@ impl<'c, 'a> Walker<'c, 'a> {
             "if_statement" => {
                 if let Some(init) = s.child_by_field_name("initializer") {
                     self.scan(init, held);
+                }
+                if let Some(cond) = s.child_by_field_name("condition") {
+                    self.scan(cond, held);
                 }
                 let mut a = held.clone();
                 let a_goes = s
@@ -305,15 +308,14 @@ impl<'c, 'a> Walker<'c, 'a> {
                         self.block_event(n, Op::Wait, call.receiver, held);
                     }
                 }
-                "send_statement" => {
-                    if !in_select_with_default(n) {
-                        self.block_event(n, Op::Send, n.child_by_field_name("channel"), held);
-                    }
+                "send_statement" if !in_select_with_default(n) => {
+                    self.block_event(n, Op::Send, n.child_by_field_name("channel"), held);
                 }
-                "unary_expression" if n.child(0).is_some_and(|o| cx.text(o) == "<-") => {
-                    if !in_select_with_default(n) {
-                        self.block_event(n, Op::Receive, n.child_by_field_name("operand"), held);
-                    }
+                "unary_expression"
+                    if n.child(0).is_some_and(|o| cx.text(o) == "<-")
+                        && !in_select_with_default(n) =>
+                {
+                    self.block_event(n, Op::Receive, n.child_by_field_name("operand"), held);
                 }
                 _ => {}
             }

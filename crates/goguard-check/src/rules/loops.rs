@@ -7,7 +7,7 @@ use crate::paths::is_noreturn_call;
 use crate::syntax;
 
 /// True when a loop never ends by itself: `for { }`, `for range t.C`, `for range time.Tick(d)`.
-pub fn runs_forever(cx: &Checker, for_stmt: Node) -> bool {
+pub fn runs_forever<'a>(cx: &Checker<'a>, for_stmt: Node<'a>) -> bool {
     if syntax::is_infinite_for(for_stmt) {
         return true;
     }

@@ -1,0 +1,74 @@
+//! Every rule against its fixture: each line marked `// want Gxxx` must be reported, and no
+//! other line may be. Fixtures hold the buggy shapes and their clean look-alikes side by side.
+//! A first line `// go 1.22` sets the module's Go version (default: current Go).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use goguard_check::engine::check_source;
+use goguard_check::{registry, GoVersion, ModuleInfo};
+
+fn run_fixture(name: &str) -> (BTreeSet<usize>, BTreeSet<usize>, Vec<String>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let version = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("// go "))
+        .and_then(GoVersion::parse);
+    let module = ModuleInfo {
+        version: version.unwrap_or(GoVersion::LATEST),
+        go_mod: version.map(|_| path.with_file_name("go.mod")),
+    };
+    let rule = name.split(['.', '_']).next().unwrap();
+    let diags = check_source(&path, &text, &module, Some(&[rule]));
+    let want: BTreeSet<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(&format!("// want {rule}")))
+        .map(|(i, _)| i + 1)
+        .collect();
+    let got: BTreeSet<usize> = diags.iter().map(|d| d.line).collect();
+    let messages = diags
+        .iter()
+        .map(|d| format!("{}:{} {}", d.line, d.rule, d.message))
+        .collect();
+    (want, got, messages)
+}
+
+#[test]
+fn every_rule_has_a_fixture_that_passes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut failures = Vec::new();
+    let mut covered = BTreeSet::new();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".go"))
+        .collect();
+    names.sort();
+    for name in names {
+        let (want, got, messages) = run_fixture(&name);
+        covered.insert(name.split(['.', '_']).next().unwrap().to_string());
+        assert!(
+            !want.is_empty(),
+            "{name}: a fixture must contain at least one `// want` line"
+        );
+        if want != got {
+            let missed: Vec<_> = want.difference(&got).collect();
+            let extra: Vec<_> = got.difference(&want).collect();
+            failures.push(format!(
+                "{name}: missed lines {missed:?}, unexpected lines {extra:?}\n    {}",
+                messages.join("\n    ")
+            ));
+        }
+    }
+    for r in registry::all() {
+        if !covered.contains(r.code) {
+            failures.push(format!("{}: no fixture", r.code));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}

@@ -1,0 +1,444 @@
+//! End-to-end tests of the `goguard` binary: exit codes, formats, configuration,
+//! suppressions, baselines, Go-version gating and bad input.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn goguard(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_goguard"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run goguard")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("goguard-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn write(&self, rel: &str, text: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.0.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The rules each reference example must produce, as its header comment says.
+#[test]
+fn reference_examples_report_the_expected_rules() {
+    let out = goguard(
+        &["check", "examples/reference", "--format", "json"],
+        &repo(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    let got: BTreeSet<(String, String)> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let path = d["path"].as_str().unwrap();
+            let dir = path.split('/').nth(2).unwrap().to_string();
+            (dir, d["rule"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let want: BTreeSet<(String, String)> = [
+        ("ch1_deadlock", "G100"),
+        ("ch2_range_unclosed", "G101"),
+        ("ch2_context_ignored", "G102"),
+        ("ch2_ticker_not_stopped", "G103"),
+        ("ch2_handler_goroutine", "G104"),
+        ("ch2_closure_capture", "G105"),
+        ("ch3_time_after_loop", "G201"),
+        ("ch3_select_default", "G202"),
+        ("ch4_add_after_go", "G301"),
+        ("ch4_done_twice", "G302"),
+        ("ch4_waitgroup_by_value", "G303"),
+        ("ch4_defer_done_panic", "G304"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    assert_eq!(v["files_scanned"], 13);
+    assert_eq!(v["errors"].as_array().unwrap().len(), 0);
+    // Paths are as the user would open them, relative to the current directory.
+    assert!(v["diagnostics"][0]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with("examples/reference/"));
+}
+
+/// The examples are real Go: the toolchain builds every one of them.
+#[test]
+fn reference_examples_build_with_the_go_toolchain() {
+    let out = Command::new("go")
+        .args([
+            "build",
+            "-o",
+            std::env::temp_dir().to_str().unwrap(),
+            "./...",
+        ])
+        .current_dir(repo().join("examples/reference"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .expect("the Go toolchain must be installed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn text_output_shows_source_caret_and_summary() {
+    let out = goguard(&["check", "examples/reference/ch1_deadlock"], &repo());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("error[G100]: send on unbuffered channel `ch`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--> examples/reference/ch1_deadlock/main.go:7:2"),
+        "{text}"
+    );
+    assert!(text.contains("^^^^^^^^"), "{text}");
+    assert!(text.contains("= help:"), "{text}");
+    assert!(
+        text.contains("goguard: 1 finding (1 error, 0 warnings) in 1 file"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "no colour when not a terminal");
+}
+
+#[test]
+fn clean_code_exits_zero() {
+    let out = goguard(
+        &["check", "examples/reference/ch3_context_timeout"],
+        &repo(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn sarif_has_rules_results_and_locations() {
+    let out = goguard(
+        &["check", "examples/reference", "--format", "sarif"],
+        &repo(),
+    );
+    let v = json(&out);
+    assert_eq!(v["version"], "2.1.0");
+    let run = &v["runs"][0];
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), goguard_rule_count());
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(results.len(), 14);
+    for r in results {
+        let idx = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[idx]["id"], r["ruleId"]);
+        let region = &r["locations"][0]["physicalLocation"]["region"];
+        assert!(region["startLine"].as_u64().unwrap() >= 1);
+        assert!(["error", "warning", "note"].contains(&r["level"].as_str().unwrap()));
+    }
+}
+
+fn goguard_rule_count() -> usize {
+    let out = goguard(&["rules"], &repo());
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn github_format_writes_annotations() {
+    let out = goguard(
+        &[
+            "check",
+            "examples/reference/ch4_done_twice",
+            "--format",
+            "github",
+        ],
+        &repo(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("::error file=examples/reference/ch4_done_twice/main.go,line=11,col=2,"),
+        "{text}"
+    );
+}
+
+#[test]
+fn select_ignore_and_fail_on() {
+    let r = repo();
+    let out = goguard(
+        &[
+            "check",
+            "examples/reference",
+            "--select",
+            "G3",
+            "--format",
+            "json",
+        ],
+        &r,
+    );
+    let v = json(&out);
+    assert!(v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["rule"].as_str().unwrap().starts_with("G3")));
+    let out = goguard(
+        &[
+            "check",
+            "examples/reference",
+            "--ignore",
+            "G1,G2,G3",
+            "--format",
+            "json",
+        ],
+        &r,
+    );
+    assert_eq!(json(&out)["diagnostics"].as_array().unwrap().len(), 0);
+    assert_eq!(out.status.code(), Some(0));
+    // Only warnings here: --fail-on error passes.
+    let out = goguard(
+        &[
+            "check",
+            "examples/reference/ch3_select_default",
+            "--fail-on",
+            "error",
+        ],
+        &r,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let out = goguard(&["check", "examples/reference/ch3_select_default"], &r);
+    assert_eq!(out.status.code(), Some(1));
+    // A typo in a rule id is a usage error.
+    let out = goguard(&["check", ".", "--select", "G999"], &r);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("G999"));
+}
+
+const DEADLOCK: &str = "package main\n\nfunc main() {\n\tch := make(chan int)\n\tch <- 1\n}\n";
+
+#[test]
+fn config_is_discovered_and_validated() {
+    let t = TempDir::new("config");
+    t.write("go.mod", "module m\n\ngo 1.24\n");
+    t.write("a/main.go", DEADLOCK);
+    t.write("goguard.toml", "ignore = [\"G100\"]\n");
+    let out = goguard(&["check", "./..."], &t.0);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    t.write("goguard.toml", "[per-path-ignores]\n\"a/**\" = [\"G1\"]\n");
+    assert_eq!(goguard(&["check", "."], &t.0).status.code(), Some(0));
+    t.write("goguard.toml", "exclude = [\"a\"]\n");
+    let out = goguard(&["check", ".", "--format", "json"], &t.0);
+    assert_eq!(json(&out)["files_scanned"], 0);
+    // Bad config: one line naming the file, the line and the problem; exit 2.
+    t.write("goguard.toml", "ignore = [\"G100\"]\nfail-on = \"fatal\"\n");
+    let out = goguard(&["check", "."], &t.0);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("goguard.toml") && err.contains("fatal"),
+        "{err}"
+    );
+    t.write("goguard.toml", "ignore = [\"G100\"\n");
+    let err = String::from_utf8_lossy(&goguard(&["check", "."], &t.0).stderr).to_string();
+    assert!(err.contains("goguard.toml: line"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn inline_suppressions_and_unused_ones() {
+    let t = TempDir::new("suppress");
+    t.write(
+        "main.go",
+        "package main\n\nfunc main() {\n\tch := make(chan int)\n\t//goguard:ignore G100 demo of the deadlock\n\tch <- 1\n}\n",
+    );
+    assert_eq!(goguard(&["check", "."], &t.0).status.code(), Some(0));
+    t.write(
+        "main.go",
+        "package main\n\nfunc main() {} //goguard:ignore G301 nothing here\n",
+    );
+    let out = goguard(&["check", ".", "--report-unused-suppressions"], &t.0);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unused suppression"));
+}
+
+#[test]
+fn baseline_hides_known_findings_across_edits() {
+    let t = TempDir::new("baseline");
+    t.write("main.go", DEADLOCK);
+    let out = goguard(&["check", ".", "--write-baseline", "base.json"], &t.0);
+    assert_eq!(out.status.code(), Some(0));
+    // Lines added above the finding do not resurface it.
+    t.write(
+        "main.go",
+        DEADLOCK.replace("func main", "// moved\n// down\nfunc main"),
+    );
+    assert_eq!(
+        goguard(&["check", ".", "--baseline", "base.json"], &t.0)
+            .status
+            .code(),
+        Some(0)
+    );
+    // A new finding is reported.
+    t.write(
+        "b.go",
+        "package main\n\nfunc b() {\n\tc := make(chan int)\n\tc <- 2\n}\n",
+    );
+    let out = goguard(
+        &["check", ".", "--baseline", "base.json", "--format", "json"],
+        &t.0,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["diagnostics"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn go_version_gates_timer_rules() {
+    let t = TempDir::new("version");
+    let code = "package p\n\nimport \"time\"\n\nfunc f() {\n\tt := time.NewTicker(time.Second)\n\t<-t.C\n}\n";
+    t.write("old/go.mod", "module old\n\ngo 1.22\n");
+    t.write("old/p.go", code);
+    t.write("new/go.mod", "module new\n\ngo 1.24\n");
+    t.write("new/p.go", code);
+    let v = json(&goguard(&["check", ".", "--format", "json"], &t.0));
+    let diags = v["diagnostics"].as_array().unwrap();
+    assert_eq!(diags.len(), 1, "{v}");
+    assert_eq!(diags[0]["path"], "old/p.go");
+    assert!(diags[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("go 1.22 per go.mod"));
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors_and_the_run_continues() {
+    let t = TempDir::new("bad");
+    t.write("good.go", DEADLOCK);
+    t.write("binary.go", [0u8, 159, 146, 150, 0, 1, 2]);
+    t.write("latin1.go", b"package p\n// caf\xe9\n");
+    t.write(
+        "broken.go",
+        "package p\n\nfunc f( {\n\tch := make(chan int)\n\tch <- 1\n}\n",
+    );
+    let out = goguard(&["check", ".", "missing-dir", "--format", "json"], &t.0);
+    assert_eq!(out.status.code(), Some(2));
+    let v = json(&out);
+    let errors = v["errors"].as_array().unwrap();
+    let kinds: BTreeSet<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e["path"].as_str().unwrap(), e["kind"].as_str().unwrap()))
+        .collect();
+    assert!(kinds.contains(&("binary.go", "encoding")), "{v}");
+    assert!(kinds.contains(&("latin1.go", "encoding")), "{v}");
+    assert!(kinds.contains(&("missing-dir", "io")), "{v}");
+    // The broken file is analysed where it parsed and reported as partial.
+    let partial = v["partially_analysed"].as_array().unwrap();
+    assert!(partial.iter().any(|p| p["path"] == "broken.go"), "{v}");
+    // The good file's finding is not lost.
+    assert!(v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["path"] == "good.go"));
+    // Text mode: each error on one line naming the path.
+    let out = goguard(&["check", "missing-dir"], &t.0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("error: missing-dir: ")),
+        "{text}"
+    );
+}
+
+#[test]
+fn vendor_and_testdata_are_skipped_unless_asked() {
+    let t = TempDir::new("walk");
+    t.write("vendor/x/x.go", DEADLOCK);
+    t.write("testdata/t.go", DEADLOCK);
+    t.write("_ignored/i.go", DEADLOCK);
+    t.write(".gitignore", "gen/\n");
+    t.write("gen/g.go", DEADLOCK);
+    let v = json(&goguard(&["check", ".", "--format", "json"], &t.0));
+    assert_eq!(v["files_scanned"], 0, "{v}");
+    let v = json(&goguard(
+        &[
+            "check",
+            ".",
+            "--format",
+            "json",
+            "--include-vendor",
+            "--include-testdata",
+        ],
+        &t.0,
+    ));
+    assert_eq!(v["files_scanned"], 2, "{v}");
+}
+
+#[test]
+fn explain_and_rules() {
+    let out = goguard(&["explain", "G301"], &repo());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for section in [
+        "## What it does",
+        "## Why is this bad?",
+        "## Example",
+        "## Use instead",
+        "## Known limits",
+        "## References",
+    ] {
+        assert!(text.contains(section), "missing {section}");
+    }
+    assert_eq!(
+        goguard(&["explain", "G999"], &repo()).status.code(),
+        Some(2)
+    );
+    let out = goguard(&["explain", "waitgroup-copied"], &repo());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("# G303"));
+}
+
+/// The README's rule table is generated from the registry; it must not drift.
+#[test]
+fn readme_rule_table_matches_the_registry() {
+    let table = String::from_utf8(goguard(&["rules", "--markdown"], &repo()).stdout).unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&table),
+        "README.md's rule table is out of date; regenerate it with `goguard rules --markdown`:\n{table}"
+    );
+}
