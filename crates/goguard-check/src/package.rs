@@ -197,6 +197,10 @@ impl<'a> PackageIndex<'a> {
                         let Some(t) = field.child_by_field_name("type") else {
                             continue;
                         };
+                        // An embedded `*T` is written as a `*` token before the type name.
+                        if field.child(0).is_some_and(|c| c.kind() == "*") {
+                            continue;
+                        }
                         types.push(t);
                         let Some(kind) = direct_sync_kind(t, src) else {
                             continue;

@@ -136,7 +136,12 @@ fn receiver_gives_up(cx: &Checker, body: Node, go: Node, name: &str) -> Option<S
         None
     })?;
     let select = case.parent()?;
+    // In a loop, a case that only `break`s out of the select goes round to receive again.
+    let in_loop = syntax::enclosing_loop(select).is_some();
     for other in syntax::named_children(select) {
+        if in_loop && !leaves(cx, other) {
+            continue;
+        }
         if other.id() == case.id() || other.kind() != "communication_case" {
             continue;
         }
@@ -153,4 +158,19 @@ fn receiver_gives_up(cx: &Checker, body: Node, go: Node, name: &str) -> Option<S
         }
     }
     None
+}
+
+/// True when a select case leaves the enclosing loop: `return`, `goto`, a labeled `break`, or
+/// a call that does not return.
+fn leaves(cx: &Checker, case: Node) -> bool {
+    syntax::descendants(case, false)
+        .into_iter()
+        .any(|m| match m.kind() {
+            "return_statement" | "goto_statement" => true,
+            "break_statement" => syntax::named_children(m)
+                .iter()
+                .any(|c| c.kind() == "label_name"),
+            "call_expression" => crate::paths::is_noreturn_call(m, cx.src()),
+            _ => false,
+        })
 }

@@ -367,18 +367,25 @@ impl<'c, 'a> Walker<'c, 'a> {
         let Some(body) = method.child_by_field_name("body") else {
             return;
         };
+        let mut released = Vec::new();
         for n in syntax::descendants(body, false) {
             let Some(c) = Call::of(n) else { continue };
             let name = cx.text(c.name);
-            if !matches!(name, "Lock" | "RLock") {
-                continue;
-            }
             let Some(r) = c.receiver else { continue };
             let text = syntax::normalize(cx.text(r));
             let Some(rest) = text.strip_prefix(mrecv) else {
                 continue;
             };
             let key = format!("{rname}{rest}");
+            // A callee that unlocks first expects the lock held (and may re-lock it later).
+            if matches!(name, "Unlock" | "RUnlock") {
+                released.push(key);
+                continue;
+            }
+            let deferred = n.parent().is_some_and(|p| p.kind() == "defer_statement");
+            if !matches!(name, "Lock" | "RLock") || deferred || released.contains(&key) {
+                continue;
+            }
             if let Some(h) = held.get(&key) {
                 self.events.push(Event::CallRelock {
                     node: call.node,
