@@ -17,8 +17,6 @@ pub struct Checker<'a> {
     pub module: &'a ModuleInfo,
     pub(crate) rule: &'static Rule,
     pub(crate) out: Vec<Diagnostic>,
-    /// Declarations per function body, built on first use (see `resolve`).
-    pub(crate) decls: crate::resolve::DeclCache<'a>,
 }
 
 /// A finding as a rule states it; the checker adds location, rule and severity.
@@ -83,7 +81,14 @@ impl<'a> Checker<'a> {
 
     /// Reads a node as a call of `pkg.name` (see [`Checker::is_pkg_call`]).
     pub fn pkg_call(&self, node: Node<'a>, path: &str, names: &[&str]) -> Option<Call<'a>> {
-        let call = Call::of(syntax::unparen(node))?;
+        let node = syntax::unparen(node);
+        // Cheap name test first: most calls are not the ones asked for.
+        if node.kind() != "call_expression"
+            || !syntax::call_name(node, self.src()).is_some_and(|n| names.contains(&n))
+        {
+            return None;
+        }
+        let call = Call::of(node)?;
         self.is_pkg_call(&call, path, names).then_some(call)
     }
 
@@ -116,6 +121,11 @@ impl<'a> Checker<'a> {
     pub fn local_method(&self, ty: &str, name: &str) -> Option<Node<'a>> {
         let decl = self.pkg.methods.get(&(ty, name))?;
         std::ptr::eq(self.pkg.files[decl.file], self.file).then_some(decl.node)
+    }
+
+    /// The innermost function enclosing `node` (fast; see [`FileIndex::enclosing_function`]).
+    pub fn enclosing_function(&self, node: Node<'a>) -> Option<Node<'a>> {
+        self.index.enclosing_function(node)
     }
 
     /// Line number (1-based) of a node, for messages.

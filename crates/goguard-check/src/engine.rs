@@ -384,10 +384,11 @@ fn check_file(
             module,
             rule,
             out: Vec::new(),
-            decls: Default::default(),
         };
         // A bug in one rule must not lose the other rules' findings.
+        let started = timings::start();
         let outcome = catch_unwind(AssertUnwindSafe(|| (rule.check)(&mut checker)));
+        timings::record(rule, started);
         if outcome.is_err() {
             result.errors.push(InputError {
                 path: file.path.clone(),
@@ -447,4 +448,45 @@ pub fn check_source(
     let mut result = DirResult::default();
     check_file(&file, 0, &pkg, module, &rules, &mut result);
     result.diagnostics
+}
+
+/// Time spent per rule, collected when `GOGUARD_TIMINGS` is set (for tuning rules).
+pub mod timings {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    use std::time::Instant;
+
+    use crate::registry::{self, Rule};
+
+    fn enabled() -> bool {
+        static ON: OnceLock<bool> = OnceLock::new();
+        *ON.get_or_init(|| std::env::var_os("GOGUARD_TIMINGS").is_some())
+    }
+
+    fn table() -> &'static [AtomicU64] {
+        static T: OnceLock<Vec<AtomicU64>> = OnceLock::new();
+        T.get_or_init(|| registry::all().iter().map(|_| AtomicU64::new(0)).collect())
+    }
+
+    pub(crate) fn start() -> Option<Instant> {
+        enabled().then(Instant::now)
+    }
+
+    pub(crate) fn record(rule: &Rule, started: Option<Instant>) {
+        let Some(t) = started else { return };
+        if let Some(i) = registry::all().iter().position(|r| r.code == rule.code) {
+            table()[i].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// CPU time per rule in milliseconds, when enabled.
+    pub fn report() -> Option<Vec<(&'static str, u64)>> {
+        enabled().then(|| {
+            registry::all()
+                .iter()
+                .zip(table())
+                .map(|(r, t)| (r.code, t.load(Ordering::Relaxed) / 1_000_000))
+                .collect()
+        })
+    }
 }

@@ -11,38 +11,80 @@ use crate::source::SourceFile;
 use crate::syntax::{self, Call};
 
 /// The nodes of one file that rules start from, collected in a single walk.
+/// A local declaration: name, declaring node, what it declares, and the byte range of the
+/// block (or statement) it is visible in.
+pub type LocalDecl<'a> = (
+    &'a str,
+    Node<'a>,
+    crate::resolve::Decl<'a>,
+    std::ops::Range<usize>,
+);
+
+/// Local declarations by function (node id) and name, in source order.
+pub type Declarations<'a> = HashMap<usize, HashMap<&'a str, Vec<LocalDecl<'a>>>>;
+
 #[derive(Default)]
 pub struct FileIndex<'a> {
+    /// Functions, declarations and literals, in source order (pre-order: a function comes
+    /// before the literals nested in it).
     pub functions: Vec<Node<'a>>,
+    /// For each function, the index of the function it is nested in.
+    pub func_parent: Vec<Option<usize>>,
     pub calls: Vec<Node<'a>>,
     pub go_stmts: Vec<Node<'a>>,
     pub for_stmts: Vec<Node<'a>>,
     pub selects: Vec<Node<'a>>,
     pub sends: Vec<Node<'a>>,
     pub type_specs: Vec<Node<'a>>,
+    /// `:=`, `=` and `var` declarations with values.
+    pub assignments: Vec<Node<'a>>,
+    pub returns: Vec<Node<'a>>,
+    pub range_clauses: Vec<Node<'a>>,
+    pub channel_types: Vec<Node<'a>>,
+    /// Blocks and statements that open a scope, in source order, with their parents.
+    pub scopes: Vec<Node<'a>>,
+    scope_parent: Vec<Option<usize>>,
+    /// Local declarations per function (see `declarations`).
+    decls: Declarations<'a>,
+    src: &'a str,
     /// Import name (alias or last path element) to import path.
     pub imports: HashMap<String, String>,
 }
 
 impl<'a> FileIndex<'a> {
     pub fn build(file: &'a SourceFile) -> FileIndex<'a> {
-        let mut ix = FileIndex::default();
+        let mut ix = FileIndex {
+            src: file.text.as_str(),
+            ..FileIndex::default()
+        };
+        let slots = kind_slots();
         let mut cursor = file.root().walk();
         // Iterative pre-order walk with the tree cursor: the cheapest way through the tree.
+        // Kinds are compared by id: `Node::kind` costs a C-string conversion per node.
         'walk: loop {
             let node = cursor.node();
-            match node.kind() {
-                "function_declaration" | "method_declaration" | "func_literal" => {
-                    ix.functions.push(node)
+            match slots
+                .get(node.kind_id() as usize)
+                .copied()
+                .unwrap_or(Slot::None)
+            {
+                Slot::None => {}
+                Slot::Function => ix.functions.push(node),
+                Slot::Call => ix.calls.push(node),
+                Slot::Go => ix.go_stmts.push(node),
+                Slot::For => {
+                    ix.for_stmts.push(node);
+                    ix.scopes.push(node);
                 }
-                "call_expression" => ix.calls.push(node),
-                "go_statement" => ix.go_stmts.push(node),
-                "for_statement" => ix.for_stmts.push(node),
-                "select_statement" => ix.selects.push(node),
-                "send_statement" => ix.sends.push(node),
-                "type_spec" => ix.type_specs.push(node),
-                "import_spec" => ix.add_import(file, node),
-                _ => {}
+                Slot::Select => ix.selects.push(node),
+                Slot::Send => ix.sends.push(node),
+                Slot::TypeSpec => ix.type_specs.push(node),
+                Slot::Assignment => ix.assignments.push(node),
+                Slot::Return => ix.returns.push(node),
+                Slot::Range => ix.range_clauses.push(node),
+                Slot::ChannelType => ix.channel_types.push(node),
+                Slot::Import => ix.add_import(file, node),
+                Slot::Scope => ix.scopes.push(node),
             }
             if cursor.goto_first_child() {
                 continue;
@@ -56,7 +98,105 @@ impl<'a> FileIndex<'a> {
                 }
             }
         }
+        ix.func_parent = link(&ix.functions);
+        ix.scope_parent = link(&ix.scopes);
+        ix.decls = ix.build_declarations();
         ix
+    }
+
+    /// The local declarations of the file, by function and name.
+    pub fn declarations(&self) -> &Declarations<'a> {
+        &self.decls
+    }
+
+    fn build_declarations(&self) -> Declarations<'a> {
+        {
+            let mut out: Declarations<'a> = HashMap::new();
+            for &n in &self.assignments {
+                if n.kind() == "assignment_statement" {
+                    continue;
+                }
+                let Some(func) = self.enclosing_function(n) else {
+                    continue;
+                };
+                let Some((lhs, rhs)) = syntax::assignment_sides(n) else {
+                    continue;
+                };
+                let ty = if n.kind() == "var_spec" {
+                    n.child_by_field_name("type")
+                } else {
+                    None
+                };
+                let scope = self
+                    .innermost(&self.scopes, &self.scope_parent, n)
+                    .map(|s| s.byte_range())
+                    .unwrap_or_else(|| func.byte_range());
+                for (i, l) in lhs.iter().enumerate() {
+                    let decl = match ty {
+                        Some(t) => Some(crate::resolve::Decl::Type(t)),
+                        None => rhs
+                            .get(i)
+                            .or(if rhs.len() == 1 { rhs.first() } else { None })
+                            .map(|v| crate::resolve::Decl::Value(*v)),
+                    };
+                    if let Some(d) = decl {
+                        let name = &self.src[l.byte_range()];
+                        out.entry(func.id())
+                            .or_default()
+                            .entry(name)
+                            .or_default()
+                            .push((name, n, d, scope.clone()));
+                    }
+                }
+            }
+            out
+        }
+    }
+
+    /// The functions (by index in `functions`) that contain a call named one of `names`,
+    /// directly (not through a nested literal). Rules use it to visit only relevant functions.
+    pub fn functions_calling(&self, src: &str, names: &[&str]) -> Vec<Node<'a>> {
+        let mut out: Vec<Node<'a>> = Vec::new();
+        for &c in &self.calls {
+            if !crate::syntax::call_name(c, src).is_some_and(|n| names.contains(&n)) {
+                continue;
+            }
+            if let Some(f) = self.enclosing_function(c) {
+                if !out.iter().any(|o| o.id() == f.id()) {
+                    out.push(f);
+                }
+            }
+        }
+        out
+    }
+
+    /// The innermost function strictly enclosing `node`, without walking parents (asking
+    /// tree-sitter for a parent walks down from the root, which is slow in hot loops).
+    pub fn enclosing_function(&self, node: Node<'a>) -> Option<Node<'a>> {
+        self.innermost(&self.functions, &self.func_parent, node)
+    }
+
+    /// The innermost node of a pre-ordered, parent-linked list that strictly encloses `node`.
+    fn innermost(
+        &self,
+        list: &[Node<'a>],
+        parent: &[Option<usize>],
+        node: Node<'a>,
+    ) -> Option<Node<'a>> {
+        let start = node.start_byte();
+        let mut i = list.partition_point(|f| f.start_byte() <= start);
+        while i > 0 && list[i - 1].id() == node.id() {
+            i -= 1;
+        }
+        let mut cur = i.checked_sub(1);
+        while let Some(k) = cur {
+            let f = list[k];
+            if f.id() != node.id() && f.start_byte() <= start && node.end_byte() <= f.end_byte() {
+                return Some(f);
+            }
+            cur = parent[k];
+        }
+        None
     }
 
     fn add_import(&mut self, file: &SourceFile, spec: Node) {
@@ -70,6 +210,68 @@ impl<'a> FileIndex<'a> {
         };
         self.imports.insert(name, path);
     }
+}
+
+/// Which list of the index a node kind goes to.
+#[derive(Clone, Copy)]
+enum Slot {
+    None,
+    Function,
+    Call,
+    Go,
+    For,
+    Select,
+    Send,
+    TypeSpec,
+    Assignment,
+    Return,
+    Range,
+    ChannelType,
+    Import,
+    Scope,
+}
+
+/// The slot of every kind id of the Go grammar, computed once.
+fn kind_slots() -> &'static [Slot] {
+    static SLOTS: std::sync::OnceLock<Vec<Slot>> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let lang: tree_sitter::Language = tree_sitter_go::LANGUAGE.into();
+        let mut slots = vec![Slot::None; lang.node_kind_count()];
+        let table = [
+            ("function_declaration", Slot::Function),
+            ("method_declaration", Slot::Function),
+            ("func_literal", Slot::Function),
+            ("call_expression", Slot::Call),
+            ("go_statement", Slot::Go),
+            ("for_statement", Slot::For),
+            ("select_statement", Slot::Select),
+            ("send_statement", Slot::Send),
+            ("type_spec", Slot::TypeSpec),
+            ("short_var_declaration", Slot::Assignment),
+            ("assignment_statement", Slot::Assignment),
+            ("var_spec", Slot::Assignment),
+            ("return_statement", Slot::Return),
+            ("range_clause", Slot::Range),
+            ("channel_type", Slot::ChannelType),
+            ("import_spec", Slot::Import),
+            ("block", Slot::Scope),
+            ("if_statement", Slot::Scope),
+            ("for_statement", Slot::For),
+            ("expression_switch_statement", Slot::Scope),
+            ("type_switch_statement", Slot::Scope),
+            ("communication_case", Slot::Scope),
+            ("expression_case", Slot::Scope),
+            ("type_case", Slot::Scope),
+            ("default_case", Slot::Scope),
+        ];
+        for (kind, slot) in table {
+            let id = lang.id_for_node_kind(kind, true) as usize;
+            if id < slots.len() {
+                slots[id] = slot;
+            }
+        }
+        slots
+    })
 }
 
 /// The name a package is referred to by when imported without an alias. Handles the
@@ -329,4 +531,21 @@ pub fn direct_sync_kind(ty: Node, src: &str) -> Option<SyncKind> {
         ("sync", "WaitGroup") => Some(SyncKind::WaitGroup),
         _ => None,
     }
+}
+
+/// Parent links of a pre-ordered list of nested ranges, computed with a stack.
+fn link(list: &[Node]) -> Vec<Option<usize>> {
+    let mut stack: Vec<usize> = Vec::new();
+    let mut parent = Vec::with_capacity(list.len());
+    for (i, n) in list.iter().enumerate() {
+        while let Some(&top) = stack.last() {
+            if list[top].end_byte() >= n.end_byte() {
+                break;
+            }
+            stack.pop();
+        }
+        parent.push(stack.last().copied());
+        stack.push(i);
+    }
+    parent
 }

@@ -55,7 +55,7 @@ pub fn leaking_exits<'t>(region: Node<'t>, tracker: &Tracker<'_, 't>) -> Vec<Nod
     let out = flow.stmt(region, entry, None);
     if out & HELD != 0 {
         let end = region
-            .child(region.child_count().saturating_sub(1))
+            .child((region.child_count() as u32).saturating_sub(1))
             .unwrap_or(region);
         flow.leaks.push(end);
     }

@@ -2,10 +2,6 @@
 //! looking through the enclosing functions (closures see their parents' variables), then
 //! the package.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
-
 use tree_sitter::Node;
 
 use crate::checker::Checker;
@@ -21,61 +17,28 @@ pub enum Decl<'t> {
     Value(Node<'t>),
 }
 
-/// The declarations made in each function body (not in nested literals): name, declaring
-/// node, declaration. Built once per function and checker, because rules ask for many names.
-pub type DeclCache<'a> = RefCell<HashMap<usize, Rc<Vec<(&'a str, Node<'a>, Decl<'a>)>>>>;
-
-fn body_decls<'a>(cx: &Checker<'a>, body: Node<'a>) -> Rc<Vec<(&'a str, Node<'a>, Decl<'a>)>> {
-    if let Some(v) = cx.decls.borrow().get(&body.id()) {
-        return v.clone();
-    }
-    let src = cx.src();
-    let mut out = Vec::new();
-    for n in syntax::descendants(body, false) {
-        if !matches!(n.kind(), "short_var_declaration" | "var_spec") {
-            continue;
-        }
-        let Some((lhs, rhs)) = syntax::assignment_sides(n) else {
-            continue;
-        };
-        let ty = if n.kind() == "var_spec" {
-            n.child_by_field_name("type")
-        } else {
-            None
-        };
-        for (i, l) in lhs.iter().enumerate() {
-            let name = &src[l.byte_range()];
-            let decl = match ty {
-                Some(t) => Some(Decl::Type(t)),
-                None => rhs
-                    .get(i)
-                    .or(if rhs.len() == 1 { rhs.first() } else { None })
-                    .map(|v| Decl::Value(*v)),
-            };
-            if let Some(d) = decl {
-                out.push((name, n, d));
-            }
-        }
-    }
-    let v = Rc::new(out);
-    cx.decls.borrow_mut().insert(body.id(), v.clone());
-    v
-}
-
 /// The declaration of identifier `name` visible at `at`, searching the enclosing functions
 /// from the innermost out. Declarations after `at` are ignored.
 pub fn declaration<'t>(cx: &Checker<'t>, at: Node<'t>, name: &str) -> Option<Decl<'t>> {
     let src = cx.src();
-    let mut func = syntax::enclosing_function(at);
+    let mut func = cx.enclosing_function(at);
     while let Some(f) = func {
-        if let Some(body) = f.child_by_field_name("body") {
-            let decls = body_decls(cx, body);
-            let found = decls.iter().rev().find(|(n, node, _)| {
-                *n == name
-                    && node.start_byte() <= at.start_byte()
-                    && syntax::contains(scope_of(*node).unwrap_or(body), at)
-            });
-            if let Some((_, _, d)) = found {
+        {
+            let decls = cx
+                .index
+                .declarations()
+                .get(&f.id())
+                .and_then(|m| m.get(name));
+            let found = decls
+                .into_iter()
+                .flatten()
+                .rev()
+                .find(|(_, node, _, scope)| {
+                    node.start_byte() <= at.start_byte()
+                        && scope.start <= at.start_byte()
+                        && at.end_byte() <= scope.end
+                });
+            if let Some((_, _, d, _)) = found {
                 return Some(*d);
             }
         }
@@ -91,30 +54,7 @@ pub fn declaration<'t>(cx: &Checker<'t>, at: Node<'t>, name: &str) -> Option<Dec
                 }
             }
         }
-        func = syntax::enclosing_function(f);
-    }
-    None
-}
-
-/// The statement or block a declaration is visible in.
-fn scope_of(n: Node) -> Option<Node> {
-    let mut cur = n.parent();
-    while let Some(p) = cur {
-        if matches!(
-            p.kind(),
-            "block"
-                | "if_statement"
-                | "for_statement"
-                | "expression_switch_statement"
-                | "type_switch_statement"
-                | "communication_case"
-                | "expression_case"
-                | "type_case"
-                | "default_case"
-        ) {
-            return Some(p);
-        }
-        cur = p.parent();
+        func = cx.enclosing_function(f);
     }
     None
 }
@@ -187,7 +127,13 @@ pub fn sync_call<'t>(
     kind: SyncKind,
     names: &[&str],
 ) -> Option<Call<'t>> {
-    let call = Call::of(syntax::unparen(node))?;
+    let node = syntax::unparen(node);
+    if node.kind() != "call_expression"
+        || !syntax::call_name(node, cx.src()).is_some_and(|n| names.contains(&n))
+    {
+        return None;
+    }
+    let call = Call::of(node)?;
     let recv = call.receiver?;
     if !names.contains(&cx.text(call.name)) {
         return None;

@@ -24,9 +24,19 @@ impl SourceFile {
     /// Parses `text`. Returns `None` only if tree-sitter gives up (it returns a tree with
     /// ERROR nodes for malformed input, so in practice this means a cancelled parse).
     pub fn parse(path: &Path, text: String) -> Option<SourceFile> {
-        let mut parser = Parser::new();
-        parser.set_language(&tree_sitter_go::LANGUAGE.into()).ok()?;
-        let tree = parser.parse(&text, None)?;
+        // One parser per thread: its stacks and buffers are reused from file to file.
+        thread_local! {
+            static PARSER: std::cell::RefCell<Option<Parser>> = const { std::cell::RefCell::new(None) };
+        }
+        let tree = PARSER.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                let mut parser = Parser::new();
+                parser.set_language(&tree_sitter_go::LANGUAGE.into()).ok()?;
+                *slot = Some(parser);
+            }
+            slot.as_mut()?.parse(&text, None)
+        })?;
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         Some(SourceFile {

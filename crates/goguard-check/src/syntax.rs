@@ -3,6 +3,8 @@
 //! Rules look inside ERROR nodes too: tree-sitter keeps well-formed subtrees under them, and a
 //! file using syntax newer than the grammar should still be analysed where it can be.
 
+use std::sync::OnceLock;
+
 use tree_sitter::Node;
 
 /// Node kinds that start a new function body (a new scope for `return`).
@@ -19,22 +21,44 @@ pub fn named_children<'t>(node: Node<'t>) -> Vec<Node<'t>> {
     node.named_children(&mut cursor).collect()
 }
 
+/// The kind id of `func_literal` in the Go grammar, looked up once.
+fn func_literal_id() -> u16 {
+    static ID: OnceLock<u16> = OnceLock::new();
+    *ID.get_or_init(|| {
+        let lang: tree_sitter::Language = tree_sitter_go::LANGUAGE.into();
+        lang.id_for_node_kind("func_literal", true)
+    })
+}
+
 /// Every node below `node` (itself included), depth first in source order. When
 /// `into_funcs` is false the bodies of nested function literals are not entered (the
 /// literal node itself is still yielded).
+///
+/// One tree cursor walks the subtree: creating a cursor or asking for a parent per node
+/// costs far more than the walk itself.
 pub fn descendants(node: Node, into_funcs: bool) -> Vec<Node> {
     let mut out = Vec::new();
-    let mut stack = vec![node];
-    while let Some(n) = stack.pop() {
+    let func_literal = func_literal_id();
+    let mut cursor = node.walk();
+    loop {
+        let n = cursor.node();
         out.push(n);
-        if !into_funcs && n.kind() == "func_literal" && n.id() != node.id() {
+        let enter = into_funcs || n.kind_id() != func_literal || n.id() == node.id();
+        if enter && cursor.goto_first_child() {
             continue;
         }
-        let mut cursor = n.walk();
-        let kids: Vec<_> = n.children(&mut cursor).collect();
-        stack.extend(kids.into_iter().rev());
+        loop {
+            if cursor.node().id() == node.id() {
+                return out;
+            }
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return out;
+            }
+        }
     }
-    out
 }
 
 /// Removes any number of enclosing parentheses.
@@ -119,6 +143,18 @@ impl<'t> Call<'t> {
             args,
         })
     }
+}
+
+/// The called name of a call expression (`name` in `recv.name()` or `name()`), without
+/// building a [`Call`].
+pub fn call_name<'s>(node: Node, src: &'s str) -> Option<&'s str> {
+    let f = unparen(node.child_by_field_name("function")?);
+    let name = match f.kind() {
+        "selector_expression" => f.child_by_field_name("field")?,
+        "identifier" => f,
+        _ => return None,
+    };
+    src.get(name.byte_range())
 }
 
 /// The function literal or called function of a `go`/`defer` statement's call.

@@ -50,7 +50,7 @@ itself a `select` case next to `ctx.Done()` or a `default` is safe and not repor
 
 pub fn check(cx: &mut Checker) {
     let mut findings = Vec::new();
-    for &f in &cx.index.functions {
+    for f in cx.index.functions_calling(cx.src(), &["make"]) {
         let Some(body) = f.child_by_field_name("body") else {
             continue;
         };
@@ -59,7 +59,7 @@ pub fn check(cx: &mut Checker) {
                 if !syntax::contains(body, go) || go.start_byte() < decl.end_byte() {
                     continue;
                 }
-                if syntax::enclosing_function(go).map(|n| n.id()) != Some(f.id()) {
+                if cx.enclosing_function(go).map(|n| n.id()) != Some(f.id()) {
                     continue;
                 }
                 let Some(lit) = syntax::stmt_func_literal(go) else {

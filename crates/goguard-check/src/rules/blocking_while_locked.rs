@@ -47,7 +47,7 @@ receiver, a package-level variable, or a local shared with a closure.
 pub fn check(cx: &mut Checker) {
     let mut blocks: Vec<(Node, String, Op, String)> = Vec::new();
     let mut counterparts: Vec<(String, Op, String, Node)> = Vec::new();
-    for &f in &cx.index.functions {
+    for f in cx.index.functions_calling(cx.src(), &["Lock", "RLock"]) {
         for e in locksets::events(cx, f) {
             if let Event::Block {
                 node,

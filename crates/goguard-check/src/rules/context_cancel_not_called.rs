@@ -94,7 +94,7 @@ pub fn check(cx: &mut Checker) {
             continue; // stored in a field: its owner cancels
         }
         let name = cx.text(*cancel);
-        let Some(func) = syntax::enclosing_function(node) else {
+        let Some(func) = cx.enclosing_function(node) else {
             continue;
         };
         let Some(body) = func.child_by_field_name("body") else {

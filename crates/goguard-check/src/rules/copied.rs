@@ -53,6 +53,11 @@ fn is_holding_value<'a>(cx: &Checker<'a>, e: Node<'a>, kind: SyncKind) -> Option
 
 /// Runs the copy checks for `kind`; `fix` is the advice (e.g. "pass *sync.WaitGroup").
 pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
+    // Only `sync.X` or a package struct holding one can be copied: skip files that can have neither.
+    let package_holds = cx.pkg.sync_types.values().any(|k| k.contains(&kind));
+    if !package_holds && !cx.src().contains("sync.") {
+        return;
+    }
     let mut findings: Vec<Finding> = Vec::new();
     let src = cx.src();
     for &f in &cx.index.functions {
@@ -84,112 +89,104 @@ pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
                 });
             }
         }
-        let Some(body) = f.child_by_field_name("body") else {
+    }
+    // The statements and expressions that copy, from the file index (one walk for all rules).
+    for &n in &cx.index.assignments {
+        let Some((lhs, rhs)) = syntax::assignment_sides(n) else {
             continue;
         };
-        for n in syntax::descendants(body, false) {
-            match n.kind() {
-                "short_var_declaration" | "assignment_statement" | "var_spec" => {
-                    let Some((lhs, rhs)) = syntax::assignment_sides(n) else {
-                        continue;
-                    };
-                    if lhs.len() != rhs.len() {
-                        continue;
-                    }
-                    for (l, r) in lhs.iter().zip(&rhs) {
-                        if cx.text(*l) == "_" {
-                            continue;
-                        }
-                        if let Some(t) = is_holding_value(cx, *r, kind) {
-                            findings.push(Finding {
-                                node: *r,
-                                message: format!("assignment copies `{}` ({t}, {noun} by value) into `{}`", cx.text(*r), cx.text(*l)),
-                                help: format!("{fix}: take its address (`&{}`) or restructure to share one value", cx.text(*r)),
-                                severity: None,
-                            });
-                        }
-                    }
-                }
-                "return_statement" => {
-                    for e in n
-                        .named_child(0)
-                        .map(syntax::named_children)
-                        .unwrap_or_default()
-                    {
-                        if let Some(t) = is_holding_value(cx, e, kind) {
-                            findings.push(Finding {
-                                node: e,
-                                message: format!(
-                                    "return copies `{}` ({t}, {noun} by value)",
-                                    cx.text(e)
-                                ),
-                                help: format!("{fix}: return a pointer"),
-                                severity: None,
-                            });
-                        }
-                    }
-                }
-                "range_clause" => {
-                    let (Some(left), Some(right)) = (
-                        n.child_by_field_name("left"),
-                        n.child_by_field_name("right"),
-                    ) else {
-                        continue;
-                    };
-                    let vars = syntax::named_children(left);
-                    let Some(value_var) = vars.get(1) else {
-                        continue;
-                    };
-                    if cx.text(*value_var) == "_" {
-                        continue;
-                    }
-                    if let Some(t) = range_elem_holding(cx, right, kind) {
-                        findings.push(Finding {
-                            node: *value_var,
-                            message: format!(
-                                "range variable `{}` copies each element ({t}, {noun} by value)",
-                                cx.text(*value_var)
-                            ),
-                            help: format!(
-                                "{fix}: range over indices and use `&{}[i]`, or store pointers",
-                                cx.text(right)
-                            ),
-                            severity: None,
-                        });
-                    }
-                }
-                "call_expression" => {
-                    let Some(call) = syntax::Call::of(n) else {
-                        continue;
-                    };
-                    if call.receiver.is_none()
-                        && matches!(cx.text(call.name), "len" | "cap" | "new" | "make")
-                    {
-                        continue;
-                    }
-                    for a in &call.args {
-                        if let Some(t) = is_holding_value(cx, *a, kind) {
-                            findings.push(Finding {
-                                node: *a,
-                                message: format!(
-                                    "call passes a copy of `{}` ({t}, {noun} by value)",
-                                    cx.text(*a)
-                                ),
-                                help: format!("{fix}: pass `&{}`", cx.text(*a)),
-                                severity: None,
-                            });
-                        }
-                    }
-                }
-                _ => {}
+        if lhs.len() != rhs.len() {
+            continue;
+        }
+        for (l, r) in lhs.iter().zip(&rhs) {
+            if cx.text(*l) == "_" {
+                continue;
+            }
+            if let Some(t) = is_holding_value(cx, *r, kind) {
+                findings.push(Finding {
+                    node: *r,
+                    message: format!(
+                        "assignment copies `{}` ({t}, {noun} by value) into `{}`",
+                        cx.text(*r),
+                        cx.text(*l)
+                    ),
+                    help: format!(
+                        "{fix}: take its address (`&{}`) or restructure to share one value",
+                        cx.text(*r)
+                    ),
+                    severity: None,
+                });
+            }
+        }
+    }
+    for &n in &cx.index.returns {
+        for e in n
+            .named_child(0)
+            .map(syntax::named_children)
+            .unwrap_or_default()
+        {
+            if let Some(t) = is_holding_value(cx, e, kind) {
+                findings.push(Finding {
+                    node: e,
+                    message: format!("return copies `{}` ({t}, {noun} by value)", cx.text(e)),
+                    help: format!("{fix}: return a pointer"),
+                    severity: None,
+                });
+            }
+        }
+    }
+    for &n in &cx.index.range_clauses {
+        let (Some(left), Some(right)) = (
+            n.child_by_field_name("left"),
+            n.child_by_field_name("right"),
+        ) else {
+            continue;
+        };
+        let vars = syntax::named_children(left);
+        let Some(value_var) = vars.get(1) else {
+            continue;
+        };
+        if cx.text(*value_var) == "_" {
+            continue;
+        }
+        if let Some(t) = range_elem_holding(cx, right, kind) {
+            findings.push(Finding {
+                node: *value_var,
+                message: format!(
+                    "range variable `{}` copies each element ({t}, {noun} by value)",
+                    cx.text(*value_var)
+                ),
+                help: format!(
+                    "{fix}: range over indices and use `&{}[i]`, or store pointers",
+                    cx.text(right)
+                ),
+                severity: None,
+            });
+        }
+    }
+    for &n in &cx.index.calls {
+        let Some(call) = syntax::Call::of(n) else {
+            continue;
+        };
+        if call.receiver.is_none() && matches!(cx.text(call.name), "len" | "cap" | "new" | "make") {
+            continue;
+        }
+        for a in &call.args {
+            if let Some(t) = is_holding_value(cx, *a, kind) {
+                findings.push(Finding {
+                    node: *a,
+                    message: format!(
+                        "call passes a copy of `{}` ({t}, {noun} by value)",
+                        cx.text(*a)
+                    ),
+                    help: format!("{fix}: pass `&{}`", cx.text(*a)),
+                    severity: None,
+                });
             }
         }
     }
     // Channel element types anywhere in the file (parameters, fields, make calls).
-    for n in syntax::descendants(cx.file.root(), true) {
-        if n.kind() != "channel_type" {
-            continue;
-        }
+    for &n in &cx.index.channel_types {
         if let Some(v) = n.child_by_field_name("value") {
             if holds(cx, v, kind) {
                 findings.push(Finding {

@@ -58,7 +58,7 @@ branch still holds it.
 
 pub fn check(cx: &mut Checker) {
     let mut findings = Vec::new();
-    for &f in &cx.index.functions {
+    for f in cx.index.functions_calling(cx.src(), &["Lock", "RLock"]) {
         for e in locksets::events(cx, f) {
             match e {
                 Event::Relock { node, key, first, reader } => findings.push(Finding {

@@ -112,7 +112,7 @@ fn context_in_reach<'a>(cx: &Checker<'a>, f: Node<'a>, go: Node<'a>) -> Option<&
     if f.kind() != "func_literal" {
         return None;
     }
-    let mut outer = syntax::enclosing_function(go);
+    let mut outer = cx.enclosing_function(go);
     while let Some(o) = outer {
         if let Some((name, _)) = syntax::params(o, src)
             .into_iter()
@@ -120,7 +120,7 @@ fn context_in_reach<'a>(cx: &Checker<'a>, f: Node<'a>, go: Node<'a>) -> Option<&
         {
             return Some(name);
         }
-        outer = syntax::enclosing_function(o);
+        outer = cx.enclosing_function(o);
     }
     None
 }

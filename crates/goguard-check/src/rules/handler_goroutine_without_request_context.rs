@@ -131,7 +131,7 @@ pub fn check(cx: &mut Checker) {
 
 /// The handler's name when `node` is inside one.
 fn enclosing_handler<'a>(cx: &Checker<'a>, node: Node<'a>) -> Option<&'a str> {
-    let mut f = syntax::enclosing_function(node);
+    let mut f = cx.enclosing_function(node);
     while let Some(func) = f {
         let params = syntax::params(func, cx.src());
         let types: Vec<String> = params
@@ -148,7 +148,7 @@ fn enclosing_handler<'a>(cx: &Checker<'a>, node: Node<'a>) -> Option<&'a str> {
                 None => "(func literal)",
             });
         }
-        f = syntax::enclosing_function(func);
+        f = cx.enclosing_function(func);
     }
     None
 }

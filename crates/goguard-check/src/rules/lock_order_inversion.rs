@@ -52,7 +52,7 @@ functions of the same file are compared.
 pub fn check(cx: &mut Checker) {
     // Sites per direction: (held, acquired) -> lock calls.
     let mut sites: HashMap<(String, String), Vec<Node>> = HashMap::new();
-    for &f in &cx.index.functions {
+    for f in cx.index.functions_calling(cx.src(), &["Lock", "RLock"]) {
         for e in locksets::events(cx, f) {
             if let Event::Order {
                 node,

@@ -89,7 +89,7 @@ pub fn method_receiver<'a>(cx: &Checker<'a>, func: Node<'a>) -> Option<(&'a str,
             let (name, ty) = syntax::receiver(n, cx.src())?;
             return Some((name, syntax::base_type_name(ty, cx.src())?));
         }
-        f = syntax::enclosing_function(n);
+        f = cx.enclosing_function(n);
     }
     None
 }
@@ -118,7 +118,7 @@ pub fn identity<'a>(cx: &Checker<'a>, func: Node<'a>, expr: Node<'a>) -> Option<
         return Some(text); // package level
     }
     let mut outer = func;
-    while let Some(o) = syntax::enclosing_function(outer) {
+    while let Some(o) = cx.enclosing_function(outer) {
         outer = o;
     }
     Some(format!("func@{}:{text}", outer.start_byte()))

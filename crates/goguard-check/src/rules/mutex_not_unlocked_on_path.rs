@@ -69,7 +69,7 @@ pub fn check(cx: &mut Checker) {
         } else {
             "RUnlock"
         };
-        let Some(func) = syntax::enclosing_function(node) else {
+        let Some(func) = cx.enclosing_function(node) else {
             continue;
         };
         let Some(body) = func.child_by_field_name("body") else {

@@ -89,7 +89,7 @@ pub fn check(cx: &mut Checker) {
             continue;
         }
         // The function that made the channel owns it; look at all code it reaches.
-        let Some(owner) = syntax::enclosing_function(v) else {
+        let Some(owner) = cx.enclosing_function(v) else {
             continue;
         };
         let Some(body) = owner.child_by_field_name("body") else {
@@ -164,7 +164,7 @@ fn fate<'a>(cx: &Checker<'a>, body: Node<'a>, name: &str, depth: usize) -> Fate<
                 };
                 let callee = cx.text(call.name);
                 if call.receiver.is_none() && callee == "close" {
-                    if let Some(f) = syntax::enclosing_function(call.node) {
+                    if let Some(f) = cx.enclosing_function(call.node) {
                         closes.push((call.node, f));
                     }
                     continue;

@@ -76,7 +76,7 @@ pub fn check(cx: &mut Checker) {
             continue;
         };
         let what = cx.text(call.name);
-        let Some(func) = syntax::enclosing_function(node) else {
+        let Some(func) = cx.enclosing_function(node) else {
             continue;
         };
         if what == "Tick" {

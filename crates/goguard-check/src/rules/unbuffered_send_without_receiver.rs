@@ -86,7 +86,7 @@ pub(crate) fn unbuffered_locals<'a>(cx: &Checker<'a>, body: Node<'a>) -> Vec<(&'
 
 pub fn check(cx: &mut Checker) {
     let mut findings = Vec::new();
-    for &f in &cx.index.functions {
+    for f in cx.index.functions_calling(cx.src(), &["make"]) {
         let Some(body) = f.child_by_field_name("body") else {
             continue;
         };
@@ -109,7 +109,7 @@ pub fn check(cx: &mut Checker) {
             let in_select = send
                 .parent()
                 .is_some_and(|p| p.kind() == "communication_case");
-            let own_func = syntax::enclosing_function(send).map(|n| n.id()) == Some(f.id());
+            let own_func = cx.enclosing_function(send).map(|n| n.id()) == Some(f.id());
             // Any goroutine started between make and send could be a receiver through other
             // means (a struct, a global); only a send with no goroutine started at all is certain.
             let go_between = cx.index.go_stmts.iter().any(|g| {

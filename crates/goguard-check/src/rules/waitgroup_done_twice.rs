@@ -50,7 +50,7 @@ different branches of an `if` or `switch` are one per path and are not reported.
 
 pub fn check(cx: &mut Checker) {
     let mut findings = Vec::new();
-    for &f in &cx.index.functions {
+    for f in cx.index.functions_calling(cx.src(), &["Done"]) {
         let Some(body) = f.child_by_field_name("body") else {
             continue;
         };
