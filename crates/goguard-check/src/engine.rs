@@ -436,8 +436,18 @@ pub fn check_source(
     module: &ModuleInfo,
     select: Option<&[&str]>,
 ) -> Vec<Diagnostic> {
+    check_source_report(path, text, module, select).0
+}
+
+/// Like [`check_source`], also returning internal errors (a rule that crashed on the file).
+pub fn check_source_report(
+    path: &Path,
+    text: &str,
+    module: &ModuleInfo,
+    select: Option<&[&str]>,
+) -> (Vec<Diagnostic>, Vec<InputError>) {
     let Some(file) = SourceFile::parse(path, text.to_string()) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let pkg = PackageIndex::build(vec![&file]);
     let rules: Vec<_> = registry::all()
@@ -447,7 +457,7 @@ pub fn check_source(
         .collect();
     let mut result = DirResult::default();
     check_file(&file, 0, &pkg, module, &rules, &mut result);
-    result.diagnostics
+    (result.diagnostics, result.errors)
 }
 
 /// Time spent per rule, collected when `GOGUARD_TIMINGS` is set (for tuning rules).

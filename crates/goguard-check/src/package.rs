@@ -44,6 +44,8 @@ pub struct FileIndex<'a> {
     /// Blocks and statements that open a scope, in source order, with their parents.
     pub scopes: Vec<Node<'a>>,
     scope_parent: Vec<Option<usize>>,
+    /// Calls by called name (`Lock` for `mu.Lock()`), so rules look only at the calls they want.
+    pub calls_by_name: HashMap<&'a str, Vec<Node<'a>>>,
     /// Local declarations per function (see `declarations`).
     decls: Declarations<'a>,
     src: &'a str,
@@ -96,6 +98,11 @@ impl<'a> FileIndex<'a> {
                 if !cursor.goto_parent() {
                     break 'walk;
                 }
+            }
+        }
+        for &c in &ix.calls {
+            if let Some(name) = crate::syntax::call_name(c, ix.src) {
+                ix.calls_by_name.entry(name).or_default().push(c);
             }
         }
         ix.func_parent = link(&ix.functions);
@@ -155,17 +162,28 @@ impl<'a> FileIndex<'a> {
 
     /// The functions (by index in `functions`) that contain a call named one of `names`,
     /// directly (not through a nested literal). Rules use it to visit only relevant functions.
-    pub fn functions_calling(&self, src: &str, names: &[&str]) -> Vec<Node<'a>> {
+    pub fn functions_calling(&self, _src: &str, names: &[&str]) -> Vec<Node<'a>> {
         let mut out: Vec<Node<'a>> = Vec::new();
-        for &c in &self.calls {
-            if !crate::syntax::call_name(c, src).is_some_and(|n| names.contains(&n)) {
-                continue;
-            }
+        for c in self.calls_named(names) {
             if let Some(f) = self.enclosing_function(c) {
                 if !out.iter().any(|o| o.id() == f.id()) {
                     out.push(f);
                 }
             }
+        }
+        out
+    }
+
+    /// The calls whose called name is one of `names`, in source order.
+    pub fn calls_named(&self, names: &[&str]) -> Vec<Node<'a>> {
+        let mut out: Vec<Node<'a>> = names
+            .iter()
+            .filter_map(|n| self.calls_by_name.get(n))
+            .flatten()
+            .copied()
+            .collect();
+        if names.len() > 1 {
+            out.sort_by_key(|n| n.start_byte());
         }
         out
     }

@@ -30,6 +30,42 @@ fn func_literal_id() -> u16 {
     })
 }
 
+/// Field ids of the Go grammar used on hot paths. Looking a field up by name scans the
+/// grammar's field names with strncmp on every call; ids are looked up once.
+pub struct Fields {
+    pub function: u16,
+    pub operand: u16,
+    pub field: u16,
+    pub arguments: u16,
+    pub left: u16,
+    pub right: u16,
+    pub parameters: u16,
+    pub type_: u16,
+    pub name: u16,
+    pub value: u16,
+}
+
+/// The field ids, computed once.
+pub fn fields() -> &'static Fields {
+    static F: OnceLock<Fields> = OnceLock::new();
+    F.get_or_init(|| {
+        let lang: tree_sitter::Language = tree_sitter_go::LANGUAGE.into();
+        let id = |n: &str| lang.field_id_for_name(n).map_or(0, |i| i.get());
+        Fields {
+            function: id("function"),
+            operand: id("operand"),
+            field: id("field"),
+            arguments: id("arguments"),
+            left: id("left"),
+            right: id("right"),
+            parameters: id("parameters"),
+            type_: id("type"),
+            name: id("name"),
+            value: id("value"),
+        }
+    })
+}
+
 /// Every node below `node` (itself included), depth first in source order. When
 /// `into_funcs` is false the bodies of nested function literals are not entered (the
 /// literal node itself is still yielded).
@@ -118,17 +154,18 @@ impl<'t> Call<'t> {
         if node.kind() != "call_expression" {
             return None;
         }
-        let function = unparen(node.child_by_field_name("function")?);
+        let f = fields();
+        let function = unparen(node.child_by_field_id(f.function)?);
         let (receiver, name) = match function.kind() {
             "selector_expression" => (
-                Some(function.child_by_field_name("operand")?),
-                function.child_by_field_name("field")?,
+                Some(function.child_by_field_id(f.operand)?),
+                function.child_by_field_id(f.field)?,
             ),
             "identifier" => (None, function),
             _ => return None,
         };
         let args = node
-            .child_by_field_name("arguments")
+            .child_by_field_id(f.arguments)
             .map(|a| {
                 named_children(a)
                     .into_iter()
@@ -148,9 +185,10 @@ impl<'t> Call<'t> {
 /// The called name of a call expression (`name` in `recv.name()` or `name()`), without
 /// building a [`Call`].
 pub fn call_name<'s>(node: Node, src: &'s str) -> Option<&'s str> {
-    let f = unparen(node.child_by_field_name("function")?);
+    let ids = fields();
+    let f = unparen(node.child_by_field_id(ids.function)?);
     let name = match f.kind() {
-        "selector_expression" => f.child_by_field_name("field")?,
+        "selector_expression" => f.child_by_field_id(ids.field)?,
         "identifier" => f,
         _ => return None,
     };
@@ -213,7 +251,7 @@ pub fn is_infinite_for(for_stmt: Node) -> bool {
 
 /// The parameters of a function node as (name, type node) pairs; unnamed ones get "".
 pub fn params<'t>(func: Node<'t>, src: &'t str) -> Vec<(&'t str, Node<'t>)> {
-    let Some(list) = func.child_by_field_name("parameters") else {
+    let Some(list) = func.child_by_field_id(fields().parameters) else {
         return Vec::new();
     };
     param_list(list, src)
@@ -229,7 +267,7 @@ pub fn param_list<'t>(list: Node<'t>, src: &'t str) -> Vec<(&'t str, Node<'t>)> 
         ) {
             continue;
         }
-        let Some(ty) = decl.child_by_field_name("type") else {
+        let Some(ty) = decl.child_by_field_id(fields().type_) else {
             continue;
         };
         let mut cursor = decl.walk();
@@ -270,14 +308,14 @@ pub fn base_type_name<'t>(ty: Node<'t>, src: &'t str) -> Option<&'t str> {
 pub fn assignment_sides(node: Node) -> Option<(Vec<Node>, Vec<Node>)> {
     let (left, right) = match node.kind() {
         "short_var_declaration" | "assignment_statement" => (
-            node.child_by_field_name("left")?,
-            node.child_by_field_name("right"),
+            node.child_by_field_id(fields().left)?,
+            node.child_by_field_id(fields().right),
         ),
         "var_spec" => {
             let mut cursor = node.walk();
             let names: Vec<_> = node.children_by_field_name("name", &mut cursor).collect();
             let values = node
-                .child_by_field_name("value")
+                .child_by_field_id(fields().value)
                 .map(named_children)
                 .unwrap_or_default();
             return Some((names, values));

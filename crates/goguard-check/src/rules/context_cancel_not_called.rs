@@ -63,7 +63,7 @@ const CONSTRUCTORS: &[&str] = &[
 
 pub fn check(cx: &mut Checker) {
     let mut findings = Vec::new();
-    for &node in &cx.index.calls {
+    for node in cx.index.calls_named(CONSTRUCTORS) {
         let Some(call) = cx.pkg_call(node, "context", CONSTRUCTORS) else {
             continue;
         };

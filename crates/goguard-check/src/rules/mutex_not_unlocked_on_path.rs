@@ -55,7 +55,7 @@ helper and is not reported. Paths are followed within one function; `goto` stops
 
 pub fn check(cx: &mut Checker) {
     let mut findings = Vec::new();
-    for &node in &cx.index.calls {
+    for node in cx.index.calls_named(&["Lock", "RLock"]) {
         let Some(call) = resolve::sync_call(cx, node, SyncKind::Mutex, &["Lock", "RLock"]) else {
             continue;
         };

@@ -71,7 +71,7 @@ pub fn check(cx: &mut Checker) {
     let collected = cx.go_version().at_least(GoVersion::TIMERS_COLLECTED);
     let version = cx.module.describe();
     let mut findings = Vec::new();
-    for &node in &cx.index.calls {
+    for node in cx.index.calls_named(&["NewTicker", "NewTimer", "Tick"]) {
         let Some(call) = cx.pkg_call(node, "time", &["NewTicker", "NewTimer", "Tick"]) else {
             continue;
         };

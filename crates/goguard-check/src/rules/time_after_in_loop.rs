@@ -67,7 +67,7 @@ pub fn check(cx: &mut Checker) {
     let collected = cx.go_version().at_least(GoVersion::TIMERS_COLLECTED);
     let version = cx.module.describe();
     let mut findings = Vec::new();
-    for &node in &cx.index.calls {
+    for node in cx.index.calls_named(&["After"]) {
         if cx.pkg_call(node, "time", &["After"]).is_none() {
             continue;
         }
