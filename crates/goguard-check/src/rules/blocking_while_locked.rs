@@ -65,8 +65,15 @@ pub fn check(cx: &mut Checker) {
             counterparts.push(done);
         }
     }
+    let unbuffered = unbuffered_channel_names(cx);
     let mut findings = Vec::new();
     for (node, held, op, target) in &blocks {
+        // A send or receive can only deadlock here if the channel may be unbuffered: it must
+        // be made without a buffer somewhere in this file.
+        let last = target.rsplit(['.', ':']).next().unwrap_or(target);
+        if *op != Op::Wait && !unbuffered.contains(last) {
+            continue;
+        }
         let want = match op {
             Op::Send => Op::Receive,
             Op::Receive => Op::Send,
@@ -131,6 +138,36 @@ fn dones_under_lock<'a>(cx: &Checker<'a>, f: Node<'a>) -> Vec<(String, Op, Strin
             if lock.start_byte() < n.start_byte() {
                 out.push((id.clone(), Op::Wait, target.clone(), *n));
             }
+        }
+    }
+    out
+}
+
+/// The names (variable or field) that unbuffered `make(chan T)` results are stored in.
+fn unbuffered_channel_names<'a>(cx: &Checker<'a>) -> std::collections::HashSet<&'a str> {
+    let mut out = std::collections::HashSet::new();
+    for call in cx.index.calls_named(&["make"]) {
+        if !super::unbuffered_send_without_receiver::is_unbuffered_make(cx, call) {
+            continue;
+        }
+        let Some(parent) = call.parent() else {
+            continue;
+        };
+        let target = match parent.kind() {
+            "literal_element" => parent
+                .parent()
+                .filter(|k| k.kind() == "keyed_element")
+                .and_then(|k| k.named_child(0)),
+            "expression_list" => parent.parent().and_then(|stmt| {
+                let (lhs, rhs) = crate::syntax::assignment_sides(stmt)?;
+                let i = rhs.iter().position(|r| r.id() == call.id())?;
+                lhs.get(i).copied()
+            }),
+            _ => None,
+        };
+        if let Some(t) = target {
+            let text = cx.text(t);
+            out.insert(text.rsplit('.').next().unwrap_or(text));
         }
     }
     out

@@ -85,9 +85,10 @@ const SLOW_CALLS: &[&str] = &[
 pub fn check(cx: &mut Checker) {
     let mut findings = Vec::new();
     for &go in &cx.index.go_stmts {
-        let Some(handler) = enclosing_handler(cx, go) else {
+        let Some((handler, request)) = enclosing_handler(cx, go) else {
             continue;
         };
+        let request = Some(request);
         let Some(lit) = syntax::stmt_func_literal(go) else {
             continue;
         };
@@ -105,7 +106,13 @@ pub fn check(cx: &mut Checker) {
                     && n.child_by_field_name("field")
                         .is_some_and(|f| cx.text(f) == "Context"))
         };
-        let bound = nodes.iter().any(uses_ctx)
+        // Handing the request itself to a call binds the work to it too (`h.ServeHTTP(w, r)`).
+        let passes_request = |n: &Node| {
+            n.kind() == "identifier"
+                && Some(cx.text(*n)) == request
+                && n.parent().is_some_and(|p| p.kind() == "argument_list")
+        };
+        let bound = nodes.iter().any(|n| uses_ctx(n) || passes_request(n))
             || call.is_some_and(|c| {
                 syntax::descendants(c.child_by_field_name("arguments").unwrap_or(c), true)
                     .iter()
@@ -129,8 +136,8 @@ pub fn check(cx: &mut Checker) {
     }
 }
 
-/// The handler's name when `node` is inside one.
-fn enclosing_handler<'a>(cx: &Checker<'a>, node: Node<'a>) -> Option<&'a str> {
+/// The handler's name and its request parameter when `node` is inside one.
+fn enclosing_handler<'a>(cx: &Checker<'a>, node: Node<'a>) -> Option<(&'a str, &'a str)> {
     let mut f = cx.enclosing_function(node);
     while let Some(func) = f {
         let params = syntax::params(func, cx.src());
@@ -143,10 +150,11 @@ fn enclosing_handler<'a>(cx: &Checker<'a>, node: Node<'a>) -> Option<&'a str> {
             && types[1].ends_with("Request")
             && types[1].starts_with('*');
         if is_handler {
-            return Some(match func.child_by_field_name("name") {
+            let name = match func.child_by_field_name("name") {
                 Some(n) => cx.text(n),
                 None => "(func literal)",
-            });
+            };
+            return Some((name, params[1].0));
         }
         f = cx.enclosing_function(func);
     }

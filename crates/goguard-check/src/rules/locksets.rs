@@ -213,7 +213,23 @@ impl<'c, 'a> Walker<'c, 'a> {
                 Some(inner) => self.stmt(inner, held),
                 None => true,
             },
-            "go_statement" => true,
+            "go_statement" => {
+                // A goroutine that unlocks a held mutex takes the lock over (a mutex used as
+                // a semaphore): it is no longer held here.
+                let cx = self.cx;
+                if let Some(lit) = syntax::stmt_func_literal(s) {
+                    for n in syntax::descendants(lit, true) {
+                        if let Some(c) = Call::of(n) {
+                            if matches!(cx.text(c.name), "Unlock" | "RUnlock") {
+                                if let Some(r) = c.receiver {
+                                    held.remove(&syntax::normalize(cx.text(r)));
+                                }
+                            }
+                        }
+                    }
+                }
+                true
+            }
             "defer_statement" => true, // a deferred unlock keeps the lock held to the end
             "expression_statement" => {
                 let expr = s.named_child(0);

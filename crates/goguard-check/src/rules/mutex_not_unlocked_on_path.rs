@@ -75,12 +75,14 @@ pub fn check(cx: &mut Checker) {
         let Some(body) = func.child_by_field_name("body") else {
             continue;
         };
+        // An unlock counts when this function runs it: directly, or in a deferred closure.
+        // One inside another closure (a callback, a hook) runs at someone else's time.
         let unlocks = |n: Node| {
             syntax::descendants(n, true)
                 .into_iter()
-                .any(|m| is_unlock(cx, m, &mu, unlock))
+                .any(|m| is_unlock(cx, m, &mu, unlock) && runs_here(m, func))
         };
-        if !unlocks(body) {
+        if !unlocks(body) || expects_held_or_hands_off(cx, body, node, &mu, unlock) {
             continue;
         }
         let is_start = |n: Node| n.id() == stmt.id();
@@ -115,4 +117,69 @@ fn is_unlock(cx: &Checker, n: Node, mu: &str, unlock: &str) -> bool {
             .is_some_and(|r| syntax::normalize(cx.text(r)) == mu)
             && cx.text(c.name) == unlock
     })
+}
+
+/// Shapes where a path ending locked is intended:
+/// - a deferred unlock registered before this `Lock` (unlock, work, re-lock under a defer);
+/// - the function's first operation on the mutex is an unlock: the caller holds it on entry
+///   and expects it held on return;
+/// - an unlock inside a `go` statement: the lock is handed to another goroutine (a mutex used
+///   as a semaphore).
+fn expects_held_or_hands_off(cx: &Checker, body: Node, lock: Node, mu: &str, unlock: &str) -> bool {
+    let mut first_op: Option<bool> = None;
+    for m in syntax::descendants(body, true) {
+        let Some(c) = Call::of(m) else { continue };
+        if !c
+            .receiver
+            .is_some_and(|r| syntax::normalize(cx.text(r)) == mu)
+        {
+            continue;
+        }
+        let name = cx.text(c.name);
+        let is_unlock = name == unlock;
+        if !is_unlock && name != "Lock" && name != "RLock" {
+            continue;
+        }
+        if first_op.is_none() {
+            first_op = Some(is_unlock);
+        }
+        if !is_unlock {
+            continue;
+        }
+        let mut cur = m.parent();
+        while let Some(p) = cur {
+            if p.id() == body.id() {
+                break;
+            }
+            match p.kind() {
+                "defer_statement" if p.start_byte() < lock.start_byte() => return true,
+                "go_statement" => return true,
+                _ => {}
+            }
+            cur = p.parent();
+        }
+    }
+    first_op == Some(true)
+}
+
+/// True when `n` runs as part of `func` itself: not inside a nested function literal, unless
+/// that literal is deferred or started as a goroutine by it.
+fn runs_here(n: Node, func: Node) -> bool {
+    let mut cur = n.parent();
+    while let Some(p) = cur {
+        if p.id() == func.id() {
+            return true;
+        }
+        if p.kind() == "func_literal" {
+            let launched = p
+                .parent()
+                .and_then(|c| c.parent())
+                .is_some_and(|s| matches!(s.kind(), "defer_statement" | "go_statement"));
+            if !launched {
+                return false;
+            }
+        }
+        cur = p.parent();
+    }
+    true
 }
