@@ -129,9 +129,8 @@ fn expects_held_or_hands_off(cx: &Checker, body: Node, lock: Node, mu: &str, unl
     let mut first_op: Option<bool> = None;
     for m in syntax::descendants(body, true) {
         let Some(c) = Call::of(m) else { continue };
-        if !c
-            .receiver
-            .is_some_and(|r| syntax::normalize(cx.text(r)) == mu)
+        if c.receiver
+            .is_none_or(|r| syntax::normalize(cx.text(r)) != mu)
         {
             continue;
         }
