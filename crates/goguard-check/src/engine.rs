@@ -287,6 +287,10 @@ pub fn read_source(path: &Path) -> Result<String, InputError> {
 fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResult {
     let mut result = DirResult::default();
     let mut parsed: Vec<(SourceFile, Arc<Config>)> = Vec::new();
+    // Files that contain nothing any rule looks for are read but not parsed (parsing is most
+    // of the run's cost); see `prefilter`.
+    let mut unparsed: Vec<(Input, String)> = Vec::new();
+    let mut scanned = 0;
     for input in files {
         let text = match read_source(&input.path) {
             Ok(t) => t,
@@ -295,16 +299,29 @@ fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResul
                 continue;
             }
         };
-        match SourceFile::parse(&input.path, text) {
-            Some(f) => parsed.push((f, input.config)),
-            None => result.errors.push(InputError {
-                path: input.path,
-                kind: "internal",
-                message: "the parser gave up on this file".into(),
-            }),
+        scanned += 1;
+        if prefilter::may_have_findings(&text) {
+            parse_into(input, text, &mut parsed, &mut result);
+        } else {
+            unparsed.push((input, text));
         }
     }
-    result.files_scanned = parsed.len();
+    // A file can copy a lock-holding struct of its package without naming `sync` itself:
+    // parse the files that mention such a type, until no new one is found.
+    while !unparsed.is_empty() {
+        let holders = crate::package::sync_holder_names(parsed.iter().map(|(f, _)| f));
+        let (take, keep): (Vec<_>, Vec<_>) = unparsed
+            .into_iter()
+            .partition(|(_, text)| holders.iter().any(|h| prefilter::contains_word(text, h)));
+        unparsed = keep;
+        if take.is_empty() {
+            break;
+        }
+        for (input, text) in take {
+            parse_into(input, text, &mut parsed, &mut result);
+        }
+    }
+    result.files_scanned = scanned;
     for (file, _) in &parsed {
         let errors = file.syntax_errors();
         if let Some(first) = errors.first() {
@@ -333,6 +350,66 @@ fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResul
         }
     }
     result
+}
+
+fn parse_into(
+    input: Input,
+    text: String,
+    parsed: &mut Vec<(SourceFile, Arc<Config>)>,
+    result: &mut DirResult,
+) {
+    match SourceFile::parse(&input.path, text) {
+        Some(f) => parsed.push((f, input.config)),
+        None => result.errors.push(InputError {
+            path: input.path,
+            kind: "internal",
+            message: "the parser gave up on this file".into(),
+        }),
+    }
+}
+
+/// Which files are worth parsing. Every rule needs at least one of these tokens in the file
+/// it reports on (the rule's channel, package import, method name or keyword), so a file
+/// with none of them can have no finding. Comments count too: that only means parsing a
+/// file that did not need it. Keep this list in step with the rules (a test checks every
+/// fixture passes it).
+pub mod prefilter {
+    const TOKENS: &[&str] = &[
+        "chan",           // G100 G101 G106 and channel operations under locks
+        "\"context\"",    // G102 G204: the import path
+        "\"time\"",       // G103 G201
+        "ResponseWriter", // G104
+        "select",         // G202 G203
+        ".Add(",          // G301
+        ".Done(",         // G302 G304
+        ".Wait(",         // G405
+        "sync",           // G303 G402 (and lock-holding types of the package: see check_dir)
+        "Lock(",          // G401 G403 G404 G405
+        "goguard:ignore", // unused suppressions are reported too
+    ];
+
+    /// True when the text contains a token some rule needs, or a `go func` (G105).
+    pub fn may_have_findings(text: &str) -> bool {
+        TOKENS.iter().any(|t| text.contains(t)) || has_go_func(text)
+    }
+
+    /// True when `word` occurs in `text` as a whole identifier.
+    pub fn contains_word(text: &str, word: &str) -> bool {
+        let ident = |c: char| c.is_alphanumeric() || c == '_';
+        text.match_indices(word).any(|(i, _)| {
+            !text[..i].chars().next_back().is_some_and(ident)
+                && !text[i + word.len()..].chars().next().is_some_and(ident)
+        })
+    }
+
+    /// `go` followed by white space and `func`.
+    fn has_go_func(text: &str) -> bool {
+        text.match_indices("go").any(|(i, _)| {
+            let rest = &text[i + 2..];
+            let trimmed = rest.trim_start_matches([' ', '\t']);
+            trimmed.len() < rest.len() && trimmed.starts_with("func")
+        })
+    }
 }
 
 /// The rules that apply to a file: selection, ignores, per-path ignores, severity overrides.

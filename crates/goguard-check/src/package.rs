@@ -567,3 +567,65 @@ fn link(list: &[Node]) -> Vec<Option<usize>> {
     }
     parent
 }
+
+/// Names of the struct types declared at the top level of `files` that hold a sync value by
+/// value (directly, in arrays, or through each other). A light version of the package
+/// index's analysis, used to decide which unparsed files may copy such a value.
+pub fn sync_holder_names<'a>(files: impl Iterator<Item = &'a SourceFile>) -> HashSet<String> {
+    let mut structs: Vec<(String, Vec<String>)> = Vec::new();
+    let mut holders: HashSet<String> = HashSet::new();
+    for file in files {
+        let src = file.text.as_str();
+        for decl in syntax::named_children(file.root()) {
+            if decl.kind() != "type_declaration" {
+                continue;
+            }
+            for spec in syntax::named_children(decl) {
+                let (Some(name), Some(ty)) = (
+                    spec.child_by_field_name("name"),
+                    spec.child_by_field_name("type"),
+                ) else {
+                    continue;
+                };
+                if ty.kind() != "struct_type" {
+                    continue;
+                }
+                let name = src[name.byte_range()].to_string();
+                let mut field_types = Vec::new();
+                for list in syntax::named_children(ty) {
+                    for field in syntax::named_children(list) {
+                        if field.child(0).is_some_and(|c| c.kind() == "*") {
+                            continue;
+                        }
+                        let Some(mut t) = field.child_by_field_name("type") else {
+                            continue;
+                        };
+                        while t.kind() == "array_type" {
+                            match t.child_by_field_name("element") {
+                                Some(e) => t = e,
+                                None => break,
+                            }
+                        }
+                        if direct_sync_kind(t, src).is_some() && t.kind() != "pointer_type" {
+                            holders.insert(name.clone());
+                        } else if t.kind() == "type_identifier" {
+                            field_types.push(src[t.byte_range()].to_string());
+                        }
+                    }
+                }
+                structs.push((name, field_types));
+            }
+        }
+    }
+    loop {
+        let before = holders.len();
+        for (name, fields) in &structs {
+            if fields.iter().any(|f| holders.contains(f)) {
+                holders.insert(name.clone());
+            }
+        }
+        if holders.len() == before {
+            return holders;
+        }
+    }
+}

@@ -72,3 +72,32 @@ fn every_rule_has_a_fixture_that_passes() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
+
+/// Files the prefilter skips are never parsed: every fixture (each holds findings) must pass it.
+#[test]
+fn every_fixture_passes_the_prefilter() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            goguard_check::engine::prefilter::may_have_findings(&text),
+            "{} would be skipped by the prefilter",
+            path.display()
+        );
+    }
+    assert!(!goguard_check::engine::prefilter::may_have_findings(
+        "package p\n\nfunc f() int { return 1 }\n"
+    ));
+    assert!(goguard_check::engine::prefilter::may_have_findings(
+        "package p\nfunc f() { go\tfunc() {}() }\n"
+    ));
+    assert!(goguard_check::engine::prefilter::contains_word(
+        "x := Conn{}",
+        "Conn"
+    ));
+    assert!(!goguard_check::engine::prefilter::contains_word(
+        "x := Connection{}",
+        "Conn"
+    ));
+}

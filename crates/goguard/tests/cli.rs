@@ -513,3 +513,28 @@ fn fixture_findings_snapshot() {
         .collect();
     insta::assert_snapshot!(lines.join("\n"));
 }
+
+/// A file that never names `sync` still copies a lock-holding struct declared in another
+/// file of its package: the prefilter must not skip it.
+#[test]
+fn copies_of_package_lock_holders_are_found_across_files() {
+    let t = TempDir::new("holders");
+    t.write(
+        "a.go",
+        "package p\n\nimport \"sync\"\n\ntype Inner struct{ mu sync.Mutex }\n",
+    );
+    t.write("b.go", "package p\n\ntype Outer struct{ in Inner }\n");
+    t.write(
+        "c.go",
+        "package p\n\nfunc (o Outer) Get() int { return 1 }\n",
+    );
+    let v = json(&goguard(&["check", ".", "--format", "json"], &t.0));
+    let diags = v["diagnostics"].as_array().unwrap();
+    assert!(
+        diags
+            .iter()
+            .any(|d| d["path"] == "c.go" && d["rule"] == "G402"),
+        "{v}"
+    );
+    assert_eq!(v["files_scanned"], 3);
+}
