@@ -352,6 +352,16 @@ fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResul
     result
 }
 
+/// `GOGUARD_INJECT_PANIC=G301` makes that rule panic on every file, so the end-to-end tests
+/// can prove a crashing rule loses no other finding. Read once; costs nothing otherwise.
+fn inject_panic_for_tests(rule: &Rule) {
+    static TARGET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let target = TARGET.get_or_init(|| std::env::var("GOGUARD_INJECT_PANIC").ok());
+    if target.as_deref() == Some(rule.code) {
+        panic!("injected panic in {}", rule.code);
+    }
+}
+
 fn parse_into(
     input: Input,
     text: String,
@@ -464,7 +474,10 @@ fn check_file(
         };
         // A bug in one rule must not lose the other rules' findings.
         let started = timings::start();
-        let outcome = catch_unwind(AssertUnwindSafe(|| (rule.check)(&mut checker)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            inject_panic_for_tests(rule);
+            (rule.check)(&mut checker)
+        }));
         timings::record(rule, started);
         if outcome.is_err() {
             result.errors.push(InputError {

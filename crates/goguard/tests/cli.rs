@@ -84,12 +84,13 @@ fn reference_examples_report_the_expected_rules() {
         ("ch4_done_twice", "G302"),
         ("ch4_waitgroup_by_value", "G303"),
         ("ch4_defer_done_panic", "G304"),
+        // ch1_select_idioms and ch3_context_timeout: correct code, no finding.
     ]
     .into_iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(got, want);
-    assert_eq!(v["files_scanned"], 13);
+    assert_eq!(v["files_scanned"], 14);
     assert_eq!(v["errors"].as_array().unwrap().len(), 0);
     // Paths are as the user would open them, relative to the current directory.
     assert!(v["diagnostics"][0]["path"]
@@ -537,4 +538,47 @@ fn copies_of_package_lock_holders_are_found_across_files() {
         "{v}"
     );
     assert_eq!(v["files_scanned"], 3);
+}
+
+/// A rule that crashes on a file is reported as an internal error naming the rule and the
+/// file; the other rules' findings are kept; the exit code is 2.
+#[test]
+fn a_crashing_rule_loses_no_other_finding() {
+    let out = Command::new(env!("CARGO_BIN_EXE_goguard"))
+        .args([
+            "check",
+            "examples/reference/ch4_add_after_go",
+            "examples/reference/ch1_deadlock",
+            "--format",
+            "json",
+        ])
+        .current_dir(repo())
+        .env("GOGUARD_INJECT_PANIC", "G301")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v = json(&out);
+    let errors = v["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| e["kind"] == "internal"
+            && e["message"].as_str().unwrap().contains("G301")
+            && e["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("ch4_add_after_go/main.go")),
+        "{v}"
+    );
+    assert!(
+        v["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["rule"] == "G100"),
+        "{v}"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no panic message on stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
