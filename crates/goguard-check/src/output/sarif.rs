@@ -26,7 +26,6 @@ pub fn to_value(report: &Report, version: &str) -> Value {
                 "shortDescription": {"text": r.summary},
                 "fullDescription": {"text": r.why},
                 "help": {"text": r.doc, "markdown": r.doc},
-                "helpUri": format!("https://github.com/goguard/goguard/blob/main/docs/rules.md#{}", r.code.to_lowercase()),
                 "defaultConfiguration": {"level": level(r.severity)},
                 "properties": {"tags": ["concurrency"]},
             })
@@ -79,7 +78,6 @@ pub fn to_value(report: &Report, version: &str) -> Value {
             "tool": {"driver": {
                 "name": "goguard",
                 "version": version,
-                "informationUri": "https://github.com/goguard/goguard",
                 "rules": rules,
             }},
             "results": results,
