@@ -196,31 +196,50 @@ fn walk(
                 || (name == "vendor" && !include_vendor)
                 || (name == "testdata" && !include_testdata))
         })
-        .build();
-    for entry in walker {
-        match entry {
-            Ok(e) => {
-                let is_go = e.file_type().is_some_and(|t| t.is_file())
-                    && e.path().extension().is_some_and(|x| x == "go");
-                if !is_go {
-                    continue;
+        .build_parallel();
+    // Directories are read in parallel; results are gathered here and sorted later by path.
+    let found = std::sync::Mutex::new((Vec::new(), Vec::new()));
+    walker.run(|| {
+        let found = &found;
+        let root_owned = &root_owned;
+        Box::new(move |entry| {
+            let item = match entry {
+                Ok(e) => {
+                    let is_go = e.file_type().is_some_and(|t| t.is_file())
+                        && e.path().extension().is_some_and(|x| x == "go");
+                    if !is_go || excluded(config, e.path()) {
+                        return ignore::WalkState::Continue;
+                    }
+                    Ok(Input {
+                        path: e.path().to_path_buf(),
+                        config: config.clone(),
+                    })
                 }
-                let abs =
-                    std::fs::canonicalize(e.path()).unwrap_or_else(|_| e.path().to_path_buf());
-                if config.is_excluded(&abs) {
-                    continue;
+                Err(err) => Err(InputError {
+                    path: error_path(&err).unwrap_or_else(|| root_owned.clone()),
+                    kind: "io",
+                    message: one_line(&err.to_string()),
+                }),
+            };
+            if let Ok(mut guard) = found.lock() {
+                match item {
+                    Ok(input) => guard.0.push(input),
+                    Err(e) => guard.1.push(e),
                 }
-                out.push(Input {
-                    path: e.path().to_path_buf(),
-                    config: config.clone(),
-                });
             }
-            Err(err) => errors.push(InputError {
-                path: error_path(&err).unwrap_or_else(|| root_owned.clone()),
-                kind: "io",
-                message: one_line(&err.to_string()),
-            }),
-        }
+            ignore::WalkState::Continue
+        })
+    });
+    let (inputs, errs) = found.into_inner().unwrap_or_default();
+    out.extend(inputs);
+    errors.extend(errs);
+}
+
+/// True when the config excludes the file (canonicalizing only when there are globs).
+fn excluded(config: &Config, path: &Path) -> bool {
+    config.exclude.is_some() && {
+        let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        config.is_excluded(&abs)
     }
 }
 
@@ -428,8 +447,12 @@ fn rules_for(
     config: &Config,
     opts: &Options,
 ) -> Vec<(&'static Rule, Option<Severity>, bool)> {
-    let abs = std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone());
-    let path_ignores = config.ignored_for(&abs);
+    let path_ignores = if config.per_path_ignores.is_empty() {
+        Vec::new()
+    } else {
+        let abs = std::fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone());
+        config.ignored_for(&abs)
+    };
     let select = opts.select.as_ref().or(config.select.as_ref());
     registry::all()
         .iter()
