@@ -402,38 +402,22 @@ impl<'a> PackageIndex<'a> {
         for (i, (file, ix)) in self.files.iter().zip(&self.file_indexes).enumerate() {
             let src = file.text.as_str();
             for &spec in &ix.type_specs {
-                let (Some(name), Some(ty)) = (
-                    spec.child_by_field_name("name"),
-                    spec.child_by_field_name("type"),
-                ) else {
+                let Some((name, struct_fields)) = struct_fields(spec) else {
                     continue;
                 };
-                if ty.kind() != "struct_type" {
-                    continue;
-                }
                 let mut types = Vec::new();
-                for list in syntax::named_children(ty) {
-                    for field in syntax::named_children(list) {
-                        let Some(t) = field.child_by_field_name("type") else {
-                            continue;
-                        };
-                        // An embedded `*T` is written as a `*` token before the type name.
-                        if field.child(0).is_some_and(|c| c.kind() == "*") {
-                            continue;
-                        }
-                        types.push(t);
-                        let Some(kind) = direct_sync_kind(t, src) else {
-                            continue;
-                        };
-                        let mut cursor = field.walk();
-                        let names: Vec<_> =
-                            field.children_by_field_name("name", &mut cursor).collect();
-                        if names.is_empty() {
-                            self.embeds.insert(&src[name_of(spec).byte_range()], kind);
-                        }
-                        for n in names {
-                            self.sync_fields.insert(&src[n.byte_range()], kind);
-                        }
+                for (field, t) in struct_fields {
+                    types.push(t);
+                    let Some(kind) = direct_sync_kind(t, src) else {
+                        continue;
+                    };
+                    let mut cursor = field.walk();
+                    let names: Vec<_> = field.children_by_field_name("name", &mut cursor).collect();
+                    if names.is_empty() {
+                        self.embeds.insert(&src[name.byte_range()], kind);
+                    }
+                    for n in names {
+                        self.sync_fields.insert(&src[n.byte_range()], kind);
                     }
                 }
                 fields.push((&src[name.byte_range()], types, i));
@@ -528,8 +512,26 @@ impl<'a> PackageIndex<'a> {
     }
 }
 
-fn name_of(spec: Node) -> Node {
-    spec.child_by_field_name("name").unwrap_or(spec)
+/// A struct type spec's name and its fields held by value, as (field, type) pairs. An
+/// embedded `*T` (a `*` token before the type name) holds nothing and is left out.
+fn struct_fields(spec: Node) -> Option<(Node, Vec<(Node, Node)>)> {
+    let name = spec.child_by_field_name("name")?;
+    let ty = spec.child_by_field_name("type")?;
+    if ty.kind() != "struct_type" {
+        return None;
+    }
+    let mut out = Vec::new();
+    for list in syntax::named_children(ty) {
+        for field in syntax::named_children(list) {
+            if field.child(0).is_some_and(|c| c.kind() == "*") {
+                continue;
+            }
+            if let Some(t) = field.child_by_field_name("type") {
+                out.push((field, t));
+            }
+        }
+    }
+    Some((name, out))
 }
 
 /// `sync.Mutex`, `*sync.RWMutex`, `sync.WaitGroup`... as a sync kind (pointers included).
@@ -581,36 +583,22 @@ pub fn sync_holder_names<'a>(files: impl Iterator<Item = &'a SourceFile>) -> Has
                 continue;
             }
             for spec in syntax::named_children(decl) {
-                let (Some(name), Some(ty)) = (
-                    spec.child_by_field_name("name"),
-                    spec.child_by_field_name("type"),
-                ) else {
+                let Some((name, fields)) = struct_fields(spec) else {
                     continue;
                 };
-                if ty.kind() != "struct_type" {
-                    continue;
-                }
                 let name = src[name.byte_range()].to_string();
                 let mut field_types = Vec::new();
-                for list in syntax::named_children(ty) {
-                    for field in syntax::named_children(list) {
-                        if field.child(0).is_some_and(|c| c.kind() == "*") {
-                            continue;
+                for (_, mut t) in fields {
+                    while t.kind() == "array_type" {
+                        match t.child_by_field_name("element") {
+                            Some(e) => t = e,
+                            None => break,
                         }
-                        let Some(mut t) = field.child_by_field_name("type") else {
-                            continue;
-                        };
-                        while t.kind() == "array_type" {
-                            match t.child_by_field_name("element") {
-                                Some(e) => t = e,
-                                None => break,
-                            }
-                        }
-                        if direct_sync_kind(t, src).is_some() && t.kind() != "pointer_type" {
-                            holders.insert(name.clone());
-                        } else if t.kind() == "type_identifier" {
-                            field_types.push(src[t.byte_range()].to_string());
-                        }
+                    }
+                    if direct_sync_kind(t, src).is_some() && t.kind() != "pointer_type" {
+                        holders.insert(name.clone());
+                    } else if t.kind() == "type_identifier" {
+                        field_types.push(src[t.byte_range()].to_string());
                     }
                 }
                 structs.push((name, field_types));

@@ -2,7 +2,7 @@
 
 use tree_sitter::Node;
 
-use super::unbuffered_send_without_receiver::unbuffered_locals;
+use super::unbuffered_send_without_receiver::local_unbuffered_channels;
 use crate::checker::{Checker, Finding};
 use crate::syntax;
 
@@ -50,37 +50,32 @@ itself a `select` case next to `ctx.Done()` or a `default` is safe and not repor
 
 pub fn check(cx: &mut Checker) {
     let mut findings = Vec::new();
-    for f in cx.index.functions_calling(cx.src(), &["make"]) {
-        let Some(body) = f.child_by_field_name("body") else {
-            continue;
-        };
-        for (name, decl) in unbuffered_locals(cx, body) {
-            for &go in &cx.index.go_stmts {
-                if !syntax::contains(body, go) || go.start_byte() < decl.end_byte() {
-                    continue;
-                }
-                if cx.enclosing_function(go).map(|n| n.id()) != Some(f.id()) {
-                    continue;
-                }
-                let Some(lit) = syntax::stmt_func_literal(go) else {
-                    continue;
-                };
-                let Some(send) = plain_send(cx, lit, name) else {
-                    continue;
-                };
-                let Some(reason) = receiver_gives_up(cx, body, go, name) else {
-                    continue;
-                };
-                findings.push(Finding {
-                    node: send,
-                    message: format!(
-                        "this goroutine sends on unbuffered `{name}` (made at line {}), but the receiver can give up first ({reason}); the send then blocks forever",
-                        cx.line(decl)
-                    ),
-                    help: "make it `make(chan T, 1)` so the send always completes, or select on `ctx.Done()` in the sender".to_string(),
-                    severity: None,
-                });
+    for (f, body, name, decl) in local_unbuffered_channels(cx) {
+        for &go in &cx.index.go_stmts {
+            if !syntax::contains(body, go) || go.start_byte() < decl.end_byte() {
+                continue;
             }
+            if cx.enclosing_function(go).map(|n| n.id()) != Some(f.id()) {
+                continue;
+            }
+            let Some(lit) = syntax::stmt_func_literal(go) else {
+                continue;
+            };
+            let Some(send) = plain_send(cx, lit, name) else {
+                continue;
+            };
+            let Some(reason) = receiver_gives_up(cx, body, go, name) else {
+                continue;
+            };
+            findings.push(Finding {
+                node: send,
+                message: format!(
+                    "this goroutine sends on unbuffered `{name}` (made at line {}), but the receiver can give up first ({reason}); the send then blocks forever",
+                    cx.line(decl)
+                ),
+                help: "make it `make(chan T, 1)` so the send always completes, or select on `ctx.Done()` in the sender".to_string(),
+                severity: None,
+            });
         }
     }
     for f in findings {

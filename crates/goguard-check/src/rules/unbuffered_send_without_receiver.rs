@@ -84,52 +84,62 @@ pub(crate) fn unbuffered_locals<'a>(cx: &Checker<'a>, body: Node<'a>) -> Vec<(&'
     out
 }
 
-pub fn check(cx: &mut Checker) {
-    let mut findings = Vec::new();
+/// Every unbuffered channel made in a function of the file: (function, its body, the
+/// channel's name, the declaring statement). Shared with G106.
+pub(crate) fn local_unbuffered_channels<'a>(
+    cx: &Checker<'a>,
+) -> Vec<(Node<'a>, Node<'a>, &'a str, Node<'a>)> {
+    let mut out = Vec::new();
     for f in cx.index.functions_calling(cx.src(), &["make"]) {
         let Some(body) = f.child_by_field_name("body") else {
             continue;
         };
         for (name, decl) in unbuffered_locals(cx, body) {
-            let nodes = syntax::descendants(body, true);
-            // The first use of the channel after its declaration.
-            let first_use = nodes.iter().find(|n| {
-                n.kind() == "identifier"
-                    && cx.text(**n) == name
-                    && n.start_byte() >= decl.end_byte()
-            });
-            let Some(&use_node) = first_use else { continue };
-            let Some(send) = use_node.parent().filter(|p| p.kind() == "send_statement") else {
-                continue;
-            };
-            if send.child_by_field_name("channel").map(|c| c.id()) != Some(use_node.id()) {
-                continue;
-            }
-            // Sends in a select or in a goroutine or closure are not this rule's concern.
-            let in_select = send
-                .parent()
-                .is_some_and(|p| p.kind() == "communication_case");
-            let own_func = cx.enclosing_function(send).map(|n| n.id()) == Some(f.id());
-            // Any goroutine started between make and send could be a receiver through other
-            // means (a struct, a global); only a send with no goroutine started at all is certain.
-            let go_between = cx.index.go_stmts.iter().any(|g| {
-                syntax::contains(body, *g)
-                    && g.start_byte() >= decl.end_byte()
-                    && g.end_byte() <= send.start_byte()
-            });
-            if in_select || !own_func || go_between {
-                continue;
-            }
-            findings.push(Finding {
-                node: send,
-                message: format!(
-                    "send on unbuffered channel `{name}` (made at line {}) with no goroutine started to receive it",
-                    cx.line(decl)
-                ),
-                help: "start the receiving goroutine before sending, or give the channel a buffer: `make(chan T, 1)`".into(),
-                severity: None,
-            });
+            out.push((f, body, name, decl));
         }
+    }
+    out
+}
+
+pub fn check(cx: &mut Checker) {
+    let mut findings = Vec::new();
+    for (f, body, name, decl) in local_unbuffered_channels(cx) {
+        let nodes = syntax::descendants(body, true);
+        // The first use of the channel after its declaration.
+        let first_use = nodes.iter().find(|n| {
+            n.kind() == "identifier" && cx.text(**n) == name && n.start_byte() >= decl.end_byte()
+        });
+        let Some(&use_node) = first_use else { continue };
+        let Some(send) = use_node.parent().filter(|p| p.kind() == "send_statement") else {
+            continue;
+        };
+        if send.child_by_field_name("channel").map(|c| c.id()) != Some(use_node.id()) {
+            continue;
+        }
+        // Sends in a select or in a goroutine or closure are not this rule's concern.
+        let in_select = send
+            .parent()
+            .is_some_and(|p| p.kind() == "communication_case");
+        let own_func = cx.enclosing_function(send).map(|n| n.id()) == Some(f.id());
+        // Any goroutine started between make and send could be a receiver through other
+        // means (a struct, a global); only a send with no goroutine started at all is certain.
+        let go_between = cx.index.go_stmts.iter().any(|g| {
+            syntax::contains(body, *g)
+                && g.start_byte() >= decl.end_byte()
+                && g.end_byte() <= send.start_byte()
+        });
+        if in_select || !own_func || go_between {
+            continue;
+        }
+        findings.push(Finding {
+            node: send,
+            message: format!(
+                "send on unbuffered channel `{name}` (made at line {}) with no goroutine started to receive it",
+                cx.line(decl)
+            ),
+            help: "start the receiving goroutine before sending, or give the channel a buffer: `make(chan T, 1)`".into(),
+            severity: None,
+        });
     }
     for f in findings {
         cx.report(f);
