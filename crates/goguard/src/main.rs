@@ -54,11 +54,35 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Analyse a goroutine dump (debug=2 text, runtime.Stack, a panic or SIGQUIT traceback):
+    /// groups, wait states, leak suspects.
+    Dump(DumpArgs),
     /// Print a rule's full documentation.
     Explain {
         /// A rule id (G301) or name (waitgroup-add-after-go).
         rule: String,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DumpFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct DumpArgs {
+    /// The dump file, or - for standard input.
+    file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: DumpFormat,
+    /// Show at most this many groups in text output (all are in JSON).
+    #[arg(long, default_value = "10")]
+    top: usize,
+    /// Exit 1 when a leak suspect is found (for CI).
+    #[arg(long)]
+    fail_on_suspect: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -152,6 +176,13 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_ERROR)
             }
         },
+        Command::Dump(args) => match dump(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(message) => {
+                eprintln!("goguard: {message}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
         Command::Check(args) => match check(args) {
             Ok(code) => ExitCode::from(code),
             Err(message) => {
@@ -237,4 +268,109 @@ fn check(args: CheckArgs) -> Result<u8, String> {
 
 fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}
+
+fn dump(args: DumpArgs) -> Result<u8, String> {
+    use std::io::BufRead;
+    let name = args.file.display().to_string();
+    let reader: Box<dyn BufRead> = if name == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&args.file).map_err(|e| format!("{name}: cannot read: {e}"))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let mut grouper = goguard_dump::analyze::Grouper::default();
+    let stats =
+        goguard_dump::parse_dump(reader, |g| grouper.add(g)).map_err(|e| format!("{name}: {e}"))?;
+    let analysis = grouper.finish(&stats);
+    let rendered = match args.format {
+        DumpFormat::Json => {
+            let mut v = serde_json::to_value(&analysis).map_err(|e| e.to_string())?;
+            v["format"] = "debug=2".into();
+            pretty(&v)
+        }
+        DumpFormat::Text => render_dump(&analysis, args.top, &stats),
+    };
+    let _ = anstream::stdout().write_all(rendered.as_bytes());
+    let suspects = analysis.groups.iter().any(|g| g.suspect);
+    Ok(if args.fail_on_suspect && suspects {
+        EXIT_FINDINGS
+    } else {
+        EXIT_CLEAN
+    })
+}
+
+fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::ParseStats) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let suspects = a.groups.iter().filter(|g| g.suspect).count();
+    let _ = writeln!(
+        out,
+        "{} goroutines in {} groups; {} leak suspect group{}{}",
+        a.total,
+        a.groups.len(),
+        suspects,
+        if suspects == 1 { "" } else { "s" },
+        if a.truncated {
+            " (the dump is cut: the last goroutine is incomplete)"
+        } else {
+            ""
+        }
+    );
+    for g in a.groups.iter().take(top) {
+        let wait = g
+            .wait_minutes
+            .map(|[lo, hi]| {
+                if lo == hi {
+                    format!(", {lo} min")
+                } else {
+                    format!(", {lo}-{hi} min")
+                }
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\n{:>6} x [{}{}]{}",
+            g.count,
+            g.state,
+            wait,
+            if g.suspect { "  SUSPECT" } else { "" }
+        );
+        if let Some(f) = &g.top_frame {
+            let _ = writeln!(out, "         at {} ({}:{})", f.function, f.file, f.line);
+        }
+        if let Some(c) = &g.created_by {
+            let _ = writeln!(
+                out,
+                "         created by {} ({}:{})",
+                c.function, c.file, c.line
+            );
+        }
+        for (k, values) in &g.labels {
+            let list: Vec<String> = values.iter().map(|(v, n)| format!("{v}={n}")).collect();
+            let _ = writeln!(out, "         label {k}: {}", list.join(", "));
+        }
+        if !g.reason.is_empty() {
+            let rule = g
+                .rule
+                .map(|r| format!(" [likely {r}: goguard explain {r}]"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "         {}{rule}", g.reason);
+        }
+    }
+    if a.groups.len() > top {
+        let _ = writeln!(
+            out,
+            "\n... {} more groups (--top N, or --format json for all)",
+            a.groups.len() - top
+        );
+    }
+    if stats.other_lines > 0 {
+        let _ = writeln!(
+            out,
+            "\n({} lines that were not part of a goroutine were skipped)",
+            stats.other_lines
+        );
+    }
+    out
 }

@@ -582,3 +582,50 @@ fn a_crashing_rule_loses_no_other_finding() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `goguard dump` on a dump from a real Go program (built and run with the toolchain).
+#[test]
+fn dump_reports_groups_and_suspects_as_json_and_text() {
+    let prog = repo().join("crates/goguard-dump/tests/programs/leaky");
+    let out = Command::new("go")
+        .args(["run", "."])
+        .current_dir(&prog)
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .expect("the Go toolchain must be installed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = TempDir::new("dump");
+    let file = t.write("dump.txt", &out.stdout);
+    let res = goguard(&["dump", file.to_str().unwrap(), "--format", "json"], &t.0);
+    assert_eq!(res.status.code(), Some(0));
+    let v = json(&res);
+    assert_eq!(v["total"], 15);
+    assert_eq!(v["truncated"], false);
+    let g = &v["groups"][0];
+    assert_eq!(
+        (
+            g["count"].as_u64(),
+            g["state"].as_str(),
+            g["suspect"].as_bool(),
+            g["rule"].as_str()
+        ),
+        (Some(7), Some("chan send"), Some(true), Some("G106"))
+    );
+    assert_eq!(g["top_frame"]["function"], "main.abandoned");
+    let res = goguard(&["dump", file.to_str().unwrap(), "--fail-on-suspect"], &t.0);
+    assert_eq!(res.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&res.stdout).contains("7 x [chan send]  SUSPECT"));
+    // Not a dump: a clear one-line error naming the file, exit 2.
+    let bad = t.write("notes.txt", "hello\n");
+    let res = goguard(&["dump", bad.to_str().unwrap()], &t.0);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("notes.txt") && err.contains("no goroutine found"),
+        "{err}"
+    );
+}

@@ -1,0 +1,267 @@
+//! Groups goroutines with the same stack and wait state, classifies what they wait on, and
+//! names the likely leak.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::parse::{Frame, Goroutine, ParseStats};
+
+/// What a goroutine waits on, by family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateClass {
+    Channel,
+    Sync,
+    IoWait,
+    Sleep,
+    Syscall,
+    Running,
+    Runtime,
+    Other,
+}
+
+/// The family of a printed wait state.
+pub fn classify(state: &str) -> StateClass {
+    match state {
+        s if s.starts_with("chan ") || s.starts_with("select") => StateClass::Channel,
+        s if s.starts_with("sync.") || s.starts_with("semacquire") => StateClass::Sync,
+        "IO wait" => StateClass::IoWait,
+        "sleep" | "timer goroutine (idle)" => StateClass::Sleep,
+        "syscall" => StateClass::Syscall,
+        "running" | "runnable" => StateClass::Running,
+        s if s.starts_with("GC") || s.contains("finalizer") || s == "force gc (idle)" => {
+            StateClass::Runtime
+        }
+        _ => StateClass::Other,
+    }
+}
+
+/// Goroutines with the same state, frames and creator.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    pub count: usize,
+    pub state: String,
+    pub class: StateClass,
+    /// Shortest and longest wait in minutes, when the dump says.
+    pub wait_minutes: Option<[u32; 2]>,
+    /// The first frame in the program's own code (not the runtime or standard library).
+    pub top_frame: Option<Frame>,
+    pub frames: Vec<Frame>,
+    pub created_by: Option<Frame>,
+    /// Label values seen in the group, with counts.
+    pub labels: BTreeMap<String, BTreeMap<String, usize>>,
+    pub suspect: bool,
+    /// The goguard check rule this stack most likely comes from.
+    pub rule: Option<&'static str>,
+    pub reason: String,
+    /// A few goroutine ids of the group, to find them in the dump.
+    pub ids: Vec<u64>,
+}
+
+/// The analysis of one dump.
+#[derive(Debug, Clone, Serialize)]
+pub struct Analysis {
+    pub total: usize,
+    pub truncated: bool,
+    pub groups: Vec<Group>,
+}
+
+/// Goroutines blocked at the same place in at least this number are suspect (a leak grows;
+/// a healthy program rarely parks this many at one operation).
+pub const SUSPECT_COUNT: usize = 5;
+/// Blocked this long on a channel or lock is suspect.
+pub const SUSPECT_MINUTES: u32 = 10;
+
+type Key = (String, Vec<Frame>, Option<Frame>);
+
+/// Aggregates goroutines into groups as they stream in.
+#[derive(Default)]
+pub struct Grouper {
+    groups: HashMap<Key, Group>,
+    total: usize,
+    leaked: HashMap<Key, bool>,
+}
+
+impl Grouper {
+    pub fn add(&mut self, g: Goroutine) {
+        self.total += 1;
+        let key = (g.state.clone(), g.frames.clone(), g.created_by.clone());
+        if g.leaked {
+            self.leaked.insert(key.clone(), true);
+        }
+        let group = self.groups.entry(key).or_insert_with(|| Group {
+            count: 0,
+            class: classify(&g.state),
+            state: g.state.clone(),
+            wait_minutes: None,
+            top_frame: user_frame(&g.frames).cloned(),
+            frames: g.frames.clone(),
+            created_by: g.created_by.clone(),
+            labels: BTreeMap::new(),
+            suspect: false,
+            rule: None,
+            reason: String::new(),
+            ids: Vec::new(),
+        });
+        group.count += 1;
+        if group.ids.len() < 5 {
+            group.ids.push(g.id);
+        }
+        if let Some(m) = g.wait_minutes {
+            group.wait_minutes = Some(match group.wait_minutes {
+                Some([lo, hi]) => [lo.min(m), hi.max(m)],
+                None => [m, m],
+            });
+        }
+        for (k, v) in g.labels {
+            *group.labels.entry(k).or_default().entry(v).or_default() += 1;
+        }
+    }
+
+    /// The groups, judged and sorted: suspects first, then by count and wait.
+    pub fn finish(self, stats: &ParseStats) -> Analysis {
+        let mut groups: Vec<Group> = self
+            .groups
+            .into_iter()
+            .map(|(key, mut g)| {
+                judge(&mut g, self.leaked.contains_key(&key));
+                g
+            })
+            .collect();
+        groups.sort_by(|a, b| {
+            (b.suspect, b.count, b.wait_minutes.map(|w| w[1]))
+                .cmp(&(a.suspect, a.count, a.wait_minutes.map(|w| w[1])))
+                .then_with(|| a.frames.cmp(&b.frames))
+        });
+        Analysis {
+            total: self.total,
+            truncated: stats.truncated,
+            groups,
+        }
+    }
+}
+
+/// Analyses a whole dump held in memory.
+pub fn analyze(text: &str) -> Result<Analysis, crate::parse::ParseError> {
+    let mut grouper = Grouper::default();
+    let stats = crate::parse::parse_dump(text.as_bytes(), |g| grouper.add(g))?;
+    Ok(grouper.finish(&stats))
+}
+
+/// True for frames of the runtime and the standard library: their package path has no dot
+/// in its first element (`runtime`, `sync`, `net/http`), unlike `main` or `example.com/x`.
+pub fn is_std_frame(f: &Frame) -> bool {
+    let path = f.function.rsplit_once('/').map_or("", |(dir, _)| dir);
+    let first = if path.is_empty() {
+        f.function.split('.').next().unwrap_or("")
+    } else {
+        path.split('/').next().unwrap_or("")
+    };
+    first != "main" && !first.contains('.')
+}
+
+/// The first frame a person should open.
+pub fn user_frame(frames: &[Frame]) -> Option<&Frame> {
+    frames.iter().find(|f| !is_std_frame(f)).or(frames.first())
+}
+
+/// Decides whether a group looks leaked, why, and which rule describes it.
+fn judge(g: &mut Group, leaked: bool) {
+    let blocked = matches!(g.class, StateClass::Channel | StateClass::Sync);
+    let long = g.wait_minutes.is_some_and(|w| w[1] >= SUSPECT_MINUTES);
+    let healthy = is_healthy(g);
+    g.rule = match g.state.as_str() {
+        "chan send" => Some("G106"),
+        "chan receive" => Some("G101"),
+        "select" => Some("G102"),
+        "sync.WaitGroup.Wait" => Some("G304"),
+        "sync.Mutex.Lock" | "sync.RWMutex.Lock" | "sync.RWMutex.RLock" => Some("G401"),
+        _ => None,
+    };
+    let place = g
+        .top_frame
+        .as_ref()
+        .map(|f| format!("{} ({}:{})", f.function, f.file, f.line))
+        .unwrap_or_default();
+    if leaked {
+        g.suspect = true;
+        g.reason = format!(
+            "marked leaked by Go's goroutine leak profile: blocked on {} at {place}",
+            g.state
+        );
+    } else if blocked && !healthy && long {
+        g.suspect = true;
+        g.reason = format!(
+            "{} goroutine(s) blocked on {} for up to {} minutes at {place}",
+            g.count,
+            g.state,
+            g.wait_minutes.map_or(0, |w| w[1])
+        );
+    } else if blocked && !healthy && g.count >= SUSPECT_COUNT {
+        g.suspect = true;
+        g.reason = format!(
+            "{} goroutines blocked on {} at the same place: {place}",
+            g.count, g.state
+        );
+    } else {
+        g.rule = if blocked && !healthy { g.rule } else { None };
+        g.reason = if healthy {
+            "a known long-lived goroutine (server loop, signal handler, runtime)".into()
+        } else {
+            String::new()
+        };
+    }
+    if g.state == "select (no cases)" {
+        g.rule = None;
+    }
+}
+
+/// Goroutines that wait forever by design: accept loops, os/signal, the runtime's helpers.
+fn is_healthy(g: &Group) -> bool {
+    const HEALTHY: &[&str] = &[
+        "net/http.(*Server).Serve",
+        "net/http.(*conn).serve",
+        "os/signal.signal_recv",
+        "os/signal.loop",
+        "runtime.ensureSigM",
+        "testing.(*T).Run",
+        "testing.tRunner",
+        "testing.runTests",
+    ];
+    g.frames
+        .iter()
+        .chain(&g.created_by)
+        .any(|f| HEALTHY.iter().any(|h| f.function.starts_with(h)))
+        || g.frames.iter().all(is_std_frame) && g.created_by.as_ref().is_none_or(is_std_frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str) -> Frame {
+        Frame {
+            function: function.into(),
+            file: "x.go".into(),
+            line: 1,
+        }
+    }
+
+    #[test]
+    fn std_frames() {
+        assert!(is_std_frame(&frame("runtime.gopark")));
+        assert!(is_std_frame(&frame("net/http.(*conn).serve")));
+        assert!(!is_std_frame(&frame("main.worker")));
+        assert!(!is_std_frame(&frame("example.com/app/queue.(*Q).Pop")));
+    }
+
+    #[test]
+    fn classifies_states() {
+        assert_eq!(classify("chan send"), StateClass::Channel);
+        assert_eq!(classify("select (no cases)"), StateClass::Channel);
+        assert_eq!(classify("sync.Mutex.Lock"), StateClass::Sync);
+        assert_eq!(classify("semacquire"), StateClass::Sync);
+        assert_eq!(classify("IO wait"), StateClass::IoWait);
+    }
+}

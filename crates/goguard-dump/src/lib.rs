@@ -1,0 +1,12 @@
+//! goguard-dump: read Go goroutine dumps (`/debug/pprof/goroutine?debug=2`,
+//! `runtime.Stack(buf, true)`, panic and SIGQUIT tracebacks), group goroutines whose stacks
+//! are the same, classify what they wait on, and point at the likely leak.
+//!
+//! Parsing streams line by line; memory grows with the number of distinct stacks, not with
+//! the number of goroutines.
+
+pub mod analyze;
+pub mod parse;
+
+pub use analyze::{analyze, Analysis, Group, StateClass};
+pub use parse::{parse_dump, Frame, Goroutine, ParseError, ParseStats};

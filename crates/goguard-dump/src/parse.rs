@@ -1,0 +1,274 @@
+//! The text format of Go goroutine dumps (debug=2, `runtime.Stack`, tracebacks).
+//!
+//! ```text
+//! goroutine 6 [chan send, 3 minutes]:
+//! main.abandoned(...)
+//!         /tmp/leaky/main.go:10
+//! created by main.main in goroutine 1
+//!         /tmp/leaky/main.go:21 +0x1f
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+use serde::Serialize;
+
+/// One stack frame: the function and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Frame {
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+}
+
+/// One goroutine of a dump.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Goroutine {
+    pub id: u64,
+    /// The wait state as printed: `chan send`, `select`, `sync.Mutex.Lock`, `running`...
+    pub state: String,
+    /// `N minutes` from the header: how long it has been blocked (absent under a minute).
+    pub wait_minutes: Option<u32>,
+    pub locked_to_thread: bool,
+    /// Marked `(leaked)` by Go's goroutine leak profile.
+    pub leaked: bool,
+    /// pprof labels printed in the header.
+    pub labels: BTreeMap<String, String>,
+    pub frames: Vec<Frame>,
+    pub created_by: Option<Frame>,
+    /// Frames the runtime left out (`...N frames elided...`).
+    pub elided: bool,
+}
+
+/// What the parser saw besides goroutines.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ParseStats {
+    pub goroutines: usize,
+    /// Lines that were neither part of a goroutine nor blank.
+    pub other_lines: usize,
+    /// The input ended in the middle of a goroutine (a cut dump).
+    pub truncated: bool,
+}
+
+/// A dump that could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no goroutine found: this is not a Go goroutine dump")]
+    NoGoroutines,
+}
+
+/// Reads a dump, calling `each` for every goroutine as soon as it is complete, so callers
+/// can aggregate without keeping goroutines in memory.
+pub fn parse_dump<R: BufRead>(
+    mut input: R,
+    mut each: impl FnMut(Goroutine),
+) -> Result<ParseStats, ParseError> {
+    let mut stats = ParseStats::default();
+    let mut current: Option<Goroutine> = None;
+    // A function line waiting for its file line.
+    let mut pending: Option<String> = None;
+    let mut pending_created = false;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let line = text.trim_end_matches(['\n', '\r']);
+        if let Some(g) = parse_header(line) {
+            if let Some(done) = current.take() {
+                stats.goroutines += 1;
+                each(done);
+            }
+            current = Some(g);
+            pending = None;
+            continue;
+        }
+        let Some(g) = current.as_mut() else {
+            if !line.trim().is_empty() {
+                stats.other_lines += 1;
+            }
+            continue;
+        };
+        if line.trim().is_empty() {
+            stats.goroutines += 1;
+            each(current.take().unwrap_or_default());
+            pending = None;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('\t') {
+            // The file line of the pending function.
+            let Some(function) = pending.take() else {
+                continue;
+            };
+            let (file, line_no) = parse_location(rest);
+            let frame = Frame {
+                function,
+                file,
+                line: line_no,
+            };
+            if pending_created {
+                g.created_by = Some(frame);
+            } else {
+                g.frames.push(frame);
+            }
+            continue;
+        }
+        if line.starts_with("...") {
+            g.elided = true;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("created by ") {
+            let function = rest.split(" in goroutine ").next().unwrap_or(rest).trim();
+            pending = Some(function.to_string());
+            pending_created = true;
+            continue;
+        }
+        if line.starts_with("goroutine running on other thread") {
+            continue;
+        }
+        // A function line: `pkg.Func(args)`; keep the name without arguments.
+        pending = Some(function_name(line).to_string());
+        pending_created = false;
+    }
+    if let Some(done) = current.take() {
+        // No closing blank line: the last goroutine of a dump, or a cut one.
+        stats.truncated = pending.is_some() || done.frames.is_empty();
+        stats.goroutines += 1;
+        each(done);
+    }
+    if stats.goroutines == 0 {
+        return Err(ParseError::NoGoroutines);
+    }
+    Ok(stats)
+}
+
+/// `goroutine 6 [chan send, 3 minutes, locked to thread]{k: "v"}:` (labels optional).
+fn parse_header(line: &str) -> Option<Goroutine> {
+    let rest = line.strip_prefix("goroutine ")?;
+    let (id, rest) = rest.split_once(' ')?;
+    let id: u64 = id.parse().ok()?;
+    let rest = rest.strip_prefix('[')?;
+    let close = rest.rfind(']')?;
+    let inside = &rest[..close];
+    let after = rest[close + 1..].trim_end();
+    let after = after.strip_suffix(':')?;
+    let mut g = Goroutine {
+        id,
+        ..Goroutine::default()
+    };
+    for (i, part) in inside.split(", ").enumerate() {
+        let part = part.trim();
+        if i == 0 {
+            g.state = part.trim_end_matches(" (scan)").to_string();
+            if g.state.ends_with("(leaked)") {
+                g.leaked = true;
+                g.state = g.state.trim_end_matches("(leaked)").trim().to_string();
+            }
+            continue;
+        }
+        if let Some(n) = part
+            .strip_suffix(" minutes")
+            .or_else(|| part.strip_suffix(" minute"))
+        {
+            g.wait_minutes = n.trim().parse().ok();
+        } else if part == "locked to thread" {
+            g.locked_to_thread = true;
+        } else if part.contains("leaked") {
+            g.leaked = true;
+        }
+    }
+    if let Some(labels) = after
+        .trim()
+        .strip_prefix('{')
+        .and_then(|l| l.strip_suffix('}'))
+    {
+        for pair in labels.split(", ") {
+            if let Some((k, v)) = pair.split_once(':') {
+                g.labels.insert(unquote(k), unquote(v));
+            }
+        }
+    }
+    Some(g)
+}
+
+fn unquote(s: &str) -> String {
+    s.trim().trim_matches('"').to_string()
+}
+
+/// `/path/file.go:12 +0x1f` -> (`/path/file.go`, 12).
+fn parse_location(rest: &str) -> (String, u32) {
+    let loc = rest
+        .trim()
+        .split(" +0x")
+        .next()
+        .unwrap_or("")
+        .split(' ')
+        .next()
+        .unwrap_or("");
+    match loc.rsplit_once(':') {
+        Some((file, line)) => (file.to_string(), line.parse().unwrap_or(0)),
+        None => (loc.to_string(), 0),
+    }
+}
+
+/// `main.(*T).m(0x1, ...)` -> `main.(*T).m`.
+fn function_name(line: &str) -> &str {
+    let line = line.trim();
+    match line.rfind('(') {
+        Some(i) if line.ends_with(')') && i > 0 => &line[..i],
+        _ => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_headers() {
+        let g = parse_header("goroutine 7 [chan receive, 12 minutes, locked to thread]:").unwrap();
+        assert_eq!(
+            (g.id, g.state.as_str(), g.wait_minutes, g.locked_to_thread),
+            (7, "chan receive", Some(12), true)
+        );
+        let g = parse_header("goroutine 9 [select (leaked)]:").unwrap();
+        assert!(g.leaked);
+        assert_eq!(g.state, "select");
+        let g = parse_header("goroutine 3 [IO wait]{\"handler\": \"/orders\"}:").unwrap();
+        assert_eq!(g.labels.get("handler").map(String::as_str), Some("/orders"));
+        assert!(parse_header("goroutine profile: total 4").is_none());
+    }
+
+    #[test]
+    fn a_cut_dump_is_flagged_and_what_was_read_kept() {
+        let text = "goroutine 1 [running]:\nmain.main()\n\t/x/main.go:5 +0x1\n\ngoroutine 2 [chan send]:\nmain.f(...)\n";
+        let mut seen = Vec::new();
+        let stats = parse_dump(text.as_bytes(), |g| seen.push(g)).unwrap();
+        assert_eq!(seen.len(), 2);
+        assert!(stats.truncated);
+        assert_eq!(
+            seen[0].frames[0],
+            Frame {
+                function: "main.main".into(),
+                file: "/x/main.go".into(),
+                line: 5
+            }
+        );
+    }
+
+    #[test]
+    fn text_without_goroutines_is_an_error() {
+        assert!(matches!(
+            parse_dump("hello\nworld\n".as_bytes(), |_| {}),
+            Err(ParseError::NoGoroutines)
+        ));
+        assert!(matches!(
+            parse_dump(&b"\x00\x01\x02"[..], |_| {}),
+            Err(ParseError::NoGoroutines)
+        ));
+    }
+}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"os"
+	"runtime/pprof"
+	"sync"
+	"time"
+)
+
+func abandoned(ch chan int) { ch <- 1 }
+
+func receiver(ch chan int) {
+	for range ch {
+	}
+}
+
+func locker(mu *sync.Mutex) { mu.Lock() }
+
+func main() {
+	for i := 0; i < 7; i++ {
+		go abandoned(make(chan int))
+	}
+	for i := 0; i < 3; i++ {
+		go receiver(make(chan int))
+	}
+	var mu sync.Mutex
+	mu.Lock()
+	for i := 0; i < 2; i++ {
+		go locker(&mu)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { wg.Wait() }()
+	go func() { select {} }()
+	time.Sleep(200 * time.Millisecond)
+	pprof.Lookup("goroutine").WriteTo(os.Stdout, 2)
+}

@@ -1,0 +1,85 @@
+//! Dumps from a real Go program, built and run by the test with the Go toolchain: a known
+//! number of goroutines stuck at each kind of operation.
+
+use std::path::Path;
+use std::process::Command;
+
+use goguard_dump::{analyze, StateClass};
+
+fn run_leaky() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/leaky");
+    let out = Command::new("go")
+        .args(["run", "."])
+        .current_dir(&dir)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .output()
+        .expect("the Go toolchain must be installed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn groups_counts_states_and_verdicts_of_a_real_dump() {
+    let dump = run_leaky();
+    let a = analyze(&dump).unwrap();
+    assert!(!a.truncated);
+    // main + 7 abandoned senders + 3 receivers + 2 lockers + 1 Wait + 1 empty select.
+    assert_eq!(a.total, 15, "{dump}");
+    let find = |func: &str| {
+        a.groups
+            .iter()
+            .find(|g| g.top_frame.as_ref().is_some_and(|f| f.function == func))
+            .unwrap_or_else(|| panic!("no group for {func}: {:#?}", a.groups))
+    };
+    let senders = find("main.abandoned");
+    assert_eq!(
+        (senders.count, senders.state.as_str(), senders.class),
+        (7, "chan send", StateClass::Channel)
+    );
+    assert!(senders.suspect, "{senders:?}");
+    assert_eq!(senders.rule, Some("G106"));
+    assert_eq!(senders.top_frame.as_ref().unwrap().line, 10);
+    assert_eq!(senders.created_by.as_ref().unwrap().function, "main.main");
+    assert!(senders
+        .top_frame
+        .as_ref()
+        .unwrap()
+        .file
+        .ends_with("leaky/main.go"));
+    // The biggest suspect comes first.
+    assert_eq!(
+        a.groups[0].top_frame.as_ref().unwrap().function,
+        "main.abandoned"
+    );
+
+    let receivers = find("main.receiver");
+    assert_eq!(
+        (receivers.count, receivers.state.as_str()),
+        (3, "chan receive")
+    );
+    let lockers = find("main.locker");
+    assert_eq!(
+        (lockers.count, lockers.state.as_str(), lockers.class),
+        (2, "sync.Mutex.Lock", StateClass::Sync)
+    );
+    // Runtime frames are folded: the user frame is the one to open.
+    assert!(lockers.frames.len() > 1 && lockers.frames[0].function.starts_with("internal/sync."));
+    let waiter = find("main.main.func1");
+    assert_eq!(waiter.state, "sync.WaitGroup.Wait");
+    let running = a.groups.iter().find(|g| g.state == "running").unwrap();
+    assert!(!running.suspect);
+}
+
+#[test]
+fn a_dump_cut_mid_record_keeps_what_was_read() {
+    let dump = run_leaky();
+    let cut = &dump[..dump.len() * 2 / 3];
+    let cut = &cut[..cut.rfind('\n').unwrap_or(cut.len())];
+    let a = analyze(cut).unwrap();
+    assert!(a.total >= 8 && a.total < 15, "{}", a.total);
+}
