@@ -265,3 +265,48 @@ mod tests {
         assert_eq!(classify("IO wait"), StateClass::IoWait);
     }
 }
+
+/// A group compared across two dumps.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffGroup {
+    #[serde(flatten)]
+    pub group: Group,
+    pub before: usize,
+    pub after: usize,
+    pub delta: i64,
+}
+
+/// Matches the groups of two dumps (same state, frames and creator) and counts the change,
+/// biggest growth first. Groups present in one dump only have 0 on the other side.
+pub fn diff(before: &Analysis, after: &Analysis) -> Vec<DiffGroup> {
+    let key = |g: &Group| -> Key { (g.state.clone(), g.frames.clone(), g.created_by.clone()) };
+    let mut out: Vec<DiffGroup> = Vec::new();
+    let mut index: HashMap<Key, usize> = HashMap::new();
+    for g in &before.groups {
+        index.insert(key(g), out.len());
+        out.push(DiffGroup {
+            group: g.clone(),
+            before: g.count,
+            after: 0,
+            delta: -(g.count as i64),
+        });
+    }
+    for g in &after.groups {
+        match index.get(&key(g)) {
+            Some(&i) => {
+                let d = &mut out[i];
+                d.after = g.count;
+                d.delta = g.count as i64 - d.before as i64;
+                d.group = g.clone();
+            }
+            None => out.push(DiffGroup {
+                group: g.clone(),
+                before: 0,
+                after: g.count,
+                delta: g.count as i64,
+            }),
+        }
+    }
+    out.sort_by(|a, b| b.delta.cmp(&a.delta).then(b.after.cmp(&a.after)));
+    out
+}

@@ -8,5 +8,5 @@
 pub mod analyze;
 pub mod parse;
 
-pub use analyze::{analyze, Analysis, Group, StateClass};
+pub use analyze::{analyze, diff, Analysis, DiffGroup, Group, StateClass};
 pub use parse::{parse_dump, Frame, Goroutine, ParseError, ParseStats};

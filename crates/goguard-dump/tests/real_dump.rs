@@ -7,9 +7,13 @@ use std::process::Command;
 use goguard_dump::{analyze, StateClass};
 
 fn run_leaky() -> String {
+    run_leaky_with(7)
+}
+
+fn run_leaky_with(senders: usize) -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/leaky");
     let out = Command::new("go")
-        .args(["run", "."])
+        .args(["run", ".", &senders.to_string()])
         .current_dir(&dir)
         .env("GOTOOLCHAIN", "local")
         .env("GOFLAGS", "-mod=mod")
@@ -43,7 +47,7 @@ fn groups_counts_states_and_verdicts_of_a_real_dump() {
     );
     assert!(senders.suspect, "{senders:?}");
     assert_eq!(senders.rule, Some("G106"));
-    assert_eq!(senders.top_frame.as_ref().unwrap().line, 10);
+    assert_eq!(senders.top_frame.as_ref().unwrap().line, 13);
     assert_eq!(senders.created_by.as_ref().unwrap().function, "main.main");
     assert!(senders
         .top_frame
@@ -82,4 +86,19 @@ fn a_dump_cut_mid_record_keeps_what_was_read() {
     let cut = &cut[..cut.rfind('\n').unwrap_or(cut.len())];
     let a = analyze(cut).unwrap();
     assert!(a.total >= 8 && a.total < 15, "{}", a.total);
+}
+
+#[test]
+fn diff_of_two_real_dumps_shows_the_growing_group() {
+    let before = analyze(&run_leaky_with(3)).unwrap();
+    let after = analyze(&run_leaky_with(9)).unwrap();
+    let d = goguard_dump::diff(&before, &after);
+    let top = &d[0];
+    assert_eq!(
+        top.group.top_frame.as_ref().unwrap().function,
+        "main.abandoned"
+    );
+    assert_eq!((top.before, top.after, top.delta), (3, 9, 6));
+    // Everything else is unchanged, and line numbers do not split groups across runs.
+    assert!(d[1..].iter().all(|g| g.delta == 0), "{d:#?}");
 }

@@ -72,8 +72,9 @@ enum DumpFormat {
 
 #[derive(clap::Args)]
 struct DumpArgs {
-    /// The dump file, or - for standard input.
-    file: PathBuf,
+    /// The dump file, or - for standard input. Give two files to diff them (before, after).
+    #[arg(required = true, num_args = 1..=2)]
+    files: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: DumpFormat,
@@ -83,6 +84,9 @@ struct DumpArgs {
     /// Exit 1 when a leak suspect is found (for CI).
     #[arg(long)]
     fail_on_suspect: bool,
+    /// With two dumps: exit 1 when a group grew by at least N goroutines (for CI).
+    #[arg(long, value_name = "N")]
+    fail_on_growth: Option<i64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -270,19 +274,29 @@ fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
 }
 
-fn dump(args: DumpArgs) -> Result<u8, String> {
+/// Reads and analyses one dump file (or standard input for `-`).
+fn read_dump(
+    path: &std::path::Path,
+) -> Result<(goguard_dump::Analysis, goguard_dump::ParseStats), String> {
     use std::io::BufRead;
-    let name = args.file.display().to_string();
+    let name = path.display().to_string();
     let reader: Box<dyn BufRead> = if name == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
-        let f = std::fs::File::open(&args.file).map_err(|e| format!("{name}: cannot read: {e}"))?;
+        let f = std::fs::File::open(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
         Box::new(std::io::BufReader::new(f))
     };
     let mut grouper = goguard_dump::analyze::Grouper::default();
     let stats =
         goguard_dump::parse_dump(reader, |g| grouper.add(g)).map_err(|e| format!("{name}: {e}"))?;
-    let analysis = grouper.finish(&stats);
+    Ok((grouper.finish(&stats), stats))
+}
+
+fn dump(args: DumpArgs) -> Result<u8, String> {
+    if let [before, after] = args.files.as_slice() {
+        return dump_diff(&args, before, after);
+    }
+    let (analysis, stats) = read_dump(&args.files[0])?;
     let rendered = match args.format {
         DumpFormat::Json => {
             let mut v = serde_json::to_value(&analysis).map_err(|e| e.to_string())?;
@@ -298,6 +312,58 @@ fn dump(args: DumpArgs) -> Result<u8, String> {
     } else {
         EXIT_CLEAN
     })
+}
+
+fn dump_diff(
+    args: &DumpArgs,
+    before: &std::path::Path,
+    after: &std::path::Path,
+) -> Result<u8, String> {
+    use std::fmt::Write as _;
+    let (a, _) = read_dump(before)?;
+    let (b, _) = read_dump(after)?;
+    let groups = goguard_dump::diff(&a, &b);
+    let rendered = match args.format {
+        DumpFormat::Json => pretty(&serde_json::json!({
+            "format": "diff",
+            "total": {"before": a.total, "after": b.total},
+            "groups": groups,
+        })),
+        DumpFormat::Text => {
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                "{} goroutines -> {} ({:+})",
+                a.total,
+                b.total,
+                b.total as i64 - a.total as i64
+            );
+            for d in groups.iter().take(args.top) {
+                let at = d
+                    .group
+                    .top_frame
+                    .as_ref()
+                    .map(|f| format!("{} ({}:{})", f.function, f.file, f.line))
+                    .unwrap_or_default();
+                let tag = match (d.before, d.after) {
+                    (0, _) => " new",
+                    (_, 0) => " gone",
+                    _ => "",
+                };
+                let _ = writeln!(
+                    out,
+                    "{:>+7}  {:>6} -> {:<6} [{}]{tag} {at}",
+                    d.delta, d.before, d.after, d.group.state
+                );
+            }
+            out
+        }
+    };
+    let _ = anstream::stdout().write_all(rendered.as_bytes());
+    let grew = args
+        .fail_on_growth
+        .is_some_and(|n| groups.iter().any(|d| d.delta >= n));
+    Ok(if grew { EXIT_FINDINGS } else { EXIT_CLEAN })
 }
 
 fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::ParseStats) -> String {

@@ -629,3 +629,42 @@ fn dump_reports_groups_and_suspects_as_json_and_text() {
         "{err}"
     );
 }
+
+/// `goguard dump A B` shows the growing group and fails CI with --fail-on-growth.
+#[test]
+fn dump_diff_shows_growth() {
+    let prog = repo().join("crates/goguard-dump/tests/programs/leaky");
+    let t = TempDir::new("dumpdiff");
+    let mut files = Vec::new();
+    for (name, n) in [("a.txt", "2"), ("b.txt", "8")] {
+        let out = Command::new("go")
+            .args(["run", ".", n])
+            .current_dir(&prog)
+            .env("GOTOOLCHAIN", "local")
+            .output()
+            .expect("the Go toolchain must be installed (scripts/test installs it)");
+        assert!(out.status.success());
+        files.push(t.write(name, &out.stdout).to_str().unwrap().to_string());
+    }
+    let res = goguard(&["dump", &files[0], &files[1], "--format", "json"], &t.0);
+    assert_eq!(res.status.code(), Some(0));
+    let v = json(&res);
+    assert_eq!(v["total"]["before"], 10);
+    assert_eq!(v["total"]["after"], 16);
+    let g = &v["groups"][0];
+    assert_eq!(
+        (
+            g["before"].as_u64(),
+            g["after"].as_u64(),
+            g["delta"].as_i64()
+        ),
+        (Some(2), Some(8), Some(6))
+    );
+    assert_eq!(g["top_frame"]["function"], "main.abandoned");
+    let res = goguard(
+        &["dump", &files[0], &files[1], "--fail-on-growth", "5"],
+        &t.0,
+    );
+    assert_eq!(res.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&res.stdout).contains("+6"));
+}

@@ -1,7 +1,10 @@
+// A program with a known number of goroutines stuck at each kind of operation; it writes
+// a debug=2 goroutine dump to standard output.
 package main
 
 import (
 	"os"
+	"strconv"
 	"runtime/pprof"
 	"sync"
 	"time"
@@ -17,7 +20,12 @@ func receiver(ch chan int) {
 func locker(mu *sync.Mutex) { mu.Lock() }
 
 func main() {
-	for i := 0; i < 7; i++ {
+	// The number of abandoned senders: a second dump with more shows the leak growing.
+	senders := 7
+	if len(os.Args) > 1 {
+		senders, _ = strconv.Atoi(os.Args[1])
+	}
+	for i := 0; i < senders; i++ {
 		go abandoned(make(chan int))
 	}
 	for i := 0; i < 3; i++ {
