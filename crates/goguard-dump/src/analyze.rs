@@ -18,6 +18,8 @@ pub enum StateClass {
     Syscall,
     Running,
     Runtime,
+    /// A debug=1 profile that does not show what the goroutine waits on.
+    Unknown,
     Other,
 }
 
@@ -33,6 +35,7 @@ pub fn classify(state: &str) -> StateClass {
         s if s.starts_with("GC") || s.contains("finalizer") || s == "force gc (idle)" => {
             StateClass::Runtime
         }
+        "unknown" => StateClass::Unknown,
         _ => StateClass::Other,
     }
 }
@@ -85,7 +88,7 @@ pub struct Grouper {
 
 impl Grouper {
     pub fn add(&mut self, g: Goroutine) {
-        self.total += 1;
+        self.total += g.weight.max(1);
         let key = (g.state.clone(), g.frames.clone(), g.created_by.clone());
         if g.leaked {
             self.leaked.insert(key.clone(), true);
@@ -104,7 +107,7 @@ impl Grouper {
             reason: String::new(),
             ids: Vec::new(),
         });
-        group.count += 1;
+        group.count += g.weight.max(1);
         if group.ids.len() < 5 {
             group.ids.push(g.id);
         }
@@ -203,6 +206,12 @@ fn judge(g: &mut Group, leaked: bool) {
         g.reason = format!(
             "{} goroutines blocked on {} at the same place: {place}",
             g.count, g.state
+        );
+    } else if g.class == StateClass::Unknown && !healthy && g.count >= SUSPECT_COUNT {
+        g.suspect = true;
+        g.reason = format!(
+            "{} goroutines parked at the same place: {place} (a debug=1 profile does not say on what; a debug=2 dump does)",
+            g.count
         );
     } else {
         g.rule = if blocked && !healthy { g.rule } else { None };

@@ -38,11 +38,16 @@ pub struct Goroutine {
     pub created_by: Option<Frame>,
     /// Frames the runtime left out (`...N frames elided...`).
     pub elided: bool,
+    /// How many goroutines this record stands for: 1 in debug=2 dumps, the record's count in
+    /// debug=1 profiles (which aggregate identical stacks).
+    pub weight: usize,
 }
 
 /// What the parser saw besides goroutines.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct ParseStats {
+    /// `debug=2` (one record per goroutine, also runtime.Stack and tracebacks) or `debug=1`.
+    pub format: &'static str,
     pub goroutines: usize,
     /// Lines that were neither part of a goroutine nor blank.
     pub other_lines: usize,
@@ -65,7 +70,14 @@ pub fn parse_dump<R: BufRead>(
     mut input: R,
     mut each: impl FnMut(Goroutine),
 ) -> Result<ParseStats, ParseError> {
-    let mut stats = ParseStats::default();
+    // The aggregated debug=1 format announces itself on its first line.
+    if input.fill_buf()?.starts_with(b"goroutine profile: total ") {
+        return parse_debug1(input, each);
+    }
+    let mut stats = ParseStats {
+        format: "debug=2",
+        ..ParseStats::default()
+    };
     let mut current: Option<Goroutine> = None;
     // A function line waiting for its file line.
     let mut pending: Option<String> = None;
@@ -144,6 +156,123 @@ pub fn parse_dump<R: BufRead>(
         return Err(ParseError::NoGoroutines);
     }
     Ok(stats)
+}
+
+/// The aggregated format of `/debug/pprof/goroutine?debug=1`:
+///
+/// ```text
+/// goroutine profile: total 15
+/// 7 @ 0x47daca 0x41421c 0x413e17 0x4df2fe 0x483961
+/// # labels: {"handler":"/orders"}
+/// #\t0x4df2fd\tmain.abandoned+0x1d\t/tmp/leaky/main.go:10
+/// ```
+///
+/// It prints no wait state: it is inferred from the frames where they show it (locks,
+/// WaitGroup, network, sleep) and is `unknown` otherwise (channel operations hide in the
+/// unsymbolized runtime frames).
+fn parse_debug1<R: BufRead>(
+    mut input: R,
+    mut each: impl FnMut(Goroutine),
+) -> Result<ParseStats, ParseError> {
+    let mut stats = ParseStats {
+        format: "debug=1",
+        ..ParseStats::default()
+    };
+    let mut current: Option<Goroutine> = None;
+    let mut buf = Vec::new();
+    let mut finish = |g: Goroutine, stats: &mut ParseStats| {
+        stats.goroutines += g.weight;
+        each(g);
+    };
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let line = text.trim_end_matches(['\n', '\r']);
+        if line.starts_with("goroutine profile:") {
+            continue;
+        }
+        if let Some((count, _)) = line.split_once(" @ ") {
+            if let Ok(n) = count.trim().parse::<usize>() {
+                if let Some(done) = current.take() {
+                    finish(done, &mut stats);
+                }
+                current = Some(Goroutine {
+                    weight: n,
+                    ..Goroutine::default()
+                });
+                continue;
+            }
+        }
+        let Some(g) = current.as_mut() else {
+            if !line.trim().is_empty() {
+                stats.other_lines += 1;
+            }
+            continue;
+        };
+        if let Some(labels) = line
+            .strip_prefix("# labels: {")
+            .and_then(|l| l.strip_suffix('}'))
+        {
+            for pair in labels.split(',') {
+                if let Some((k, v)) = pair.split_once(':') {
+                    g.labels.insert(unquote(k), unquote(v));
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("#\t") {
+            // `0xADDR\tfunc+0xOFF\tfile:line`
+            let mut parts = rest.split('\t').filter(|p| !p.is_empty());
+            let (_, Some(func), Some(loc)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let function = func.rsplit_once("+0x").map_or(func, |(f, _)| f).to_string();
+            let (file, line_no) = parse_location(loc);
+            g.frames.push(Frame {
+                function,
+                file,
+                line: line_no,
+            });
+        } else if line.trim().is_empty() {
+            if let Some(mut done) = current.take() {
+                done.state = infer_state(&done.frames).to_string();
+                finish(done, &mut stats);
+            }
+        }
+    }
+    if let Some(mut done) = current.take() {
+        done.state = infer_state(&done.frames).to_string();
+        stats.truncated = done.frames.is_empty();
+        finish(done, &mut stats);
+    }
+    if stats.goroutines == 0 {
+        return Err(ParseError::NoGoroutines);
+    }
+    Ok(stats)
+}
+
+/// The wait state a debug=1 stack shows through its frames.
+fn infer_state(frames: &[Frame]) -> &'static str {
+    for f in frames {
+        let name = f.function.as_str();
+        let state = match name {
+            "sync.runtime_SemacquireMutex" | "internal/sync.runtime_SemacquireMutex" => {
+                "sync.Mutex.Lock"
+            }
+            "sync.runtime_SemacquireRWMutex" => "sync.RWMutex.Lock",
+            "sync.runtime_SemacquireRWMutexR" => "sync.RWMutex.RLock",
+            "sync.runtime_SemacquireWaitGroup" | "sync.(*WaitGroup).Wait" => "sync.WaitGroup.Wait",
+            "sync.runtime_notifyListWait" => "sync.Cond.Wait",
+            "internal/poll.runtime_pollWait" => "IO wait",
+            "time.Sleep" => "sleep",
+            "runtime/pprof.writeRuntimeProfile" | "runtime.Stack" => "running",
+            "os/signal.signal_recv" => "syscall",
+            _ => continue,
+        };
+        return state;
+    }
+    "unknown"
 }
 
 /// `goroutine 6 [chan send, 3 minutes, locked to thread]{k: "v"}:` (labels optional).

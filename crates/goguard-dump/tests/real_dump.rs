@@ -11,12 +11,17 @@ fn run_leaky() -> String {
 }
 
 fn run_leaky_with(senders: usize) -> String {
+    run_leaky_debug(senders, "2")
+}
+
+fn run_leaky_debug(senders: usize, debug: &str) -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/leaky");
     let out = Command::new("go")
         .args(["run", ".", &senders.to_string()])
         .current_dir(&dir)
         .env("GOTOOLCHAIN", "local")
         .env("GOFLAGS", "-mod=mod")
+        .env("DUMP_DEBUG", debug)
         .output()
         .expect("the Go toolchain must be installed (scripts/test installs it)");
     assert!(
@@ -101,4 +106,27 @@ fn diff_of_two_real_dumps_shows_the_growing_group() {
     assert_eq!((top.before, top.after, top.delta), (3, 9, 6));
     // Everything else is unchanged, and line numbers do not split groups across runs.
     assert!(d[1..].iter().all(|g| g.delta == 0), "{d:#?}");
+}
+
+#[test]
+fn debug1_profiles_are_read_with_counts_and_inferred_states() {
+    let dump = run_leaky_debug(7, "1");
+    assert!(dump.starts_with("goroutine profile: total 15"), "{dump}");
+    let a = analyze(&dump).unwrap();
+    assert_eq!(a.total, 15);
+    let by = |func: &str| {
+        a.groups
+            .iter()
+            .find(|g| g.top_frame.as_ref().is_some_and(|f| f.function == func))
+            .unwrap()
+    };
+    let senders = by("main.abandoned");
+    // debug=1 hides channel waits in unsymbolized runtime frames: state unknown, still suspect.
+    assert_eq!(
+        (senders.count, senders.state.as_str(), senders.suspect),
+        (7, "unknown", true)
+    );
+    assert_eq!(by("main.locker").state, "sync.Mutex.Lock");
+    assert_eq!(by("main.main.func1").state, "sync.WaitGroup.Wait");
+    assert_eq!(by("main.main").state, "running");
 }

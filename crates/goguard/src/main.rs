@@ -300,7 +300,7 @@ fn dump(args: DumpArgs) -> Result<u8, String> {
     let rendered = match args.format {
         DumpFormat::Json => {
             let mut v = serde_json::to_value(&analysis).map_err(|e| e.to_string())?;
-            v["format"] = "debug=2".into();
+            v["format"] = stats.format.into();
             pretty(&v)
         }
         DumpFormat::Text => render_dump(&analysis, args.top, &stats),

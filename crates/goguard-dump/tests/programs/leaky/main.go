@@ -41,5 +41,10 @@ func main() {
 	go func() { wg.Wait() }()
 	go func() { select {} }()
 	time.Sleep(200 * time.Millisecond)
-	pprof.Lookup("goroutine").WriteTo(os.Stdout, 2)
+	// DUMP_DEBUG=1 writes the aggregated debug=1 profile instead.
+	level := 2
+	if os.Getenv("DUMP_DEBUG") == "1" {
+		level = 1
+	}
+	pprof.Lookup("goroutine").WriteTo(os.Stdout, level)
 }
