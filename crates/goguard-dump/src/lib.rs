@@ -9,4 +9,4 @@ pub mod analyze;
 pub mod parse;
 
 pub use analyze::{analyze, diff, Analysis, DiffGroup, Group, StateClass};
-pub use parse::{parse_dump, Frame, Goroutine, ParseError, ParseStats};
+pub use parse::{decompressing, parse_dump, Frame, Goroutine, ParseError, ParseStats};

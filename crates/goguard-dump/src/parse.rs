@@ -64,6 +64,18 @@ pub enum ParseError {
     NoGoroutines,
 }
 
+/// Wraps a dump source, decompressing it when it is gzip (dumps are often saved `.gz`,
+/// and pprof's debug=0 profiles are gzipped).
+pub fn decompressing<R: BufRead + 'static>(mut r: R) -> std::io::Result<Box<dyn BufRead>> {
+    if r.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(std::io::BufReader::new(
+            flate2::bufread::MultiGzDecoder::new(r),
+        )))
+    } else {
+        Ok(Box::new(r))
+    }
+}
+
 /// Reads a dump, calling `each` for every goroutine as soon as it is complete, so callers
 /// can aggregate without keeping goroutines in memory.
 pub fn parse_dump<R: BufRead>(
@@ -78,6 +90,7 @@ pub fn parse_dump<R: BufRead>(
         format: "debug=2",
         ..ParseStats::default()
     };
+    let mut prefix_fields: Option<usize> = None;
     let mut current: Option<Goroutine> = None;
     // A function line waiting for its file line.
     let mut pending: Option<String> = None;
@@ -89,7 +102,13 @@ pub fn parse_dump<R: BufRead>(
             break;
         }
         let text = String::from_utf8_lossy(&buf);
-        let line = text.trim_end_matches(['\n', '\r']);
+        let raw = text.trim_end_matches(['\n', '\r']);
+        // Dumps inside logs carry a prefix per line (timestamps, `stderr F`, syslog fields):
+        // learn how many fields it has from the first goroutine header, strip as many.
+        if prefix_fields.is_none() {
+            prefix_fields = header_prefix_fields(raw);
+        }
+        let line = strip_fields(raw, prefix_fields.unwrap_or(0));
         if let Some(g) = parse_header(line) {
             if let Some(done) = current.take() {
                 stats.goroutines += 1;
@@ -328,6 +347,27 @@ fn unquote(s: &str) -> String {
     s.trim().trim_matches('"').to_string()
 }
 
+/// The number of space-separated fields before `goroutine N [` on a header line.
+fn header_prefix_fields(line: &str) -> Option<usize> {
+    let at = line.find("goroutine ")?;
+    parse_header(&line[at..])?;
+    Some(line[..at].split(' ').filter(|f| !f.is_empty()).count())
+}
+
+/// Removes `n` leading space-separated fields (and the single space after each).
+fn strip_fields(line: &str, n: usize) -> &str {
+    let mut rest = line;
+    for _ in 0..n {
+        let trimmed = rest.trim_start_matches(' ');
+        match trimmed.find(' ') {
+            Some(i) => rest = &trimmed[i + 1..],
+            // `... stderr F` with nothing after: a blank line of the dump.
+            None => return "",
+        }
+    }
+    rest
+}
+
 /// `/path/file.go:12 +0x1f` -> (`/path/file.go`, 12).
 fn parse_location(rest: &str) -> (String, u32) {
     let loc = rest
@@ -390,6 +430,29 @@ mod tests {
     }
 
     #[test]
+    fn strips_log_prefixes() {
+        let text = "2026-11-26T10:00:00.1Z stderr F goroutine 5 [chan send, 3 minutes]:\n\
+                    2026-11-26T10:00:00.2Z stderr F main.f(...)\n\
+                    2026-11-26T10:00:00.3Z stderr F \t/src/main.go:9 +0x1\n\
+                    2026-11-26T10:00:00.4Z stderr F \n\
+                    2026-11-26T10:00:00.5Z stderr F goroutine 6 [chan send, 4 minutes]:\r\n\
+                    2026-11-26T10:00:00.6Z stderr F main.f(...)\r\n\
+                    2026-11-26T10:00:00.7Z stderr F \t/src/main.go:9 +0x1\r\n";
+        let mut seen = Vec::new();
+        parse_dump(text.as_bytes(), |g| seen.push(g)).unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(
+            seen[1].frames,
+            vec![Frame {
+                function: "main.f".into(),
+                file: "/src/main.go".into(),
+                line: 9
+            }]
+        );
+        assert_eq!(seen[1].wait_minutes, Some(4));
+    }
+
+    #[test]
     fn text_without_goroutines_is_an_error() {
         assert!(matches!(
             parse_dump("hello\nworld\n".as_bytes(), |_| {}),
@@ -399,5 +462,23 @@ mod tests {
             parse_dump(&b"\x00\x01\x02"[..], |_| {}),
             Err(ParseError::NoGoroutines)
         ));
+    }
+}
+
+#[cfg(test)]
+mod gzip_tests {
+    use super::*;
+
+    #[test]
+    fn reads_gzipped_dumps() {
+        use std::io::Write;
+        let text = "goroutine 1 [running]:\nmain.main()\n\t/x/main.go:5 +0x1\n\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        let bytes = gz.finish().unwrap();
+        let reader = decompressing(std::io::Cursor::new(bytes)).unwrap();
+        let mut n = 0;
+        parse_dump(reader, |_| n += 1).unwrap();
+        assert_eq!(n, 1);
     }
 }

@@ -286,6 +286,8 @@ fn read_dump(
         let f = std::fs::File::open(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
         Box::new(std::io::BufReader::new(f))
     };
+    let reader =
+        goguard_dump::decompressing(reader).map_err(|e| format!("{name}: cannot read: {e}"))?;
     let mut grouper = goguard_dump::analyze::Grouper::default();
     let stats =
         goguard_dump::parse_dump(reader, |g| grouper.add(g)).map_err(|e| format!("{name}: {e}"))?;

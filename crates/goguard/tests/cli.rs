@@ -19,8 +19,13 @@ fn repo() -> PathBuf {
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 /// A temporary directory removed on drop.
@@ -616,6 +621,29 @@ fn dump_reports_groups_and_suspects_as_json_and_text() {
         (Some(7), Some("chan send"), Some(true), Some("G106"))
     );
     assert_eq!(g["top_frame"]["function"], "main.abandoned");
+    // The same dump gzipped, and with a Kubernetes log prefix on every line.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &out.stdout).unwrap();
+    let gz_file = t.write("dump.txt.gz", gz.finish().unwrap());
+    let v = json(&goguard(
+        &["dump", gz_file.to_str().unwrap(), "--format", "json"],
+        &t.0,
+    ));
+    assert_eq!(v["total"], 15);
+    let prefixed: String = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| format!("2026-11-26T10:00:00.000Z stderr F {l}\n"))
+        .collect();
+    let log = t.write("pod.log", prefixed);
+    let v = json(&goguard(
+        &["dump", log.to_str().unwrap(), "--format", "json"],
+        &t.0,
+    ));
+    assert_eq!(
+        (v["total"].as_u64(), v["groups"][0]["count"].as_u64()),
+        (Some(15), Some(7)),
+        "{v}"
+    );
     let res = goguard(&["dump", file.to_str().unwrap(), "--fail-on-suspect"], &t.0);
     assert_eq!(res.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&res.stdout).contains("7 x [chan send]  SUSPECT"));
