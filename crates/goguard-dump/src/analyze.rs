@@ -67,6 +67,8 @@ pub struct Group {
 pub struct Analysis {
     pub total: usize,
     pub truncated: bool,
+    /// The runtime's fatal error or panic message, when the dump is a crash.
+    pub fatal: Option<String>,
     pub groups: Vec<Group>,
 }
 
@@ -140,6 +142,7 @@ impl Grouper {
         Analysis {
             total: self.total,
             truncated: stats.truncated,
+            fatal: stats.fatal.clone(),
             groups,
         }
     }

@@ -53,6 +53,9 @@ pub struct ParseStats {
     pub other_lines: usize,
     /// The input ended in the middle of a goroutine (a cut dump).
     pub truncated: bool,
+    /// The runtime's own verdict when the dump is a crash: `fatal error: all goroutines are
+    /// asleep - deadlock!`, `panic: sync: negative WaitGroup counter`, ...
+    pub fatal: Option<String>,
 }
 
 /// A dump that could not be read at all.
@@ -117,6 +120,11 @@ pub fn parse_dump<R: BufRead>(
             current = Some(g);
             pending = None;
             continue;
+        }
+        if stats.fatal.is_none()
+            && (line.starts_with("fatal error: ") || line.starts_with("panic: "))
+        {
+            stats.fatal = Some(line.to_string());
         }
         let Some(g) = current.as_mut() else {
             if !line.trim().is_empty() {

@@ -130,3 +130,41 @@ fn debug1_profiles_are_read_with_counts_and_inferred_states() {
     assert_eq!(by("main.main.func1").state, "sync.WaitGroup.Wait");
     assert_eq!(by("main.main").state, "running");
 }
+
+/// The runtime's own crash reports: the fatal message is kept, the goroutines are read.
+#[test]
+fn runtime_crash_reports_are_read() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/crash");
+    for (arg, message, state) in [
+        (
+            "deadlock",
+            "fatal error: all goroutines are asleep - deadlock!",
+            Some("chan send"),
+        ),
+        ("negative", "panic: sync: negative WaitGroup counter", None),
+    ] {
+        let out = Command::new("go")
+            .args(["run", ".", arg])
+            .current_dir(&dir)
+            .env("GOTOOLCHAIN", "local")
+            .output()
+            .expect("the Go toolchain must be installed (scripts/test installs it)");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let a = analyze(&stderr).unwrap_or_else(|e| panic!("{arg}: {e}\n{stderr}"));
+        assert_eq!(a.fatal.as_deref(), Some(message), "{stderr}");
+        let main = a
+            .groups
+            .iter()
+            .find(|g| {
+                g.top_frame
+                    .as_ref()
+                    .is_some_and(|f| f.function == "main.main")
+            })
+            .unwrap();
+        if let Some(state) = state {
+            assert_eq!(main.state, state);
+            assert_eq!(main.top_frame.as_ref().unwrap().line, 14);
+        }
+    }
+}

@@ -385,6 +385,9 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
             ""
         }
     );
+    if let Some(f) = &a.fatal {
+        let _ = writeln!(out, "the program crashed: {f}");
+    }
     for g in a.groups.iter().take(top) {
         let wait = g
             .wait_minutes
