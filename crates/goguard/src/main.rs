@@ -72,7 +72,9 @@ enum DumpFormat {
 
 #[derive(clap::Args)]
 struct DumpArgs {
-    /// The dump file, or - for standard input. Give two files to diff them (before, after).
+    /// The dump: a file, - for standard input, or the URL of a service with net/http/pprof
+    /// (`http://127.0.0.1:6060` fetches /debug/pprof/goroutine?debug=2). Give two to diff
+    /// them (before, after).
     #[arg(required = true, num_args = 1..=2)]
     files: Vec<PathBuf>,
     /// Output format.
@@ -87,6 +89,12 @@ struct DumpArgs {
     /// With two dumps: exit 1 when a group grew by at least N goroutines (for CI).
     #[arg(long, value_name = "N")]
     fail_on_growth: Option<i64>,
+    /// An HTTP header for URL sources, e.g. "Authorization: Bearer TOKEN" (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// How long to wait for a URL source, in seconds.
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    timeout: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -277,11 +285,15 @@ fn pretty(v: &serde_json::Value) -> String {
 /// Reads and analyses one dump file (or standard input for `-`).
 fn read_dump(
     path: &std::path::Path,
+    headers: &[String],
+    timeout: u64,
 ) -> Result<(goguard_dump::Analysis, goguard_dump::ParseStats), String> {
     use std::io::BufRead;
     let name = path.display().to_string();
     let reader: Box<dyn BufRead> = if name == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else if name.starts_with("http://") || name.starts_with("https://") {
+        fetch_dump(&name, headers, timeout)?
     } else {
         let f = std::fs::File::open(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
         Box::new(std::io::BufReader::new(f))
@@ -298,7 +310,7 @@ fn dump(args: DumpArgs) -> Result<u8, String> {
     if let [before, after] = args.files.as_slice() {
         return dump_diff(&args, before, after);
     }
-    let (analysis, stats) = read_dump(&args.files[0])?;
+    let (analysis, stats) = read_dump(&args.files[0], &args.headers, args.timeout)?;
     let rendered = match args.format {
         DumpFormat::Json => {
             let mut v = serde_json::to_value(&analysis).map_err(|e| e.to_string())?;
@@ -322,8 +334,8 @@ fn dump_diff(
     after: &std::path::Path,
 ) -> Result<u8, String> {
     use std::fmt::Write as _;
-    let (a, _) = read_dump(before)?;
-    let (b, _) = read_dump(after)?;
+    let (a, _) = read_dump(before, &args.headers, args.timeout)?;
+    let (b, _) = read_dump(after, &args.headers, args.timeout)?;
     let groups = goguard_dump::diff(&a, &b);
     let rendered = match args.format {
         DumpFormat::Json => pretty(&serde_json::json!({
@@ -444,4 +456,41 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
         );
     }
     out
+}
+
+/// Fetches a goroutine dump from a net/http/pprof endpoint. A bare service address gets the
+/// debug=2 goroutine path.
+fn fetch_dump(
+    url: &str,
+    headers: &[String],
+    timeout: u64,
+) -> Result<Box<dyn std::io::BufRead>, String> {
+    let url = match url.split_once("://").map(|(_, rest)| rest.contains('/')) {
+        Some(true) => url.to_string(),
+        _ => format!(
+            "{}/debug/pprof/goroutine?debug=2",
+            url.trim_end_matches('/')
+        ),
+    };
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(timeout)))
+        .build();
+    let agent = ureq::Agent::new_with_config(config);
+    let mut request = agent.get(&url);
+    for h in headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("--header `{h}`: expected NAME: VALUE"))?;
+        request = request.header(name.trim(), value.trim());
+    }
+    let response = request.call().map_err(|e| match e {
+        ureq::Error::StatusCode(404) => format!(
+            "{url}: HTTP 404: no pprof endpoint here (is net/http/pprof imported and served?)"
+        ),
+        ureq::Error::StatusCode(code) => format!("{url}: HTTP {code}"),
+        other => format!("{url}: {other}"),
+    })?;
+    Ok(Box::new(std::io::BufReader::new(
+        response.into_body().into_reader(),
+    )))
 }

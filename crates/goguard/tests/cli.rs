@@ -696,3 +696,96 @@ fn dump_diff_shows_growth() {
     assert_eq!(res.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&res.stdout).contains("+6"));
 }
+
+/// A real service with net/http/pprof, built and started by the test on a loopback port.
+struct PprofServer {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl PprofServer {
+    fn start(dir: &Path) -> PprofServer {
+        let bin = dir.join("server");
+        let build = Command::new("go")
+            .args(["build", "-o", bin.to_str().unwrap(), "."])
+            .current_dir(repo().join("crates/goguard-dump/tests/programs/server"))
+            .env("GOTOOLCHAIN", "local")
+            .output()
+            .expect("the Go toolchain must be installed (scripts/test installs it)");
+        assert!(
+            build.status.success(),
+            "{}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        let mut child = Command::new(&bin)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The server prints its address once it listens: no sleeping, no port guessing.
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        PprofServer {
+            child,
+            addr: line.trim().to_string(),
+        }
+    }
+}
+
+impl Drop for PprofServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take()); // the server exits when its stdin closes
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn dump_fetches_a_live_pprof_endpoint() {
+    let t = TempDir::new("live");
+    let server = PprofServer::start(&t.0);
+    let base = format!("http://{}", server.addr);
+    let v = json(&goguard(&["dump", &base, "--format", "json"], &t.0));
+    let g = &v["groups"][0];
+    assert_eq!(
+        (
+            g["count"].as_u64(),
+            g["state"].as_str(),
+            g["suspect"].as_bool()
+        ),
+        (Some(6), Some("chan send"), Some(true)),
+        "{v}"
+    );
+    // A full URL works too, with a header (ignored by this server, sent all the same).
+    let url = format!("{base}/debug/pprof/goroutine?debug=2");
+    let res = goguard(
+        &[
+            "dump",
+            &url,
+            "-H",
+            "Authorization: Bearer x",
+            "--format",
+            "json",
+        ],
+        &t.0,
+    );
+    assert_eq!(res.status.code(), Some(0));
+    // No pprof at that path: a clear error, exit 2.
+    let res = goguard(&["dump", &format!("{base}/nope")], &t.0);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&res.stderr).contains("HTTP 404"),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    // Nothing listening: a clear error within the timeout, exit 2.
+    let res = goguard(&["dump", "http://127.0.0.1:9", "--timeout", "3"], &t.0);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("http://127.0.0.1:9"));
+}
