@@ -28,6 +28,24 @@ fn json(out: &Output) -> serde_json::Value {
     })
 }
 
+/// Runs the Go toolchain (`go ARGS` in `dir`) and returns its output after checking it
+/// succeeded. The toolchain is required: scripts/test installs it.
+fn go(args: &[&str], dir: &Path) -> Output {
+    let out = Command::new("go")
+        .args(args)
+        .current_dir(dir)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .output()
+        .expect("the Go toolchain must be installed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "go {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A temporary directory removed on drop.
 struct TempDir(PathBuf);
 
@@ -107,22 +125,10 @@ fn reference_examples_report_the_expected_rules() {
 /// The examples are real Go: the toolchain builds every one of them.
 #[test]
 fn reference_examples_build_with_the_go_toolchain() {
-    let out = Command::new("go")
-        .args([
-            "build",
-            "-o",
-            std::env::temp_dir().to_str().unwrap(),
-            "./...",
-        ])
-        .current_dir(repo().join("examples/reference"))
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .expect("the Go toolchain must be installed (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out_dir = std::env::temp_dir();
+    go(
+        &["build", "-o", out_dir.to_str().unwrap(), "./..."],
+        &repo().join("examples/reference"),
     );
 }
 
@@ -592,17 +598,7 @@ fn a_crashing_rule_loses_no_other_finding() {
 #[test]
 fn dump_reports_groups_and_suspects_as_json_and_text() {
     let prog = repo().join("crates/goguard-dump/tests/programs/leaky");
-    let out = Command::new("go")
-        .args(["run", "."])
-        .current_dir(&prog)
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .expect("the Go toolchain must be installed (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = go(&["run", "."], &prog);
     let t = TempDir::new("dump");
     let file = t.write("dump.txt", &out.stdout);
     let res = goguard(&["dump", file.to_str().unwrap(), "--format", "json"], &t.0);
@@ -665,13 +661,7 @@ fn dump_diff_shows_growth() {
     let t = TempDir::new("dumpdiff");
     let mut files = Vec::new();
     for (name, n) in [("a.txt", "2"), ("b.txt", "8")] {
-        let out = Command::new("go")
-            .args(["run", ".", n])
-            .current_dir(&prog)
-            .env("GOTOOLCHAIN", "local")
-            .output()
-            .expect("the Go toolchain must be installed (scripts/test installs it)");
-        assert!(out.status.success());
+        let out = go(&["run", ".", n], &prog);
         files.push(t.write(name, &out.stdout).to_str().unwrap().to_string());
     }
     let res = goguard(&["dump", &files[0], &files[1], "--format", "json"], &t.0);
@@ -706,16 +696,9 @@ struct PprofServer {
 impl PprofServer {
     fn start(dir: &Path) -> PprofServer {
         let bin = dir.join("server");
-        let build = Command::new("go")
-            .args(["build", "-o", bin.to_str().unwrap(), "."])
-            .current_dir(repo().join("crates/goguard-dump/tests/programs/server"))
-            .env("GOTOOLCHAIN", "local")
-            .output()
-            .expect("the Go toolchain must be installed (scripts/test installs it)");
-        assert!(
-            build.status.success(),
-            "{}",
-            String::from_utf8_lossy(&build.stderr)
+        go(
+            &["build", "-o", bin.to_str().unwrap(), "."],
+            &repo().join("crates/goguard-dump/tests/programs/server"),
         );
         let mut child = Command::new(&bin)
             .stdin(std::process::Stdio::piped())
