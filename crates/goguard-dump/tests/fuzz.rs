@@ -1,0 +1,142 @@
+//! A bounded fuzz run over the dump parsers: random bytes and mutated real dumps (debug=2,
+//! debug=1, a crash) from a Go program the test runs. Nothing may panic; every input either
+//! parses or is rejected with an error. GOGUARD_FUZZ_SECS (default 5) and GOGUARD_FUZZ_SEED.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn real_dumps() -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs");
+    let run = |prog: &str, args: &[&str], debug: &str| {
+        let out = Command::new("go")
+            .arg("run")
+            .arg(".")
+            .args(args)
+            .current_dir(dir.join(prog))
+            .env("GOTOOLCHAIN", "local")
+            .env("DUMP_DEBUG", debug)
+            .output()
+            .expect("the Go toolchain must be installed (scripts/test installs it)");
+        if out.stdout.is_empty() {
+            out.stderr
+        } else {
+            out.stdout
+        }
+    };
+    vec![
+        run("leaky", &[], "2"),
+        run("leaky", &[], "1"),
+        run("crash", &["deadlock"], "2"),
+    ]
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+}
+
+const TOKENS: &[&str] = &[
+    "goroutine ",
+    "goroutine 1 [",
+    "]:",
+    "[chan send, 99999999999 minutes]:",
+    "\n",
+    "\t",
+    "\n\n",
+    "created by ",
+    " in goroutine ",
+    "...additional frames elided...",
+    "goroutine profile: total ",
+    " @ 0x",
+    "#\t0x1\t",
+    ":",
+    "+0x",
+    "(...)",
+    "{",
+    "}",
+    "\r\n",
+    "fatal error: ",
+    "\u{0}",
+    "\u{1f}\u{8b}",
+];
+
+#[test]
+fn no_input_panics_the_parsers() {
+    let secs = std::env::var("GOGUARD_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let seed = std::env::var("GOGUARD_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    let corpus = real_dumps();
+    let mut rng = Rng(seed);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut runs = 0;
+    while Instant::now() < deadline {
+        let mut b = if rng.below(8) == 0 {
+            (0..rng.below(256)).map(|_| rng.next() as u8).collect()
+        } else {
+            corpus[rng.below(corpus.len())].clone()
+        };
+        for _ in 0..1 + rng.below(8) {
+            let len = b.len();
+            match rng.below(4) {
+                0 if len > 0 => {
+                    let at = rng.below(len);
+                    b.drain(at..(at + rng.below(64) + 1).min(len));
+                }
+                1 => {
+                    let at = rng.below(len + 1);
+                    b.splice(at..at, TOKENS[rng.below(TOKENS.len())].bytes());
+                }
+                2 if len > 0 => b.truncate(rng.below(len)),
+                _ if len > 0 => {
+                    let at = rng.below(len);
+                    b[at] = rng.next() as u8;
+                }
+                _ => {}
+            }
+        }
+        let input = b.clone();
+        let outcome = std::panic::catch_unwind(move || {
+            let reader = goguard_dump::decompressing(std::io::Cursor::new(b)).unwrap();
+            let mut g = goguard_dump::analyze::Grouper::default();
+            if let Ok(stats) = goguard_dump::parse_dump(reader, |x| g.add(x)) {
+                let _ = g.finish(&stats);
+            }
+        });
+        if outcome.is_err() {
+            let path = std::env::temp_dir().join(format!("goguard-dump-fuzz-{seed}.txt"));
+            std::fs::write(&path, &input).unwrap();
+            panic!(
+                "seed {seed}: the parser panicked; input saved to {}",
+                path.display()
+            );
+        }
+        runs += 1;
+    }
+    eprintln!("fuzz: {runs} dumps in {secs} s, seed {seed}, no panic");
+    assert!(runs > 0);
+}
