@@ -41,6 +41,9 @@ pub struct Goroutine {
     /// How many goroutines this record stands for: 1 in debug=2 dumps, the record's count in
     /// debug=1 profiles (which aggregate identical stacks).
     pub weight: usize,
+    /// Which dump of the input this goroutine belongs to (0-based): a log can hold several
+    /// dumps one after another (a goroutine id seen again starts the next one).
+    pub dump: usize,
 }
 
 /// What the parser saw besides goroutines.
@@ -56,6 +59,8 @@ pub struct ParseStats {
     /// The runtime's own verdict when the dump is a crash: `fatal error: all goroutines are
     /// asleep - deadlock!`, `panic: sync: negative WaitGroup counter`, ...
     pub fatal: Option<String>,
+    /// How many dumps the input held (see [`Goroutine::dump`]).
+    pub dumps: usize,
 }
 
 /// A dump that could not be read at all.
@@ -94,6 +99,8 @@ pub fn parse_dump<R: BufRead>(
         ..ParseStats::default()
     };
     let mut prefix_fields: Option<usize> = None;
+    let mut seen_ids = std::collections::HashSet::new();
+    let mut dump = 0;
     let mut current: Option<Goroutine> = None;
     // A function line waiting for its file line.
     let mut pending: Option<String> = None;
@@ -112,11 +119,17 @@ pub fn parse_dump<R: BufRead>(
             prefix_fields = header_prefix_fields(raw);
         }
         let line = strip_fields(raw, prefix_fields.unwrap_or(0));
-        if let Some(g) = parse_header(line) {
+        if let Some(mut g) = parse_header(line) {
             if let Some(done) = current.take() {
                 stats.goroutines += 1;
                 each(done);
             }
+            if !seen_ids.insert(g.id) {
+                dump += 1;
+                seen_ids.clear();
+                seen_ids.insert(g.id);
+            }
+            g.dump = dump;
             current = Some(g);
             pending = None;
             continue;
@@ -182,6 +195,7 @@ pub fn parse_dump<R: BufRead>(
     if stats.goroutines == 0 {
         return Err(ParseError::NoGoroutines);
     }
+    stats.dumps = dump + 1;
     Ok(stats)
 }
 
@@ -276,6 +290,7 @@ fn parse_debug1<R: BufRead>(
     if stats.goroutines == 0 {
         return Err(ParseError::NoGoroutines);
     }
+    stats.dumps = 1;
     Ok(stats)
 }
 
@@ -458,6 +473,16 @@ mod tests {
             }]
         );
         assert_eq!(seen[1].wait_minutes, Some(4));
+    }
+
+    #[test]
+    fn several_dumps_in_one_input_are_told_apart() {
+        let one = "goroutine 1 [running]:\nmain.main()\n\t/x/main.go:5 +0x1\n\ngoroutine 2 [select]:\nmain.f()\n\t/x/main.go:9 +0x1\n\n";
+        let text = format!("{one}some log line\n{one}");
+        let mut seen = Vec::new();
+        let stats = parse_dump(text.as_bytes(), |g| seen.push(g.dump)).unwrap();
+        assert_eq!(stats.dumps, 2);
+        assert_eq!(seen, vec![0, 0, 1, 1]);
     }
 
     #[test]

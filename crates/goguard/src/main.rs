@@ -92,6 +92,10 @@ struct DumpArgs {
     /// An HTTP header for URL sources, e.g. "Authorization: Bearer TOKEN" (repeatable).
     #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
     headers: Vec<String>,
+    /// When the input holds several dumps (a log with repeated SIGQUITs), analyse only the
+    /// Nth (1-based). By default the last is analysed and the others are counted.
+    #[arg(long, value_name = "N")]
+    which: Option<usize>,
     /// How long to wait for a URL source, in seconds.
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     timeout: u64,
@@ -287,6 +291,7 @@ fn read_dump(
     path: &std::path::Path,
     headers: &[String],
     timeout: u64,
+    which: Option<usize>,
 ) -> Result<(goguard_dump::Analysis, goguard_dump::ParseStats), String> {
     use std::io::BufRead;
     let name = path.display().to_string();
@@ -300,9 +305,26 @@ fn read_dump(
     };
     let reader =
         goguard_dump::decompressing(reader).map_err(|e| format!("{name}: cannot read: {e}"))?;
-    let mut grouper = goguard_dump::analyze::Grouper::default();
-    let stats =
-        goguard_dump::parse_dump(reader, |g| grouper.add(g)).map_err(|e| format!("{name}: {e}"))?;
+    // One grouper per dump of the input; keep the one asked for (the last by default).
+    let mut groupers: Vec<goguard_dump::analyze::Grouper> = Vec::new();
+    let stats = goguard_dump::parse_dump(reader, |g| {
+        while groupers.len() <= g.dump {
+            groupers.push(Default::default());
+        }
+        groupers[g.dump].add(g)
+    })
+    .map_err(|e| format!("{name}: {e}"))?;
+    let index = match which {
+        Some(n) if n == 0 || n > groupers.len() => {
+            return Err(format!(
+                "{name}: --which {n}: the input holds {} dump(s)",
+                groupers.len()
+            ));
+        }
+        Some(n) => n - 1,
+        None => groupers.len() - 1,
+    };
+    let grouper = groupers.swap_remove(index);
     Ok((grouper.finish(&stats), stats))
 }
 
@@ -310,11 +332,12 @@ fn dump(args: DumpArgs) -> Result<u8, String> {
     if let [before, after] = args.files.as_slice() {
         return dump_diff(&args, before, after);
     }
-    let (analysis, stats) = read_dump(&args.files[0], &args.headers, args.timeout)?;
+    let (analysis, stats) = read_dump(&args.files[0], &args.headers, args.timeout, args.which)?;
     let rendered = match args.format {
         DumpFormat::Json => {
             let mut v = serde_json::to_value(&analysis).map_err(|e| e.to_string())?;
             v["format"] = stats.format.into();
+            v["dumps"] = stats.dumps.into();
             pretty(&v)
         }
         DumpFormat::Text => render_dump(&analysis, args.top, &stats),
@@ -334,8 +357,8 @@ fn dump_diff(
     after: &std::path::Path,
 ) -> Result<u8, String> {
     use std::fmt::Write as _;
-    let (a, _) = read_dump(before, &args.headers, args.timeout)?;
-    let (b, _) = read_dump(after, &args.headers, args.timeout)?;
+    let (a, _) = read_dump(before, &args.headers, args.timeout, args.which)?;
+    let (b, _) = read_dump(after, &args.headers, args.timeout, args.which)?;
     let groups = goguard_dump::diff(&a, &b);
     let rendered = match args.format {
         DumpFormat::Json => pretty(&serde_json::json!({
@@ -397,6 +420,13 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
             ""
         }
     );
+    if stats.dumps > 1 {
+        let _ = writeln!(
+            out,
+            "the input holds {} dumps; this is one of them (--which N picks another)",
+            stats.dumps
+        );
+    }
     if let Some(f) = &a.fatal {
         let _ = writeln!(out, "the program crashed: {f}");
     }

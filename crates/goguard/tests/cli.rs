@@ -679,6 +679,35 @@ fn dump_diff_shows_growth() {
         (Some(2), Some(8), Some(6))
     );
     assert_eq!(g["top_frame"]["function"], "main.abandoned");
+    // Both dumps in one log: the last is analysed by default, --which picks another.
+    let both = [
+        std::fs::read(&files[0]).unwrap(),
+        std::fs::read(&files[1]).unwrap(),
+    ]
+    .concat();
+    let log = t.write("both.log", both);
+    let v = json(&goguard(
+        &["dump", log.to_str().unwrap(), "--format", "json"],
+        &t.0,
+    ));
+    assert_eq!(
+        (v["dumps"].as_u64(), v["total"].as_u64()),
+        (Some(2), Some(16))
+    );
+    let v = json(&goguard(
+        &[
+            "dump",
+            log.to_str().unwrap(),
+            "--which",
+            "1",
+            "--format",
+            "json",
+        ],
+        &t.0,
+    ));
+    assert_eq!(v["total"], 10);
+    let res = goguard(&["dump", log.to_str().unwrap(), "--which", "3"], &t.0);
+    assert_eq!(res.status.code(), Some(2));
     let res = goguard(
         &["dump", &files[0], &files[1], "--fail-on-growth", "5"],
         &t.0,
