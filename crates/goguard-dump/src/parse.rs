@@ -106,13 +106,8 @@ pub fn parse_dump<R: BufRead>(
     let mut pending: Option<String> = None;
     let mut pending_created = false;
     let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
-        let text = String::from_utf8_lossy(&buf);
-        let raw = text.trim_end_matches(['\n', '\r']);
+    while let Some(raw) = next_line(&mut input, &mut buf)? {
+        let raw: &str = &raw;
         // Dumps inside logs carry a prefix per line (timestamps, `stderr F`, syslog fields):
         // learn how many fields it has from the first goroutine header, strip as many.
         if prefix_fields.is_none() {
@@ -225,13 +220,8 @@ fn parse_debug1<R: BufRead>(
         stats.goroutines += g.weight;
         each(g);
     };
-    loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
-        let text = String::from_utf8_lossy(&buf);
-        let line = text.trim_end_matches(['\n', '\r']);
+    while let Some(line) = next_line(&mut input, &mut buf)? {
+        let line: &str = &line;
         if line.starts_with("goroutine profile:") {
             continue;
         }
@@ -368,6 +358,22 @@ fn parse_header(line: &str) -> Option<Goroutine> {
 
 fn unquote(s: &str) -> String {
     s.trim().trim_matches('"').to_string()
+}
+
+/// Reads the next line into `buf` and returns it without its line ending (CRLF too), invalid
+/// UTF-8 replaced; `None` at the end of the input.
+fn next_line<'b, R: BufRead>(
+    input: &mut R,
+    buf: &'b mut Vec<u8>,
+) -> std::io::Result<Option<std::borrow::Cow<'b, str>>> {
+    buf.clear();
+    if input.read_until(b'\n', buf)? == 0 {
+        return Ok(None);
+    }
+    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+        buf.pop();
+    }
+    Ok(Some(String::from_utf8_lossy(buf)))
 }
 
 /// The number of space-separated fields before `goroutine N [` on a header line.
