@@ -155,6 +155,24 @@ pub fn analyze(text: &str) -> Result<Analysis, crate::parse::ParseError> {
     Ok(grouper.finish(&stats))
 }
 
+/// Analyses a dump from any reader: text or protobuf, gzipped or not. A reader holding
+/// several dumps gives the analysis of the last one.
+pub fn analyze_reader(
+    reader: impl std::io::BufRead + 'static,
+) -> Result<Analysis, crate::parse::ParseError> {
+    let reader = crate::parse::decompressing(reader)?;
+    let mut grouper = Grouper::default();
+    let mut last = 0;
+    let stats = crate::parse::parse_dump(reader, |g| {
+        if g.dump != last {
+            last = g.dump;
+            grouper = Grouper::default();
+        }
+        grouper.add(g)
+    })?;
+    Ok(grouper.finish(&stats))
+}
+
 /// True for frames of the runtime and the standard library: their package path has no dot
 /// in its first element (`runtime`, `sync`, `net/http`), unlike `main` or `example.com/x`.
 pub fn is_std_frame(f: &Frame) -> bool {

@@ -7,6 +7,7 @@
 
 pub mod analyze;
 pub mod parse;
+mod proto;
 
-pub use analyze::{analyze, diff, Analysis, DiffGroup, Group, StateClass};
+pub use analyze::{analyze, analyze_reader, diff, Analysis, DiffGroup, Group, StateClass};
 pub use parse::{decompressing, parse_dump, Frame, Goroutine, ParseError, ParseStats};

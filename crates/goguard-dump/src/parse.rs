@@ -61,6 +61,8 @@ pub struct ParseStats {
     pub fatal: Option<String>,
     /// How many dumps the input held (see [`Goroutine::dump`]).
     pub dumps: usize,
+    /// When the profile was taken (protobuf profiles record it), in Unix nanoseconds.
+    pub time_unix_nanos: Option<i64>,
 }
 
 /// A dump that could not be read at all.
@@ -70,6 +72,10 @@ pub enum ParseError {
     Io(#[from] std::io::Error),
     #[error("no goroutine found: this is not a Go goroutine dump")]
     NoGoroutines,
+    #[error("not a goroutine profile: {0}")]
+    NotGoroutines(String),
+    #[error("invalid protobuf profile: {0}")]
+    Protobuf(String),
 }
 
 /// Wraps a dump source, decompressing it when it is gzip (dumps are often saved `.gz`,
@@ -90,9 +96,18 @@ pub fn parse_dump<R: BufRead>(
     mut input: R,
     mut each: impl FnMut(Goroutine),
 ) -> Result<ParseStats, ParseError> {
+    let head = input.fill_buf()?;
+    if crate::proto::looks_like_profile(head) {
+        let mut bytes = Vec::new();
+        input.read_to_end(&mut bytes)?;
+        return crate::proto::parse_profile(&bytes, each);
+    }
     // The aggregated debug=1 format announces itself on its first line.
-    if input.fill_buf()?.starts_with(b"goroutine profile: total ") {
-        return parse_debug1(input, each);
+    if head.starts_with(b"goroutine profile: total ") {
+        return parse_debug1(input, false, each);
+    }
+    if head.starts_with(b"goroutineleak profile: total ") {
+        return parse_debug1(input, true, each);
     }
     let mut stats = ParseStats {
         format: "debug=2",
@@ -208,10 +223,15 @@ pub fn parse_dump<R: BufRead>(
 /// unsymbolized runtime frames).
 fn parse_debug1<R: BufRead>(
     mut input: R,
+    leak_profile: bool,
     mut each: impl FnMut(Goroutine),
 ) -> Result<ParseStats, ParseError> {
     let mut stats = ParseStats {
-        format: "debug=1",
+        format: if leak_profile {
+            "debug=1 (goroutineleak)"
+        } else {
+            "debug=1"
+        },
         ..ParseStats::default()
     };
     let mut current: Option<Goroutine> = None;
@@ -222,7 +242,7 @@ fn parse_debug1<R: BufRead>(
     };
     while let Some(line) = next_line(&mut input, &mut buf)? {
         let line: &str = &line;
-        if line.starts_with("goroutine profile:") {
+        if line.starts_with("goroutine profile:") || line.starts_with("goroutineleak profile:") {
             continue;
         }
         if let Some((count, _)) = line.split_once(" @ ") {
@@ -232,6 +252,7 @@ fn parse_debug1<R: BufRead>(
                 }
                 current = Some(Goroutine {
                     weight: n,
+                    leaked: leak_profile,
                     ..Goroutine::default()
                 });
                 continue;
@@ -277,7 +298,8 @@ fn parse_debug1<R: BufRead>(
         stats.truncated = done.frames.is_empty();
         finish(done, &mut stats);
     }
-    if stats.goroutines == 0 {
+    // A leak profile with no record is a healthy answer, not an unreadable input.
+    if stats.goroutines == 0 && !leak_profile {
         return Err(ParseError::NoGoroutines);
     }
     stats.dumps = 1;
@@ -285,7 +307,7 @@ fn parse_debug1<R: BufRead>(
 }
 
 /// The wait state a debug=1 stack shows through its frames.
-fn infer_state(frames: &[Frame]) -> &'static str {
+pub(crate) fn infer_state(frames: &[Frame]) -> &'static str {
     for f in frames {
         let name = f.function.as_str();
         let state = match name {
@@ -296,6 +318,11 @@ fn infer_state(frames: &[Frame]) -> &'static str {
             "sync.runtime_SemacquireRWMutexR" => "sync.RWMutex.RLock",
             "sync.runtime_SemacquireWaitGroup" | "sync.(*WaitGroup).Wait" => "sync.WaitGroup.Wait",
             "sync.runtime_notifyListWait" => "sync.Cond.Wait",
+            // Protobuf profiles symbolize the runtime frames debug=1 leaves as bare addresses.
+            "runtime.chansend1" | "runtime.chansend" => "chan send",
+            "runtime.chanrecv1" | "runtime.chanrecv2" | "runtime.chanrecv" => "chan receive",
+            "runtime.selectgo" => "select",
+            "runtime.block" => "select (no cases)",
             "internal/poll.runtime_pollWait" => "IO wait",
             "time.Sleep" => "sleep",
             "runtime/pprof.writeRuntimeProfile" | "runtime.Stack" => "running",

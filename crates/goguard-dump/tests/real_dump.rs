@@ -1,8 +1,9 @@
 //! Dumps from a real Go program, built and run by the test with the Go toolchain: a known
 //! number of goroutines stuck at each kind of operation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use goguard_dump::{analyze, StateClass};
 
@@ -15,21 +16,48 @@ fn run_leaky_with(senders: usize) -> String {
 }
 
 fn run_leaky_debug(senders: usize, debug: &str) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/leaky");
-    let out = Command::new("go")
-        .args(["run", ".", &senders.to_string()])
-        .current_dir(&dir)
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
+    String::from_utf8(run_leaky_raw(senders, debug, "goroutine")).unwrap()
+}
+
+/// The leaky program, built once for all tests of this file.
+fn leaky_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/leaky");
+        let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("leaky-program");
+        let out = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&bin)
+            .arg(".")
+            .current_dir(&dir)
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "-mod=mod")
+            .output()
+            .expect("the Go toolchain must be installed (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bin
+    })
+}
+
+/// Runs the leaky program and returns the profile it writes: `debug` 0 (gzipped protobuf), 1
+/// or 2, of the `goroutine` or `goroutineleak` profile.
+fn run_leaky_raw(senders: usize, debug: &str, profile: &str) -> Vec<u8> {
+    let out = Command::new(leaky_binary())
+        .arg(senders.to_string())
         .env("DUMP_DEBUG", debug)
+        .env("DUMP_PROFILE", profile)
         .output()
-        .expect("the Go toolchain must be installed (scripts/test installs it)");
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    out.stdout
 }
 
 #[test]
@@ -166,5 +194,71 @@ fn runtime_crash_reports_are_read() {
             assert_eq!(main.state, state);
             assert_eq!(main.top_frame.as_ref().unwrap().line, 14);
         }
+    }
+}
+
+fn analyze_bytes(bytes: Vec<u8>) -> goguard_dump::Analysis {
+    goguard_dump::analyze_reader(std::io::Cursor::new(bytes)).unwrap()
+}
+
+#[test]
+fn protobuf_profiles_are_read_with_states_from_the_runtime_frames() {
+    let bytes = run_leaky_raw(7, "0", "goroutine");
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "pprof gzips the protobuf");
+    let a = analyze_bytes(bytes);
+    assert_eq!(a.total, 15);
+    let by = |func: &str| {
+        a.groups
+            .iter()
+            .find(|g| g.top_frame.as_ref().is_some_and(|f| f.function == func))
+            .unwrap_or_else(|| panic!("no group for {func}: {:#?}", a.groups))
+    };
+    let senders = by("main.abandoned");
+    assert_eq!(
+        (
+            senders.count,
+            senders.state.as_str(),
+            senders.suspect,
+            senders.rule
+        ),
+        (7, "chan send", true, Some("G106"))
+    );
+    assert_eq!(senders.top_frame.as_ref().unwrap().line, 13);
+    assert_eq!(by("main.receiver").state, "chan receive");
+    assert_eq!(by("main.locker").state, "sync.Mutex.Lock");
+    assert_eq!(by("main.main.func1").state, "sync.WaitGroup.Wait");
+    assert_eq!(by("main.main.func2").state, "select (no cases)");
+}
+
+/// Go's goroutine leak profile (Go 1.26+): what it marks leaked is certain, in every form.
+#[test]
+fn the_goroutine_leak_profile_marks_certain_leaks() {
+    // The lockers wait on a mutex main still holds: reachable, so not leaked.
+    let leaked = |a: &goguard_dump::Analysis| {
+        let mut v: Vec<(String, usize)> = a
+            .groups
+            .iter()
+            .filter(|g| g.reason.starts_with("marked leaked"))
+            .map(|g| (g.top_frame.as_ref().unwrap().function.clone(), g.count))
+            .collect();
+        v.sort();
+        v
+    };
+    let want: Vec<(String, usize)> = [
+        ("main.abandoned", 7),
+        ("main.main.func1", 1),
+        ("main.main.func2", 1),
+        ("main.receiver", 3),
+    ]
+    .map(|(f, n)| (f.to_string(), n))
+    .to_vec();
+    for debug in ["0", "1", "2"] {
+        let a = analyze_bytes(run_leaky_raw(7, debug, "goroutineleak"));
+        assert_eq!(leaked(&a), want, "debug={debug}: {:#?}", a.groups);
+        assert!(a
+            .groups
+            .iter()
+            .filter(|g| g.reason.starts_with("marked leaked"))
+            .all(|g| g.suspect));
     }
 }

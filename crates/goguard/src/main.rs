@@ -314,6 +314,10 @@ fn read_dump(
         groupers[g.dump].add(g)
     })
     .map_err(|e| format!("{name}: {e}"))?;
+    if groupers.is_empty() {
+        // A leak profile that found no leak.
+        groupers.push(Default::default());
+    }
     let index = match which {
         Some(n) if n == 0 || n > groupers.len() => {
             return Err(format!(

@@ -41,10 +41,15 @@ func main() {
 	go func() { wg.Wait() }()
 	go func() { select {} }()
 	time.Sleep(200 * time.Millisecond)
-	// DUMP_DEBUG=1 writes the aggregated debug=1 profile instead.
+	// DUMP_DEBUG=1 writes the aggregated debug=1 profile instead, DUMP_DEBUG=0 the gzipped
+	// protobuf; DUMP_PROFILE=goroutineleak asks for Go's leak profile.
 	level := 2
-	if os.Getenv("DUMP_DEBUG") == "1" {
-		level = 1
+	if d := os.Getenv("DUMP_DEBUG"); d != "" {
+		level, _ = strconv.Atoi(d)
 	}
-	pprof.Lookup("goroutine").WriteTo(os.Stdout, level)
+	profile := "goroutine"
+	if p := os.Getenv("DUMP_PROFILE"); p != "" {
+		profile = p
+	}
+	pprof.Lookup(profile).WriteTo(os.Stdout, level)
 }
