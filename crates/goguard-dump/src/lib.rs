@@ -6,6 +6,7 @@
 //! the number of goroutines.
 
 pub mod analyze;
+pub mod fetch;
 pub mod parse;
 mod proto;
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+mod dump_cmd;
+
 use goguard_check::{baseline, engine, output, registry, ConfigChoice, Options, Severity};
 
 // mimalloc for Rust and for tree-sitter's C allocations: parsing allocates a node per token,
@@ -26,9 +28,9 @@ fn use_mimalloc_for_tree_sitter() {
 }
 
 /// Exit codes CI can rely on.
-const EXIT_CLEAN: u8 = 0;
-const EXIT_FINDINGS: u8 = 1;
-const EXIT_ERROR: u8 = 2;
+pub(crate) const EXIT_CLEAN: u8 = 0;
+pub(crate) const EXIT_FINDINGS: u8 = 1;
+pub(crate) const EXIT_ERROR: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -56,49 +58,12 @@ enum Command {
     },
     /// Analyse a goroutine dump (debug=2 text, runtime.Stack, a panic or SIGQUIT traceback):
     /// groups, wait states, leak suspects.
-    Dump(DumpArgs),
+    Dump(dump_cmd::DumpArgs),
     /// Print a rule's full documentation.
     Explain {
         /// A rule id (G301) or name (waitgroup-add-after-go).
         rule: String,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum DumpFormat {
-    Text,
-    Json,
-}
-
-#[derive(clap::Args)]
-struct DumpArgs {
-    /// The dump: a file, - for standard input, or the URL of a service with net/http/pprof
-    /// (`http://127.0.0.1:6060` fetches /debug/pprof/goroutine?debug=2). Give two to diff
-    /// them (before, after).
-    #[arg(required = true, num_args = 1..=2)]
-    files: Vec<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
-    format: DumpFormat,
-    /// Show at most this many groups in text output (all are in JSON).
-    #[arg(long, default_value = "10")]
-    top: usize,
-    /// Exit 1 when a leak suspect is found (for CI).
-    #[arg(long)]
-    fail_on_suspect: bool,
-    /// With two dumps: exit 1 when a group grew by at least N goroutines (for CI).
-    #[arg(long, value_name = "N")]
-    fail_on_growth: Option<i64>,
-    /// An HTTP header for URL sources, e.g. "Authorization: Bearer TOKEN" (repeatable).
-    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
-    headers: Vec<String>,
-    /// When the input holds several dumps (a log with repeated SIGQUITs), analyse only the
-    /// Nth (1-based). By default the last is analysed and the others are counted.
-    #[arg(long, value_name = "N")]
-    which: Option<usize>,
-    /// How long to wait for a URL source, in seconds.
-    #[arg(long, default_value = "10", value_name = "SECONDS")]
-    timeout: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -192,7 +157,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_ERROR)
             }
         },
-        Command::Dump(args) => match dump(args) {
+        Command::Dump(args) => match dump_cmd::run(args) {
             Ok(code) => ExitCode::from(code),
             Err(message) => {
                 eprintln!("goguard: {message}");
@@ -282,249 +247,6 @@ fn check(args: CheckArgs) -> Result<u8, String> {
     })
 }
 
-fn pretty(v: &serde_json::Value) -> String {
+pub(crate) fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
-}
-
-/// Reads and analyses one dump file (or standard input for `-`).
-fn read_dump(
-    path: &std::path::Path,
-    headers: &[String],
-    timeout: u64,
-    which: Option<usize>,
-) -> Result<(goguard_dump::Analysis, goguard_dump::ParseStats), String> {
-    use std::io::BufRead;
-    let name = path.display().to_string();
-    let reader: Box<dyn BufRead> = if name == "-" {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else if name.starts_with("http://") || name.starts_with("https://") {
-        fetch_dump(&name, headers, timeout)?
-    } else {
-        let f = std::fs::File::open(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
-        Box::new(std::io::BufReader::new(f))
-    };
-    let reader =
-        goguard_dump::decompressing(reader).map_err(|e| format!("{name}: cannot read: {e}"))?;
-    // One grouper per dump of the input; keep the one asked for (the last by default).
-    let mut groupers: Vec<goguard_dump::analyze::Grouper> = Vec::new();
-    let stats = goguard_dump::parse_dump(reader, |g| {
-        while groupers.len() <= g.dump {
-            groupers.push(Default::default());
-        }
-        groupers[g.dump].add(g)
-    })
-    .map_err(|e| format!("{name}: {e}"))?;
-    if groupers.is_empty() {
-        // A leak profile that found no leak.
-        groupers.push(Default::default());
-    }
-    let index = match which {
-        Some(n) if n == 0 || n > groupers.len() => {
-            return Err(format!(
-                "{name}: --which {n}: the input holds {} dump(s)",
-                groupers.len()
-            ));
-        }
-        Some(n) => n - 1,
-        None => groupers.len() - 1,
-    };
-    let grouper = groupers.swap_remove(index);
-    Ok((grouper.finish(&stats), stats))
-}
-
-fn dump(args: DumpArgs) -> Result<u8, String> {
-    if let [before, after] = args.files.as_slice() {
-        return dump_diff(&args, before, after);
-    }
-    let (analysis, stats) = read_dump(&args.files[0], &args.headers, args.timeout, args.which)?;
-    let rendered = match args.format {
-        DumpFormat::Json => {
-            let mut v = serde_json::to_value(&analysis).map_err(|e| e.to_string())?;
-            v["format"] = stats.format.into();
-            v["dumps"] = stats.dumps.into();
-            pretty(&v)
-        }
-        DumpFormat::Text => render_dump(&analysis, args.top, &stats),
-    };
-    let _ = anstream::stdout().write_all(rendered.as_bytes());
-    let suspects = analysis.groups.iter().any(|g| g.suspect);
-    Ok(if args.fail_on_suspect && suspects {
-        EXIT_FINDINGS
-    } else {
-        EXIT_CLEAN
-    })
-}
-
-fn dump_diff(
-    args: &DumpArgs,
-    before: &std::path::Path,
-    after: &std::path::Path,
-) -> Result<u8, String> {
-    use std::fmt::Write as _;
-    let (a, _) = read_dump(before, &args.headers, args.timeout, args.which)?;
-    let (b, _) = read_dump(after, &args.headers, args.timeout, args.which)?;
-    let groups = goguard_dump::diff(&a, &b);
-    let rendered = match args.format {
-        DumpFormat::Json => pretty(&serde_json::json!({
-            "format": "diff",
-            "total": {"before": a.total, "after": b.total},
-            "groups": groups,
-        })),
-        DumpFormat::Text => {
-            let mut out = String::new();
-            let _ = writeln!(
-                out,
-                "{} goroutines -> {} ({:+})",
-                a.total,
-                b.total,
-                b.total as i64 - a.total as i64
-            );
-            for d in groups.iter().take(args.top) {
-                let at = d
-                    .group
-                    .top_frame
-                    .as_ref()
-                    .map(|f| format!("{} ({}:{})", f.function, f.file, f.line))
-                    .unwrap_or_default();
-                let tag = match (d.before, d.after) {
-                    (0, _) => " new",
-                    (_, 0) => " gone",
-                    _ => "",
-                };
-                let _ = writeln!(
-                    out,
-                    "{:>+7}  {:>6} -> {:<6} [{}]{tag} {at}",
-                    d.delta, d.before, d.after, d.group.state
-                );
-            }
-            out
-        }
-    };
-    let _ = anstream::stdout().write_all(rendered.as_bytes());
-    let grew = args
-        .fail_on_growth
-        .is_some_and(|n| groups.iter().any(|d| d.delta >= n));
-    Ok(if grew { EXIT_FINDINGS } else { EXIT_CLEAN })
-}
-
-fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::ParseStats) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let suspects = a.groups.iter().filter(|g| g.suspect).count();
-    let _ = writeln!(
-        out,
-        "{} goroutines in {} groups; {} leak suspect group{}{}",
-        a.total,
-        a.groups.len(),
-        suspects,
-        if suspects == 1 { "" } else { "s" },
-        if a.truncated {
-            " (the dump is cut: the last goroutine is incomplete)"
-        } else {
-            ""
-        }
-    );
-    if stats.dumps > 1 {
-        let _ = writeln!(
-            out,
-            "the input holds {} dumps; this is one of them (--which N picks another)",
-            stats.dumps
-        );
-    }
-    if let Some(f) = &a.fatal {
-        let _ = writeln!(out, "the program crashed: {f}");
-    }
-    for g in a.groups.iter().take(top) {
-        let wait = g
-            .wait_minutes
-            .map(|[lo, hi]| {
-                if lo == hi {
-                    format!(", {lo} min")
-                } else {
-                    format!(", {lo}-{hi} min")
-                }
-            })
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "\n{:>6} x [{}{}]{}",
-            g.count,
-            g.state,
-            wait,
-            if g.suspect { "  SUSPECT" } else { "" }
-        );
-        if let Some(f) = &g.top_frame {
-            let _ = writeln!(out, "         at {} ({}:{})", f.function, f.file, f.line);
-        }
-        if let Some(c) = &g.created_by {
-            let _ = writeln!(
-                out,
-                "         created by {} ({}:{})",
-                c.function, c.file, c.line
-            );
-        }
-        for (k, values) in &g.labels {
-            let list: Vec<String> = values.iter().map(|(v, n)| format!("{v}={n}")).collect();
-            let _ = writeln!(out, "         label {k}: {}", list.join(", "));
-        }
-        if !g.reason.is_empty() {
-            let rule = g
-                .rule
-                .map(|r| format!(" [likely {r}: goguard explain {r}]"))
-                .unwrap_or_default();
-            let _ = writeln!(out, "         {}{rule}", g.reason);
-        }
-    }
-    if a.groups.len() > top {
-        let _ = writeln!(
-            out,
-            "\n... {} more groups (--top N, or --format json for all)",
-            a.groups.len() - top
-        );
-    }
-    if stats.other_lines > 0 {
-        let _ = writeln!(
-            out,
-            "\n({} lines that were not part of a goroutine were skipped)",
-            stats.other_lines
-        );
-    }
-    out
-}
-
-/// Fetches a goroutine dump from a net/http/pprof endpoint. A bare service address gets the
-/// debug=2 goroutine path.
-fn fetch_dump(
-    url: &str,
-    headers: &[String],
-    timeout: u64,
-) -> Result<Box<dyn std::io::BufRead>, String> {
-    let url = match url.split_once("://").map(|(_, rest)| rest.contains('/')) {
-        Some(true) => url.to_string(),
-        _ => format!(
-            "{}/debug/pprof/goroutine?debug=2",
-            url.trim_end_matches('/')
-        ),
-    };
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_secs(timeout)))
-        .build();
-    let agent = ureq::Agent::new_with_config(config);
-    let mut request = agent.get(&url);
-    for h in headers {
-        let (name, value) = h
-            .split_once(':')
-            .ok_or_else(|| format!("--header `{h}`: expected NAME: VALUE"))?;
-        request = request.header(name.trim(), value.trim());
-    }
-    let response = request.call().map_err(|e| match e {
-        ureq::Error::StatusCode(404) => format!(
-            "{url}: HTTP 404: no pprof endpoint here (is net/http/pprof imported and served?)"
-        ),
-        ureq::Error::StatusCode(code) => format!("{url}: HTTP {code}"),
-        other => format!("{url}: {other}"),
-    })?;
-    Ok(Box::new(std::io::BufReader::new(
-        response.into_body().into_reader(),
-    )))
 }

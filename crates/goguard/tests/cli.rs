@@ -723,12 +723,19 @@ struct PprofServer {
 
 impl PprofServer {
     fn start(dir: &Path) -> PprofServer {
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts the server with environment settings (see its main.go: LEAK_PER_SCRAPE,
+    /// ONLY_DEBUG1, SERVE_TLS).
+    fn start_with(dir: &Path, env: &[(&str, &str)]) -> PprofServer {
         let bin = dir.join("server");
         go(
             &["build", "-o", bin.to_str().unwrap(), "."],
             &repo().join("crates/goguard-dump/tests/programs/server"),
         );
         let mut child = Command::new(&bin)
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -773,6 +780,29 @@ fn dump_fetches_a_live_pprof_endpoint() {
         (Some(6), Some("chan send"), Some(true)),
         "{v}"
     );
+    // A bare address asks Go's leak profile first, which proves these six leaked.
+    assert!(
+        v["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("/debug/pprof/goroutineleak?debug=2"),
+        "{v}"
+    );
+    assert!(
+        g["reason"].as_str().unwrap().starts_with("marked leaked"),
+        "{g}"
+    );
+    let v = json(&goguard(
+        &["dump", &base, "--no-leak-profile", "--format", "json"],
+        &t.0,
+    ));
+    assert!(
+        v["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("/goroutine?debug=2"),
+        "{v}"
+    );
     // A full URL works too, with a header (ignored by this server, sent all the same).
     let url = format!("{base}/debug/pprof/goroutine?debug=2");
     let res = goguard(
@@ -799,4 +829,53 @@ fn dump_fetches_a_live_pprof_endpoint() {
     let res = goguard(&["dump", "http://127.0.0.1:9", "--timeout", "3"], &t.0);
     assert_eq!(res.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&res.stderr).contains("http://127.0.0.1:9"));
+}
+
+#[test]
+fn dump_falls_back_to_the_forms_a_server_offers() {
+    let t = TempDir::new("fallback");
+    let server = PprofServer::start_with(&t.0, &[("ONLY_DEBUG1", "1")]);
+    let v = json(&goguard(
+        &[
+            "dump",
+            &format!("http://{}", server.addr),
+            "--format",
+            "json",
+        ],
+        &t.0,
+    ));
+    assert_eq!(v["format"], "debug=1", "{v}");
+    assert!(v["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("/goroutine?debug=1"));
+    assert_eq!(v["groups"][0]["count"], 6, "{v}");
+}
+
+#[test]
+fn dump_fetches_over_https_with_a_private_ca() {
+    let t = TempDir::new("tls");
+    let server = PprofServer::start_with(&t.0, &[("SERVE_TLS", t.0.to_str().unwrap())]);
+    let base = format!("https://{}", server.addr);
+    let ca = t.0.join("ca.pem");
+    let v = json(&goguard(
+        &[
+            "dump",
+            &base,
+            "--ca-cert",
+            ca.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &t.0,
+    ));
+    assert_eq!(v["groups"][0]["count"], 6, "{v}");
+    // Without the CA the certificate is refused, with a clear error.
+    let res = goguard(&["dump", &base], &t.0);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains(&base) && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
 }

@@ -1,25 +1,67 @@
-// A service with net/http/pprof and six leaked goroutines. It prints its address, serves
+// A service with net/http/pprof and six leaked goroutines. It prints its address (and, with
+// SERVE_TLS=DIR, writes its self-signed certificate to DIR/ca.pem and serves https), serves
 // until its standard input closes, then exits (so no server outlives the test).
+//
+// LEAK_PER_SCRAPE=N leaks N more goroutines each time a goroutine profile is fetched, so a
+// watcher sees a leak grow at a known rate without the test having to wait for time to pass.
+// ONLY_DEBUG1=1 answers 404 to every goroutine profile but debug=1, as an old or restricted
+// server might.
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 )
 
 func abandoned(ch chan int) { ch <- 1 }
+
+func scrapeLeak(ch chan int) { ch <- 1 }
 
 func main() {
 	for i := 0; i < 6; i++ {
 		go abandoned(make(chan int))
 	}
+	perScrape, _ := strconv.Atoi(os.Getenv("LEAK_PER_SCRAPE"))
+	onlyDebug1 := os.Getenv("ONLY_DEBUG1") == "1"
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/debug/pprof/goroutine") {
+			if onlyDebug1 && (r.URL.Path != "/debug/pprof/goroutine" || r.URL.Query().Get("debug") != "1") {
+				http.NotFound(w, r)
+				return
+			}
+			for i := 0; i < perScrape; i++ {
+				go scrapeLeak(make(chan int))
+			}
+		}
+		http.DefaultServeMux.ServeHTTP(w, r)
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+	if dir := os.Getenv("SERVE_TLS"); dir != "" {
+		cert, err := selfSigned(filepath.Join(dir, "ca.pem"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
 	}
 	fmt.Println(ln.Addr().String())
 	go func() {
@@ -27,5 +69,32 @@ func main() {
 		os.Stdin.Read(buf)
 		os.Exit(0)
 	}()
-	http.Serve(ln, nil)
+	http.Serve(ln, handler)
+}
+
+// selfSigned makes a leaf certificate for 127.0.0.1 (a client trusts it as its own root) and writes it, PEM-encoded, to caPath.
+func selfSigned(caPath string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "goguard test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(caPath, pemBytes, 0o644); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

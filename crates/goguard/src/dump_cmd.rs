@@ -1,0 +1,297 @@
+//! `goguard dump`: analyse goroutine dumps and profiles, or diff two.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+use goguard_dump::fetch::{FetchOptions, Fetcher};
+
+use crate::{pretty, EXIT_CLEAN, EXIT_FINDINGS};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DumpFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct DumpArgs {
+    /// The dump: a file, - for standard input, or the URL of a service with net/http/pprof
+    /// (`http://127.0.0.1:6060` fetches /debug/pprof/goroutine?debug=2). Give two to diff
+    /// them (before, after).
+    #[arg(required = true, num_args = 1..=2)]
+    files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: DumpFormat,
+    /// Show at most this many groups in text output (all are in JSON).
+    #[arg(long, default_value = "10")]
+    top: usize,
+    /// Exit 1 when a leak suspect is found (for CI).
+    #[arg(long)]
+    fail_on_suspect: bool,
+    /// With two dumps: exit 1 when a group grew by at least N goroutines (for CI).
+    #[arg(long, value_name = "N")]
+    fail_on_growth: Option<i64>,
+    /// When the input holds several dumps (a log with repeated SIGQUITs), analyse only the
+    /// Nth (1-based). By default the last is analysed and the others are counted.
+    #[arg(long, value_name = "N")]
+    which: Option<usize>,
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+}
+
+/// How to reach a live service's pprof endpoint (shared by dump and watch).
+#[derive(clap::Args)]
+pub struct EndpointArgs {
+    /// An HTTP header for URL sources, e.g. "Authorization: Bearer TOKEN" (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// How long to wait for a URL source, in seconds.
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    pub timeout: u64,
+    /// A PEM file of root certificates for an https:// endpoint signed by a private CA.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Do not ask /debug/pprof/goroutineleak (Go 1.26+) first; that endpoint marks proven
+    /// leaks but runs a GC cycle on the service.
+    #[arg(long)]
+    pub no_leak_profile: bool,
+}
+
+impl EndpointArgs {
+    pub fn fetcher(&self) -> Result<Fetcher, String> {
+        Fetcher::new(&FetchOptions {
+            timeout: std::time::Duration::from_secs(self.timeout),
+            headers: self.headers.clone(),
+            ca_cert: self.ca_cert.clone(),
+            leak_profile: !self.no_leak_profile,
+        })
+    }
+}
+
+/// Reads and analyses one dump file (or standard input for `-`).
+/// One dump read and analysed.
+pub struct Loaded {
+    pub analysis: goguard_dump::Analysis,
+    pub stats: goguard_dump::ParseStats,
+    /// The file, or the URL that answered.
+    pub source: String,
+}
+
+pub fn read_dump(
+    path: &std::path::Path,
+    fetcher: &Fetcher,
+    which: Option<usize>,
+) -> Result<Loaded, String> {
+    use std::io::BufRead;
+    let mut name = path.display().to_string();
+    let reader: Box<dyn BufRead> = if name == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else if name.starts_with("http://") || name.starts_with("https://") {
+        let (url, body) = fetcher.fetch(&name)?;
+        name = url;
+        body
+    } else {
+        let f = std::fs::File::open(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let reader =
+        goguard_dump::decompressing(reader).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    // One grouper per dump of the input; keep the one asked for (the last by default).
+    let mut groupers: Vec<goguard_dump::analyze::Grouper> = Vec::new();
+    let stats = goguard_dump::parse_dump(reader, |g| {
+        while groupers.len() <= g.dump {
+            groupers.push(Default::default());
+        }
+        groupers[g.dump].add(g)
+    })
+    .map_err(|e| format!("{name}: {e}"))?;
+    if groupers.is_empty() {
+        // A leak profile that found no leak.
+        groupers.push(Default::default());
+    }
+    let index = match which {
+        Some(n) if n == 0 || n > groupers.len() => {
+            return Err(format!(
+                "{name}: --which {n}: the input holds {} dump(s)",
+                groupers.len()
+            ));
+        }
+        Some(n) => n - 1,
+        None => groupers.len() - 1,
+    };
+    let grouper = groupers.swap_remove(index);
+    Ok(Loaded {
+        analysis: grouper.finish(&stats),
+        stats,
+        source: name,
+    })
+}
+
+pub fn run(args: DumpArgs) -> Result<u8, String> {
+    if let [before, after] = args.files.as_slice() {
+        return dump_diff(&args, before, after);
+    }
+    let fetcher = args.endpoint.fetcher()?;
+    let Loaded {
+        analysis,
+        stats,
+        source,
+    } = read_dump(&args.files[0], &fetcher, args.which)?;
+    let rendered = match args.format {
+        DumpFormat::Json => {
+            let mut v = serde_json::to_value(&analysis).map_err(|e| e.to_string())?;
+            v["format"] = stats.format.into();
+            v["dumps"] = stats.dumps.into();
+            v["source"] = source.into();
+            pretty(&v)
+        }
+        DumpFormat::Text => render_dump(&analysis, args.top, &stats),
+    };
+    let _ = anstream::stdout().write_all(rendered.as_bytes());
+    let suspects = analysis.groups.iter().any(|g| g.suspect);
+    Ok(if args.fail_on_suspect && suspects {
+        EXIT_FINDINGS
+    } else {
+        EXIT_CLEAN
+    })
+}
+
+fn dump_diff(
+    args: &DumpArgs,
+    before: &std::path::Path,
+    after: &std::path::Path,
+) -> Result<u8, String> {
+    use std::fmt::Write as _;
+    let fetcher = args.endpoint.fetcher()?;
+    let a = read_dump(before, &fetcher, args.which)?.analysis;
+    let b = read_dump(after, &fetcher, args.which)?.analysis;
+    let groups = goguard_dump::diff(&a, &b);
+    let rendered = match args.format {
+        DumpFormat::Json => pretty(&serde_json::json!({
+            "format": "diff",
+            "total": {"before": a.total, "after": b.total},
+            "groups": groups,
+        })),
+        DumpFormat::Text => {
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                "{} goroutines -> {} ({:+})",
+                a.total,
+                b.total,
+                b.total as i64 - a.total as i64
+            );
+            for d in groups.iter().take(args.top) {
+                let at = d
+                    .group
+                    .top_frame
+                    .as_ref()
+                    .map(|f| format!("{} ({}:{})", f.function, f.file, f.line))
+                    .unwrap_or_default();
+                let tag = match (d.before, d.after) {
+                    (0, _) => " new",
+                    (_, 0) => " gone",
+                    _ => "",
+                };
+                let _ = writeln!(
+                    out,
+                    "{:>+7}  {:>6} -> {:<6} [{}]{tag} {at}",
+                    d.delta, d.before, d.after, d.group.state
+                );
+            }
+            out
+        }
+    };
+    let _ = anstream::stdout().write_all(rendered.as_bytes());
+    let grew = args
+        .fail_on_growth
+        .is_some_and(|n| groups.iter().any(|d| d.delta >= n));
+    Ok(if grew { EXIT_FINDINGS } else { EXIT_CLEAN })
+}
+
+fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::ParseStats) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let suspects = a.groups.iter().filter(|g| g.suspect).count();
+    let _ = writeln!(
+        out,
+        "{} goroutines in {} groups; {} leak suspect group{}{}",
+        a.total,
+        a.groups.len(),
+        suspects,
+        if suspects == 1 { "" } else { "s" },
+        if a.truncated {
+            " (the dump is cut: the last goroutine is incomplete)"
+        } else {
+            ""
+        }
+    );
+    if stats.dumps > 1 {
+        let _ = writeln!(
+            out,
+            "the input holds {} dumps; this is one of them (--which N picks another)",
+            stats.dumps
+        );
+    }
+    if let Some(f) = &a.fatal {
+        let _ = writeln!(out, "the program crashed: {f}");
+    }
+    for g in a.groups.iter().take(top) {
+        let wait = g
+            .wait_minutes
+            .map(|[lo, hi]| {
+                if lo == hi {
+                    format!(", {lo} min")
+                } else {
+                    format!(", {lo}-{hi} min")
+                }
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\n{:>6} x [{}{}]{}",
+            g.count,
+            g.state,
+            wait,
+            if g.suspect { "  SUSPECT" } else { "" }
+        );
+        if let Some(f) = &g.top_frame {
+            let _ = writeln!(out, "         at {} ({}:{})", f.function, f.file, f.line);
+        }
+        if let Some(c) = &g.created_by {
+            let _ = writeln!(
+                out,
+                "         created by {} ({}:{})",
+                c.function, c.file, c.line
+            );
+        }
+        for (k, values) in &g.labels {
+            let list: Vec<String> = values.iter().map(|(v, n)| format!("{v}={n}")).collect();
+            let _ = writeln!(out, "         label {k}: {}", list.join(", "));
+        }
+        if !g.reason.is_empty() {
+            let rule = g
+                .rule
+                .map(|r| format!(" [likely {r}: goguard explain {r}]"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "         {}{rule}", g.reason);
+        }
+    }
+    if a.groups.len() > top {
+        let _ = writeln!(
+            out,
+            "\n... {} more groups (--top N, or --format json for all)",
+            a.groups.len() - top
+        );
+    }
+    if stats.other_lines > 0 {
+        let _ = writeln!(
+            out,
+            "\n({} lines that were not part of a goroutine were skipped)",
+            stats.other_lines
+        );
+    }
+    out
+}
