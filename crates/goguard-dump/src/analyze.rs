@@ -69,7 +69,41 @@ pub struct Analysis {
     pub truncated: bool,
     /// The runtime's fatal error or panic message, when the dump is a crash.
     pub fatal: Option<String>,
+    /// The fatal error, what it means, and the goroutine and line that hit it.
+    pub crash: Option<crate::race::Crash>,
+    /// Data races, one entry per distinct pair of access locations.
+    pub races: Vec<RaceReport>,
     pub groups: Vec<Group>,
+}
+
+/// A data race and how many times it was reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct RaceReport {
+    pub count: usize,
+    /// `file:line` of each access's first program frame.
+    pub locations: Vec<String>,
+    /// The first report, with every access's stack and the goroutines' origins.
+    pub race: crate::race::Race,
+}
+
+/// Folds repeated reports of the same race (same access locations) into one entry.
+pub fn dedup_races(races: &[crate::race::Race]) -> Vec<RaceReport> {
+    let mut out: Vec<RaceReport> = Vec::new();
+    let mut index: HashMap<Vec<String>, usize> = HashMap::new();
+    for r in races {
+        match index.get(&r.key()) {
+            Some(&i) => out[i].count += 1,
+            None => {
+                index.insert(r.key(), out.len());
+                out.push(RaceReport {
+                    count: 1,
+                    locations: r.locations(),
+                    race: r.clone(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Goroutines blocked at the same place in at least this number are suspect (a leak grows;
@@ -143,6 +177,8 @@ impl Grouper {
             total: self.total,
             truncated: stats.truncated,
             fatal: stats.fatal.clone(),
+            crash: stats.crash.clone(),
+            races: dedup_races(&stats.races),
             groups,
         }
     }

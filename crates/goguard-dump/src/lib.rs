@@ -9,6 +9,7 @@ pub mod analyze;
 pub mod fetch;
 pub mod parse;
 mod proto;
+pub mod race;
 
 pub use analyze::{analyze, analyze_reader, diff, Analysis, DiffGroup, Group, StateClass};
 pub use parse::{decompressing, parse_dump, Frame, Goroutine, ParseError, ParseStats};

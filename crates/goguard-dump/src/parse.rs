@@ -59,6 +59,10 @@ pub struct ParseStats {
     /// The runtime's own verdict when the dump is a crash: `fatal error: all goroutines are
     /// asleep - deadlock!`, `panic: sync: negative WaitGroup counter`, ...
     pub fatal: Option<String>,
+    /// The fatal error with the goroutine that hit it.
+    pub crash: Option<crate::race::Crash>,
+    /// The race detector's reports, in the order printed (repeats included).
+    pub races: Vec<crate::race::Race>,
     /// How many dumps the input held (see [`Goroutine::dump`]).
     pub dumps: usize,
     /// When the profile was taken (protobuf profiles record it), in Unix nanoseconds.
@@ -120,6 +124,7 @@ pub fn parse_dump<R: BufRead>(
     // A function line waiting for its file line.
     let mut pending: Option<String> = None;
     let mut pending_created = false;
+    let mut races = crate::race::RaceScanner::default();
     let mut buf = Vec::new();
     while let Some(raw) = next_line(&mut input, &mut buf)? {
         let raw: &str = &raw;
@@ -129,10 +134,19 @@ pub fn parse_dump<R: BufRead>(
             prefix_fields = header_prefix_fields(raw);
         }
         let line = strip_fields(raw, prefix_fields.unwrap_or(0));
+        if let Some(race) = races.feed(line) {
+            stats.races.push(race);
+            continue;
+        }
+        if races.in_report() {
+            continue;
+        }
         if let Some(mut g) = parse_header(line) {
             if let Some(done) = current.take() {
-                stats.goroutines += 1;
-                each(done);
+                complete(done, &mut stats, &mut each);
+            }
+            if let Some(crash) = stats.crash.as_mut().filter(|c| c.goroutine.is_none()) {
+                crash.goroutine = Some(g.id);
             }
             if !seen_ids.insert(g.id) {
                 dump += 1;
@@ -148,6 +162,7 @@ pub fn parse_dump<R: BufRead>(
             && (line.starts_with("fatal error: ") || line.starts_with("panic: "))
         {
             stats.fatal = Some(line.to_string());
+            stats.crash = Some(crate::race::Crash::new(line));
         }
         let Some(g) = current.as_mut() else {
             if !line.trim().is_empty() {
@@ -156,8 +171,7 @@ pub fn parse_dump<R: BufRead>(
             continue;
         };
         if line.trim().is_empty() {
-            stats.goroutines += 1;
-            each(current.take().unwrap_or_default());
+            complete(current.take().unwrap_or_default(), &mut stats, &mut each);
             pending = None;
             continue;
         }
@@ -192,21 +206,44 @@ pub fn parse_dump<R: BufRead>(
         if line.starts_with("goroutine running on other thread") {
             continue;
         }
-        // A function line: `pkg.Func(args)`; keep the name without arguments.
+        // A function line: `pkg.Func(args)`; keep the name without arguments. Anything else
+        // (`exit status 2`, a register dump, a log line) ends the record.
+        if !line.trim_end().ends_with(')') {
+            complete(current.take().unwrap_or_default(), &mut stats, &mut each);
+            pending = None;
+            stats.other_lines += 1;
+            continue;
+        }
         pending = Some(function_name(line).to_string());
         pending_created = false;
     }
     if let Some(done) = current.take() {
         // No closing blank line: the last goroutine of a dump, or a cut one.
         stats.truncated = pending.is_some() || done.frames.is_empty();
-        stats.goroutines += 1;
-        each(done);
+        complete(done, &mut stats, &mut each);
     }
-    if stats.goroutines == 0 {
+    if let Some(race) = races.finish() {
+        stats.races.push(race);
+        stats.truncated = true;
+    }
+    // A race report or a crash message alone (a `go test -race` log) is worth reading.
+    if stats.goroutines == 0 && stats.races.is_empty() && stats.crash.is_none() {
         return Err(ParseError::NoGoroutines);
     }
     stats.dumps = dump + 1;
     Ok(stats)
+}
+
+/// Hands a finished goroutine over, noting where the crash happened when it is the one that
+/// crashed.
+fn complete(done: Goroutine, stats: &mut ParseStats, each: &mut impl FnMut(Goroutine)) {
+    if let Some(crash) = stats.crash.as_mut() {
+        if crash.goroutine == Some(done.id) && crash.at.is_none() {
+            crash.at = crate::analyze::user_frame(&done.frames).cloned();
+        }
+    }
+    stats.goroutines += 1;
+    each(done);
 }
 
 /// The aggregated format of `/debug/pprof/goroutine?debug=1`:

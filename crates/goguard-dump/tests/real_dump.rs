@@ -159,42 +159,112 @@ fn debug1_profiles_are_read_with_counts_and_inferred_states() {
     assert_eq!(by("main.main").state, "running");
 }
 
-/// The runtime's own crash reports: the fatal message is kept, the goroutines are read.
+/// Builds the crash program (with -race when asked) and runs it with `arg`: its stderr.
+fn run_crash(arg: &str, race: bool) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/crash");
+    let bin =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(if race { "crash-race" } else { "crash" });
+    let mut build = Command::new("go");
+    build.arg("build");
+    if race {
+        build.arg("-race");
+    }
+    let out = build
+        .arg("-o")
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&dir)
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .expect("the Go toolchain must be installed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&bin).arg(arg).output().unwrap();
+    assert!(!out.status.success(), "{arg} must fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The runtime's own crash reports: the fatal message is kept, classified and placed.
 #[test]
 fn runtime_crash_reports_are_read() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/crash");
-    for (arg, message, state) in [
+    use goguard_dump::race::CrashKind;
+    for (arg, message, kind, line, state) in [
         (
             "deadlock",
             "fatal error: all goroutines are asleep - deadlock!",
+            CrashKind::Deadlock,
+            30,
             Some("chan send"),
         ),
-        ("negative", "panic: sync: negative WaitGroup counter", None),
+        (
+            "negative",
+            "panic: sync: negative WaitGroup counter",
+            CrashKind::NegativeWaitGroup,
+            33,
+            None,
+        ),
+        (
+            "maps",
+            "fatal error: concurrent map writes",
+            CrashKind::ConcurrentMap,
+            22,
+            None,
+        ),
     ] {
-        let out = Command::new("go")
-            .args(["run", ".", arg])
-            .current_dir(&dir)
-            .env("GOTOOLCHAIN", "local")
-            .output()
-            .expect("the Go toolchain must be installed (scripts/test installs it)");
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = run_crash(arg, false);
         let a = analyze(&stderr).unwrap_or_else(|e| panic!("{arg}: {e}\n{stderr}"));
         assert_eq!(a.fatal.as_deref(), Some(message), "{stderr}");
-        let main = a
-            .groups
-            .iter()
-            .find(|g| {
-                g.top_frame
-                    .as_ref()
-                    .is_some_and(|f| f.function == "main.main")
-            })
-            .unwrap();
+        let crash = a.crash.as_ref().unwrap();
+        assert_eq!(crash.kind, kind);
+        // Either map writer can be the one caught; the other two crash in main.
+        if kind == CrashKind::ConcurrentMap {
+            assert!(crash.goroutine.is_some(), "{stderr}");
+        } else {
+            assert_eq!(crash.goroutine, Some(1), "{stderr}");
+        }
+        let at = crash.at.as_ref().unwrap();
+        assert_eq!(
+            (at.file.ends_with("crash/main.go"), at.line),
+            (true, line),
+            "{arg}: {at:?}"
+        );
         if let Some(state) = state {
+            let main = a
+                .groups
+                .iter()
+                .find(|g| {
+                    g.top_frame
+                        .as_ref()
+                        .is_some_and(|f| f.function == "main.main")
+                })
+                .unwrap();
             assert_eq!(main.state, state);
-            assert_eq!(main.top_frame.as_ref().unwrap().line, 14);
         }
     }
+}
+
+/// A real race detector report, read into its accesses and origins; the same race reported
+/// twice (two runs in one log) is one entry counted twice.
+#[test]
+fn race_detector_reports_are_read_and_deduplicated() {
+    let stderr = run_crash("race", true);
+    let a = analyze(&stderr).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    assert_eq!(a.races.len(), 1, "{stderr}");
+    let r = &a.races[0];
+    assert_eq!(r.count, 1);
+    assert!(
+        r.locations.iter().all(|l| l.ends_with("crash/main.go:17")),
+        "{r:?}"
+    );
+    let kinds: Vec<&str> = r.race.accesses.iter().map(|a| a.kind.as_str()).collect();
+    assert!(kinds.iter().any(|k| k.starts_with("Previous")), "{kinds:?}");
+    assert_eq!(r.race.goroutines.len(), 2);
+    assert_eq!(r.race.goroutines[0].created_at[0].line, 42);
+    let twice = analyze(&format!("{stderr}{stderr}")).unwrap();
+    assert_eq!((twice.races.len(), twice.races[0].count), (1, 2));
 }
 
 fn analyze_bytes(bytes: Vec<u8>) -> goguard_dump::Analysis {

@@ -215,19 +215,23 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
     use std::fmt::Write as _;
     let mut out = String::new();
     let suspects = a.groups.iter().filter(|g| g.suspect).count();
-    let _ = writeln!(
-        out,
-        "{} goroutines in {} groups; {} leak suspect group{}{}",
-        a.total,
-        a.groups.len(),
-        suspects,
-        if suspects == 1 { "" } else { "s" },
-        if a.truncated {
-            " (the dump is cut: the last goroutine is incomplete)"
-        } else {
-            ""
-        }
-    );
+    if a.total == 0 && (a.crash.is_some() || !a.races.is_empty()) {
+        let _ = writeln!(out, "no goroutine dump in the input");
+    } else {
+        let _ = writeln!(
+            out,
+            "{} goroutines in {} groups; {} leak suspect group{}{}",
+            a.total,
+            a.groups.len(),
+            suspects,
+            if suspects == 1 { "" } else { "s" },
+            if a.truncated {
+                " (the dump is cut: the last goroutine is incomplete)"
+            } else {
+                ""
+            }
+        );
+    }
     if stats.dumps > 1 {
         let _ = writeln!(
             out,
@@ -235,8 +239,57 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
             stats.dumps
         );
     }
-    if let Some(f) = &a.fatal {
-        let _ = writeln!(out, "the program crashed: {f}");
+    if let Some(c) = &a.crash {
+        let _ = writeln!(out, "\nthe program crashed: {}", c.message);
+        if let Some(f) = &c.at {
+            let _ = writeln!(
+                out,
+                "         in goroutine {} at {} ({}:{})",
+                c.goroutine.unwrap_or(0),
+                f.function,
+                f.file,
+                f.line
+            );
+        }
+        if !c.explanation.is_empty() {
+            let rule = c
+                .rule
+                .map(|r| format!(" [likely {r}: goguard explain {r}]"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "         {}{rule}", c.explanation);
+        }
+    }
+    for r in &a.races {
+        let times = if r.count > 1 {
+            format!(" (reported {} times)", r.count)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, "\nDATA RACE{times}");
+        for access in &r.race.accesses {
+            let by = access
+                .goroutine
+                .map_or("the main goroutine".to_string(), |g| {
+                    format!("goroutine {g}")
+                });
+            let at = goguard_dump::analyze::user_frame(&access.frames)
+                .map(|f| format!("{} ({}:{})", f.function, f.file, f.line))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "         {} by {by} at {at}",
+                access.kind.to_lowercase()
+            );
+        }
+        for o in &r.race.goroutines {
+            if let Some(f) = goguard_dump::analyze::user_frame(&o.created_at) {
+                let _ = writeln!(
+                    out,
+                    "         goroutine {} created at {} ({}:{})",
+                    o.goroutine, f.function, f.file, f.line
+                );
+            }
+        }
     }
     for g in a.groups.iter().take(top) {
         let wait = g

@@ -1,11 +1,27 @@
 // Crashes the way the reference's chapters 1 and 4 describe, chosen by the first argument:
-// "deadlock" (a send nobody receives) or "negative" (Done without Add).
+// "deadlock" (a send nobody receives), "negative" (Done without Add), "maps" (two goroutines
+// writing one map: the runtime's fatal concurrent map writes) or "race" (an unsynchronised
+// counter: run it with -race for the race detector's report).
 package main
 
 import (
+	"fmt"
 	"os"
 	"sync"
 )
+
+var counter int
+
+func increment(wg *sync.WaitGroup) {
+	defer wg.Done()
+	counter++
+}
+
+func writeForever(m map[int]int, from int) {
+	for i := from; ; i++ {
+		m[i%64] = i
+	}
+}
 
 func main() {
 	switch os.Args[1] {
@@ -15,5 +31,17 @@ func main() {
 	case "negative":
 		var wg sync.WaitGroup
 		wg.Done()
+	case "maps":
+		m := map[int]int{}
+		go writeForever(m, 0)
+		writeForever(m, 1) // the runtime stops the program when it sees both writing
+	case "race":
+		var wg sync.WaitGroup
+		for i := 0; i < 2; i++ {
+			wg.Add(1)
+			go increment(&wg)
+		}
+		wg.Wait()
+		fmt.Println(counter)
 	}
 }
