@@ -60,12 +60,17 @@ pub struct Group {
     pub reason: String,
     /// A few goroutine ids of the group, to find them in the dump.
     pub ids: Vec<u64>,
+    /// What the group was formed on (see [`Similarity`]); diffs match groups by it.
+    #[serde(skip)]
+    pub key: Key,
 }
 
 /// The analysis of one dump.
 #[derive(Debug, Clone, Serialize)]
 pub struct Analysis {
     pub total: usize,
+    /// Goroutines left out by the ignore options (not in `total`).
+    pub ignored: usize,
     pub truncated: bool,
     /// The runtime's fatal error or panic message, when the dump is a crash.
     pub fatal: Option<String>,
@@ -112,24 +117,121 @@ pub const SUSPECT_COUNT: usize = 5;
 /// Blocked this long on a channel or lock is suspect.
 pub const SUSPECT_MINUTES: u32 = 10;
 
-type Key = (String, Vec<Frame>, Option<Frame>);
+/// What makes goroutines one group: the wait state, the frames, the creator, and with
+/// `exact` the labels too.
+pub type Key = (String, Vec<Frame>, Option<Frame>, Vec<(String, String)>);
+
+/// How alike two goroutines must be to share a group (like panicparse's `-s` levels).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Similarity {
+    /// Same state, frames (function, file, line), creator, and the same pprof labels.
+    Exact,
+    /// Same state, frames (function, file, line) and creator; labels become a breakdown.
+    #[default]
+    Lines,
+    /// Same state and the same functions, whatever the lines: merges goroutines parked in
+    /// one function at different lines, or dumps of two builds of the same code.
+    Function,
+}
+
+/// How to group, and which goroutines to leave out (like goleak's ignore options).
+#[derive(Debug, Clone, Default)]
+pub struct GroupOptions {
+    pub similarity: Similarity,
+    /// Leave out goroutines whose top frame (or first program frame) is one of these.
+    pub ignore_top: Vec<String>,
+    /// Leave out goroutines with one of these functions anywhere in their stack.
+    pub ignore_any: Vec<String>,
+    /// Leave out goroutines started by one of these functions.
+    pub ignore_creator: Vec<String>,
+}
+
+impl GroupOptions {
+    /// The grouping key of a goroutine.
+    pub fn key(&self, g: &Goroutine) -> Key {
+        let strip = |f: &Frame| Frame {
+            function: f.function.clone(),
+            file: String::new(),
+            line: 0,
+        };
+        match self.similarity {
+            Similarity::Function => (
+                g.state.clone(),
+                g.frames.iter().map(strip).collect(),
+                g.created_by.as_ref().map(strip),
+                Vec::new(),
+            ),
+            Similarity::Lines => (
+                g.state.clone(),
+                g.frames.clone(),
+                g.created_by.clone(),
+                Vec::new(),
+            ),
+            Similarity::Exact => (
+                g.state.clone(),
+                g.frames.clone(),
+                g.created_by.clone(),
+                g.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// True when an ignore option matches the goroutine.
+    pub fn ignores(&self, g: &Goroutine) -> bool {
+        let top = g.frames.first().into_iter().chain(user_frame(&g.frames));
+        top.into_iter()
+            .any(|f| self.ignore_top.iter().any(|p| matches(p, &f.function)))
+            || g.frames
+                .iter()
+                .any(|f| self.ignore_any.iter().any(|p| matches(p, &f.function)))
+            || g.created_by
+                .iter()
+                .any(|f| self.ignore_creator.iter().any(|p| matches(p, &f.function)))
+    }
+}
+
+/// A function name pattern: exact, or a prefix when it ends in `*`.
+fn matches(pattern: &str, function: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => function.starts_with(prefix),
+        None => function == pattern,
+    }
+}
 
 /// Aggregates goroutines into groups as they stream in.
 #[derive(Default)]
 pub struct Grouper {
+    options: GroupOptions,
     groups: HashMap<Key, Group>,
     total: usize,
+    ignored: usize,
     leaked: HashMap<Key, bool>,
 }
 
 impl Grouper {
+    pub fn new(options: GroupOptions) -> Grouper {
+        Grouper {
+            options,
+            ..Grouper::default()
+        }
+    }
+
     pub fn add(&mut self, g: Goroutine) {
+        if self.options.ignores(&g) {
+            self.ignored += g.weight.max(1);
+            return;
+        }
         self.total += g.weight.max(1);
-        let key = (g.state.clone(), g.frames.clone(), g.created_by.clone());
+        let key = self.options.key(&g);
         if g.leaked {
             self.leaked.insert(key.clone(), true);
         }
-        let group = self.groups.entry(key).or_insert_with(|| Group {
+        let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
+            key,
             count: 0,
             class: classify(&g.state),
             state: g.state.clone(),
@@ -175,6 +277,7 @@ impl Grouper {
         });
         Analysis {
             total: self.total,
+            ignored: self.ignored,
             truncated: stats.truncated,
             fatal: stats.fatal.clone(),
             crash: stats.crash.clone(),
@@ -322,6 +425,70 @@ mod tests {
         assert!(!is_std_frame(&frame("example.com/app/queue.(*Q).Pop")));
     }
 
+    const TWO_LINES: &str = "goroutine 1 [chan send]{\"user\": \"a\"}:
+main.f(...)
+\t/x/main.go:10 +0x1
+created by main.main in goroutine 1
+\t/x/main.go:30 +0x1
+
+goroutine 2 [chan send]{\"user\": \"b\"}:
+main.f(...)
+\t/x/main.go:10 +0x1
+created by main.main in goroutine 1
+\t/x/main.go:30 +0x1
+
+goroutine 3 [chan send]{\"user\": \"a\"}:
+main.f(...)
+\t/x/main.go:12 +0x1
+created by main.main in goroutine 1
+\t/x/main.go:31 +0x1
+
+goroutine 4 [chan send]:
+main.g(...)
+\t/x/main.go:40 +0x1
+created by main.spawn in goroutine 1
+\t/x/main.go:50 +0x1
+";
+
+    fn counts(options: GroupOptions) -> (Vec<usize>, usize) {
+        let mut grouper = Grouper::new(options);
+        let stats = crate::parse::parse_dump(TWO_LINES.as_bytes(), |g| grouper.add(g)).unwrap();
+        let a = grouper.finish(&stats);
+        let mut c: Vec<usize> = a.groups.iter().map(|g| g.count).collect();
+        c.sort();
+        (c, a.ignored)
+    }
+
+    #[test]
+    fn similarity_levels_split_and_merge() {
+        let with = |similarity| GroupOptions {
+            similarity,
+            ..GroupOptions::default()
+        };
+        assert_eq!(counts(with(Similarity::Lines)).0, [1, 1, 2]);
+        assert_eq!(counts(with(Similarity::Function)).0, [1, 3]);
+        assert_eq!(counts(with(Similarity::Exact)).0, [1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn ignore_options_leave_goroutines_out() {
+        let top = GroupOptions {
+            ignore_top: vec!["main.f".into()],
+            ..GroupOptions::default()
+        };
+        assert_eq!(counts(top), (vec![1], 3));
+        let creator = GroupOptions {
+            ignore_creator: vec!["main.sp*".into()],
+            ..GroupOptions::default()
+        };
+        assert_eq!(counts(creator), (vec![1, 2], 1));
+        let any = GroupOptions {
+            ignore_any: vec!["main.nothing".into()],
+            ..GroupOptions::default()
+        };
+        assert_eq!(counts(any), (vec![1, 1, 2], 0));
+    }
+
     #[test]
     fn classifies_states() {
         assert_eq!(classify("chan send"), StateClass::Channel);
@@ -345,7 +512,7 @@ pub struct DiffGroup {
 /// Matches the groups of two dumps (same state, frames and creator) and counts the change,
 /// biggest growth first. Groups present in one dump only have 0 on the other side.
 pub fn diff(before: &Analysis, after: &Analysis) -> Vec<DiffGroup> {
-    let key = |g: &Group| -> Key { (g.state.clone(), g.frames.clone(), g.created_by.clone()) };
+    let key = |g: &Group| -> Key { g.key.clone() };
     let mut out: Vec<DiffGroup> = Vec::new();
     let mut index: HashMap<Key, usize> = HashMap::new();
     for g in &before.groups {

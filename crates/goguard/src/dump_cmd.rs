@@ -38,7 +38,53 @@ pub struct DumpArgs {
     #[arg(long, value_name = "N")]
     which: Option<usize>,
     #[command(flatten)]
+    pub grouping: GroupArgs,
+    #[command(flatten)]
     pub endpoint: EndpointArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SimilarityArg {
+    /// Same state, frames, creator and pprof labels.
+    Exact,
+    /// Same state, frames (function, file, line) and creator.
+    Lines,
+    /// Same state and functions, whatever the lines.
+    Function,
+}
+
+/// How goroutines are grouped and which are left out (shared by dump and watch).
+#[derive(clap::Args)]
+pub struct GroupArgs {
+    /// How alike goroutines must be to share a group.
+    #[arg(long, value_enum, default_value = "lines")]
+    pub similarity: SimilarityArg,
+    /// Leave out goroutines whose top frame is this function (`pkg.F`, or a prefix ending
+    /// in `*`); repeatable. Like goleak's IgnoreTopFunction.
+    #[arg(long, value_name = "FUNC")]
+    pub ignore_top: Vec<String>,
+    /// Leave out goroutines with this function anywhere in their stack; repeatable.
+    #[arg(long, value_name = "FUNC")]
+    pub ignore_any: Vec<String>,
+    /// Leave out goroutines started by this function; repeatable.
+    #[arg(long, value_name = "FUNC")]
+    pub ignore_creator: Vec<String>,
+}
+
+impl GroupArgs {
+    pub fn options(&self) -> goguard_dump::analyze::GroupOptions {
+        use goguard_dump::analyze::Similarity;
+        goguard_dump::analyze::GroupOptions {
+            similarity: match self.similarity {
+                SimilarityArg::Exact => Similarity::Exact,
+                SimilarityArg::Lines => Similarity::Lines,
+                SimilarityArg::Function => Similarity::Function,
+            },
+            ignore_top: self.ignore_top.clone(),
+            ignore_any: self.ignore_any.clone(),
+            ignore_creator: self.ignore_creator.clone(),
+        }
+    }
 }
 
 /// How to reach a live service's pprof endpoint (shared by dump and watch).
@@ -82,6 +128,7 @@ pub struct Loaded {
 pub fn read_dump(
     path: &std::path::Path,
     fetcher: &Fetcher,
+    options: &goguard_dump::analyze::GroupOptions,
     which: Option<usize>,
 ) -> Result<Loaded, String> {
     use std::io::BufRead;
@@ -102,14 +149,14 @@ pub fn read_dump(
     let mut groupers: Vec<goguard_dump::analyze::Grouper> = Vec::new();
     let stats = goguard_dump::parse_dump(reader, |g| {
         while groupers.len() <= g.dump {
-            groupers.push(Default::default());
+            groupers.push(goguard_dump::analyze::Grouper::new(options.clone()));
         }
         groupers[g.dump].add(g)
     })
     .map_err(|e| format!("{name}: {e}"))?;
     if groupers.is_empty() {
         // A leak profile that found no leak.
-        groupers.push(Default::default());
+        groupers.push(goguard_dump::analyze::Grouper::new(options.clone()));
     }
     let index = match which {
         Some(n) if n == 0 || n > groupers.len() => {
@@ -138,7 +185,12 @@ pub fn run(args: DumpArgs) -> Result<u8, String> {
         analysis,
         stats,
         source,
-    } = read_dump(&args.files[0], &fetcher, args.which)?;
+    } = read_dump(
+        &args.files[0],
+        &fetcher,
+        &args.grouping.options(),
+        args.which,
+    )?;
     let rendered = match args.format {
         DumpFormat::Json => {
             let mut v = serde_json::to_value(&analysis).map_err(|e| e.to_string())?;
@@ -165,8 +217,9 @@ fn dump_diff(
 ) -> Result<u8, String> {
     use std::fmt::Write as _;
     let fetcher = args.endpoint.fetcher()?;
-    let a = read_dump(before, &fetcher, args.which)?.analysis;
-    let b = read_dump(after, &fetcher, args.which)?.analysis;
+    let options = args.grouping.options();
+    let a = read_dump(before, &fetcher, &options, args.which)?.analysis;
+    let b = read_dump(after, &fetcher, &options, args.which)?.analysis;
     let groups = goguard_dump::diff(&a, &b);
     let rendered = match args.format {
         DumpFormat::Json => pretty(&serde_json::json!({
@@ -230,6 +283,13 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
             } else {
                 ""
             }
+        );
+    }
+    if a.ignored > 0 {
+        let _ = writeln!(
+            out,
+            "{} goroutines left out by the --ignore-* options",
+            a.ignored
         );
     }
     if stats.dumps > 1 {

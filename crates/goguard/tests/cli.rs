@@ -639,6 +639,36 @@ fn dump_reports_groups_and_suspects_as_json_and_text() {
         (Some(15), Some(7)),
         "{v}"
     );
+    // Ignore options leave goroutines out and say how many.
+    let v = json(&goguard(
+        &[
+            "dump",
+            file.to_str().unwrap(),
+            "--ignore-top",
+            "main.abandoned",
+            "--ignore-creator",
+            "main.main*",
+            "--format",
+            "json",
+        ],
+        &t.0,
+    ));
+    // Left: main itself (no creator) only.
+    assert_eq!(
+        (v["total"].as_u64(), v["ignored"].as_u64()),
+        (Some(1), Some(14)),
+        "{v}"
+    );
+    let res = goguard(
+        &[
+            "dump",
+            file.to_str().unwrap(),
+            "--ignore-top",
+            "main.abandoned",
+        ],
+        &t.0,
+    );
+    assert!(String::from_utf8_lossy(&res.stdout).contains("7 goroutines left out"));
     let res = goguard(&["dump", file.to_str().unwrap(), "--fail-on-suspect"], &t.0);
     assert_eq!(res.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&res.stdout).contains("7 x [chan send]  SUSPECT"));
