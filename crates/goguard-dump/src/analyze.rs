@@ -60,9 +60,33 @@ pub struct Group {
     pub reason: String,
     /// A few goroutine ids of the group, to find them in the dump.
     pub ids: Vec<u64>,
+    /// Source lines around the top frame, when `--source` maps it to a checkout.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<SourceLine>,
+    /// Static findings (goguard check) in the functions of this group's stack.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<StaticFinding>,
     /// What the group was formed on (see [`Similarity`]); diffs match groups by it.
     #[serde(skip)]
     pub key: Key,
+}
+
+/// A line of the program's source.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceLine {
+    pub line: u32,
+    pub text: String,
+    /// The line the frame points at (the others are context).
+    pub target: bool,
+}
+
+/// A finding of the static rules, attached to the runtime evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaticFinding {
+    pub rule: String,
+    pub file: String,
+    pub line: u32,
+    pub message: String,
 }
 
 /// The analysis of one dump.
@@ -244,6 +268,8 @@ impl Grouper {
             rule: None,
             reason: String::new(),
             ids: Vec::new(),
+            source: Vec::new(),
+            findings: Vec::new(),
         });
         group.count += g.weight.max(1);
         if group.ids.len() < 5 {

@@ -7,6 +7,7 @@
 
 pub mod analyze;
 pub mod fetch;
+pub mod html;
 pub mod parse;
 mod proto;
 pub mod race;

@@ -12,6 +12,8 @@ use crate::{pretty, EXIT_CLEAN, EXIT_FINDINGS};
 pub enum DumpFormat {
     Text,
     Json,
+    /// One self-contained page: summary, sortable groups, stacks, charts.
+    Html,
 }
 
 #[derive(clap::Args)]
@@ -24,6 +26,9 @@ pub struct DumpArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: DumpFormat,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
     /// Show at most this many groups in text output (all are in JSON).
     #[arg(long, default_value = "10")]
     top: usize,
@@ -200,8 +205,44 @@ pub fn run(args: DumpArgs) -> Result<u8, String> {
             pretty(&v)
         }
         DumpFormat::Text => render_dump(&analysis, args.top, &stats),
+        DumpFormat::Html => {
+            let suspects = analysis.groups.iter().filter(|g| g.suspect).count();
+            let mut summary = vec![
+                ("source".to_string(), source.clone()),
+                ("format".to_string(), stats.format.to_string()),
+                ("goroutines".to_string(), analysis.total.to_string()),
+                ("groups".to_string(), analysis.groups.len().to_string()),
+                ("leak suspect groups".to_string(), suspects.to_string()),
+            ];
+            if analysis.truncated {
+                summary.push((
+                    "truncated".into(),
+                    "yes: the last goroutine is incomplete".into(),
+                ));
+            }
+            if analysis.ignored > 0 {
+                summary.push((
+                    "left out by --ignore-*".into(),
+                    analysis.ignored.to_string(),
+                ));
+            }
+            goguard_dump::html::render(&goguard_dump::html::Page {
+                title: format!("goguard dump: {source}"),
+                summary,
+                analysis: Some(&analysis),
+                rows: analysis
+                    .groups
+                    .iter()
+                    .map(|group| goguard_dump::html::Row {
+                        group,
+                        series: None,
+                    })
+                    .collect(),
+                totals: None,
+            })
+        }
     };
-    let _ = anstream::stdout().write_all(rendered.as_bytes());
+    emit(&rendered, args.output.as_deref())?;
     let suspects = analysis.groups.iter().any(|g| g.suspect);
     Ok(if args.fail_on_suspect && suspects {
         EXIT_FINDINGS
@@ -218,15 +259,60 @@ fn dump_diff(
     use std::fmt::Write as _;
     let fetcher = args.endpoint.fetcher()?;
     let options = args.grouping.options();
-    let a = read_dump(before, &fetcher, &options, args.which)?.analysis;
-    let b = read_dump(after, &fetcher, &options, args.which)?.analysis;
-    let groups = goguard_dump::diff(&a, &b);
+    let first = read_dump(before, &fetcher, &options, args.which)?;
+    let second = read_dump(after, &fetcher, &options, args.which)?;
+    let (a, b) = (&first.analysis, &second.analysis);
+    let groups = goguard_dump::diff(a, b);
+    // Growth per minute, when both dumps say when they were taken.
+    let minutes = match (first.stats.time_unix_nanos, second.stats.time_unix_nanos) {
+        (Some(t0), Some(t1)) if t1 > t0 => Some((t1 - t0) as f64 / 60e9),
+        _ => None,
+    };
+    let per_minute = |delta: i64| minutes.map(|m| (delta as f64 / m * 10.0).round() / 10.0);
     let rendered = match args.format {
-        DumpFormat::Json => pretty(&serde_json::json!({
-            "format": "diff",
-            "total": {"before": a.total, "after": b.total},
-            "groups": groups,
-        })),
+        DumpFormat::Json => {
+            let mut list = serde_json::to_value(&groups).map_err(|e| e.to_string())?;
+            if let Some(items) = list.as_array_mut() {
+                for (item, d) in items.iter_mut().zip(&groups) {
+                    item["per_minute"] = per_minute(d.delta).into();
+                }
+            }
+            pretty(&serde_json::json!({
+                "format": "diff",
+                "total": {"before": a.total, "after": b.total},
+                "minutes_between": minutes,
+                "groups": list,
+            }))
+        }
+        DumpFormat::Html => goguard_dump::html::render(&goguard_dump::html::Page {
+            title: format!("goguard dump: {} -> {}", first.source, second.source),
+            summary: vec![
+                (
+                    "before".into(),
+                    format!("{} ({} goroutines)", first.source, a.total),
+                ),
+                (
+                    "after".into(),
+                    format!("{} ({} goroutines)", second.source, b.total),
+                ),
+                (
+                    "grew".into(),
+                    groups.iter().filter(|d| d.delta > 0).count().to_string() + " groups",
+                ),
+            ],
+            analysis: Some(b),
+            rows: groups
+                .iter()
+                .map(|d| goguard_dump::html::Row {
+                    group: &d.group,
+                    series: Some(vec![d.before, d.after]),
+                })
+                .collect(),
+            totals: Some(vec![
+                (first.source.clone(), a.total),
+                (second.source.clone(), b.total),
+            ]),
+        }),
         DumpFormat::Text => {
             let mut out = String::new();
             let _ = writeln!(
@@ -248,16 +334,20 @@ fn dump_diff(
                     (_, 0) => " gone",
                     _ => "",
                 };
+                let rate = per_minute(d.delta)
+                    .filter(|_| d.delta != 0)
+                    .map(|r| format!(" ({r:+}/min)"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "{:>+7}  {:>6} -> {:<6} [{}]{tag} {at}",
+                    "{:>+7}  {:>6} -> {:<6} [{}]{tag}{rate} {at}",
                     d.delta, d.before, d.after, d.group.state
                 );
             }
             out
         }
     };
-    let _ = anstream::stdout().write_all(rendered.as_bytes());
+    emit(&rendered, args.output.as_deref())?;
     let grew = args
         .fail_on_growth
         .is_some_and(|n| groups.iter().any(|d| d.delta >= n));
@@ -407,4 +497,16 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
         );
     }
     out
+}
+
+/// Writes a report to the file, or to standard output (a closed pipe is not an error).
+pub fn emit(rendered: &str, output: Option<&std::path::Path>) -> Result<(), String> {
+    match output {
+        Some(path) => std::fs::write(path, anstream::adapter::strip_str(rendered).to_string())
+            .map_err(|e| format!("{}: cannot write: {e}", path.display())),
+        None => {
+            let _ = anstream::stdout().write_all(rendered.as_bytes());
+            Ok(())
+        }
+    }
 }

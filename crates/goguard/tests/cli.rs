@@ -909,3 +909,75 @@ fn dump_fetches_over_https_with_a_private_ca() {
         "{err}"
     );
 }
+
+/// Loads a page in headless Chromium (installed by scripts/test) and returns the DOM after
+/// its scripts ran.
+fn browser_dom(page: &Path, fragment: &str) -> String {
+    let url = format!("file://{}{fragment}", page.display());
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            &url,
+        ])
+        .output()
+        .expect("chromium must be installed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn dump_html_report_renders_in_a_real_browser() {
+    let prog = repo().join("crates/goguard-dump/tests/programs/leaky");
+    let t = TempDir::new("html");
+    let a = t.write("a.txt", go(&["run", ".", "3"], &prog).stdout);
+    let b = t.write("b.txt", go(&["run", ".", "9"], &prog).stdout);
+    let page = t.0.join("report.html");
+    let res = goguard(
+        &[
+            "dump",
+            b.to_str().unwrap(),
+            "--format",
+            "html",
+            "-o",
+            page.to_str().unwrap(),
+        ],
+        &t.0,
+    );
+    assert_eq!(res.status.code(), Some(0));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "self-contained"
+    );
+    let dom = browser_dom(&page, "");
+    assert!(dom.contains("data-ready=\"1\""), "the script ran");
+    assert!(dom.contains("6 of 6 groups shown"), "{dom}");
+    assert!(dom.contains("main.abandoned") && dom.contains("SUSPECT"));
+    // The filter, set from the URL, hides the other groups.
+    let dom = browser_dom(&page, "#filter=abandoned");
+    assert!(dom.contains("1 of 6 groups shown"), "{dom}");
+    // A diff page charts the totals and each group's change.
+    let res = goguard(
+        &[
+            "dump",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--format",
+            "html",
+            "-o",
+            page.to_str().unwrap(),
+        ],
+        &t.0,
+    );
+    assert_eq!(res.status.code(), Some(0));
+    let dom = browser_dom(&page, "");
+    assert!(dom.contains("Goroutines over time") && dom.contains("<polyline"));
+    assert!(dom.contains(">+6<"), "the grown group shows its change");
+}
