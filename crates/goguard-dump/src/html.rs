@@ -15,6 +15,8 @@ use crate::parse::Frame;
 pub struct Row<'a> {
     pub group: &'a Group,
     pub series: Option<Vec<usize>>,
+    /// A verdict of the watch or diff shown before the group's own (`GROWING +3.0/min`).
+    pub note: Option<String>,
 }
 
 /// What the page shows.
@@ -192,7 +194,11 @@ fn group_row(out: &mut String, i: usize, row: &Row, columns: usize) {
     let _ = write!(
         out,
         "<tbody class=\"group{}\" data-search=\"{}\"><tr>",
-        if g.suspect { " suspect" } else { "" },
+        if g.suspect || row.note.is_some() {
+            " suspect"
+        } else {
+            ""
+        },
         escape(&search)
     );
     let _ = write!(out, "<td class=\"num\">{}</td>", g.count);
@@ -212,11 +218,15 @@ fn group_row(out: &mut String, i: usize, row: &Row, columns: usize) {
         .unwrap_or_default();
     let _ = write!(
         out,
-        "<td>{}</td><td class=\"num\" data-value=\"{}\">{}</td><td><code>{}</code></td><td>{}{}{}</td>",
+        "<td>{}</td><td class=\"num\" data-value=\"{}\">{}</td><td><code>{}</code></td><td>{}{}{}{}</td>",
         escape(&g.state),
         g.wait_minutes.map_or(0, |w| w[1]),
         wait,
         escape(&at),
+        row.note
+            .as_ref()
+            .map(|n| format!("<b class=\"note\">{}</b> ", escape(n)))
+            .unwrap_or_default(),
         if g.suspect { "<b>SUSPECT</b> " } else { "" },
         escape(&g.reason),
         g.rule

@@ -11,6 +11,7 @@ pub mod html;
 pub mod parse;
 mod proto;
 pub mod race;
+pub mod watch;
 
 pub use analyze::{analyze, analyze_reader, diff, Analysis, DiffGroup, Group, StateClass};
 pub use parse::{decompressing, parse_dump, Frame, Goroutine, ParseError, ParseStats};

@@ -236,6 +236,7 @@ pub fn run(args: DumpArgs) -> Result<u8, String> {
                     .map(|group| goguard_dump::html::Row {
                         group,
                         series: None,
+                        note: None,
                     })
                     .collect(),
                 totals: None,
@@ -306,6 +307,7 @@ fn dump_diff(
                 .map(|d| goguard_dump::html::Row {
                     group: &d.group,
                     series: Some(vec![d.before, d.after]),
+                    note: None,
                 })
                 .collect(),
             totals: Some(vec![

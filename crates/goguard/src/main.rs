@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 mod dump_cmd;
+mod watch_cmd;
 
 use goguard_check::{baseline, engine, output, registry, ConfigChoice, Options, Severity};
 
@@ -59,6 +60,9 @@ enum Command {
     /// Analyse a goroutine dump (debug=2 text, runtime.Stack, a panic or SIGQUIT traceback):
     /// groups, wait states, leak suspects.
     Dump(dump_cmd::DumpArgs),
+    /// Poll a live service's goroutines and call a leak when a group keeps growing
+    /// (`goguard watch http://127.0.0.1:6060 --interval 10s --duration 30m`).
+    Watch(watch_cmd::WatchArgs),
     /// Print a rule's full documentation.
     Explain {
         /// A rule id (G301) or name (waitgroup-add-after-go).
@@ -158,6 +162,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Dump(args) => match dump_cmd::run(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(message) => {
+                eprintln!("goguard: {message}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
+        Command::Watch(args) => match watch_cmd::run(args) {
             Ok(code) => ExitCode::from(code),
             Err(message) => {
                 eprintln!("goguard: {message}");

@@ -981,3 +981,132 @@ fn dump_html_report_renders_in_a_real_browser() {
     assert!(dom.contains("Goroutines over time") && dom.contains("<polyline"));
     assert!(dom.contains(">+6<"), "the grown group shows its change");
 }
+
+fn group_by<'a>(groups: &'a serde_json::Value, function: &str) -> &'a serde_json::Value {
+    groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["top_frame"]["function"] == function)
+        .unwrap_or_else(|| panic!("no group for {function}: {groups}"))
+}
+
+/// A service leaking two goroutines per poll: the watch sees that group rise and calls it
+/// a leak; the six goroutines leaked once at start stay flat and are not "growing".
+#[test]
+fn watch_finds_the_growing_group() {
+    let t = TempDir::new("watch");
+    let server = PprofServer::start_with(&t.0, &[("LEAK_PER_SCRAPE", "2")]);
+    let base = format!("http://{}", server.addr);
+    let args = [
+        "watch",
+        &base,
+        "--interval",
+        "100ms",
+        "--samples",
+        "6",
+        "--format",
+        "json",
+        "--fail-on-leak",
+    ];
+    let res = goguard(&args, &t.0);
+    assert_eq!(
+        res.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let v = json(&res);
+    assert_eq!(
+        (
+            v["stopped"].as_str(),
+            v["samples"].as_array().unwrap().len()
+        ),
+        (Some("samples"), 6)
+    );
+    let leak = group_by(&v["groups"], "main.scrapeLeak");
+    let counts: Vec<u64> = leak["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [2, 4, 6, 8, 10, 12]);
+    assert_eq!(leak["trend"]["growing"], true, "{leak}");
+    let flat = group_by(&v["groups"], "main.abandoned");
+    assert_eq!(flat["trend"]["growing"], false);
+    assert_eq!(flat["counts"][5], 6);
+    // Progress lines on stderr (not a terminal: plain lines) and one alert per verdict.
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(err.matches("goguard: sample ").count(), 6, "{err}");
+    assert_eq!(err.matches("ALERT growing").count(), 1, "{err}");
+
+    // The same as a page, in a browser.
+    let page = t.0.join("watch.html");
+    let mut html_args = args.to_vec();
+    html_args[7] = "html";
+    html_args.extend(["-o", page.to_str().unwrap()]);
+    goguard(&html_args, &t.0);
+    let dom = browser_dom(&page, "");
+    assert!(
+        dom.contains("Goroutines over time") && dom.contains("GROWING"),
+        "{dom}"
+    );
+}
+
+/// The endpoint goes away mid-watch: the gap is marked and retried; Ctrl-C (SIGINT) stops
+/// the watch cleanly and the report is still written.
+#[test]
+fn watch_survives_the_endpoint_going_away_and_stops_on_ctrl_c() {
+    use std::io::BufRead;
+    let t = TempDir::new("watch-gap");
+    let server = PprofServer::start(&t.0);
+    let base = format!("http://{}", server.addr);
+    let report = t.0.join("report.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_goguard"))
+        .args([
+            "watch",
+            &base,
+            "--interval",
+            "100ms",
+            "--format",
+            "json",
+            "-o",
+        ])
+        .arg(&report)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut next_line = || lines.next().expect("goguard ended early").unwrap();
+    // Two answered polls, then the service stops.
+    while !next_line().contains("sample 2 ") {}
+    drop(server);
+    // Wait until the watch has noticed the gap.
+    while !next_line().contains("(gap; retrying)") {}
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(v["stopped"], "interrupted");
+    let samples = v["samples"].as_array().unwrap();
+    assert!(
+        samples.iter().filter(|s| s["total"].is_u64()).count() >= 2,
+        "{v}"
+    );
+    let gap = samples
+        .iter()
+        .find(|s| s["total"].is_null())
+        .expect("a gap is recorded");
+    assert!(gap["error"].as_str().unwrap().contains(&base), "{gap}");
+    // Every group's series has a hole at the gap, not a zero.
+    let g = group_by(&v["groups"], "main.abandoned");
+    assert!(
+        g["counts"].as_array().unwrap().iter().any(|c| c.is_null()),
+        "{g}"
+    );
+}

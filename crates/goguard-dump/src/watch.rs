@@ -1,0 +1,277 @@
+//! Watching a live service: every group's count over a series of dumps, and a trend test
+//! that tells a leak (a count that keeps rising) from noise (a pool that breathes).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::analyze::{Analysis, Group, Key};
+
+/// One poll of the endpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds since the watch started.
+    pub seconds: f64,
+    /// Unix time in milliseconds.
+    pub unix_ms: u128,
+    /// The total goroutine count; `None` when the endpoint did not answer (a gap).
+    pub total: Option<usize>,
+    /// Why the endpoint did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A group's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupSeries {
+    /// The group as last seen.
+    #[serde(flatten)]
+    pub group: Group,
+    /// Its count at each sample: 0 when the dump did not hold it, `None` in a gap.
+    pub counts: Vec<Option<usize>>,
+    pub trend: Trend,
+}
+
+/// The verdict of the trend test on a count series.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Trend {
+    /// Mann-Kendall's S: concordant minus discordant pairs.
+    pub s: i64,
+    /// S normalised: above 1.645 a rise is significant at 95% (one-sided).
+    pub z: f64,
+    /// Sen's slope: the median rise per minute over all pairs of samples.
+    pub per_minute: f64,
+    /// A significant, positive trend that added at least [`MIN_GROWTH`] goroutines.
+    pub growing: bool,
+}
+
+/// Fewer samples than this never make a trend (a test with three points proves nothing).
+pub const MIN_SAMPLES: usize = 4;
+/// A trend must add at least this many goroutines between the first and last sample.
+pub const MIN_GROWTH: usize = 3;
+/// The one-sided 95% quantile of the normal distribution.
+const Z_95: f64 = 1.645;
+
+/// Mann-Kendall trend test with Sen's slope over `(seconds, count)` points (gaps left out).
+/// Robust to noise: it looks at the order of every pair, not at the first and last value.
+pub fn trend(points: &[(f64, usize)]) -> Trend {
+    let n = points.len();
+    if n < 2 {
+        return Trend::default();
+    }
+    let mut s = 0i64;
+    let mut slopes = Vec::with_capacity(n * (n - 1) / 2);
+    for i in 0..n {
+        for j in i + 1..n {
+            let (ti, xi) = points[i];
+            let (tj, xj) = points[j];
+            s += (xj as i64 - xi as i64).signum();
+            if tj > ti {
+                slopes.push((xj as f64 - xi as f64) / (tj - ti) * 60.0);
+            }
+        }
+    }
+    // Variance of S with the correction for tied values.
+    let mut ties: HashMap<usize, u64> = HashMap::new();
+    for &(_, x) in points {
+        *ties.entry(x).or_default() += 1;
+    }
+    let nf = n as f64;
+    let tie_term: f64 = ties
+        .values()
+        .map(|&t| {
+            let t = t as f64;
+            t * (t - 1.0) * (2.0 * t + 5.0)
+        })
+        .sum();
+    let var = (nf * (nf - 1.0) * (2.0 * nf + 5.0) - tie_term) / 18.0;
+    let z = if var <= 0.0 {
+        0.0
+    } else if s > 0 {
+        (s - 1) as f64 / var.sqrt()
+    } else if s < 0 {
+        (s + 1) as f64 / var.sqrt()
+    } else {
+        0.0
+    };
+    slopes.sort_by(f64::total_cmp);
+    let per_minute = match slopes.len() {
+        0 => 0.0,
+        k if k % 2 == 1 => slopes[k / 2],
+        k => (slopes[k / 2 - 1] + slopes[k / 2]) / 2.0,
+    };
+    let first = points[0].1;
+    let max_after = points.iter().map(|p| p.1).max().unwrap_or(0);
+    let last = points[n - 1].1;
+    Trend {
+        s,
+        z,
+        per_minute,
+        growing: n >= MIN_SAMPLES
+            && z >= Z_95
+            && per_minute > 0.0
+            && last.saturating_sub(first) >= MIN_GROWTH
+            && max_after > first,
+    }
+}
+
+/// Everything a watch has seen.
+#[derive(Debug, Default, Serialize)]
+pub struct Watch {
+    pub samples: Vec<Sample>,
+    /// Groups in order of first appearance.
+    pub groups: Vec<GroupSeries>,
+    #[serde(skip)]
+    index: HashMap<Key, usize>,
+    /// The last analysis, for its crash, races and suspects.
+    #[serde(skip)]
+    pub last: Option<Analysis>,
+}
+
+impl Watch {
+    /// Records a successful poll.
+    pub fn record(&mut self, seconds: f64, unix_ms: u128, analysis: Analysis) {
+        let at = self.samples.len();
+        self.samples.push(Sample {
+            seconds,
+            unix_ms,
+            total: Some(analysis.total),
+            error: None,
+        });
+        for g in &analysis.groups {
+            let i = *self.index.entry(g.key.clone()).or_insert_with(|| {
+                self.groups.push(GroupSeries {
+                    group: g.clone(),
+                    // Not in the earlier dumps: none of its goroutines existed then.
+                    counts: self
+                        .samples
+                        .iter()
+                        .take(at)
+                        .map(|s| s.total.map(|_| 0))
+                        .collect(),
+                    trend: Trend::default(),
+                });
+                self.groups.len() - 1
+            });
+            let series = &mut self.groups[i];
+            series.group = g.clone();
+            series.counts.push(Some(g.count));
+        }
+        // Groups missing from this dump: their goroutines are gone.
+        for series in &mut self.groups {
+            if series.counts.len() == at {
+                series.counts.push(Some(0));
+                series.group.count = 0;
+            }
+        }
+        self.last = Some(analysis);
+        self.update_trends();
+    }
+
+    /// Records a poll the endpoint did not answer: a gap in every series.
+    pub fn record_gap(&mut self, seconds: f64, unix_ms: u128, error: String) {
+        self.samples.push(Sample {
+            seconds,
+            unix_ms,
+            total: None,
+            error: Some(error),
+        });
+        for series in &mut self.groups {
+            series.counts.push(None);
+        }
+    }
+
+    fn update_trends(&mut self) {
+        for series in &mut self.groups {
+            let points: Vec<(f64, usize)> = self
+                .samples
+                .iter()
+                .zip(&series.counts)
+                .filter_map(|(s, c)| c.map(|c| (s.seconds, c)))
+                .collect();
+            series.trend = trend(&points);
+        }
+    }
+
+    /// Groups that grow or that the last dump holds as leak suspects, growing first.
+    pub fn alerts(&self) -> Vec<&GroupSeries> {
+        let mut v: Vec<&GroupSeries> = self
+            .groups
+            .iter()
+            .filter(|g| g.trend.growing || g.group.suspect)
+            .collect();
+        v.sort_by(|a, b| {
+            b.trend
+                .growing
+                .cmp(&a.trend.growing)
+                .then(b.trend.per_minute.total_cmp(&a.trend.per_minute))
+                .then(b.group.count.cmp(&a.group.count))
+        });
+        v
+    }
+
+    /// The groups for display: growing first, then by current count.
+    pub fn ranked(&self) -> Vec<&GroupSeries> {
+        let mut v: Vec<&GroupSeries> = self.groups.iter().collect();
+        v.sort_by(|a, b| {
+            b.trend
+                .growing
+                .cmp(&a.trend.growing)
+                .then(b.group.suspect.cmp(&a.group.suspect))
+                .then(b.group.count.cmp(&a.group.count))
+        });
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(counts: &[usize]) -> Vec<(f64, usize)> {
+        counts
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (i as f64 * 10.0, c))
+            .collect()
+    }
+
+    #[test]
+    fn a_steady_rise_is_a_trend() {
+        let t = trend(&series(&[6, 8, 10, 12, 14, 16]));
+        assert!(t.growing, "{t:?}");
+        assert_eq!(t.s, 15);
+        assert!((t.per_minute - 12.0).abs() < 1e-9, "{t:?}");
+    }
+
+    #[test]
+    fn a_noisy_rise_is_still_a_trend() {
+        let t = trend(&series(&[10, 12, 11, 14, 13, 16, 15, 18]));
+        assert!(t.growing, "{t:?}");
+    }
+
+    #[test]
+    fn noise_and_flat_lines_are_not() {
+        for counts in [
+            &[10, 12, 10, 11, 12, 10][..],
+            &[7, 7, 7, 7, 7, 7],
+            &[5, 9, 5, 9, 5, 9],
+            // One jump then flat: a burst, not a leak (last - first is small relative).
+            &[10, 10, 10, 10, 10, 11],
+        ] {
+            let t = trend(&series(counts));
+            assert!(!t.growing, "{counts:?}: {t:?}");
+        }
+    }
+
+    #[test]
+    fn too_few_samples_never_trend() {
+        assert!(!trend(&series(&[1, 5, 9])).growing);
+    }
+
+    #[test]
+    fn a_falling_series_is_not_growing() {
+        let t = trend(&series(&[20, 18, 15, 12, 9, 5]));
+        assert!(!t.growing && t.s < 0 && t.per_minute < 0.0);
+    }
+}
