@@ -29,6 +29,11 @@ pub struct DumpArgs {
     /// Write the report to this file instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// The program's source checkout: frames are mapped to it (module path to directory),
+    /// suspect groups show their source lines, and the static rules run on the functions
+    /// in their stacks.
+    #[arg(long, value_name = "DIR")]
+    source: Option<PathBuf>,
     /// Show at most this many groups in text output (all are in JSON).
     #[arg(long, default_value = "10")]
     top: usize,
@@ -187,7 +192,7 @@ pub fn run(args: DumpArgs) -> Result<u8, String> {
     }
     let fetcher = args.endpoint.fetcher()?;
     let Loaded {
-        analysis,
+        mut analysis,
         stats,
         source,
     } = read_dump(
@@ -196,6 +201,10 @@ pub fn run(args: DumpArgs) -> Result<u8, String> {
         &args.grouping.options(),
         args.which,
     )?;
+    if let Some(dir) = &args.source {
+        let map = crate::source_map::SourceMap::new(dir)?;
+        crate::source_map::attach(&mut analysis, &map)?;
+    }
     let rendered = match args.format {
         DumpFormat::Json => {
             let mut v = serde_json::to_value(&analysis).map_err(|e| e.to_string())?;
@@ -261,7 +270,11 @@ fn dump_diff(
     let fetcher = args.endpoint.fetcher()?;
     let options = args.grouping.options();
     let first = read_dump(before, &fetcher, &options, args.which)?;
-    let second = read_dump(after, &fetcher, &options, args.which)?;
+    let mut second = read_dump(after, &fetcher, &options, args.which)?;
+    if let Some(dir) = &args.source {
+        let map = crate::source_map::SourceMap::new(dir)?;
+        crate::source_map::attach(&mut second.analysis, &map)?;
+    }
     let (a, b) = (&first.analysis, &second.analysis);
     let groups = goguard_dump::diff(a, b);
     // Growth per minute, when both dumps say when they were taken.
@@ -482,6 +495,17 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
                 .map(|r| format!(" [likely {r}: goguard explain {r}]"))
                 .unwrap_or_default();
             let _ = writeln!(out, "         {}{rule}", g.reason);
+        }
+        for l in &g.source {
+            let mark = if l.target { ">" } else { " " };
+            let _ = writeln!(out, "       {mark} {:>5} | {}", l.line, l.text);
+        }
+        for f in &g.findings {
+            let _ = writeln!(
+                out,
+                "         goguard check: {} {}:{}: {}",
+                f.rule, f.file, f.line, f.message
+            );
         }
     }
     if a.groups.len() > top {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 mod dump_cmd;
+mod source_map;
 mod watch_cmd;
 
 use goguard_check::{baseline, engine, output, registry, ConfigChoice, Options, Severity};

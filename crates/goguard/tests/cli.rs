@@ -1110,3 +1110,58 @@ fn watch_survives_the_endpoint_going_away_and_stops_on_ctrl_c() {
         "{g}"
     );
 }
+
+/// `--source`: a release-style (-trimpath) binary's frames are mapped to the checkout by
+/// module path; the suspect shows its source line and the static finding for its function.
+#[test]
+fn dump_source_joins_runtime_evidence_and_static_findings() {
+    let prog = repo().join("crates/goguard-dump/tests/programs/svc");
+    let t = TempDir::new("source");
+    let bin = t.0.join("svc");
+    go(
+        &["build", "-trimpath", "-o", bin.to_str().unwrap(), "."],
+        &prog,
+    );
+    let out = Command::new(&bin).output().unwrap();
+    assert!(out.status.success());
+    let dump = t.write("svc.txt", &out.stdout);
+    let v = json(&goguard(
+        &[
+            "dump",
+            dump.to_str().unwrap(),
+            "--source",
+            prog.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &t.0,
+    ));
+    let g = &v["groups"][0];
+    assert_eq!(
+        (g["count"].as_u64(), g["top_frame"]["file"].as_str()),
+        (Some(6), Some("example.com/svc/worker/worker.go")),
+        "{v}"
+    );
+    let target: Vec<&serde_json::Value> = g["source"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["target"] == true)
+        .collect();
+    assert_eq!(target.len(), 1);
+    assert_eq!(target[0]["line"], 20);
+    assert!(target[0]["text"].as_str().unwrap().contains("ch <- slow()"));
+    let findings = g["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{g}");
+    assert_eq!(
+        (findings[0]["rule"].as_str(), findings[0]["line"].as_u64()),
+        (Some("G106"), Some(20))
+    );
+    // A missing checkout is a clear error.
+    let res = goguard(
+        &["dump", dump.to_str().unwrap(), "--source", "/nonexistent"],
+        &t.0,
+    );
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("--source /nonexistent"));
+}

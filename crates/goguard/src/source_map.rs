@@ -1,0 +1,232 @@
+//! `--source DIR`: maps the frames of a dump (paths of the machine that built the binary) to
+//! a local checkout, shows the lines, and runs the static rules on the functions involved,
+//! so the runtime evidence and the static finding appear together.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use goguard_dump::analyze::{is_std_frame, SourceLine, StaticFinding};
+use goguard_dump::{Analysis, Frame};
+
+/// The modules of a checkout: module path -> directory.
+pub struct SourceMap {
+    root: PathBuf,
+    modules: Vec<(String, PathBuf)>,
+}
+
+/// Lines of context shown around the frame's line.
+const CONTEXT: u32 = 2;
+/// Groups enriched at most (the suspects first): a dump can hold thousands of groups.
+const MAX_GROUPS: usize = 50;
+
+impl SourceMap {
+    pub fn new(root: &Path) -> Result<SourceMap, String> {
+        if !root.is_dir() {
+            return Err(format!("--source {}: not a directory", root.display()));
+        }
+        // Absolute paths, so the static findings' paths compare equal to the located ones.
+        let root = &root
+            .canonicalize()
+            .map_err(|e| format!("--source {}: {e}", root.display()))?;
+        let mut modules = Vec::new();
+        for entry in ignore::WalkBuilder::new(root).build().flatten() {
+            if entry.file_name() != "go.mod" {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            if let Some(module) = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("module "))
+                .map(|m| m.trim().trim_matches('"').to_string())
+            {
+                let dir = entry.path().parent().unwrap_or(root).to_path_buf();
+                modules.push((module, dir));
+            }
+        }
+        // The longest module path wins (nested modules).
+        modules.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        Ok(SourceMap {
+            root: root.to_path_buf(),
+            modules,
+        })
+    }
+
+    /// The local file a frame points at: through the module path of its package, or else
+    /// the longest tail of its path that exists under the checkout (package main, GOPATH
+    /// builds, `-trimpath` binaries).
+    pub fn locate(&self, frame: &Frame) -> Option<PathBuf> {
+        if is_std_frame(frame) {
+            return None;
+        }
+        let file_name = Path::new(&frame.file).file_name()?;
+        let package = package_path(&frame.function);
+        for (module, dir) in &self.modules {
+            if let Some(rest) = package.strip_prefix(module.as_str()) {
+                if rest.is_empty() || rest.starts_with('/') {
+                    let candidate = dir.join(rest.trim_start_matches('/')).join(file_name);
+                    if candidate.is_file() {
+                        return Some(candidate);
+                    }
+                }
+            }
+        }
+        let parts: Vec<&str> = frame.file.split('/').filter(|p| !p.is_empty()).collect();
+        (0..parts.len())
+            .map(|i| self.root.join(parts[i..].join("/")))
+            .find(|p| p.is_file())
+    }
+}
+
+/// `example.com/app/q.(*Q).Pop` -> `example.com/app/q`; `main.main.func1` -> `main`.
+fn package_path(function: &str) -> &str {
+    let (dir, last) = match function.rfind('/') {
+        Some(i) => (&function[..i + 1], &function[i + 1..]),
+        None => ("", function),
+    };
+    let pkg_len = last.find('.').unwrap_or(last.len());
+    &function[..dir.len() + pkg_len]
+}
+
+/// The lines of the top-level function holding `line`, by gofmt's layout: from the last
+/// `func ` line at or before it to the first `}` line after that.
+fn function_span(lines: &[&str], line: u32) -> Option<(u32, u32)> {
+    let at = (line as usize).checked_sub(1)?;
+    if at >= lines.len() {
+        return None;
+    }
+    let start = (0..=at).rev().find(|&i| lines[i].starts_with("func "))?;
+    let end = (start..lines.len())
+        .find(|&i| lines[i] == "}" || (i == start && lines[i].ends_with('}')))
+        .unwrap_or(lines.len() - 1);
+    Some((start as u32 + 1, end as u32 + 1))
+}
+
+/// Adds source lines and static findings to the groups worth opening.
+pub fn attach(analysis: &mut Analysis, map: &SourceMap) -> Result<(), String> {
+    let mut files: HashMap<PathBuf, String> = HashMap::new();
+    let mut read = |path: &Path| -> Option<String> {
+        if let Some(text) = files.get(path) {
+            return Some(text.clone());
+        }
+        let text = std::fs::read_to_string(path).ok()?;
+        files.insert(path.to_path_buf(), text.clone());
+        Some(text)
+    };
+    // The groups to enrich: suspects and rule hints first (groups are sorted that way).
+    let chosen: Vec<usize> = (0..analysis.groups.len())
+        .filter(|&i| {
+            let g = &analysis.groups[i];
+            g.suspect || g.rule.is_some()
+        })
+        .take(MAX_GROUPS)
+        .collect();
+    // Where each chosen group's program frames are: (group, local file, line).
+    let mut spots: Vec<(usize, PathBuf, u32)> = Vec::new();
+    for &i in &chosen {
+        let g = &mut analysis.groups[i];
+        if let Some(top) = g.top_frame.clone() {
+            if let Some(path) = map.locate(&top) {
+                if let Some(text) = read(&path) {
+                    let lo = top.line.saturating_sub(CONTEXT).max(1);
+                    g.source = text
+                        .lines()
+                        .enumerate()
+                        .map(|(n, t)| (n as u32 + 1, t))
+                        .filter(|(n, _)| *n >= lo && *n <= top.line + CONTEXT)
+                        .map(|(n, t)| SourceLine {
+                            line: n,
+                            text: t.to_string(),
+                            target: n == top.line,
+                        })
+                        .collect();
+                }
+            }
+        }
+        for f in g.frames.iter().chain(&g.created_by) {
+            if let Some(path) = map.locate(f) {
+                spots.push((i, path, f.line));
+            }
+        }
+    }
+    if spots.is_empty() {
+        return Ok(());
+    }
+    // The static rules, run once over the packages involved.
+    let mut inputs: BTreeSet<PathBuf> = BTreeSet::new();
+    for (_, path, _) in &spots {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "go") {
+                    inputs.insert(p);
+                }
+            }
+        }
+    }
+    let opts = goguard_check::Options {
+        select: None,
+        ignore: Vec::new(),
+        include_vendor: true,
+        include_testdata: true,
+        show_info: false,
+        config: goguard_check::ConfigChoice::Discover,
+    };
+    let inputs: Vec<PathBuf> = inputs.into_iter().collect();
+    let mut report =
+        goguard_check::engine::check_paths(&inputs, &opts).map_err(|e| e.to_string())?;
+    for d in &mut report.diagnostics {
+        if let Ok(abs) = d.path.canonicalize() {
+            d.path = abs;
+        }
+    }
+    for (i, path, line) in spots {
+        let Some(text) = read(&path) else { continue };
+        let lines: Vec<&str> = text.lines().collect();
+        let Some((lo, hi)) = function_span(&lines, line) else {
+            continue;
+        };
+        for d in &report.diagnostics {
+            let in_function = d.path == path && (lo..=hi).contains(&(d.line as u32));
+            let g = &mut analysis.groups[i];
+            let already = g.findings.iter().any(|f| {
+                f.rule == d.rule && f.line == d.line as u32 && Path::new(&f.file) == d.path
+            });
+            if in_function && !already {
+                g.findings.push(StaticFinding {
+                    rule: d.rule.to_string(),
+                    file: d.path.display().to_string(),
+                    line: d.line as u32,
+                    message: d.message.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_paths() {
+        assert_eq!(
+            package_path("example.com/app/q.(*Q).Pop"),
+            "example.com/app/q"
+        );
+        assert_eq!(package_path("main.main.func1"), "main");
+        assert_eq!(package_path("example.com/app.Run"), "example.com/app");
+    }
+
+    #[test]
+    fn function_spans_follow_gofmt() {
+        let src = "package main\n\nfunc a() {\n\tx()\n}\n\nfunc b() {\n\tgo func() {\n\t}()\n}\n";
+        let lines: Vec<&str> = src.lines().collect();
+        assert_eq!(function_span(&lines, 4), Some((3, 5)));
+        assert_eq!(function_span(&lines, 9), Some((7, 10)));
+        assert_eq!(function_span(&lines, 1), None);
+    }
+}
