@@ -46,7 +46,7 @@ impl SourceMap {
             }
         }
         // The longest module path wins (nested modules).
-        modules.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        modules.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
         Ok(SourceMap {
             root: root.to_path_buf(),
             modules,
