@@ -230,10 +230,10 @@ fn matches(pattern: &str, function: &str) -> bool {
 #[derive(Default)]
 pub struct Grouper {
     options: GroupOptions,
-    groups: HashMap<Key, Group>,
+    groups: rustc_hash::FxHashMap<Key, Group>,
     total: usize,
     ignored: usize,
-    leaked: HashMap<Key, bool>,
+    leaked: rustc_hash::FxHashMap<Key, bool>,
 }
 
 impl Grouper {
@@ -244,25 +244,55 @@ impl Grouper {
         }
     }
 
-    pub fn add(&mut self, g: Goroutine) {
+    pub fn add(&mut self, mut g: Goroutine) {
+        let weight = g.weight.max(1);
         if self.options.ignores(&g) {
-            self.ignored += g.weight.max(1);
+            self.ignored += weight;
             return;
         }
-        self.total += g.weight.max(1);
-        let key = self.options.key(&g);
-        if g.leaked {
+        self.total += weight;
+        // Dumps hold hundreds of thousands of goroutines on a few dozen stacks: the key takes
+        // the frames over instead of copying them, and a group copies them once, when new.
+        let function_level = self.options.similarity == Similarity::Function;
+        let key = if function_level {
+            self.options.key(&g)
+        } else {
+            let labels = if self.options.similarity == Similarity::Exact {
+                g.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (
+                std::mem::take(&mut g.state),
+                std::mem::take(&mut g.frames),
+                g.created_by.take(),
+                labels,
+            )
+        };
+        if g.leaked && !self.leaked.contains_key(&key) {
             self.leaked.insert(key.clone(), true);
         }
-        let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
-            key,
+        if let Some(group) = self.groups.get_mut(&key) {
+            group.absorb(g, weight);
+            return;
+        }
+        let (frames, created_by) = if function_level {
+            (std::mem::take(&mut g.frames), g.created_by.take())
+        } else {
+            (key.1.clone(), key.2.clone())
+        };
+        let group = Group {
+            key: key.clone(),
             count: 0,
-            class: classify(&g.state),
-            state: g.state.clone(),
+            class: classify(&key.0),
+            state: key.0.clone(),
             wait_minutes: None,
-            top_frame: user_frame(&g.frames).cloned(),
-            frames: g.frames.clone(),
-            created_by: g.created_by.clone(),
+            top_frame: user_frame(&frames).cloned(),
+            frames,
+            created_by,
             labels: BTreeMap::new(),
             suspect: false,
             rule: None,
@@ -270,22 +300,31 @@ impl Grouper {
             ids: Vec::new(),
             source: Vec::new(),
             findings: Vec::new(),
-        });
-        group.count += g.weight.max(1);
-        if group.ids.len() < 5 {
-            group.ids.push(g.id);
+        };
+        self.groups.entry(key).or_insert(group).absorb(g, weight);
+    }
+}
+
+impl Group {
+    /// Counts one more goroutine (or a weighted record) into the group.
+    fn absorb(&mut self, g: Goroutine, weight: usize) {
+        self.count += weight;
+        if self.ids.len() < 5 {
+            self.ids.push(g.id);
         }
         if let Some(m) = g.wait_minutes {
-            group.wait_minutes = Some(match group.wait_minutes {
+            self.wait_minutes = Some(match self.wait_minutes {
                 Some([lo, hi]) => [lo.min(m), hi.max(m)],
                 None => [m, m],
             });
         }
         for (k, v) in g.labels {
-            *group.labels.entry(k).or_default().entry(v).or_default() += 1;
+            *self.labels.entry(k).or_default().entry(v).or_default() += 1;
         }
     }
+}
 
+impl Grouper {
     /// The groups, judged and sorted: suspects first, then by count and wait.
     pub fn finish(self, stats: &ParseStats) -> Analysis {
         let mut groups: Vec<Group> = self

@@ -118,7 +118,7 @@ pub fn parse_dump<R: BufRead>(
         ..ParseStats::default()
     };
     let mut prefix_fields: Option<usize> = None;
-    let mut seen_ids = std::collections::HashSet::new();
+    let mut seen_ids = rustc_hash::FxHashSet::default();
     let mut dump = 0;
     let mut current: Option<Goroutine> = None;
     // A function line waiting for its file line.
@@ -437,7 +437,11 @@ fn next_line<'b, R: BufRead>(
     while matches!(buf.last(), Some(b'\n' | b'\r')) {
         buf.pop();
     }
-    Ok(Some(String::from_utf8_lossy(buf)))
+    // Strict validation is much faster than the lossy scan; invalid bytes are rare.
+    Ok(Some(match std::str::from_utf8(buf) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(buf),
+    }))
 }
 
 /// The number of space-separated fields before `goroutine N [` on a header line.
@@ -463,18 +467,21 @@ fn strip_fields(line: &str, n: usize) -> &str {
 
 /// `/path/file.go:12 +0x1f` -> (`/path/file.go`, 12).
 fn parse_location(rest: &str) -> (String, u32) {
-    let loc = rest
-        .trim()
-        .split(" +0x")
-        .next()
-        .unwrap_or("")
-        .split(' ')
-        .next()
-        .unwrap_or("");
-    match loc.rsplit_once(':') {
-        Some((file, line)) => (file.to_string(), line.parse().unwrap_or(0)),
-        None => (loc.to_string(), 0),
+    // The line number is the digits after the last colon; what follows them (` +0x1f`,
+    // ` fp=... sp=... pc=...`) is dropped. Paths may hold spaces and colons.
+    let loc = rest.trim();
+    if let Some(colon) = loc.rfind(':') {
+        let digits = &loc[colon + 1..];
+        let end = digits
+            .bytes()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(digits.len());
+        if end > 0 {
+            return (loc[..colon].to_string(), digits[..end].parse().unwrap_or(0));
+        }
     }
+    let file = loc.split(" +0x").next().unwrap_or(loc);
+    (file.to_string(), 0)
 }
 
 /// `main.(*T).m(0x1, ...)` -> `main.(*T).m`.
@@ -553,6 +560,24 @@ mod tests {
         let stats = parse_dump(text.as_bytes(), |g| seen.push(g.dump)).unwrap();
         assert_eq!(stats.dumps, 2);
         assert_eq!(seen, vec![0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn locations() {
+        assert_eq!(
+            parse_location("/x/main.go:12 +0x1f"),
+            ("/x/main.go".into(), 12)
+        );
+        assert_eq!(parse_location("/x/main.go:12"), ("/x/main.go".into(), 12));
+        assert_eq!(
+            parse_location("/Users/Jo Doe/a.go:7 +0x2 fp=0xc0 sp=0xc0 pc=0x4"),
+            ("/Users/Jo Doe/a.go".into(), 7)
+        );
+        assert_eq!(
+            parse_location("C:/src/a.go:3 +0x1"),
+            ("C:/src/a.go".into(), 3)
+        );
+        assert_eq!(parse_location("?"), ("?".into(), 0));
     }
 
     #[test]
