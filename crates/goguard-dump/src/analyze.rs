@@ -319,7 +319,7 @@ impl Group {
             });
         }
         for (k, v) in g.labels {
-            *self.labels.entry(k).or_default().entry(v).or_default() += 1;
+            *self.labels.entry(k).or_default().entry(v).or_default() += weight;
         }
     }
 }

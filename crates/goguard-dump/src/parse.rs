@@ -125,6 +125,8 @@ pub fn parse_dump<R: BufRead>(
     let mut pending: Option<String> = None;
     let mut pending_created = false;
     let mut races = crate::race::RaceScanner::default();
+    // The record says its stack cannot be printed (so no frames is not a cut).
+    let mut stack_unavailable = false;
     let mut buf = Vec::new();
     while let Some(raw) = next_line(&mut input, &mut buf)? {
         let raw: &str = &raw;
@@ -148,18 +150,23 @@ pub fn parse_dump<R: BufRead>(
             if let Some(crash) = stats.crash.as_mut().filter(|c| c.goroutine.is_none()) {
                 crash.goroutine = Some(g.id);
             }
-            if !seen_ids.insert(g.id) {
+            // Goroutine 0 is an M's system stack, printed once per thread by
+            // GOTRACEBACK=crash: it repeats within one dump.
+            if g.id != 0 && !seen_ids.insert(g.id) {
                 dump += 1;
                 seen_ids.clear();
                 seen_ids.insert(g.id);
             }
             g.dump = dump;
             current = Some(g);
+            stack_unavailable = false;
             pending = None;
             continue;
         }
         if stats.fatal.is_none()
-            && (line.starts_with("fatal error: ") || line.starts_with("panic: "))
+            && (line.starts_with("fatal error: ")
+                || line.starts_with("panic: ")
+                || is_signal_line(line))
         {
             stats.fatal = Some(line.to_string());
             stats.crash = Some(crate::race::Crash::new(line));
@@ -173,6 +180,13 @@ pub fn parse_dump<R: BufRead>(
         if line.trim().is_empty() {
             complete(current.take().unwrap_or_default(), &mut stats, &mut each);
             pending = None;
+            continue;
+        }
+        if line
+            .trim_start()
+            .starts_with("goroutine running on other thread")
+        {
+            stack_unavailable = true;
             continue;
         }
         if let Some(rest) = line.strip_prefix('\t') {
@@ -203,9 +217,6 @@ pub fn parse_dump<R: BufRead>(
             pending_created = true;
             continue;
         }
-        if line.starts_with("goroutine running on other thread") {
-            continue;
-        }
         // A function line: `pkg.Func(args)`; keep the name without arguments. Anything else
         // (`exit status 2`, a register dump, a log line) ends the record.
         if !line.trim_end().ends_with(')') {
@@ -219,7 +230,7 @@ pub fn parse_dump<R: BufRead>(
     }
     if let Some(done) = current.take() {
         // No closing blank line: the last goroutine of a dump, or a cut one.
-        stats.truncated = pending.is_some() || done.frames.is_empty();
+        stats.truncated = pending.is_some() || (done.frames.is_empty() && !stack_unavailable);
         complete(done, &mut stats, &mut each);
     }
     if let Some(race) = races.finish() {
@@ -232,6 +243,13 @@ pub fn parse_dump<R: BufRead>(
     }
     stats.dumps = dump + 1;
     Ok(stats)
+}
+
+/// `SIGQUIT: quit`, `SIGSEGV: segmentation violation`: the runtime's signal report.
+fn is_signal_line(line: &str) -> bool {
+    line.split_once(": ").is_some_and(|(sig, _)| {
+        sig.len() > 3 && sig.starts_with("SIG") && sig.bytes().all(|b| b.is_ascii_uppercase())
+    })
 }
 
 /// Hands a finished goroutine over, noting where the crash happened when it is the one that
@@ -305,11 +323,7 @@ fn parse_debug1<R: BufRead>(
             .strip_prefix("# labels: {")
             .and_then(|l| l.strip_suffix('}'))
         {
-            for pair in labels.split(',') {
-                if let Some((k, v)) = pair.split_once(':') {
-                    g.labels.insert(unquote(k), unquote(v));
-                }
-            }
+            g.labels = parse_labels(labels);
         } else if let Some(rest) = line.strip_prefix("#\t") {
             // `0xADDR\tfunc+0xOFF\tfile:line`
             let mut parts = rest.split('\t').filter(|p| !p.is_empty());
@@ -376,8 +390,18 @@ fn parse_header(line: &str) -> Option<Goroutine> {
     let rest = line.strip_prefix("goroutine ")?;
     let (id, rest) = rest.split_once(' ')?;
     let id: u64 = id.parse().ok()?;
+    // GOTRACEBACK=system/crash put `gp=0x... m=0 mp=0x...` between the id and the state.
+    let mut rest = rest;
+    while !rest.starts_with('[') {
+        let (field, more) = rest.split_once(' ')?;
+        if !field.contains('=') {
+            return None;
+        }
+        rest = more;
+    }
     let rest = rest.strip_prefix('[')?;
-    let close = rest.rfind(']')?;
+    // The state holds no `]`; label values after it may.
+    let close = rest.find(']')?;
     let inside = &rest[..close];
     let after = rest[close + 1..].trim_end();
     let after = after.strip_suffix(':')?;
@@ -411,17 +435,57 @@ fn parse_header(line: &str) -> Option<Goroutine> {
         .strip_prefix('{')
         .and_then(|l| l.strip_suffix('}'))
     {
-        for pair in labels.split(", ") {
-            if let Some((k, v)) = pair.split_once(':') {
-                g.labels.insert(unquote(k), unquote(v));
-            }
-        }
+        g.labels = parse_labels(labels);
     }
     Some(g)
 }
 
-fn unquote(s: &str) -> String {
-    s.trim().trim_matches('"').to_string()
+/// The inside of a label set: `handler: /orders, user: "a b, c"` (tracebacks quote only
+/// what needs it) or `"handler":"/orders","user":"x"` (debug=1, JSON).
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = s;
+    loop {
+        rest = rest.trim_start_matches([' ', ',']);
+        if rest.is_empty() {
+            break;
+        }
+        let Some((key, after)) = label_token(rest, ':') else {
+            break;
+        };
+        let Some((value, after)) = label_token(after.trim_start_matches([':', ' ']), ',') else {
+            break;
+        };
+        labels.insert(key, value);
+        rest = after;
+    }
+    labels
+}
+
+/// A quoted string (with `\"` and `\\` escapes) or bare text up to `end`.
+fn label_token(s: &str, end: char) -> Option<(String, &str)> {
+    if let Some(quoted) = s.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = quoted.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, next)) = chars.next() {
+                        out.push(match next {
+                            'n' => '\n',
+                            't' => '\t',
+                            other => other,
+                        });
+                    }
+                }
+                '"' => return Some((out, &quoted[i + 1..])),
+                c => out.push(c),
+            }
+        }
+        return Some((out, ""));
+    }
+    let stop = s.find(end).unwrap_or(s.len());
+    Some((s[..stop].trim().to_string(), &s[stop..]))
 }
 
 /// Reads the next line into `buf` and returns it without its line ending (CRLF too), invalid
@@ -560,6 +624,26 @@ mod tests {
         let stats = parse_dump(text.as_bytes(), |g| seen.push(g.dump)).unwrap();
         assert_eq!(stats.dumps, 2);
         assert_eq!(seen, vec![0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn label_sets() {
+        let l = parse_labels(r#"handler: /orders, user: "a b, c", q: "x\"y""#);
+        assert_eq!(l.get("handler").map(String::as_str), Some("/orders"));
+        assert_eq!(l.get("user").map(String::as_str), Some("a b, c"));
+        assert_eq!(l.get("q").map(String::as_str), Some("x\"y"));
+        let l = parse_labels(r#""handler":"/orders","user":"a,b""#);
+        assert_eq!(l.get("user").map(String::as_str), Some("a,b"));
+        assert_eq!(l.len(), 2);
+    }
+
+    #[test]
+    fn crash_headers_with_scheduler_fields() {
+        let g = parse_header("goroutine 26 gp=0x2ba0d47072c0 m=0 mp=0xaac6e0 [syscall]:").unwrap();
+        assert_eq!((g.id, g.state.as_str()), (26, "syscall"));
+        let g = parse_header("goroutine 1 gp=0x2ba0d46721e0 m=nil [IO wait, 5 minutes]:").unwrap();
+        assert_eq!(g.wait_minutes, Some(5));
+        assert!(parse_header("goroutine 1 something [x]:").is_none());
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub enum CrashKind {
     ConcurrentMap,
     /// `fatal error: sync: unlock of unlocked mutex` and its RWMutex forms.
     UnlockOfUnlocked,
+    /// `SIGQUIT: quit` (kill -QUIT, Ctrl-\\) or a crash on another signal.
+    Signal,
     /// Any other `panic:`.
     Panic,
     /// Any other `fatal error:`.
@@ -101,6 +103,8 @@ impl CrashKind {
             CrashKind::ConcurrentMap
         } else if m.contains("unlock of unlocked") || m.contains("Unlock of unlocked") {
             CrashKind::UnlockOfUnlocked
+        } else if m.starts_with("SIG") {
+            CrashKind::Signal
         } else if m.starts_with("panic: ") {
             CrashKind::Panic
         } else {
@@ -126,6 +130,10 @@ impl CrashKind {
             CrashKind::UnlockOfUnlocked => (
                 "a mutex was unlocked that was not locked: usually an Unlock on a path that never locked, or a Mutex copied by value",
                 Some("G402"),
+            ),
+            CrashKind::Signal => (
+                "the process got a signal and the runtime printed every goroutine before exiting (SIGQUIT: someone asked for this dump)",
+                None,
             ),
             CrashKind::Panic | CrashKind::Fatal => ("", None),
         }

@@ -332,3 +332,110 @@ fn the_goroutine_leak_profile_marks_certain_leaks() {
             .all(|g| g.suspect));
     }
 }
+
+/// Builds a test program once per test binary run and returns its path.
+fn build_program(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/programs")
+        .join(name);
+    let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-program"));
+    let out = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&dir)
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .expect("the Go toolchain must be installed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// pprof labels, printed in debug=2 headers (Go 1.27, `{k: v}`, quoted when needed) and as
+/// `# labels:` in debug=1: kept as a breakdown of one group.
+#[test]
+fn labels_become_a_breakdown_of_the_group() {
+    let bin = build_program("labels");
+    for (arg, godebug) in [("2", "tracebacklabels=1"), ("1", "")] {
+        let out = Command::new(&bin)
+            .arg(arg)
+            .env("GODEBUG", godebug)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let a = analyze(&text).unwrap();
+        let g = a
+            .groups
+            .iter()
+            .find(|g| {
+                g.top_frame
+                    .as_ref()
+                    .is_some_and(|f| f.function == "main.park")
+            })
+            .unwrap_or_else(|| panic!("debug={arg}: {:#?}", a.groups));
+        assert_eq!(g.count, 4, "debug={arg}");
+        let handler = &g.labels["handler"];
+        let got: Vec<(&str, usize)> = handler.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            got,
+            [("/orders", 2), ("/users", 1), ("a b, c", 1)],
+            "debug={arg}"
+        );
+    }
+}
+
+/// A SIGQUIT dump of a live server, at the GOTRACEBACK levels people use: the scheduler
+/// fields, runtime frames, `fp= sp= pc=` and register dumps of `crash` do not get in the way.
+#[test]
+fn sigquit_dumps_are_read_at_every_traceback_level() {
+    use std::io::BufRead;
+    let bin = build_program("server");
+    for level in ["all", "system", "crash"] {
+        let mut child = Command::new(&bin)
+            .env("GOTRACEBACK", level)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // It prints its address once it listens, with its six senders already started.
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let kill = Command::new("kill")
+            .args(["-QUIT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let a = analyze(&stderr).unwrap_or_else(|e| panic!("{level}: {e}\n{stderr}"));
+        let crash = a.crash.as_ref().unwrap();
+        assert_eq!(
+            (crash.kind, crash.message.as_str()),
+            (goguard_dump::race::CrashKind::Signal, "SIGQUIT: quit"),
+            "{level}"
+        );
+        let senders = a
+            .groups
+            .iter()
+            .find(|g| {
+                g.top_frame
+                    .as_ref()
+                    .is_some_and(|f| f.function == "main.abandoned")
+            })
+            .unwrap_or_else(|| panic!("{level}: {stderr}"));
+        assert_eq!(
+            (senders.count, senders.state.as_str(), senders.suspect),
+            (6, "chan send", true),
+            "{level}"
+        );
+        assert!(!a.truncated, "{level}");
+    }
+}
