@@ -439,3 +439,24 @@ fn sigquit_dumps_are_read_at_every_traceback_level() {
         assert!(!a.truncated, "{level}");
     }
 }
+
+/// A big dump, generated on the fly: 50,000 goroutines on ten stacks, read in one stream.
+#[test]
+fn a_big_real_dump_is_grouped_exactly() {
+    let bin = build_program("many");
+    let out = Command::new(&bin).arg("50000").output().unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.len() > 5_000_000, "{} bytes", out.stdout.len());
+    let a = goguard_dump::analyze_reader(std::io::Cursor::new(out.stdout)).unwrap();
+    assert_eq!(a.total, 50_001);
+    let parked: Vec<&goguard_dump::Group> = a
+        .groups
+        .iter()
+        .filter(|g| g.state == "chan receive")
+        .collect();
+    assert_eq!(parked.len(), 10);
+    for g in parked {
+        assert_eq!(g.count, 5_000, "{:?}", g.top_frame);
+        assert!(g.suspect && g.rule == Some("G101"));
+    }
+}

@@ -810,6 +810,28 @@ fn dump_fetches_a_live_pprof_endpoint() {
         (Some(6), Some("chan send"), Some(true)),
         "{v}"
     );
+    // Every leak form of the service, with its known count, state and rule.
+    for (function, count, state, rule) in [
+        ("main.abandoned", 6, "chan send", "G106"),
+        ("main.rangeUnclosed", 4, "chan receive", "G101"),
+        ("main.lockForever", 3, "sync.Mutex.Lock", "G401"),
+        ("main.waitForever", 2, "sync.WaitGroup.Wait", "G304"),
+        ("main.tickerLoop", 2, "select", "G102"),
+    ] {
+        let g = group_by(&v["groups"], function);
+        assert_eq!(
+            (g["count"].as_u64(), g["state"].as_str(), g["rule"].as_str()),
+            (Some(count), Some(state), Some(rule)),
+            "{g}"
+        );
+    }
+    // Channels nobody else can reach are proven leaked; the mutex, WaitGroup and done
+    // channel are held by a global, so those waits are not.
+    assert_eq!(
+        group_by(&v["groups"], "main.rangeUnclosed")["suspect"],
+        true
+    );
+    assert_eq!(group_by(&v["groups"], "main.lockForever")["suspect"], false);
     // A bare address asks Go's leak profile first, which proves these six leaked.
     assert!(
         v["source"]

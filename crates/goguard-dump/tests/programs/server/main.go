@@ -1,4 +1,5 @@
-// A service with net/http/pprof and six leaked goroutines. It prints its address (and, with
+// A service with net/http/pprof and the reference's leak forms, a known number of each
+// (six abandoned senders are the biggest group). It prints its address (and, with
 // SERVE_TLS=DIR, writes its self-signed certificate to DIR/ca.pem and serves https), serves
 // until its standard input closes, then exits (so no server outlives the test).
 //
@@ -23,8 +24,11 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -32,10 +36,75 @@ func abandoned(ch chan int) { ch <- 1 }
 
 func scrapeLeak(ch chan int) { ch <- 1 }
 
-func main() {
+// The reference's leak forms, a known number of each (see startLeaks).
+func rangeUnclosed(ch chan int) {
+	for range ch {
+	}
+}
+
+func lockForever(mu *sync.Mutex) { mu.Lock() }
+
+func waitForever(wg *sync.WaitGroup) { wg.Wait() }
+
+func tickerLoop(done chan struct{}) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-done:
+			return
+		}
+	}
+}
+
+// startLeaks starts 6 abandoned senders, 4 receivers ranging over channels nobody closes,
+// 3 goroutines locking a held mutex, 2 waiting on a WaitGroup nobody finishes and 2 ticker
+// loops whose done channel never closes, and returns once all 17 are parked.
+func startLeaks() {
 	for i := 0; i < 6; i++ {
 		go abandoned(make(chan int))
 	}
+	for i := 0; i < 4; i++ {
+		go rangeUnclosed(make(chan int))
+	}
+	mu := new(sync.Mutex)
+	mu.Lock()
+	for i := 0; i < 3; i++ {
+		go lockForever(mu)
+	}
+	wg := new(sync.WaitGroup)
+	wg.Add(1)
+	for i := 0; i < 2; i++ {
+		go waitForever(wg)
+	}
+	done := make(chan struct{})
+	for i := 0; i < 2; i++ {
+		go tickerLoop(done)
+	}
+	held = append(held, mu, wg, done)
+	want := map[string]int{"[chan send]": 6, "[chan receive]": 4, "[sync.Mutex.Lock]": 3, "[sync.WaitGroup.Wait]": 2, "[select]": 2}
+	for {
+		var b strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&b, 2)
+		parked := true
+		for state, n := range want {
+			if strings.Count(b.String(), " "+state+":\n") < n {
+				parked = false
+			}
+		}
+		if parked {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// held keeps the leaks' shared objects reachable, as a real service's globals would.
+var held []any
+
+func main() {
+	startLeaks()
 	perScrape, _ := strconv.Atoi(os.Getenv("LEAK_PER_SCRAPE"))
 	onlyDebug1 := os.Getenv("ONLY_DEBUG1") == "1"
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
