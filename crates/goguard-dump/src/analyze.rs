@@ -32,7 +32,14 @@ pub fn classify(state: &str) -> StateClass {
         "sleep" | "timer goroutine (idle)" => StateClass::Sleep,
         "syscall" => StateClass::Syscall,
         "running" | "runnable" => StateClass::Running,
-        s if s.starts_with("GC") || s.contains("finalizer") || s == "force gc (idle)" => {
+        s if s.starts_with("GC")
+            || s.contains("finalizer")
+            || s.contains("(idle)")
+            || matches!(
+                s,
+                "idle" | "cleanup wait" | "preempted" | "wait for GC cycle"
+            ) =>
+        {
             StateClass::Runtime
         }
         "unknown" => StateClass::Unknown,
@@ -331,7 +338,7 @@ impl Grouper {
             .groups
             .into_iter()
             .map(|(key, mut g)| {
-                judge(&mut g, self.leaked.contains_key(&key));
+                judge(&mut g, self.leaked.contains_key(&key), stats.leak_checked);
                 g
             })
             .collect();
@@ -395,8 +402,12 @@ pub fn user_frame(frames: &[Frame]) -> Option<&Frame> {
 }
 
 /// Decides whether a group looks leaked, why, and which rule describes it.
-fn judge(g: &mut Group, leaked: bool) {
+fn judge(g: &mut Group, leaked: bool, leak_checked: bool) {
     let blocked = matches!(g.class, StateClass::Channel | StateClass::Sync);
+    // Go's leak detector found this channel reachable: many goroutines waiting on it, even
+    // for long, is what an idle worker pool on a live queue looks like. (Lock waits stay
+    // suspect: a mutex held for minutes is a bug even when reachable.)
+    let live_queue = leak_checked && !leaked && g.class == StateClass::Channel;
     let long = g.wait_minutes.is_some_and(|w| w[1] >= SUSPECT_MINUTES);
     let healthy = is_healthy(g);
     g.rule = match g.state.as_str() {
@@ -418,6 +429,12 @@ fn judge(g: &mut Group, leaked: bool) {
             "marked leaked by Go's goroutine leak profile: blocked on {} at {place}",
             g.state
         );
+    } else if live_queue && !healthy && (long || g.count >= SUSPECT_COUNT) {
+        g.reason = format!(
+            "{} goroutine(s) wait on {} at {place}, but Go's leak profile found the channel still reachable: likely a worker pool on a live queue (goguard watch tells whether it grows)",
+            g.count, g.state
+        );
+        g.rule = None;
     } else if blocked && !healthy && long {
         g.suspect = true;
         g.reason = format!(
@@ -561,6 +578,10 @@ created by main.spawn in goroutine 1
         assert_eq!(classify("sync.Mutex.Lock"), StateClass::Sync);
         assert_eq!(classify("semacquire"), StateClass::Sync);
         assert_eq!(classify("IO wait"), StateClass::IoWait);
+        assert_eq!(classify("chan receive (nil chan)"), StateClass::Channel);
+        assert_eq!(classify("sync.Cond.Wait"), StateClass::Sync);
+        assert_eq!(classify("idle"), StateClass::Runtime);
+        assert_eq!(classify("cleanup wait"), StateClass::Runtime);
     }
 }
 

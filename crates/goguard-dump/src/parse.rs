@@ -65,6 +65,9 @@ pub struct ParseStats {
     pub races: Vec<crate::race::Race>,
     /// How many dumps the input held (see [`Goroutine::dump`]).
     pub dumps: usize,
+    /// Go's leak detector ran on this dump (a goroutineleak profile): goroutines it did not
+    /// mark wait on something still reachable.
+    pub leak_checked: bool,
     /// When the profile was taken (protobuf profiles record it), in Unix nanoseconds.
     pub time_unix_nanos: Option<i64>,
 }
@@ -158,6 +161,7 @@ pub fn parse_dump<R: BufRead>(
                 seen_ids.insert(g.id);
             }
             g.dump = dump;
+            stats.leak_checked |= g.leaked;
             current = Some(g);
             stack_unavailable = false;
             pending = None;
@@ -354,6 +358,7 @@ fn parse_debug1<R: BufRead>(
         return Err(ParseError::NoGoroutines);
     }
     stats.dumps = 1;
+    stats.leak_checked = leak_profile;
     Ok(stats)
 }
 
@@ -614,6 +619,17 @@ mod tests {
             }]
         );
         assert_eq!(seen[1].wait_minutes, Some(4));
+    }
+
+    #[test]
+    fn strips_syslog_prefixes() {
+        let text = "Nov  6 10:00:00 web1 app[812]: goroutine 5 [chan send]:\n\
+                    Nov  6 10:00:00 web1 app[812]: main.f(...)\n\
+                    Nov  6 10:00:00 web1 app[812]: \t/src/main.go:9 +0x1\n";
+        let mut seen = Vec::new();
+        parse_dump(text.as_bytes(), |g| seen.push(g)).unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].frames[0].line, 9);
     }
 
     #[test]

@@ -129,6 +129,7 @@ pub(crate) fn parse_profile(
             "proto"
         },
         dumps: 1,
+        leak_checked: leaked,
         time_unix_nanos: (p.time_nanos > 0).then_some(p.time_nanos),
         ..ParseStats::default()
     };

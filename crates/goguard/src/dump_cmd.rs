@@ -179,6 +179,9 @@ pub fn read_dump(
         None => groupers.len() - 1,
     };
     let grouper = groupers.swap_remove(index);
+    let mut stats = stats;
+    // The leak endpoint ran Go's leak detector even when it marked nothing.
+    stats.leak_checked |= name.contains("/debug/pprof/goroutineleak");
     Ok(Loaded {
         analysis: grouper.finish(&stats),
         stats,
@@ -477,6 +480,17 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
         );
         if let Some(f) = &g.top_frame {
             let _ = writeln!(out, "         at {} ({}:{})", f.function, f.file, f.line);
+        }
+        // The representative stack, cut to the program's own frames (the first is above).
+        let own: Vec<_> = g
+            .frames
+            .iter()
+            .filter(|f| !goguard_dump::analyze::is_std_frame(f))
+            .skip(1)
+            .take(4)
+            .collect();
+        for f in own {
+            let _ = writeln!(out, "         from {} ({}:{})", f.function, f.file, f.line);
         }
         if let Some(c) = &g.created_by {
             let _ = writeln!(
