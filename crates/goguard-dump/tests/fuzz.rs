@@ -11,7 +11,6 @@ fn real_dumps() -> Vec<Vec<u8>> {
     let run = |prog: &str, args: &[&str], debug: &str| {
         let out = Command::new("go")
             .arg("run")
-            .arg(".")
             .args(args)
             .current_dir(dir.join(prog))
             .env("GOTOOLCHAIN", "local")
@@ -24,10 +23,18 @@ fn real_dumps() -> Vec<Vec<u8>> {
             out.stdout
         }
     };
+    let proto_gz = run("leaky", &["."], "0");
+    let mut proto = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&proto_gz[..]), &mut proto)
+        .unwrap();
     vec![
-        run("leaky", &[], "2"),
-        run("leaky", &[], "1"),
-        run("crash", &["deadlock"], "2"),
+        run("leaky", &["."], "2"),
+        run("leaky", &["."], "1"),
+        proto_gz,
+        proto,
+        run("crash", &[".", "deadlock"], "2"),
+        run("crash", &["-race", ".", "race"], "2"),
+        run("crash", &[".", "maps"], "2"),
     ]
 }
 
@@ -72,6 +79,16 @@ const TOKENS: &[&str] = &[
     "fatal error: ",
     "\u{0}",
     "\u{1f}\u{8b}",
+    "WARNING: DATA RACE\n",
+    "==================\n",
+    "Write at 0x00c0 by goroutine 7:\n",
+    "Goroutine 7 (running) created at:\n",
+    "  main.f()\n      /x.go:1 +0x1\n",
+    "SIGQUIT: quit\n",
+    " gp=0x1 m=0 mp=0x2 ",
+    " (leaked)",
+    "goroutineleak profile: total ",
+    "\u{a}\u{4}\u{8}\u{1}\u{10}\u{2}",
 ];
 
 #[test]
