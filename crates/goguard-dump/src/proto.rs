@@ -206,6 +206,33 @@ mod tests {
     }
 
     #[test]
+    fn delta_profiles_keep_only_positive_counts() {
+        let sample = |value: i64| Sample {
+            location_id: vec![],
+            value: vec![value],
+            label: vec![],
+        };
+        let p = Profile {
+            sample_type: vec![ValueType { r#type: 1, unit: 2 }],
+            sample: vec![sample(3), sample(-2), sample(0)],
+            string_table: vec!["".into(), "goroutine".into(), "count".into()],
+            ..Profile::default()
+        };
+        let mut weights = Vec::new();
+        let stats = parse_profile(&p.encode_to_vec(), |g| weights.push(g.weight)).unwrap();
+        assert_eq!((weights, stats.goroutines), (vec![3], 3));
+    }
+
+    #[test]
+    fn garbage_after_a_profile_header_is_a_clear_error() {
+        let err = parse_profile(&[0x0a, 0x04, 0x08, 0x01, 0xff, 0xff], |_| {}).unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid protobuf profile"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn other_profiles_are_named_in_the_error() {
         let p = Profile {
             sample_type: vec![ValueType { r#type: 1, unit: 2 }],

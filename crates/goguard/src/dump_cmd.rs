@@ -18,9 +18,10 @@ pub enum DumpFormat {
 
 #[derive(clap::Args)]
 pub struct DumpArgs {
-    /// The dump: a file, - for standard input, or the URL of a service with net/http/pprof
-    /// (`http://127.0.0.1:6060` fetches /debug/pprof/goroutine?debug=2). Give two to diff
-    /// them (before, after).
+    /// The dump: a file (text or protobuf, gzipped or not), - for standard input, or the URL
+    /// of a service with net/http/pprof (`http://127.0.0.1:6060` asks goroutineleak?debug=2,
+    /// then goroutine?debug=2, ?debug=1 and the protobuf). Give two to diff them (before,
+    /// after).
     #[arg(required = true, num_args = 1..=2)]
     files: Vec<PathBuf>,
     /// Output format.
