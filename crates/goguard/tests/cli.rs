@@ -1198,3 +1198,60 @@ fn dump_source_joins_runtime_evidence_and_static_findings() {
     assert_eq!(res.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&res.stderr).contains("--source /nonexistent"));
 }
+
+/// Standard input works for dumps; two protobuf profiles carry their times, so the diff
+/// gives growth per minute.
+#[test]
+fn dump_reads_stdin_and_diffs_timed_profiles_per_minute() {
+    use std::io::Write as _;
+    let prog = repo().join("crates/goguard-dump/tests/programs/leaky");
+    let t = TempDir::new("stdin");
+    let text = go(&["run", ".", "4"], &prog).stdout;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_goguard"))
+        .args(["dump", "-", "--format", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(group_by(&v["groups"], "main.abandoned")["count"], 4);
+
+    let profile = |n: &str| {
+        let out = Command::new("go")
+            .args(["run", ".", n])
+            .current_dir(&prog)
+            .env("GOTOOLCHAIN", "local")
+            .env("DUMP_DEBUG", "0")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    let a = t.write("a.pb.gz", profile("3"));
+    let b = t.write("b.pb.gz", profile("9"));
+    let v = json(&goguard(
+        &[
+            "dump",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &t.0,
+    ));
+    let minutes = v["minutes_between"]
+        .as_f64()
+        .expect("both profiles carry a time");
+    assert!(minutes > 0.0);
+    let grown = group_by(&v["groups"], "main.abandoned");
+    assert_eq!(grown["delta"], 6);
+    let rate = grown["per_minute"].as_f64().unwrap();
+    assert!(
+        (rate - 6.0 / minutes).abs() / rate < 0.01,
+        "{rate} vs {}",
+        6.0 / minutes
+    );
+}
