@@ -47,16 +47,96 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-pub fn render(page: &Page) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
+/// The start of a page: head, style, and the title as a heading.
+pub fn page_start(title: &str) -> String {
+    format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n",
-        escape(&page.title),
-        escape(&page.title)
+        escape(title),
+        escape(title)
+    )
+}
+
+/// One line of a chart: a name, a colour and its points.
+pub struct Series<'a> {
+    pub name: &'a str,
+    pub color: &'a str,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line chart of one or more series over a numeric x axis, with a legend and the axis
+/// ranges written at the corners. Points carry a tooltip with their values.
+pub fn xy_chart(title: &str, x_unit: &str, y_unit: &str, series: &[Series]) -> String {
+    let (w, h, left, bottom, top) = (720.0, 240.0, 60.0, 30.0, 24.0);
+    let all = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
+    for &(x, y) in all {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        return format!("<p>{}: no data</p>", escape(title));
+    }
+    let xspan = if x1 > x0 { x1 - x0 } else { 1.0 };
+    let y1 = if y1 > 0.0 { y1 } else { 1.0 };
+    let px = |x: f64| left + (x - x0) / xspan * (w - left - 10.0);
+    let py = |y: f64| h - bottom - y / y1 * (h - bottom - top);
+    let mut svg = format!(
+        "<figure><figcaption>{}</figcaption><svg class=\"chart\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{}\">\
+         <line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#888\"/>\
+         <text x=\"4\" y=\"{}\" font-size=\"11\">{} {}</text><text x=\"4\" y=\"{}\" font-size=\"11\">0</text>\
+         <text x=\"{left}\" y=\"{}\" font-size=\"11\">{} {}</text><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{} {}</text>",
+        escape(title),
+        escape(title),
+        h - bottom,
+        w - 10.0,
+        h - bottom,
+        top,
+        fmt_num(y1),
+        escape(y_unit),
+        h - bottom,
+        h - 8.0,
+        fmt_num(x0),
+        escape(x_unit),
+        w - 10.0,
+        h - 8.0,
+        fmt_num(x1),
+        escape(x_unit),
     );
+    for (i, s) in series.iter().enumerate() {
+        let poly: Vec<String> = s
+            .points
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
+        let _ = write!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"><title>{}</title></polyline>\
+             <text x=\"{}\" y=\"14\" font-size=\"11\" fill=\"{}\">{}</text>",
+            s.color,
+            poly.join(" "),
+            escape(s.name),
+            left + 120.0 * i as f64,
+            s.color,
+            escape(s.name)
+        );
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.abs() >= 100.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+pub fn render(page: &Page) -> String {
+    let mut out = page_start(&page.title);
     out.push_str("<dl class=\"summary\">");
     for (k, v) in &page.summary {
         let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", escape(k), escape(v));

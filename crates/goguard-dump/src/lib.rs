@@ -14,4 +14,6 @@ pub mod race;
 pub mod watch;
 
 pub use analyze::{analyze, analyze_reader, diff, Analysis, DiffGroup, Group, StateClass};
-pub use parse::{decompressing, parse_dump, Frame, Goroutine, ParseError, ParseStats};
+pub use parse::{
+    decompressing, for_each_line, parse_dump, Frame, Goroutine, ParseError, ParseStats,
+};

@@ -493,6 +493,16 @@ fn label_token(s: &str, end: char) -> Option<(String, &str)> {
     Some((s[..stop].trim().to_string(), &s[stop..]))
 }
 
+/// Calls `each` with every line of the input, without its line ending (CRLF too); invalid
+/// UTF-8 is replaced. For other readers of Go's logs (scheduler and GC traces).
+pub fn for_each_line<R: BufRead>(mut input: R, mut each: impl FnMut(&str)) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    while let Some(line) = next_line(&mut input, &mut buf)? {
+        each(&line);
+    }
+    Ok(())
+}
+
 /// Reads the next line into `buf` and returns it without its line ending (CRLF too), invalid
 /// UTF-8 replaced; `None` at the end of the input.
 fn next_line<'b, R: BufRead>(

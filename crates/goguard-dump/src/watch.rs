@@ -52,66 +52,93 @@ pub const MIN_GROWTH: usize = 3;
 /// The one-sided 95% quantile of the normal distribution.
 const Z_95: f64 = 1.645;
 
-/// Mann-Kendall trend test with Sen's slope over `(seconds, count)` points (gaps left out).
-/// Robust to noise: it looks at the order of every pair, not at the first and last value.
-pub fn trend(points: &[(f64, usize)]) -> Trend {
-    let n = points.len();
-    if n < 2 {
-        return Trend::default();
-    }
-    let mut s = 0i64;
-    let mut slopes = Vec::with_capacity(n * (n - 1) / 2);
-    for i in 0..n {
-        for j in i + 1..n {
-            let (ti, xi) = points[i];
-            let (tj, xj) = points[j];
-            s += (xj as i64 - xi as i64).signum();
-            if tj > ti {
-                slopes.push((xj as f64 - xi as f64) / (tj - ti) * 60.0);
+/// Mann-Kendall's test with Sen's slope over `(seconds, value)` points, for any series (a
+/// goroutine count, a live heap, a thread count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct MannKendall {
+    /// Concordant minus discordant pairs.
+    pub s: i64,
+    /// S normalised (with the correction for ties).
+    pub z: f64,
+    /// Sen's slope: the median change per second over all pairs.
+    pub slope_per_second: f64,
+}
+
+impl MannKendall {
+    pub fn of(points: &[(f64, f64)]) -> MannKendall {
+        let n = points.len();
+        if n < 2 {
+            return MannKendall::default();
+        }
+        let mut s = 0i64;
+        let mut slopes = Vec::with_capacity(n * (n - 1) / 2);
+        for i in 0..n {
+            for j in i + 1..n {
+                let (ti, xi) = points[i];
+                let (tj, xj) = points[j];
+                s += match xj.partial_cmp(&xi) {
+                    Some(std::cmp::Ordering::Greater) => 1,
+                    Some(std::cmp::Ordering::Less) => -1,
+                    _ => 0,
+                };
+                if tj > ti {
+                    slopes.push((xj - xi) / (tj - ti));
+                }
             }
         }
+        // Variance of S with the correction for tied values.
+        let mut ties: HashMap<u64, u64> = HashMap::new();
+        for &(_, x) in points {
+            *ties.entry(x.to_bits()).or_default() += 1;
+        }
+        let nf = n as f64;
+        let tie_term: f64 = ties
+            .values()
+            .map(|&t| {
+                let t = t as f64;
+                t * (t - 1.0) * (2.0 * t + 5.0)
+            })
+            .sum();
+        let var = (nf * (nf - 1.0) * (2.0 * nf + 5.0) - tie_term) / 18.0;
+        let z = if var <= 0.0 || s == 0 {
+            0.0
+        } else {
+            (s - s.signum()) as f64 / var.sqrt()
+        };
+        slopes.sort_by(f64::total_cmp);
+        let slope_per_second = match slopes.len() {
+            0 => 0.0,
+            k if k % 2 == 1 => slopes[k / 2],
+            k => (slopes[k / 2 - 1] + slopes[k / 2]) / 2.0,
+        };
+        MannKendall {
+            s,
+            z,
+            slope_per_second,
+        }
     }
-    // Variance of S with the correction for tied values.
-    let mut ties: HashMap<usize, u64> = HashMap::new();
-    for &(_, x) in points {
-        *ties.entry(x).or_default() += 1;
+
+    /// A rise significant at 95% (one-sided) over at least [`MIN_SAMPLES`] points.
+    pub fn rising(&self, n: usize) -> bool {
+        n >= MIN_SAMPLES && self.z >= Z_95 && self.slope_per_second > 0.0
     }
-    let nf = n as f64;
-    let tie_term: f64 = ties
-        .values()
-        .map(|&t| {
-            let t = t as f64;
-            t * (t - 1.0) * (2.0 * t + 5.0)
-        })
-        .sum();
-    let var = (nf * (nf - 1.0) * (2.0 * nf + 5.0) - tie_term) / 18.0;
-    let z = if var <= 0.0 {
-        0.0
-    } else if s > 0 {
-        (s - 1) as f64 / var.sqrt()
-    } else if s < 0 {
-        (s + 1) as f64 / var.sqrt()
-    } else {
-        0.0
+}
+
+/// The trend test on a goroutine count series (gaps left out): rising, and by at least
+/// [`MIN_GROWTH`] goroutines. Robust to noise: it looks at the order of every pair, not at
+/// the first and last value.
+pub fn trend(points: &[(f64, usize)]) -> Trend {
+    let values: Vec<(f64, f64)> = points.iter().map(|&(t, x)| (t, x as f64)).collect();
+    let mk = MannKendall::of(&values);
+    let (first, last) = match (points.first(), points.last()) {
+        (Some(f), Some(l)) => (f.1, l.1),
+        _ => (0, 0),
     };
-    slopes.sort_by(f64::total_cmp);
-    let per_minute = match slopes.len() {
-        0 => 0.0,
-        k if k % 2 == 1 => slopes[k / 2],
-        k => (slopes[k / 2 - 1] + slopes[k / 2]) / 2.0,
-    };
-    let first = points[0].1;
-    let max_after = points.iter().map(|p| p.1).max().unwrap_or(0);
-    let last = points[n - 1].1;
     Trend {
-        s,
-        z,
-        per_minute,
-        growing: n >= MIN_SAMPLES
-            && z >= Z_95
-            && per_minute > 0.0
-            && last.saturating_sub(first) >= MIN_GROWTH
-            && max_after > first,
+        s: mk.s,
+        z: mk.z,
+        per_minute: mk.slope_per_second * 60.0,
+        growing: mk.rising(points.len()) && last.saturating_sub(first) >= MIN_GROWTH,
     }
 }
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 mod dump_cmd;
 mod source_map;
+mod trace_cmd;
 mod watch_cmd;
 
 use goguard_check::{baseline, engine, output, registry, ConfigChoice, Options, Severity};
@@ -64,6 +65,9 @@ enum Command {
     /// Poll a live service's goroutines and call a leak when a group keeps growing
     /// (`goguard watch http://127.0.0.1:6060 --interval 10s --duration 30m`).
     Watch(watch_cmd::WatchArgs),
+    /// Read GODEBUG=schedtrace=N[,scheddetail=1] and gctrace=1 output from a log: series,
+    /// a summary, and the anomalies (growing heap, GC CPU, blocked goroutines, run queues).
+    Trace(trace_cmd::TraceArgs),
     /// Print a rule's full documentation.
     Explain {
         /// A rule id (G301) or name (waitgroup-add-after-go).
@@ -163,6 +167,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Dump(args) => match dump_cmd::run(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(message) => {
+                eprintln!("goguard: {message}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
+        Command::Trace(args) => match trace_cmd::run(args) {
             Ok(code) => ExitCode::from(code),
             Err(message) => {
                 eprintln!("goguard: {message}");

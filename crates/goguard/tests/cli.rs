@@ -1255,3 +1255,80 @@ fn dump_reads_stdin_and_diffs_timed_profiles_per_minute() {
         6.0 / minutes
     );
 }
+
+/// `goguard trace` on a real leaking run: the JSON's shape, the verdicts, the exit code for
+/// CI, the HTML page in a browser, and a clear error for a log without trace lines.
+#[test]
+fn trace_reads_a_real_log_as_json_and_html() {
+    let prog = repo().join("crates/goguard-trace/tests/programs/traced");
+    let t = TempDir::new("trace");
+    let bin = t.0.join("traced");
+    go(&["build", "-o", bin.to_str().unwrap(), "."], &prog);
+    let out = Command::new(&bin)
+        .arg("leak")
+        .env("GODEBUG", "schedtrace=50,scheddetail=1,gctrace=1")
+        .env("GOGC", "25")
+        .output()
+        .unwrap();
+    let log = t.write("run.log", &out.stderr);
+    let res = goguard(
+        &[
+            "trace",
+            log.to_str().unwrap(),
+            "--format",
+            "json",
+            "--fail-on-anomaly",
+        ],
+        &t.0,
+    );
+    assert_eq!(res.status.code(), Some(1));
+    let v = json(&res);
+    assert!(v["gc"]["cycles"].as_array().unwrap().len() >= 6);
+    assert!(v["gc"]["summary"]["live_heap_last_mb"].as_f64().unwrap() > 20.0);
+    assert!(v["sched"]["samples"].as_array().unwrap().len() >= 10);
+    let kinds: Vec<&str> = v["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert!(a["reason"].is_string() && a["since"].is_number());
+            a["kind"].as_str().unwrap()
+        })
+        .collect();
+    assert!(
+        kinds.contains(&"heap_growth") && kinds.contains(&"blocked_goroutines_growing"),
+        "{kinds:?}"
+    );
+    let text = goguard(&["trace", log.to_str().unwrap()], &t.0);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("ANOMALY heap_growth"));
+
+    let page = t.0.join("trace.html");
+    goguard(
+        &[
+            "trace",
+            log.to_str().unwrap(),
+            "--format",
+            "html",
+            "-o",
+            page.to_str().unwrap(),
+        ],
+        &t.0,
+    );
+    let dom = browser_dom(&page, "");
+    assert!(dom.contains("data-ready=\"1\""));
+    for chart in [
+        "heap after GC",
+        "stop-the-world pause",
+        "GC share of CPU",
+        "run queues",
+        "goroutines by state",
+    ] {
+        assert!(dom.contains(chart), "{chart} missing");
+    }
+    assert!(dom.contains("heap_growth"));
+
+    let notes = t.write("notes.log", "hello\nworld\n");
+    let res = goguard(&["trace", notes.to_str().unwrap()], &t.0);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("GODEBUG=schedtrace"));
+}
