@@ -196,21 +196,21 @@ fn runtime_crash_reports_are_read() {
             "deadlock",
             "fatal error: all goroutines are asleep - deadlock!",
             CrashKind::Deadlock,
-            30,
+            35,
             Some("chan send"),
         ),
         (
             "negative",
             "panic: sync: negative WaitGroup counter",
             CrashKind::NegativeWaitGroup,
-            33,
+            38,
             None,
         ),
         (
             "maps",
             "fatal error: concurrent map writes",
             CrashKind::ConcurrentMap,
-            22,
+            27,
             None,
         ),
     ] {
@@ -256,13 +256,13 @@ fn race_detector_reports_are_read_and_deduplicated() {
     let r = &a.races[0];
     assert_eq!(r.count, 1);
     assert!(
-        r.locations.iter().all(|l| l.ends_with("crash/main.go:17")),
+        r.locations.iter().all(|l| l.ends_with("crash/main.go:20")),
         "{r:?}"
     );
     let kinds: Vec<&str> = r.race.accesses.iter().map(|a| a.kind.as_str()).collect();
     assert!(kinds.iter().any(|k| k.starts_with("Previous")), "{kinds:?}");
     assert_eq!(r.race.goroutines.len(), 2);
-    assert_eq!(r.race.goroutines[0].created_at[0].line, 42);
+    assert_eq!(r.race.goroutines[0].created_at[0].line, 62);
     let twice = analyze(&format!("{stderr}{stderr}")).unwrap();
     assert_eq!((twice.races.len(), twice.races[0].count), (1, 2));
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 mod dump_cmd;
+mod run_cmd;
 mod source_map;
 mod trace_cmd;
 mod watch_cmd;
@@ -68,6 +69,10 @@ enum Command {
     /// Read GODEBUG=schedtrace=N[,scheddetail=1] and gctrace=1 output from a log: series,
     /// a summary, and the anomalies (growing heap, GC CPU, blocked goroutines, run queues).
     Trace(trace_cmd::TraceArgs),
+    /// Run a Go program under the scheduler/GC traces, the race detector and goroutine
+    /// dumps, and report races, deadlocks, leaks and anomalies
+    /// (`goguard run --race --timeout 30s -- go test ./...`). Exit 3 when one is found.
+    Run(run_cmd::RunArgs),
     /// Print a rule's full documentation.
     Explain {
         /// A rule id (G301) or name (waitgroup-add-after-go).
@@ -167,6 +172,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Dump(args) => match dump_cmd::run(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(message) => {
+                eprintln!("goguard: {message}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
+        Command::Run(args) => match run_cmd::run(args) {
             Ok(code) => ExitCode::from(code),
             Err(message) => {
                 eprintln!("goguard: {message}");

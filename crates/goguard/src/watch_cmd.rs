@@ -44,7 +44,7 @@ pub struct WatchArgs {
     endpoint: EndpointArgs,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))?;
     if d.is_zero() {
         return Err(format!("`{s}`: must be more than zero"));

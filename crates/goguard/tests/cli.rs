@@ -1332,3 +1332,217 @@ fn trace_reads_a_real_log_as_json_and_html() {
     assert_eq!(res.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&res.stderr).contains("GODEBUG=schedtrace"));
 }
+
+fn goguard_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_goguard"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("GOTOOLCHAIN", "local")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run goguard")
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `goguard run --race -- go test ./...` as a CI step: a clean pass, and a race that fails
+/// with exit 3 and names the racing line.
+#[test]
+fn run_go_test_with_the_race_detector() {
+    let t = TempDir::new("run-test");
+    let report = t.0.join("report.json");
+    let racy = repo().join("crates/goguard/tests/programs/racytest");
+    let args = [
+        "run",
+        "--race",
+        "--format",
+        "json",
+        "-o",
+        report.to_str().unwrap(),
+        "--",
+        "go",
+        "test",
+        "./...",
+    ];
+    let res = goguard_env(&args, &racy, &[]);
+    assert_eq!(
+        res.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let v = read_json(&report);
+    assert_eq!(
+        v["command"],
+        serde_json::json!(["go", "test", "-race", "./..."])
+    );
+    assert_eq!(v["exit_code"], 1);
+    assert_eq!(
+        (v["timed_out"].as_bool(), v["deadlock"].as_bool()),
+        (Some(false), Some(false))
+    );
+    let races = v["races"].as_array().unwrap();
+    assert_eq!(races.len(), 1, "{v}");
+    assert!(races[0]["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l.as_str().unwrap().ends_with("counter_test.go:16")));
+    // go test's own output passed through.
+    assert!(String::from_utf8_lossy(&res.stdout).contains("WARNING: DATA RACE"));
+
+    let clean = repo().join("crates/goguard/tests/programs/cleantest");
+    let res = goguard_env(&["run", "--race", "--", "go", "test", "./..."], &clean, &[]);
+    assert_eq!(res.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("no race, deadlock or leak found"));
+}
+
+/// Builds the crash program (see its main.go for the modes).
+fn crash_binary(dir: &Path) -> PathBuf {
+    let bin = dir.join("crash");
+    go(
+        &["build", "-o", bin.to_str().unwrap(), "."],
+        &repo().join("crates/goguard-dump/tests/programs/crash"),
+    );
+    bin
+}
+
+/// A program that hangs is stopped with SIGQUIT at the timeout; its dump shows the leak.
+/// A deadlock and a negative WaitGroup counter are reported with their lines.
+#[test]
+fn run_times_out_with_a_dump_and_reports_crashes() {
+    let t = TempDir::new("run-crash");
+    let bin = crash_binary(&t.0);
+    let report = t.0.join("r.json");
+    let run = |mode: &str, extra: &[&str]| {
+        let mut args = vec!["run", "--format", "json", "-o", report.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend(["--", bin.to_str().unwrap(), mode]);
+        let res = goguard_env(&args, &t.0, &[]);
+        (res, read_json(&report))
+    };
+    let (res, v) = run("hang", &["--timeout", "1s"]);
+    assert_eq!(res.status.code(), Some(3));
+    assert_eq!(v["timed_out"], true);
+    assert!(
+        String::from_utf8_lossy(&res.stderr).contains("SIGQUIT: quit"),
+        "the dump passed through"
+    );
+    let leak = group_by(&v["leaks"], "main.abandoned");
+    assert_eq!(
+        (leak["count"].as_u64(), leak["rule"].as_str()),
+        (Some(6), Some("G106"))
+    );
+
+    let (res, v) = run("deadlock", &[]);
+    assert_eq!(res.status.code(), Some(3));
+    assert_eq!(
+        (v["deadlock"].as_bool(), v["exit_code"].as_i64()),
+        (Some(true), Some(2))
+    );
+    assert_eq!(v["panics"][0]["at"]["line"], 35);
+
+    // A panic is reported, and the program's own exit code is kept (no race/deadlock/leak).
+    let (res, v) = run("negative", &[]);
+    assert_eq!(res.status.code(), Some(2));
+    assert_eq!(
+        v["panics"][0]["message"],
+        "panic: sync: negative WaitGroup counter"
+    );
+    assert_eq!(v["panics"][0]["rule"], "G302");
+}
+
+/// Children of the program die with it: nothing is left running after a timeout.
+#[test]
+fn run_leaves_no_orphan_behind() {
+    let t = TempDir::new("run-fork");
+    let bin = crash_binary(&t.0);
+    let res = goguard_env(
+        &[
+            "run",
+            "--timeout",
+            "500ms",
+            "--",
+            bin.to_str().unwrap(),
+            "fork",
+        ],
+        &t.0,
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    let pid: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("child "))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no child pid in {stdout}"));
+    // The kill is sent before goguard exits; give the kernel a bounded moment to reap.
+    let gone = (0..100).any(|_| {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = !state.is_empty() && !state.contains(") Z ");
+        if alive {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        !alive
+    });
+    assert!(gone, "child {pid} outlived the run");
+}
+
+/// Traces are read from the run: a leaking program shows its anomalies in the report, and a
+/// command that does not exist is a one-line error.
+#[test]
+fn run_traces_a_program_and_reports_anomalies() {
+    let t = TempDir::new("run-trace");
+    let bin = t.0.join("traced");
+    go(
+        &["build", "-o", bin.to_str().unwrap(), "."],
+        &repo().join("crates/goguard-trace/tests/programs/traced"),
+    );
+    let report = t.0.join("r.json");
+    let page = t.0.join("r.html");
+    let res = goguard_env(
+        &[
+            "run",
+            "--sched",
+            "50ms",
+            "--scheddetail",
+            "--gc",
+            "--format",
+            "json",
+            "-o",
+            report.to_str().unwrap(),
+            "--report",
+            page.to_str().unwrap(),
+            "--",
+            bin.to_str().unwrap(),
+            "leak",
+        ],
+        &t.0,
+        &[("GOGC", "25")],
+    );
+    assert_eq!(
+        res.status.code(),
+        Some(0),
+        "anomalies alone do not fail the run"
+    );
+    let v = read_json(&report);
+    let kinds: Vec<&str> = v["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"heap_growth"), "{kinds:?}");
+    assert!(v["trace"]["gc"]["cycles"].as_array().unwrap().len() >= 6);
+    let dom = browser_dom(&page, "");
+    assert!(dom.contains("heap_growth") && dom.contains("heap after GC"));
+
+    let res = goguard_env(&["run", "--", "no-such-program-xyz"], &t.0, &[]);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&res.stderr).contains("no-such-program-xyz`: command not found")
+    );
+}

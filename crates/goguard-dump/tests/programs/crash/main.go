@@ -1,13 +1,16 @@
 // Crashes the way the reference's chapters 1 and 4 describe, chosen by the first argument:
 // "deadlock" (a send nobody receives), "negative" (Done without Add), "maps" (two goroutines
 // writing one map: the runtime's fatal concurrent map writes) or "race" (an unsynchronised
-// counter: run it with -race for the race detector's report).
+// counter: run it with -race for the race detector's report); "hang" (leaked senders and a
+// main that sleeps) and "fork" (a child process, then a hang) are for stopping from outside.
 package main
 
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"sync"
+	"time"
 )
 
 var counter int
@@ -16,6 +19,8 @@ func increment(wg *sync.WaitGroup) {
 	defer wg.Done()
 	counter++
 }
+
+func abandoned(ch chan int) { ch <- 1 }
 
 func writeForever(m map[int]int, from int) {
 	for i := from; ; i++ {
@@ -35,6 +40,21 @@ func main() {
 		m := map[int]int{}
 		go writeForever(m, 0)
 		writeForever(m, 1) // the runtime stops the program when it sees both writing
+	case "hang":
+		// Six senders nobody receives from, and a main that never ends (not a deadlock:
+		// the runtime sees a sleeping timer).
+		for i := 0; i < 6; i++ {
+			go abandoned(make(chan int))
+		}
+		time.Sleep(time.Hour)
+	case "fork":
+		// A child process, then a hang: whoever stops us must stop it too.
+		child := exec.Command("sleep", "1000")
+		if err := child.Start(); err != nil {
+			panic(err)
+		}
+		fmt.Println("child", child.Process.Pid)
+		time.Sleep(time.Hour)
 	case "race":
 		var wg sync.WaitGroup
 		for i := 0; i < 2; i++ {

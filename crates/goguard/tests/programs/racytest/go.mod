@@ -1,0 +1,3 @@
+module racytest
+
+go 1.22
