@@ -41,7 +41,8 @@ for {
 ```
 
 ## Known limits
-Only loops whose body is the select alone are reported; a loop that also sleeps, calls
+Only `for { }` and `for cond { }` loops are reported (a `range` or counting loop ends), and
+only those whose body is the select alone; a loop that also sleeps, calls
 something or receives elsewhere is assumed to pace itself.
 
 ## References
@@ -51,6 +52,15 @@ something or receives elsewhere is assumed to pace itself.
 pub fn check(cx: &mut Checker) {
     let mut findings = Vec::new();
     for &lp in &cx.index.for_stmts {
+        // Only `for { }` and `for cond { }` can poll without end: a range over a slice, map
+        // or number, or a counting loop, runs its select a bounded number of times (and a
+        // range over a channel blocks on its receive).
+        if syntax::named_children(lp)
+            .iter()
+            .any(|c| matches!(c.kind(), "range_clause" | "for_clause"))
+        {
+            continue;
+        }
         let Some(body) = lp.child_by_field_name("body") else {
             continue;
         };
