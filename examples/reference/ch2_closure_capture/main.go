@@ -1,8 +1,8 @@
 // Chapter 2.5: a goroutine capturing a large object.
 // The reference's own example (leakGoroutine) is NOT a leak: the goroutine ends after one
 // second and Go's tracing GC frees what it held (cycles included). Expected: no finding there.
-// pinForever is the real defect: a goroutine that never ends keeps 1 MiB it does not use.
-// Expected: G105 in pinForever.
+// pinForever is the real defect: a goroutine that never ends reads one byte of 1 MiB in its
+// loop, which keeps the whole MiB alive. Expected: G105 in pinForever.
 package main
 
 import (
@@ -22,14 +22,13 @@ func leakGoroutine() {
 	wg.Wait()
 }
 
-func report() {}
+func report(byte) {}
 
 func pinForever() {
 	data := make([]byte, 1<<20)
 	go func() {
-		_ = data
 		for range time.Tick(time.Minute) {
-			report()
+			report(data[0])
 		}
 	}()
 }
