@@ -123,9 +123,9 @@ pub fn check(cx: &mut Checker) {
             });
         } else {
             let (msg, sev) = if kind == "ticker" {
-                (format!("ticker `{var}` is never stopped: it keeps firing and is never garbage-collected ({version}; Go 1.23+ collects unreferenced tickers)"), None)
+                (format!("ticker `{var}` is never stopped: it keeps firing and is never garbage-collected ({version}, built with a Go 1.22-1.26 toolchain; go 1.23+ modules, and every build by a Go 1.27+ toolchain, collect unreferenced tickers)"), None)
             } else {
-                (format!("timer `{var}` is never stopped: it stays in the runtime's timer heap until it fires ({version}; Go 1.23+ collects unreferenced timers)"), Some(Severity::Warning))
+                (format!("timer `{var}` is never stopped: it stays in the runtime's timer heap until it fires ({version}, built with a Go 1.22-1.26 toolchain; go 1.23+ modules, and every build by a Go 1.27+ toolchain, collect unreferenced timers)"), Some(Severity::Warning))
             };
             findings.push(Finding {
                 node,

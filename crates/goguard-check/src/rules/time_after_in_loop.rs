@@ -17,9 +17,13 @@ at most one timer fires per loop run.
 ## Why is this bad?
 Each call creates a new timer. When another case wins, that timer is abandoned:
 
-- **go.mod `go 1.22` or older**: it stays in the runtime's timer heap until it fires, so a
-  busy loop with a long timeout holds thousands of live timers (memory, and timer-heap work
-  on every iteration). This is a real leak: severity warning.
+- **go.mod `go 1.22` or older, built by a Go 1.22-1.26 toolchain**: it stays in the
+  runtime's timer heap until it fires, so a busy loop with a long timeout holds thousands of
+  live timers (memory, and timer-heap work on every iteration). This is a real leak:
+  severity warning. (Go 1.27 removed that old behaviour, `asynctimerchan`, from the
+  toolchain: built by Go 1.27 or later, even a `go 1.22` module gets the new timers. goguard
+  reads go.mod, not the toolchain you build with, so it keeps the warning; the lab's
+  `ch3-time-after` case measures what your toolchain does.)
 - **`go 1.23` or newer**: unreferenced timers are collected at once, so what remains is an
   allocation per iteration: a performance note (severity info, hidden unless you pass
   `--show-info` or select G201 explicitly).
@@ -87,7 +91,7 @@ pub fn check(cx: &mut Checker) {
         let (message, severity) = if collected {
             (format!("`time.After` allocates a new timer on every iteration of the loop at line {} ({version}: abandoned timers are collected at once, so this costs an allocation per iteration, not a leak)", cx.line(lp)), Severity::Info)
         } else {
-            (format!("`time.After` creates a new timer on every iteration of the loop at line {}; each one stays in memory until it fires ({version}: timers are only collected early since Go 1.23)", cx.line(lp)), Severity::Warning)
+            (format!("`time.After` creates a new timer on every iteration of the loop at line {}; each one stays in memory until it fires ({version}: timers are collected early only for go 1.23+ modules, or by a Go 1.27+ toolchain, which removed the old behaviour)", cx.line(lp)), Severity::Warning)
         };
         findings.push(Finding {
             node,
