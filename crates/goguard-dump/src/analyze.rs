@@ -384,16 +384,74 @@ pub fn analyze_reader(
     Ok(grouper.finish(&stats))
 }
 
-/// True for frames of the runtime and the standard library: their package path has no dot
-/// in its first element (`runtime`, `sync`, `net/http`), unlike `main` or `example.com/x`.
+/// The first elements of the standard library's package paths (and `vendor`, where it
+/// keeps golang.org/x copies). A module may well have a path without a dot (`myservice`,
+/// `goguardlab/ch2range`), so "no dot means standard library" is not enough.
+const STD_ROOTS: &[&str] = &[
+    "archive",
+    "bufio",
+    "builtin",
+    "bytes",
+    "cmp",
+    "compress",
+    "container",
+    "context",
+    "crypto",
+    "database",
+    "debug",
+    "embed",
+    "encoding",
+    "errors",
+    "expvar",
+    "flag",
+    "fmt",
+    "go",
+    "hash",
+    "html",
+    "image",
+    "index",
+    "internal",
+    "io",
+    "iter",
+    "log",
+    "maps",
+    "math",
+    "mime",
+    "net",
+    "os",
+    "path",
+    "plugin",
+    "reflect",
+    "regexp",
+    "runtime",
+    "slices",
+    "sort",
+    "strconv",
+    "strings",
+    "structs",
+    "sync",
+    "syscall",
+    "testing",
+    "text",
+    "time",
+    "unicode",
+    "unique",
+    "unsafe",
+    "vendor",
+    "weak",
+];
+
+/// True for frames of the runtime and the standard library: their package path starts with
+/// one of the standard library's roots (`runtime`, `sync`, `net/http`), unlike `main`,
+/// `example.com/x` or a dotless module path such as `myservice/api`.
 pub fn is_std_frame(f: &Frame) -> bool {
-    let path = f.function.rsplit_once('/').map_or("", |(dir, _)| dir);
-    let first = if path.is_empty() {
-        f.function.split('.').next().unwrap_or("")
-    } else {
-        path.split('/').next().unwrap_or("")
+    let name = f.function.as_str();
+    let first = match name.find('/') {
+        Some(i) => &name[..i],
+        None => name.split('.').next().unwrap_or(""),
     };
-    first != "main" && !first.contains('.')
+    // A dot in the first element is a domain (go.opencensus.io): never the standard library.
+    !first.contains('.') && STD_ROOTS.contains(&first)
 }
 
 /// The first frame a person should open.
@@ -505,6 +563,15 @@ mod tests {
         assert!(is_std_frame(&frame("net/http.(*conn).serve")));
         assert!(!is_std_frame(&frame("main.worker")));
         assert!(!is_std_frame(&frame("example.com/app/queue.(*Q).Pop")));
+        // Module paths without a dot are the program's own code.
+        assert!(!is_std_frame(&frame("goguardlab/ch2range.Buggy.func1")));
+        assert!(!is_std_frame(&frame("myservice.handler")));
+        assert!(is_std_frame(&frame("internal/poll.runtime_pollWait")));
+        assert!(!is_std_frame(&frame("go.opencensus.io/trace.(*Span).End")));
+        assert!(is_std_frame(&frame("go/ast.Inspect")));
+        assert!(is_std_frame(&frame(
+            "vendor/golang.org/x/net/http2.(*Framer).ReadFrame"
+        )));
     }
 
     const TWO_LINES: &str = "goroutine 1 [chan send]{\"user\": \"a\"}:

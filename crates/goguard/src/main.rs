@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 mod dump_cmd;
+mod lab_cmd;
 mod run_cmd;
 mod source_map;
 mod trace_cmd;
@@ -73,6 +74,9 @@ enum Command {
     /// dumps, and report races, deadlocks, leaks and anomalies
     /// (`goguard run --race --timeout 30s -- go test ./...`). Exit 3 when one is found.
     Run(run_cmd::RunArgs),
+    /// Reproduce each failure of the reference on your Go toolchain, buggy next to fixed,
+    /// measured, and check goguard's own rules against them.
+    Lab(lab_cmd::LabArgs),
     /// Print a rule's full documentation.
     Explain {
         /// A rule id (G301) or name (waitgroup-add-after-go).
@@ -172,6 +176,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Dump(args) => match dump_cmd::run(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(message) => {
+                eprintln!("goguard: {message}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
+        Command::Lab(args) => match lab_cmd::run(args) {
             Ok(code) => ExitCode::from(code),
             Err(message) => {
                 eprintln!("goguard: {message}");

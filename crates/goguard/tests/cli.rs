@@ -1546,3 +1546,125 @@ fn run_traces_a_program_and_reports_anomalies() {
         String::from_utf8_lossy(&res.stderr).contains("no-such-program-xyz`: command not found")
     );
 }
+
+/// `goguard lab --quick`: every case of the reference, built and run with the real Go
+/// toolchain, asserted one by one: the bug reproduces, the fix does not, the static rule
+/// fires on the buggy file only, and the claims hold where Go agrees with the reference.
+#[test]
+fn lab_reproduces_every_case_of_the_reference() {
+    let t = TempDir::new("lab");
+    let report = t.0.join("lab.json");
+    let page = t.0.join("lab.html");
+    let res = goguard(
+        &[
+            "lab",
+            "--quick",
+            "--format",
+            "json",
+            "-o",
+            report.to_str().unwrap(),
+        ],
+        &t.0,
+    );
+    assert_eq!(
+        res.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let v = read_json(&report);
+    let minor: u32 = v["go_version"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("go1.")
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 15);
+    let case = |id: &str| {
+        cases
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no case {id}"))
+    };
+    for c in cases {
+        let id = c["id"].as_str().unwrap();
+        assert_eq!(c["static_ok"], true, "{id}: {c}");
+        if id == "ch3-time-after" && minor >= 27 {
+            // Go 1.27 removed the old timers: the bug no longer exists, even for go 1.22.
+            assert_eq!(
+                (c["bug_reproduced"].as_bool(), c["claim_holds"].as_bool()),
+                (Some(false), Some(false)),
+                "{c}"
+            );
+            continue;
+        }
+        assert_eq!(c["bug_reproduced"], true, "{id}: {c}");
+        if id != "ch3-drift" {
+            assert_eq!(c["fix_clean"], true, "{id}: {c}");
+        }
+        // The reference is wrong about defer + panic (the program crashes, nothing hangs).
+        let expected_claim = id != "ch4-defer-panic";
+        assert_eq!(c["claim_holds"], expected_claim, "{id}: {c}");
+    }
+    for id in ["ch2-range", "ch2-ticker", "ch2-sender"] {
+        assert_eq!(case(id)["dump_ok"], true, "{id}");
+    }
+    assert_eq!(
+        case("ch1-deadlock")["measured"]["buggy"]["crash"],
+        "fatal error: all goroutines are asleep - deadlock!"
+    );
+    assert_eq!(
+        case("ch3-select-default")["measured"]["buggy"]["lost"],
+        serde_json::json!([3, 4])
+    );
+    assert_eq!(
+        case("ch2-sender")["measured"]["buggy"]["goroutines_left"],
+        100
+    );
+    assert!(
+        case("ch2-closure")["measured"]["buggy"]["retained_mb"]
+            .as_f64()
+            .unwrap()
+            > 15.0
+    );
+    assert_eq!(
+        case("ch4-done-twice")["measured"]["buggy"]["crash"],
+        "panic: sync: negative WaitGroup counter"
+    );
+    let drift = &case("ch3-drift")["measured"]["this_machine"];
+    let total: f64 = [
+        "within_1ms_pct",
+        "1_to_5ms_pct",
+        "over_5ms_pct",
+        "early_pct",
+    ]
+    .iter()
+    .map(|k| drift[k].as_f64().unwrap())
+    .sum();
+    assert!((total - 100.0).abs() < 0.01, "{drift}");
+
+    // One case as a page.
+    let res = goguard(
+        &[
+            "lab",
+            "--quick",
+            "ch4-done",
+            "--format",
+            "html",
+            "-o",
+            page.to_str().unwrap(),
+        ],
+        &t.0,
+    );
+    assert_eq!(res.status.code(), Some(0));
+    let dom = browser_dom(&page, "");
+    assert!(dom.contains("ch4-done-twice") && dom.contains("data-ready=\"1\""));
+    // An unknown case is a clear error.
+    let res = goguard(&["lab", "ch9"], &t.0);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("no lab case `ch9`"));
+}

@@ -1,0 +1,3 @@
+module goguardlab
+
+go 1.22
