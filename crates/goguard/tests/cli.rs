@@ -1668,3 +1668,67 @@ fn lab_reproduces_every_case_of_the_reference() {
     assert_eq!(res.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&res.stderr).contains("no lab case `ch9`"));
 }
+
+/// `--pprof` with `--dump-at`: a dump taken from the running service without stopping it,
+/// then the SIGQUIT dump at the timeout; both analysed, the leak reported from the last.
+#[test]
+fn run_takes_dumps_from_pprof_while_the_program_runs() {
+    let t = TempDir::new("run-pprof");
+    let bin = t.0.join("server");
+    go(
+        &["build", "-o", bin.to_str().unwrap(), "."],
+        &repo().join("crates/goguard-dump/tests/programs/server"),
+    );
+    // A free port: bind, read it, release it for the service.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let report = t.0.join("r.json");
+    let res = goguard_env(
+        &[
+            "run",
+            "--pprof",
+            &format!("http://{addr}"),
+            "--dump-at",
+            "1s",
+            "--timeout",
+            "3s",
+            "--format",
+            "json",
+            "-o",
+            report.to_str().unwrap(),
+            "--",
+            bin.to_str().unwrap(),
+        ],
+        &t.0,
+        &[("LISTEN", addr.as_str()), ("IGNORE_STDIN", "1")],
+    );
+    assert_eq!(
+        res.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let v = read_json(&report);
+    let sources: Vec<&str> = v["dumps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["source"].as_str().unwrap())
+        .collect();
+    assert!(
+        sources
+            .iter()
+            .any(|s| s.contains("/debug/pprof/goroutineleak")),
+        "{sources:?}"
+    );
+    assert!(
+        sources.iter().any(|s| s.starts_with("sigquit")),
+        "{sources:?}"
+    );
+    assert_eq!(v["timed_out"], true);
+    assert_eq!(group_by(&v["leaks"], "main.abandoned")["count"], 6);
+}

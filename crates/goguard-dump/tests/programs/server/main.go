@@ -6,7 +6,8 @@
 // LEAK_PER_SCRAPE=N leaks N more goroutines each time a goroutine profile is fetched, so a
 // watcher sees a leak grow at a known rate without the test having to wait for time to pass.
 // ONLY_DEBUG1=1 answers 404 to every goroutine profile but debug=1, as an old or restricted
-// server might.
+// server might. LISTEN=ADDR picks the address; IGNORE_STDIN=1 keeps serving when standard
+// input is closed (for runs supervised by goguard run, which stops it by signal).
 package main
 
 import (
@@ -133,7 +134,11 @@ func main() {
 		}
 		http.DefaultServeMux.ServeHTTP(w, r)
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := "127.0.0.1:0"
+	if a := os.Getenv("LISTEN"); a != "" {
+		addr = a
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -147,11 +152,13 @@ func main() {
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
 	}
 	fmt.Println(ln.Addr().String())
-	go func() {
-		buf := make([]byte, 1)
-		os.Stdin.Read(buf)
-		os.Exit(0)
-	}()
+	if os.Getenv("IGNORE_STDIN") == "" {
+		go func() {
+			buf := make([]byte, 1)
+			os.Stdin.Read(buf)
+			os.Exit(0)
+		}()
+	}
 	http.Serve(ln, handler)
 }
 
