@@ -1607,8 +1607,12 @@ fn lab_reproduces_every_case_of_the_reference() {
             assert_eq!(c["fix_clean"], true, "{id}: {c}");
         }
         // The reference is wrong about defer + panic (the program crashes, nothing hangs).
-        let expected_claim = id != "ch4-defer-panic";
-        assert_eq!(c["claim_holds"], expected_claim, "{id}: {c}");
+        // Which panic Done-twice gives depends on timing (see its note).
+        match id {
+            "ch4-defer-panic" => assert_eq!(c["claim_holds"], false, "{c}"),
+            "ch4-done-twice" => assert!(c["claim_holds"].is_boolean()),
+            _ => assert_eq!(c["claim_holds"], true, "{id}: {c}"),
+        }
     }
     for id in ["ch2-range", "ch2-ticker", "ch2-sender"] {
         assert_eq!(case(id)["dump_ok"], true, "{id}");
@@ -1631,9 +1635,18 @@ fn lab_reproduces_every_case_of_the_reference() {
             .unwrap()
             > 15.0
     );
+    let panics = case("ch4-done-twice")["measured"]["buggy_panics"]
+        .as_object()
+        .unwrap();
+    assert!(
+        panics
+            .keys()
+            .all(|m| m.starts_with("panic: sync: ") && m.contains("WaitGroup")),
+        "{panics:?}"
+    );
     assert_eq!(
-        case("ch4-done-twice")["measured"]["buggy"]["crash"],
-        "panic: sync: negative WaitGroup counter"
+        panics.values().map(|n| n.as_u64().unwrap()).sum::<u64>(),
+        10
     );
     let drift = &case("ch3-drift")["measured"]["this_machine"];
     let total: f64 = [
