@@ -39,14 +39,11 @@ func pick[T any](buggy bool, b, f T) T {
 	return f
 }
 
-// leaked runs start n times and counts the goroutines left behind.
+// leaked runs start n times, recording goroutines and heap as the calls add up, and
+// counts the goroutines left behind.
 func leaked(n int, start func()) measure.Result {
-	before := measure.Goroutines()
-	for i := 0; i < n; i++ {
-		start()
-	}
-	after := measure.Goroutines()
-	return measure.Result{"calls": n, "goroutines_left": after - before}
+	series := measure.Series(n, start)
+	return measure.Result{"calls": n, "goroutines_left": series[len(series)-1].Goroutines, "series": series}
 }
 
 var cases = map[string]func(buggy bool) measure.Result{
@@ -84,11 +81,9 @@ var cases = map[string]func(buggy bool) measure.Result{
 		run := pick(buggy, ch2ticker.Buggy, ch2ticker.Fixed)
 		done := make(chan struct{})
 		before := measure.Goroutines()
-		for i := 0; i < 50; i++ {
-			run(done)
-		}
-		close(done)
-		return measure.Result{"calls": 50, "goroutines_left": measure.Goroutines() - before}
+		series := measure.Series(50, func() { run(done) })
+		close(done) // the fixed pollers stop; the buggy ones have no way to
+		return measure.Result{"calls": 50, "goroutines_left": measure.Goroutines() - before, "series": series}
 	},
 	"ch2-closure": func(buggy bool) measure.Result {
 		run := pick(buggy, ch2closure.Buggy, ch2closure.Fixed)
@@ -104,11 +99,9 @@ var cases = map[string]func(buggy bool) measure.Result{
 		cancel() // every call gives up at once
 		release := make(chan struct{})
 		before := measure.Goroutines()
-		for i := 0; i < 100; i++ {
-			run(ctx, release)
-		}
+		series := measure.Series(100, func() { run(ctx, release) })
 		close(release) // the slow work finishes: who is left to take its result?
-		return measure.Result{"calls": 100, "goroutines_left": measure.Goroutines() - before}
+		return measure.Result{"calls": 100, "goroutines_left": measure.Goroutines() - before, "series": series}
 	},
 	"ch3-time-after": func(buggy bool) measure.Result {
 		run := pick(buggy, ch3after.Buggy, ch3after.Fixed)

@@ -29,15 +29,15 @@ func main() {
 	srv := &http.Server{Handler: http.HandlerFunc(handler)}
 	go srv.Serve(ln)
 	client := &http.Client{}
-	before := measure.Goroutines()
-	for i := 0; i < 50; i++ {
+	series := measure.Series(50, func() {
 		resp, err := client.Get("http://" + ln.Addr().String() + "/orders")
 		if err != nil {
 			panic(err)
 		}
 		resp.Body.Close()
-	}
-	client.CloseIdleConnections()
-	measure.Report(measure.Result{"requests": 50, "goroutines_left": measure.Goroutines() - before})
+		client.CloseIdleConnections()
+	})
+	last := series[len(series)-1]
+	measure.Report(measure.Result{"requests": 50, "goroutines_left": last.Goroutines, "series": series})
 	measure.Dump()
 }

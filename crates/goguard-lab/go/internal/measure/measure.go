@@ -49,6 +49,27 @@ func Goroutines() int {
 	return n
 }
 
+// Point is one moment of a series: after how many calls, goroutines alive, live heap.
+type Point struct {
+	Calls      int     `json:"calls"`
+	Goroutines int     `json:"goroutines"`
+	HeapMB     float64 `json:"heap_mb"`
+}
+
+// Series runs call n times in five batches and records, after each batch, the goroutines
+// above the starting count and the live heap: how the leak grows with use.
+func Series(n int, call func()) []Point {
+	base := Goroutines()
+	var points []Point
+	for batch := 1; batch <= 5; batch++ {
+		for i := 0; i < n/5; i++ {
+			call()
+		}
+		points = append(points, Point{Calls: batch * (n / 5), Goroutines: Goroutines() - base, HeapMB: LiveHeapMB()})
+	}
+	return points
+}
+
 // Dump writes a debug=2 goroutine dump to standard error, for goguard dump to read.
 func Dump() {
 	pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
