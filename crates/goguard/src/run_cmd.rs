@@ -91,6 +91,9 @@ pub struct RaceEntry {
     pub locations: Vec<String>,
     pub count: usize,
     pub race: goguard_dump::race::Race,
+    /// Static findings (goguard check) in the functions of the racing accesses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<goguard_dump::analyze::StaticFinding>,
 }
 
 #[derive(Serialize)]
@@ -358,6 +361,7 @@ fn build_report(
             locations: r.locations,
             count: r.count,
             race: r.race,
+            findings: Vec::new(),
         })
         .collect();
     let deadlock = panics
@@ -407,6 +411,23 @@ fn attach_source(args: &RunArgs, report: &mut RunReport) {
     };
     for d in &mut report.dumps {
         let _ = crate::source_map::attach(&mut d.analysis, &map);
+    }
+    let stacks: Vec<Vec<goguard_dump::Frame>> = report
+        .races
+        .iter()
+        .map(|r| {
+            // The functions that made the accesses, not every caller up the stack.
+            r.race
+                .accesses
+                .iter()
+                .filter_map(|a| goguard_dump::analyze::user_frame(&a.frames).cloned())
+                .collect()
+        })
+        .collect();
+    if let Ok(found) = crate::source_map::findings_in_stacks(&map, &stacks) {
+        for (race, findings) in report.races.iter_mut().zip(found) {
+            race.findings = findings;
+        }
     }
     if let Some(last) = report
         .dumps
@@ -472,6 +493,13 @@ fn text(r: &RunReport) -> String {
                 String::new()
             }
         );
+        for f in &race.findings {
+            let _ = writeln!(
+                out,
+                "    goguard check: {} {}:{}: {}",
+                f.rule, f.file, f.line, f.message
+            );
+        }
     }
     for p in &r.panics {
         let at =

@@ -103,17 +103,23 @@ fn function_span(lines: &[&str], line: u32) -> Option<(u32, u32)> {
     Some((start as u32 + 1, end as u32 + 1))
 }
 
+/// Reads files once.
+#[derive(Default)]
+struct Files(HashMap<PathBuf, String>);
+
+impl Files {
+    fn read(&mut self, path: &Path) -> Option<&str> {
+        if !self.0.contains_key(path) {
+            let text = std::fs::read_to_string(path).ok()?;
+            self.0.insert(path.to_path_buf(), text);
+        }
+        self.0.get(path).map(String::as_str)
+    }
+}
+
 /// Adds source lines and static findings to the groups worth opening.
 pub fn attach(analysis: &mut Analysis, map: &SourceMap) -> Result<(), String> {
-    let mut files: HashMap<PathBuf, String> = HashMap::new();
-    let mut read = |path: &Path| -> Option<String> {
-        if let Some(text) = files.get(path) {
-            return Some(text.clone());
-        }
-        let text = std::fs::read_to_string(path).ok()?;
-        files.insert(path.to_path_buf(), text.clone());
-        Some(text)
-    };
+    let mut files = Files::default();
     // The groups to enrich: suspects and rule hints first (groups are sorted that way).
     let chosen: Vec<usize> = (0..analysis.groups.len())
         .filter(|&i| {
@@ -122,38 +128,61 @@ pub fn attach(analysis: &mut Analysis, map: &SourceMap) -> Result<(), String> {
         })
         .take(MAX_GROUPS)
         .collect();
-    // Where each chosen group's program frames are: (group, local file, line).
-    let mut spots: Vec<(usize, PathBuf, u32)> = Vec::new();
     for &i in &chosen {
         let g = &mut analysis.groups[i];
-        if let Some(top) = g.top_frame.clone() {
-            if let Some(path) = map.locate(&top) {
-                if let Some(text) = read(&path) {
-                    let lo = top.line.saturating_sub(CONTEXT).max(1);
-                    g.source = text
-                        .lines()
-                        .enumerate()
-                        .map(|(n, t)| (n as u32 + 1, t))
-                        .filter(|(n, _)| *n >= lo && *n <= top.line + CONTEXT)
-                        .map(|(n, t)| SourceLine {
-                            line: n,
-                            text: t.to_string(),
-                            target: n == top.line,
-                        })
-                        .collect();
-                }
-            }
-        }
-        for f in g.frames.iter().chain(&g.created_by) {
+        let Some(top) = g.top_frame.clone() else {
+            continue;
+        };
+        let Some(text) = map.locate(&top).and_then(|p| files.read(&p)) else {
+            continue;
+        };
+        let lo = top.line.saturating_sub(CONTEXT).max(1);
+        g.source = text
+            .lines()
+            .enumerate()
+            .map(|(n, t)| (n as u32 + 1, t))
+            .filter(|(n, _)| *n >= lo && *n <= top.line + CONTEXT)
+            .map(|(n, t)| SourceLine {
+                line: n,
+                text: t.to_string(),
+                target: n == top.line,
+            })
+            .collect();
+    }
+    let stacks: Vec<Vec<Frame>> = chosen
+        .iter()
+        .map(|&i| {
+            let g = &analysis.groups[i];
+            g.frames.iter().chain(&g.created_by).cloned().collect()
+        })
+        .collect();
+    let found = findings_in_stacks(map, &stacks)?;
+    for (&i, findings) in chosen.iter().zip(found) {
+        analysis.groups[i].findings = findings;
+    }
+    Ok(())
+}
+
+/// The static findings inside the functions of each stack, one list per stack. goguard check
+/// runs once over every package the stacks touch.
+pub fn findings_in_stacks(
+    map: &SourceMap,
+    stacks: &[Vec<Frame>],
+) -> Result<Vec<Vec<StaticFinding>>, String> {
+    let mut files = Files::default();
+    // Where each stack's program frames are: (stack, local file, line).
+    let mut spots: Vec<(usize, PathBuf, u32)> = Vec::new();
+    for (i, stack) in stacks.iter().enumerate() {
+        for f in stack {
             if let Some(path) = map.locate(f) {
                 spots.push((i, path, f.line));
             }
         }
     }
+    let mut out: Vec<Vec<StaticFinding>> = vec![Vec::new(); stacks.len()];
     if spots.is_empty() {
-        return Ok(());
+        return Ok(out);
     }
-    // The static rules, run once over the packages involved.
     let mut inputs: BTreeSet<PathBuf> = BTreeSet::new();
     for (_, path, _) in &spots {
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -183,19 +212,20 @@ pub fn attach(analysis: &mut Analysis, map: &SourceMap) -> Result<(), String> {
         }
     }
     for (i, path, line) in spots {
-        let Some(text) = read(&path) else { continue };
+        let Some(text) = files.read(&path) else {
+            continue;
+        };
         let lines: Vec<&str> = text.lines().collect();
         let Some((lo, hi)) = function_span(&lines, line) else {
             continue;
         };
         for d in &report.diagnostics {
             let in_function = d.path == path && (lo..=hi).contains(&(d.line as u32));
-            let g = &mut analysis.groups[i];
-            let already = g.findings.iter().any(|f| {
+            let already = out[i].iter().any(|f| {
                 f.rule == d.rule && f.line == d.line as u32 && Path::new(&f.file) == d.path
             });
             if in_function && !already {
-                g.findings.push(StaticFinding {
+                out[i].push(StaticFinding {
                     rule: d.rule.to_string(),
                     file: d.path.display().to_string(),
                     line: d.line as u32,
@@ -204,7 +234,7 @@ pub fn attach(analysis: &mut Analysis, map: &SourceMap) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]
