@@ -1,11 +1,9 @@
 //! Building the lab module with the user's Go toolchain and running one variant of a case:
 //! bounded in time, in its own process group, its output kept.
 
-use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// What one run of a variant did.
 #[derive(Debug, Clone)]
@@ -97,72 +95,42 @@ pub fn build(dir: &Path, go_directive: &str) -> Result<(PathBuf, PathBuf), Strin
     Ok((lab, http))
 }
 
-fn signal_group(pgid: u32, signal: i32) {
-    // SAFETY: kill(2) on the process group we created; no memory is involved.
-    unsafe {
-        libc::kill(-(pgid as i32), signal);
-    }
-}
-
-/// Runs `bin args...`; after `limit` the program gets SIGQUIT (and prints its goroutines),
-/// and two seconds later SIGKILL. Its whole process group goes with it.
+/// Runs `bin args...` under `goguard run`'s supervisor: after `limit` the program gets
+/// SIGQUIT (and prints its goroutines), two seconds later SIGKILL, and its whole process
+/// group goes with it.
 pub fn run(bin: &Path, args: &[&str], limit: Duration) -> Result<Outcome, String> {
-    let start = Instant::now();
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("{}: cannot start: {e}", bin.display()))?;
-    let pgid = child.id();
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        let elapsed = start.elapsed();
-        if elapsed >= limit && !timed_out {
-            timed_out = true;
-            signal_group(pgid, libc::SIGQUIT);
-        }
-        if elapsed >= limit + Duration::from_secs(2) {
-            signal_group(pgid, libc::SIGKILL);
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let mut command = vec![bin.display().to_string()];
+    command.extend(args.iter().map(|a| a.to_string()));
+    let spec = goguard_run::Spec {
+        command,
+        env: goguard_run::instrument_env(None, false, false),
+        timeout: Some(limit),
+        dump_at: Vec::new(),
+        pprof: None,
+        passthrough: false,
+        trace: false,
+        grace: Duration::from_secs(2),
     };
-    signal_group(pgid, libc::SIGKILL);
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    let measured = String::from_utf8_lossy(&stdout)
+    let run = goguard_run::run(&spec, None)?;
+    let measured = String::from_utf8_lossy(&run.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("LAB "))
         .and_then(|j| serde_json::from_str(j).ok());
-    let analysis = goguard_dump::analyze_reader(std::io::Cursor::new(stderr.clone())).ok();
-    let text = String::from_utf8_lossy(&stderr);
-    let tail: String = text.lines().take(3).collect::<Vec<_>>().join("\n");
+    // The program's own dump, or its crash, on standard error.
+    let analysis = run
+        .report
+        .dumps
+        .into_iter()
+        .find(|d| d.source.ends_with("(stderr)"))
+        .map(|d| d.analysis);
+    let text = String::from_utf8_lossy(&run.stderr);
     Ok(Outcome {
-        exit_code: status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-        timed_out,
+        exit_code: run.report.exit_code,
+        timed_out: run.report.timed_out,
         measured,
         analysis,
-        stderr_tail: tail,
-        seconds: start.elapsed().as_secs_f64(),
+        stderr_tail: text.lines().take(3).collect::<Vec<_>>().join("\n"),
+        seconds: run.report.duration_seconds,
     })
 }
 

