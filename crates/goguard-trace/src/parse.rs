@@ -69,6 +69,11 @@ pub struct SchedSample {
     /// With scheddetail=1: goroutines by state (`running`, `runnable`, `syscall`, or the
     /// wait reason such as `chan receive`).
     pub goroutines: Option<BTreeMap<String, u32>>,
+    /// With scheddetail=1: Ps by status (`idle`, `running`, `syscall`, `gcstop`, `dead`).
+    pub procs: Option<BTreeMap<String, u32>>,
+    /// With scheddetail=1: Ms (OS threads) by what they do (`running` a goroutine,
+    /// `spinning` for work, `blocked`, `idle`).
+    pub machines: Option<BTreeMap<String, u32>>,
     /// The local run queues came from scheddetail's per-P lines.
     #[serde(skip)]
     pub(crate) detailed: bool,
@@ -273,6 +278,19 @@ fn find_detail(line: &str) -> Option<(Detail, &str)> {
 fn detail(sample: &mut SchedSample, kind: Detail, rest: &str) {
     match kind {
         Detail::P => {
+            let status = match field(rest, "status") {
+                Some("0") => "idle",
+                Some("1") => "running",
+                Some("2") => "syscall",
+                Some("3") => "gcstop",
+                Some("4") => "dead",
+                _ => "other",
+            };
+            *sample
+                .procs
+                .get_or_insert_with(BTreeMap::new)
+                .entry(status.into())
+                .or_default() += 1;
             // scheddetail prints runqsize per P instead of the `[ ... ]` list.
             if let Some(n) = field(rest, "runqsize").and_then(|v| v.parse().ok()) {
                 if !sample.detailed {
@@ -306,7 +324,22 @@ fn detail(sample: &mut SchedSample, kind: Detail, rest: &str) {
                 .entry(state)
                 .or_default() += 1;
         }
-        Detail::M => {}
+        Detail::M => {
+            let state = if field(rest, "spinning") == Some("true") {
+                "spinning"
+            } else if field(rest, "blocked") == Some("true") {
+                "blocked"
+            } else if field(rest, "curg").is_some_and(|g| g != "nil") {
+                "running"
+            } else {
+                "idle"
+            };
+            *sample
+                .machines
+                .get_or_insert_with(BTreeMap::new)
+                .entry(state.into())
+                .or_default() += 1;
+        }
     }
 }
 
@@ -405,6 +438,8 @@ mod tests {
         assert_eq!(g["force gc (idle)"], 1);
         assert_eq!((g["running"], g["runnable"]), (1, 1));
         assert!(!g.contains_key("dead"));
+        assert_eq!(s.procs.as_ref().unwrap()["running"], 2);
+        assert_eq!(s.machines.as_ref().unwrap()["running"], 1);
         assert_eq!(t.other_lines, 0);
     }
 }
