@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 mod dump_cmd;
+mod gate_cmd;
 mod lab_cmd;
 mod run_cmd;
 mod source_map;
@@ -77,6 +78,10 @@ enum Command {
     /// Reproduce each failure of the reference on your Go toolchain, buggy next to fixed,
     /// measured, and check goguard's own rules against them.
     Lab(lab_cmd::LabArgs),
+    /// The stability gateway for a Go service (chapter 5). `goguard gate check gate.toml`
+    /// validates a configuration.
+    #[command(subcommand)]
+    Gate(gate_cmd::GateCommand),
     /// Print a rule's full documentation.
     Explain {
         /// A rule id (G301) or name (waitgroup-add-after-go).
@@ -176,6 +181,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Dump(args) => match dump_cmd::run(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(message) => {
+                eprintln!("goguard: {message}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
+        Command::Gate(cmd) => match gate_cmd::run(cmd) {
             Ok(code) => ExitCode::from(code),
             Err(message) => {
                 eprintln!("goguard: {message}");

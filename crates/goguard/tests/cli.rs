@@ -1780,3 +1780,53 @@ fn run_passes_raw_output_through_and_names_a_missing_toolchain() {
         );
     }
 }
+
+/// `goguard gate check`: the example works as written and prints the effective
+/// configuration; a broken one is refused with file, line and field; a missing one is an
+/// error.
+#[test]
+fn gate_check_validates_configurations() {
+    let t = TempDir::new("gate");
+    let example = repo().join("examples/gate/gate.toml");
+    let res = goguard(&["gate", "check", example.to_str().unwrap()], &t.0);
+    assert_eq!(
+        res.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let effective = String::from_utf8_lossy(&res.stdout);
+    assert!(effective.contains("[routes.breaker]") && effective.contains("half_open_probes = 5"));
+    assert!(
+        effective.contains("drain = \"30s\""),
+        "defaults are filled in: {effective}"
+    );
+    let v = json(&goguard(
+        &["gate", "check", "--json", example.to_str().unwrap()],
+        &t.0,
+    ));
+    assert_eq!(
+        v["routes"][0]["limit"]["per_key"]["key"],
+        "header:x-user-id"
+    );
+
+    let text = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace("upstream = \"orders\"", "upstream = \"order\"")
+        .replace("error_ratio = 0.15", "error_ratio = 2");
+    let bad = t.write("bad.toml", text);
+    let res = goguard(&["gate", "check", bad.to_str().unwrap()], &t.0);
+    assert_eq!(res.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("bad.toml:10: routes.0.upstream: no upstream `order`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.toml:15: routes.0.breaker.error_ratio"),
+        "{err}"
+    );
+    let res = goguard(&["gate", "check", "/nonexistent/gate.toml"], &t.0);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("/nonexistent/gate.toml: cannot read"));
+}
