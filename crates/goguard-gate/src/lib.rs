@@ -1,9 +1,10 @@
 //! goguard-gate: a stability gateway in front of a Go service (chapter 5 of the reference).
 //!
-//! This first part is the configuration: its model, defaults and validation, with errors
-//! that name the file, the line and the field. The protections (breaker, limits, degrade,
-//! events) and the proxy build on it.
+//! Built so far: the configuration (model, defaults, validation with file, line and field)
+//! and the circuit breaker's state machine (5.1), driven by the caller's clock. The limits,
+//! degrade, events and the proxy build on them.
 
+pub mod breaker;
 pub mod config;
 
 pub use config::{load, Config, ConfigError};
