@@ -1,0 +1,251 @@
+//! "Abnormal user behaviour" events of 5.5: a user who keeps hitting a limit or an open
+//! breaker is reported to risk control. Events go through a bounded queue: a request never
+//! waits for a sink, and what does not fit is dropped and counted.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// Why a request of the user was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    RateLimited,
+    BreakerOpen,
+}
+
+/// One event, as written to the sink (one JSON object per line).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub unix_ms: u128,
+    pub user: String,
+    pub route: String,
+    pub reason: Reason,
+    /// Rejections counted in the window.
+    pub count: u32,
+    pub window_seconds: f64,
+}
+
+/// Counts rejections per (route, user, reason) and raises one event when a user reaches the
+/// threshold within the window; the next can come only in a later window.
+#[derive(Debug)]
+pub struct AbuseDetector {
+    threshold: u32,
+    window: Duration,
+    max_users: usize,
+    seen: HashMap<(String, String, Reason), (Instant, u32)>,
+}
+
+impl AbuseDetector {
+    pub fn new(threshold: u32, window: Duration, max_users: usize) -> AbuseDetector {
+        AbuseDetector {
+            threshold: threshold.max(1),
+            window,
+            max_users: max_users.max(1),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Records a rejection; returns the event when this one reaches the threshold.
+    pub fn rejected(
+        &mut self,
+        route: &str,
+        user: &str,
+        reason: Reason,
+        now: Instant,
+    ) -> Option<Event> {
+        let key = (route.to_string(), user.to_string(), reason);
+        if !self.seen.contains_key(&key) && self.seen.len() >= self.max_users {
+            // Bounded memory: windows that are over count for nothing.
+            let window = self.window;
+            self.seen
+                .retain(|_, (start, _)| now.duration_since(*start) < window);
+            if self.seen.len() >= self.max_users {
+                return None;
+            }
+        }
+        let entry = self.seen.entry(key).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        (entry.1 == self.threshold).then(|| Event {
+            unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
+            user: user.to_string(),
+            route: route.to_string(),
+            reason,
+            count: entry.1,
+            window_seconds: self.window.as_secs_f64(),
+        })
+    }
+}
+
+/// The sending side of the bounded event queue; cheap to clone into every request path.
+#[derive(Clone)]
+pub struct EventQueue {
+    tx: SyncSender<Event>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl EventQueue {
+    /// A queue holding at most `capacity` events, and its receiving side for a sink.
+    pub fn new(capacity: usize) -> (EventQueue, Receiver<Event>) {
+        let (tx, rx) = sync_channel(capacity.max(1));
+        (
+            EventQueue {
+                tx,
+                dropped: Arc::new(AtomicU64::new(0)),
+            },
+            rx,
+        )
+    }
+
+    /// Hands the event over, or drops it (counted) when the queue is full or the sink gone.
+    /// Never blocks.
+    pub fn emit(&self, event: Event) {
+        match self.tx.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Events dropped so far (a metric).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Writes events as JSON lines to a file (appending), until the queue's senders are gone.
+pub fn spawn_file_sink(
+    path: &Path,
+    rx: Receiver<Event>,
+) -> std::io::Result<std::thread::JoinHandle<std::io::Result<()>>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    Ok(std::thread::spawn(move || {
+        let mut out = std::io::BufWriter::new(file);
+        for event in rx {
+            serde_json::to_writer(&mut out, &event)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+        }
+        Ok(())
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_event_when_a_user_reaches_the_threshold_in_the_window() {
+        let t0 = Instant::now();
+        let mut d = AbuseDetector::new(3, Duration::from_secs(10), 1000);
+        assert!(d
+            .rejected("orders", "alice", Reason::RateLimited, t0)
+            .is_none());
+        assert!(d
+            .rejected("orders", "alice", Reason::RateLimited, t0)
+            .is_none());
+        let e = d
+            .rejected("orders", "alice", Reason::RateLimited, t0)
+            .unwrap();
+        assert_eq!(
+            (e.user.as_str(), e.route.as_str(), e.count),
+            ("alice", "orders", 3)
+        );
+        assert!(
+            d.rejected("orders", "alice", Reason::RateLimited, t0)
+                .is_none(),
+            "once per window"
+        );
+        // Another user, another reason, or a later window count apart.
+        assert!(d
+            .rejected("orders", "bob", Reason::RateLimited, t0)
+            .is_none());
+        let later = t0 + Duration::from_secs(11);
+        for _ in 0..2 {
+            assert!(d
+                .rejected("orders", "alice", Reason::RateLimited, later)
+                .is_none());
+        }
+        assert!(d
+            .rejected("orders", "alice", Reason::RateLimited, later)
+            .is_some());
+    }
+
+    #[test]
+    fn rejections_spread_over_windows_raise_nothing() {
+        let t0 = Instant::now();
+        let mut d = AbuseDetector::new(3, Duration::from_secs(10), 1000);
+        for i in 0..10 {
+            let at = t0 + Duration::from_secs(6 * i);
+            assert!(d
+                .rejected("orders", "carol", Reason::BreakerOpen, at)
+                .is_none());
+        }
+    }
+
+    fn event(user: &str) -> Event {
+        Event {
+            unix_ms: 1,
+            user: user.into(),
+            route: "orders".into(),
+            reason: Reason::BreakerOpen,
+            count: 20,
+            window_seconds: 10.0,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        let (q, rx) = EventQueue::new(2);
+        for i in 0..5 {
+            q.emit(event(&format!("u{i}")));
+        }
+        assert_eq!(q.dropped(), 3);
+        assert_eq!(rx.try_iter().count(), 2);
+        drop(rx);
+        q.emit(event("late"));
+        assert_eq!(q.dropped(), 4, "a sink that is gone counts as a drop too");
+    }
+
+    #[test]
+    fn the_file_sink_writes_json_lines() {
+        let dir = std::env::temp_dir().join(format!("goguard-events-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let (q, rx) = EventQueue::new(16);
+        let writer = spawn_file_sink(&path, rx).unwrap();
+        q.emit(event("alice"));
+        q.emit(event("bob"));
+        drop(q);
+        writer.join().unwrap().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let users: Vec<String> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["user"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(users, ["alice", "bob"]);
+        assert!(text.contains("\"reason\":\"breaker_open\""));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
