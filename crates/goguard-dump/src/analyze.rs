@@ -371,6 +371,14 @@ pub fn analyze(text: &str) -> Result<Analysis, crate::parse::ParseError> {
 pub fn analyze_reader(
     reader: impl std::io::BufRead + 'static,
 ) -> Result<Analysis, crate::parse::ParseError> {
+    analyze_last(reader).map(|(analysis, _)| analysis)
+}
+
+/// Like [`analyze_reader`], with what the parser saw (every race report, not deduplicated;
+/// the format; whether the input was cut).
+pub fn analyze_last(
+    reader: impl std::io::BufRead + 'static,
+) -> Result<(Analysis, ParseStats), crate::parse::ParseError> {
     let reader = crate::parse::decompressing(reader)?;
     let mut grouper = Grouper::default();
     let mut last = 0;
@@ -381,7 +389,7 @@ pub fn analyze_reader(
         }
         grouper.add(g)
     })?;
-    Ok(grouper.finish(&stats))
+    Ok((grouper.finish(&stats), stats))
 }
 
 /// The first elements of the standard library's package paths (and `vendor`, where it

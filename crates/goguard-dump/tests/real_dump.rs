@@ -22,25 +22,7 @@ fn run_leaky_debug(senders: usize, debug: &str) -> String {
 /// The leaky program, built once for all tests of this file.
 fn leaky_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/leaky");
-        let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("leaky-program");
-        let out = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&bin)
-            .arg(".")
-            .current_dir(&dir)
-            .env("GOTOOLCHAIN", "local")
-            .env("GOFLAGS", "-mod=mod")
-            .output()
-            .expect("the Go toolchain must be installed (scripts/test installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        bin
-    })
+    BIN.get_or_init(|| build_program("leaky"))
 }
 
 /// Runs the leaky program and returns the profile it writes: `debug` 0 (gzipped protobuf), 1

@@ -310,18 +310,11 @@ fn build_report(
     let mut races = Vec::new();
     let mut panics = Vec::new();
     for (stream, bytes) in [("stderr", stderr), ("stdout", stdout)] {
-        let mut grouper = goguard_dump::analyze::Grouper::default();
-        let mut last = 0;
-        let Ok(stats) = goguard_dump::parse_dump(bytes, |g| {
-            if g.dump != last {
-                last = g.dump;
-                grouper = Default::default();
-            }
-            grouper.add(g)
-        }) else {
+        let Ok((analysis, stats)) =
+            goguard_dump::analyze::analyze_last(std::io::Cursor::new(bytes.to_vec()))
+        else {
             continue;
         };
-        let analysis = grouper.finish(&stats);
         races.extend(stats.races.iter().cloned());
         if let Some(c) = &analysis.crash {
             panics.push(PanicEntry {

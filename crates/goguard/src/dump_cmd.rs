@@ -421,11 +421,7 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
             );
         }
         if !c.explanation.is_empty() {
-            let rule = c
-                .rule
-                .map(|r| format!(" [likely {r}: goguard explain {r}]"))
-                .unwrap_or_default();
-            let _ = writeln!(out, "         {}{rule}", c.explanation);
+            let _ = writeln!(out, "         {}{}", c.explanation, rule_hint(c.rule));
         }
     }
     for r in &a.races {
@@ -505,22 +501,14 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
             let _ = writeln!(out, "         label {k}: {}", list.join(", "));
         }
         if !g.reason.is_empty() {
-            let rule = g
-                .rule
-                .map(|r| format!(" [likely {r}: goguard explain {r}]"))
-                .unwrap_or_default();
-            let _ = writeln!(out, "         {}{rule}", g.reason);
+            let _ = writeln!(out, "         {}{}", g.reason, rule_hint(g.rule));
         }
         for l in &g.source {
             let mark = if l.target { ">" } else { " " };
             let _ = writeln!(out, "       {mark} {:>5} | {}", l.line, l.text);
         }
         for f in &g.findings {
-            let _ = writeln!(
-                out,
-                "         goguard check: {} {}:{}: {}",
-                f.rule, f.file, f.line, f.message
-            );
+            let _ = writeln!(out, "         {}", finding_line(f));
         }
     }
     if a.groups.len() > top {
@@ -550,4 +538,18 @@ pub fn emit(rendered: &str, output: Option<&std::path::Path>) -> Result<(), Stri
             Ok(())
         }
     }
+}
+
+/// ` [likely G106: goguard explain G106]`, or nothing without a rule.
+pub fn rule_hint(rule: Option<&str>) -> String {
+    rule.map(|r| format!(" [likely {r}: goguard explain {r}]"))
+        .unwrap_or_default()
+}
+
+/// One static finding attached to runtime evidence, as a report line (without indent).
+pub fn finding_line(f: &goguard_dump::analyze::StaticFinding) -> String {
+    format!(
+        "goguard check: {} {}:{}: {}",
+        f.rule, f.file, f.line, f.message
+    )
 }

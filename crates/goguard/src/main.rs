@@ -180,55 +180,24 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_ERROR)
             }
         },
-        Command::Dump(args) => match dump_cmd::run(args) {
-            Ok(code) => ExitCode::from(code),
-            Err(message) => {
-                eprintln!("goguard: {message}");
-                ExitCode::from(EXIT_ERROR)
-            }
-        },
-        Command::Gate(cmd) => match gate_cmd::run(cmd) {
-            Ok(code) => ExitCode::from(code),
-            Err(message) => {
-                eprintln!("goguard: {message}");
-                ExitCode::from(EXIT_ERROR)
-            }
-        },
-        Command::Lab(args) => match lab_cmd::run(args) {
-            Ok(code) => ExitCode::from(code),
-            Err(message) => {
-                eprintln!("goguard: {message}");
-                ExitCode::from(EXIT_ERROR)
-            }
-        },
-        Command::Run(args) => match run_cmd::run(args) {
-            Ok(code) => ExitCode::from(code),
-            Err(message) => {
-                eprintln!("goguard: {message}");
-                ExitCode::from(EXIT_ERROR)
-            }
-        },
-        Command::Trace(args) => match trace_cmd::run(args) {
-            Ok(code) => ExitCode::from(code),
-            Err(message) => {
-                eprintln!("goguard: {message}");
-                ExitCode::from(EXIT_ERROR)
-            }
-        },
-        Command::Watch(args) => match watch_cmd::run(args) {
-            Ok(code) => ExitCode::from(code),
-            Err(message) => {
-                eprintln!("goguard: {message}");
-                ExitCode::from(EXIT_ERROR)
-            }
-        },
-        Command::Check(args) => match check(args) {
-            Ok(code) => ExitCode::from(code),
-            Err(message) => {
-                eprintln!("goguard: {message}");
-                ExitCode::from(EXIT_ERROR)
-            }
-        },
+        Command::Dump(args) => exit_code(dump_cmd::run(args)),
+        Command::Gate(cmd) => exit_code(gate_cmd::run(cmd)),
+        Command::Lab(args) => exit_code(lab_cmd::run(args)),
+        Command::Run(args) => exit_code(run_cmd::run(args)),
+        Command::Trace(args) => exit_code(trace_cmd::run(args)),
+        Command::Watch(args) => exit_code(watch_cmd::run(args)),
+        Command::Check(args) => exit_code(check(args)),
+    }
+}
+
+/// A subcommand's outcome as the process exit code; an error is one line on stderr.
+fn exit_code(result: Result<u8, String>) -> ExitCode {
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("goguard: {message}");
+            ExitCode::from(EXIT_ERROR)
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use goguard_run::RunReport;
 
-use crate::dump_cmd::{emit, DumpFormat};
+use crate::dump_cmd::{emit, finding_line, rule_hint, DumpFormat};
 use crate::pretty;
 
 /// goguard found a race, a deadlock or a leak (otherwise the program's own exit code).
@@ -184,11 +184,7 @@ fn text(r: &RunReport) -> String {
             }
         );
         for f in &race.findings {
-            let _ = writeln!(
-                out,
-                "    goguard check: {} {}:{}: {}",
-                f.rule, f.file, f.line, f.message
-            );
+            let _ = writeln!(out, "    {}", finding_line(f));
         }
     }
     for p in &r.panics {
@@ -198,11 +194,7 @@ fn text(r: &RunReport) -> String {
                 .unwrap_or_default();
         let _ = writeln!(out, "{}{at}", p.message);
         if !p.explanation.is_empty() {
-            let rule = p
-                .rule
-                .map(|r| format!(" [likely {r}: goguard explain {r}]"))
-                .unwrap_or_default();
-            let _ = writeln!(out, "    {}{rule}", p.explanation);
+            let _ = writeln!(out, "    {}{}", p.explanation, rule_hint(p.rule));
         }
     }
     for g in &r.leaks {
@@ -212,17 +204,9 @@ fn text(r: &RunReport) -> String {
             .map(|f| format!("{} ({}:{})", f.function, f.file, f.line))
             .unwrap_or_default();
         let _ = writeln!(out, "LEAK SUSPECT {} x [{}] at {at}", g.count, g.state);
-        let rule = g
-            .rule
-            .map(|r| format!(" [likely {r}: goguard explain {r}]"))
-            .unwrap_or_default();
-        let _ = writeln!(out, "    {}{rule}", g.reason);
+        let _ = writeln!(out, "    {}{}", g.reason, rule_hint(g.rule));
         for f in &g.findings {
-            let _ = writeln!(
-                out,
-                "    goguard check: {} {}:{}: {}",
-                f.rule, f.file, f.line, f.message
-            );
+            let _ = writeln!(out, "    {}", finding_line(f));
         }
     }
     for a in &r.anomalies {

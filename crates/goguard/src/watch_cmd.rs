@@ -331,12 +331,12 @@ fn text_report(watch: &Watch, url: &str, stop: Stop, top: usize) -> String {
             );
         }
         if !g.group.reason.is_empty() {
-            let rule = g
-                .group
-                .rule
-                .map(|r| format!(" [likely {r}: goguard explain {r}]"))
-                .unwrap_or_default();
-            let _ = writeln!(out, "         {}{rule}", g.group.reason);
+            let _ = writeln!(
+                out,
+                "         {}{}",
+                g.group.reason,
+                crate::dump_cmd::rule_hint(g.group.rule)
+            );
         }
     }
     out
