@@ -142,6 +142,27 @@ impl CircuitBreaker {
         }
     }
 
+    /// Gives back a half-open probe slot whose call ended without a verdict (the client went
+    /// away, or a protection further in turned it away), so the breaker is not left waiting
+    /// for a probe that will never report.
+    pub fn cancel_probe(&mut self) {
+        if let State::HalfOpen {
+            admitted,
+            succeeded,
+        } = self.state
+        {
+            self.state = State::HalfOpen {
+                admitted: admitted.saturating_sub(1).max(succeeded),
+                succeeded,
+            };
+        }
+    }
+
+    /// The rule it runs.
+    pub fn rule(&self) -> &Rule {
+        &self.rule
+    }
+
     /// Records the end of an admitted call.
     pub fn record(&mut self, now: Instant, outcome: Outcome, latency: Duration) {
         let slow = self.rule.slow_call.is_some_and(|s| latency > s);

@@ -90,6 +90,8 @@ pub struct Server {
     /// How long a shutdown waits for in-flight requests.
     #[serde(with = "human_duration")]
     pub drain: Duration,
+    /// One JSON line per request: `stdout`, `stderr`, `file:PATH` or `off`.
+    pub access_log: String,
 }
 
 impl Default for Server {
@@ -101,6 +103,7 @@ impl Default for Server {
             max_body_bytes: 10 * 1024 * 1024,
             trusted_proxies: Vec::new(),
             drain: Duration::from_secs(30),
+            access_log: "stdout".into(),
         }
     }
 }
@@ -686,6 +689,18 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         out.push((
             field(&["admin"]),
             format!("`{}` is not a loopback address: set `admin_token` so that others cannot reload the gateway", c.admin),
+        ));
+    }
+    if let Err(e) = crate::proxy::TrustedProxies::parse(&c.server.trusted_proxies) {
+        out.push((field(&["server", "trusted_proxies"]), e));
+    }
+    let log = c.server.access_log.as_str();
+    if !matches!(log, "stdout" | "stderr" | "off")
+        && log.strip_prefix("file:").is_none_or(str::is_empty)
+    {
+        out.push((
+            field(&["server", "access_log"]),
+            format!("`{log}`: expected stdout, stderr, off or file:PATH"),
         ));
     }
     for (name, u) in &c.upstreams {

@@ -12,12 +12,38 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::config::Sink;
+
 /// Why a request of the user was turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     RateLimited,
     BreakerOpen,
+    /// The gateway lost Redis and limits each instance on its own (or fails closed).
+    SharedLimitsUnavailable,
+    /// Redis is back: the limits are shared again.
+    SharedLimitsRecovered,
+}
+
+impl Event {
+    /// An event about the gateway itself rather than a user (`user` is `-`).
+    pub fn gateway(reason: Reason, route: &str) -> Event {
+        Event {
+            unix_ms: unix_ms(),
+            user: "-".into(),
+            route: route.into(),
+            reason,
+            count: 1,
+            window_seconds: 0.0,
+        }
+    }
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 /// One event, as written to the sink (one JSON object per line).
@@ -76,9 +102,7 @@ impl AbuseDetector {
         }
         entry.1 += 1;
         (entry.1 == self.threshold).then(|| Event {
-            unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis()),
+            unix_ms: unix_ms(),
             user: user.to_string(),
             route: route.to_string(),
             reason,
@@ -143,6 +167,99 @@ pub fn spawn_file_sink(
         }
         Ok(())
     }))
+}
+
+/// Starts the sink's writer thread. Events it cannot deliver (the file, Redis or the webhook
+/// failing) are counted with the queue's drops and logged, never retried in a loop.
+pub fn spawn_sink(
+    sink: &Sink,
+    rx: Receiver<Event>,
+    queue: &EventQueue,
+) -> std::io::Result<std::thread::JoinHandle<std::io::Result<()>>> {
+    let dropped = queue.dropped.clone();
+    match sink.clone() {
+        Sink::File(path) => spawn_file_sink(&path, rx),
+        Sink::RedisStream { url, stream } => Ok(std::thread::spawn(move || {
+            redis_stream_sink(&url, &stream, rx, &dropped);
+            Ok(())
+        })),
+        Sink::Webhook(url) => Ok(std::thread::spawn(move || {
+            webhook_sink(&url, rx, &dropped);
+            Ok(())
+        })),
+    }
+}
+
+/// The longest a Redis stream of events grows (approximately trimmed).
+const STREAM_MAXLEN: u64 = 100_000;
+
+fn redis_stream_sink(url: &str, stream: &str, rx: Receiver<Event>, dropped: &AtomicU64) {
+    let client = match redis::Client::open(url) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(url, error = %e, "event sink: bad Redis URL");
+            rx.into_iter()
+                .for_each(|_| _ = dropped.fetch_add(1, Ordering::Relaxed));
+            return;
+        }
+    };
+    let mut conn: Option<redis::Connection> = None;
+    for event in rx {
+        if conn.is_none() {
+            conn = client
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .inspect_err(|e| tracing::warn!(url, error = %e, "event sink: cannot reach Redis"))
+                .ok();
+        }
+        let Some(c) = conn.as_mut() else {
+            dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let sent: redis::RedisResult<String> = redis::cmd("XADD")
+            .arg(stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(STREAM_MAXLEN)
+            .arg("*")
+            .arg("user")
+            .arg(&event.user)
+            .arg("route")
+            .arg(&event.route)
+            .arg("reason")
+            .arg(serde_json::to_value(event.reason).map_or(String::new(), |v| {
+                v.as_str().unwrap_or_default().to_string()
+            }))
+            .arg("count")
+            .arg(event.count)
+            .arg("window_seconds")
+            .arg(event.window_seconds)
+            .arg("unix_ms")
+            .arg(event.unix_ms as u64)
+            .query(c);
+        if let Err(e) = sent {
+            tracing::warn!(stream, error = %e, "event sink: XADD failed");
+            dropped.fetch_add(1, Ordering::Relaxed);
+            conn = None;
+        }
+    }
+}
+
+fn webhook_sink(url: &str, rx: Receiver<Event>, dropped: &AtomicU64) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .into();
+    for event in rx {
+        let body = serde_json::to_string(&event).unwrap_or_default();
+        let sent = agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(body.as_bytes());
+        if let Err(e) = sent {
+            tracing::warn!(url, error = %e, "event sink: webhook failed");
+            dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,25 @@
 //! goguard-gate: a stability gateway in front of a Go service (chapter 5 of the reference).
 //!
-//! Built so far: the configuration (model, defaults, validation with file, line and field),
-//! the circuit breaker's state machine (5.1) and the GCRA rate limits (5.5), both driven by
-//! the caller's clock, and the abnormal-user events (5.5) with their bounded queue and a
-//! JSON-lines file sink. The tower layers, degrade and the proxy build on them.
+//! The protections are `tower` layers ([`layer`]) usable in any Rust service: the circuit
+//! breaker of 5.1, the rate and concurrency limits of 5.5 (local or shared through Redis).
+//! The gateway ([`server::Gateway`]) stacks them per route in front of a pooled hyper client
+//! ([`upstream`]), answers with the route's fallback when its breaker is open, reports
+//! abnormal users ([`events`]), reloads its configuration atomically, and exposes Prometheus
+//! metrics and a status API on its admin listener.
 
+pub mod access_log;
 pub mod breaker;
+pub mod clock;
 pub mod config;
 pub mod events;
+pub mod gateway;
+pub mod layer;
 pub mod limit;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod shared_limits;
+pub mod upstream;
 
 pub use config::{load, Config, ConfigError};
+pub use server::Gateway;

@@ -37,6 +37,16 @@ impl Gcra {
         }
     }
 
+    /// Time between requests at the sustained rate.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// How far ahead of now the theoretical arrival time may run.
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance
+    }
+
     /// Decides for a request at `now`, given the stored theoretical arrival time; returns the
     /// decision and the new time to store.
     fn decide(&self, tat: Option<Instant>, now: Instant) -> (Decision, Option<Instant>) {
@@ -91,26 +101,29 @@ impl KeyedLimiter {
 
     pub fn check(&mut self, key: &str, now: Instant) -> Decision {
         if !self.keys.contains_key(key) && self.keys.len() >= self.max_keys {
-            // A key whose time is past has its full burst back: forgetting it changes
-            // nothing. If every key is still busy, the oldest-looking one goes (bounded
-            // memory matters more than one client's exactness).
-            self.keys.retain(|_, tat| *tat > now);
-            if self.keys.len() >= self.max_keys {
-                if let Some(victim) = self
-                    .keys
-                    .iter()
-                    .min_by_key(|(_, tat)| **tat)
-                    .map(|(k, _)| k.clone())
-                {
-                    self.keys.remove(&victim);
-                }
-            }
+            self.make_room(now);
         }
         let (d, tat) = self.cell.decide(self.keys.get(key).copied(), now);
         if let Some(tat) = tat {
             self.keys.insert(key.to_string(), tat);
         }
         d
+    }
+
+    /// Frees room for new keys. A key whose time is past has its full burst back: forgetting
+    /// it changes nothing. If every key is still busy, the tenth that looks oldest goes
+    /// (bounded memory matters more than one client's exactness); freeing a tenth at once
+    /// keeps the cost per new key constant under a flood of invented keys.
+    fn make_room(&mut self, now: Instant) {
+        self.keys.retain(|_, tat| *tat > now);
+        if self.keys.len() < self.max_keys {
+            return;
+        }
+        let mut tats: Vec<Instant> = self.keys.values().copied().collect();
+        let nth = (tats.len() / 10).max(1) - 1;
+        let (_, cut, _) = tats.select_nth_unstable(nth);
+        let cut = *cut;
+        self.keys.retain(|_, tat| *tat > cut);
     }
 
     /// Keys remembered (for metrics).

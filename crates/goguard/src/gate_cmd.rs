@@ -1,9 +1,37 @@
-//! `goguard gate`: the stability gateway. For now, `goguard gate check` validates a
-//! configuration and prints it with every default filled in.
+//! `goguard gate`: the stability gateway. `goguard gate --config gate.toml` runs it;
+//! `goguard gate check gate.toml` validates a configuration and prints it with every default
+//! filled in.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::{EXIT_CLEAN, EXIT_FINDINGS};
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct GateArgs {
+    /// Run the gateway with this configuration. It is watched: a valid change is swapped in
+    /// atomically, an invalid one is refused with its file, line and field (also on SIGHUP
+    /// and POST /admin/reload).
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// How often the configuration file is checked for changes (0 to only reload on SIGHUP
+    /// or POST /admin/reload).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    watch_every: Duration,
+    /// Log level (error, warn, info, debug, trace), or a tracing filter such as
+    /// `goguard_gate=debug`.
+    #[arg(long, default_value = "info", value_name = "FILTER")]
+    log: String,
+    /// Logs as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Option<GateCommand>,
+}
 
 #[derive(clap::Subcommand)]
 pub enum GateCommand {
@@ -18,31 +46,109 @@ pub enum GateCommand {
     },
 }
 
-pub fn run(cmd: GateCommand) -> Result<u8, String> {
-    match cmd {
-        GateCommand::Check { file, json } => match goguard_gate::load(&file) {
-            Ok(config) => {
-                let text = if json {
-                    crate::pretty(&serde_json::to_value(&config).map_err(|e| e.to_string())?)
-                } else {
-                    toml::to_string_pretty(&config).map_err(|e| e.to_string())?
-                };
-                print!("{text}");
-                eprintln!("goguard: {}: valid", file.display());
-                Ok(EXIT_CLEAN)
+pub fn run(args: GateArgs) -> Result<u8, String> {
+    match (args.command, &args.config) {
+        (Some(GateCommand::Check { file, json }), _) => check(&file, json),
+        (None, Some(config)) => serve(
+            config.clone(),
+            args.watch_every,
+            &args.log,
+            args.log_json,
+            args.threads,
+        ),
+        (None, None) => Err(
+            "gate: give --config FILE to run the gateway, or `goguard gate check FILE`".into(),
+        ),
+    }
+}
+
+fn check(file: &std::path::Path, json: bool) -> Result<u8, String> {
+    match goguard_gate::load(file) {
+        Ok(config) => {
+            let text = if json {
+                crate::pretty(&serde_json::to_value(&config).map_err(|e| e.to_string())?)
+            } else {
+                toml::to_string_pretty(&config).map_err(|e| e.to_string())?
+            };
+            print!("{text}");
+            eprintln!("goguard: {}: valid", file.display());
+            Ok(EXIT_CLEAN)
+        }
+        Err(goguard_gate::ConfigError::Invalid(problems)) => {
+            for p in &problems {
+                eprintln!("{p}");
             }
-            Err(goguard_gate::ConfigError::Invalid(problems)) => {
-                for p in &problems {
-                    eprintln!("{p}");
-                }
-                eprintln!(
-                    "goguard: {}: {} problem(s); nothing was changed",
-                    file.display(),
-                    problems.len()
-                );
-                Ok(EXIT_FINDINGS)
-            }
-            Err(e) => Err(e.to_string()),
-        },
+            eprintln!(
+                "goguard: {}: {} problem(s); nothing was changed",
+                file.display(),
+                problems.len()
+            );
+            Ok(EXIT_FINDINGS)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn init_logs(filter: &str, json: bool) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| format!("--log `{filter}`: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let result = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    result.map_err(|e| e.to_string())
+}
+
+/// Runs the gateway until SIGTERM or SIGINT, then drains and returns 0.
+fn serve(
+    config: PathBuf,
+    watch_every: Duration,
+    log: &str,
+    log_json: bool,
+    threads: Option<usize>,
+) -> Result<u8, String> {
+    init_logs(log, log_json)?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.build().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(async move {
+        let gateway = goguard_gate::Gateway::from_file(&config)?;
+        let stack = gateway.stack();
+        let (listener, admin) = goguard_gate::server::bind(&stack.config).await?;
+        tracing::info!(
+            listen = %stack.config.listen,
+            admin = %stack.config.admin,
+            config = %config.display(),
+            routes = stack.config.routes.len(),
+            "goguard gate is running"
+        );
+        drop(stack);
+        let every = (!watch_every.is_zero()).then_some(watch_every);
+        tokio::spawn(gateway.clone().watch(every));
+        gateway.serve(listener, admin, stop_signal()).await;
+        Ok(EXIT_CLEAN)
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
     }
 }

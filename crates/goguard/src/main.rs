@@ -78,10 +78,9 @@ enum Command {
     /// Reproduce each failure of the reference on your Go toolchain, buggy next to fixed,
     /// measured, and check goguard's own rules against them.
     Lab(lab_cmd::LabArgs),
-    /// The stability gateway for a Go service (chapter 5). `goguard gate check gate.toml`
-    /// validates a configuration.
-    #[command(subcommand)]
-    Gate(gate_cmd::GateCommand),
+    /// The stability gateway for a Go service (chapter 5): `goguard gate --config gate.toml`
+    /// runs it, `goguard gate check gate.toml` validates a configuration.
+    Gate(gate_cmd::GateArgs),
     /// Print a rule's full documentation.
     Explain {
         /// A rule id (G301) or name (waitgroup-add-after-go).

@@ -1,0 +1,513 @@
+//! The gateway: a [`Stack`] built from one configuration (routes, each a stack of the
+//! protection layers in front of its upstream pool), and the request path through it.
+//!
+//! A reload builds a new `Stack` next to the running one, reusing the state of every breaker,
+//! limiter, concurrency limit, upstream pool and event sink whose rule did not change, then
+//! swaps it in atomically. A request holds the `Arc<Stack>` it started with until it ends.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use tower::util::BoxCloneSyncService;
+use tower::{service_fn, Layer, ServiceExt};
+
+use crate::access_log::{AccessLog, AccessRecord};
+use crate::clock::SharedClock;
+use crate::config::{Config, Fallback, KeySpec, Route};
+use crate::events::{self, AbuseDetector, EventQueue, Reason};
+use crate::layer::breaker::{BreakerStatus, Fallback as FallbackService};
+use crate::layer::concurrency::ConcurrencyStatus;
+use crate::layer::limit::{request_key, ClientAddr, LimitStatus};
+use crate::layer::{
+    find_rejected, full, Body, BoxError, BreakerHandle, BreakerLayer, ConcurrencyHandle,
+    ConcurrencyLayer, LimitHandle, LimitLayer, RejectKind, UpstreamError,
+};
+use crate::metrics::{Metrics, RouteLabel, RouteReason, RouteStatus};
+use crate::proxy::{match_route, set_forwarded, strip_hop_by_hop, TrustedProxies};
+use crate::shared_limits::SharedLimits;
+use crate::upstream::{TargetStatus, UpstreamPool};
+
+type RouteService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+
+/// Marks an answer given by a route's fallback while its breaker is open.
+#[derive(Debug, Clone, Copy)]
+pub struct Degraded;
+
+/// A piece of state kept across reloads while its rule (compared as JSON) is unchanged.
+struct Kept<T> {
+    rule: String,
+    value: T,
+}
+
+fn fingerprint<T: serde::Serialize>(rule: &T) -> String {
+    serde_json::to_string(rule).unwrap_or_default()
+}
+
+/// Reuses `old`'s value when its rule is the same, else makes a new one.
+fn keep<R: serde::Serialize, T: Clone>(
+    old: Option<&Kept<T>>,
+    rule: &R,
+    make: impl FnOnce() -> Result<T, String>,
+) -> Result<Kept<T>, String> {
+    let fp = fingerprint(rule);
+    match old {
+        Some(k) if k.rule == fp => Ok(Kept {
+            rule: fp,
+            value: k.value.clone(),
+        }),
+        _ => Ok(Kept {
+            rule: fp,
+            value: make()?,
+        }),
+    }
+}
+
+struct RouteStack {
+    rule: Route,
+    service: RouteService,
+    user_key: Option<KeySpec>,
+    breaker: Option<Kept<BreakerHandle>>,
+    limit: Option<Kept<LimitHandle>>,
+    concurrency: Option<Kept<ConcurrencyHandle>>,
+}
+
+#[derive(Clone)]
+struct EventsPart {
+    queue: EventQueue,
+    detector: Arc<Mutex<AbuseDetector>>,
+}
+
+/// One whole configuration, running.
+pub struct Stack {
+    pub config: Arc<Config>,
+    pub version: u64,
+    pub loaded_at: SystemTime,
+    routes: Vec<RouteStack>,
+    pools: BTreeMap<String, Kept<UpstreamPool>>,
+    trusted: TrustedProxies,
+    events: Kept<EventsPart>,
+    shared_limits: Option<Kept<SharedLimits>>,
+    access_log: Kept<AccessLog>,
+    clock: SharedClock,
+}
+
+/// A route's protections, for `/admin/status` and the metrics.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteState {
+    pub name: String,
+    pub upstream: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<LimitStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencyStatus>,
+}
+
+impl Stack {
+    /// Builds the stack for `config`, taking over `previous`'s state where rules are
+    /// unchanged. Must run inside a tokio runtime (health checks and Redis start here).
+    /// `base` is the directory relative paths (fallback files, the events file) are read
+    /// from.
+    pub fn build(
+        config: Config,
+        previous: Option<&Stack>,
+        base: &Path,
+        clock: SharedClock,
+    ) -> Result<Stack, String> {
+        let resolve = |p: &Path| -> PathBuf {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let trusted = TrustedProxies::parse(&config.server.trusted_proxies)?;
+        let idle = config.server.idle_timeout;
+        let mut pools = BTreeMap::new();
+        for (name, rule) in &config.upstreams {
+            let old = previous.and_then(|p| p.pools.get(name));
+            let kept = keep(old, &(rule, idle), || {
+                Ok(UpstreamPool::new(name, rule, idle, clock.clone()))
+            })?;
+            pools.insert(name.clone(), kept);
+        }
+        let events = keep(previous.map(|p| &p.events), &config.events, || {
+            let e = &config.events;
+            let (queue, rx) = EventQueue::new(e.queue);
+            let sink = match &e.sink {
+                crate::config::Sink::File(p) => crate::config::Sink::File(resolve(p)),
+                other => other.clone(),
+            };
+            events::spawn_sink(&sink, rx, &queue)
+                .map_err(|err| format!("events.sink: {sink}: {err}"))?;
+            Ok(EventsPart {
+                queue,
+                detector: Arc::new(Mutex::new(AbuseDetector::new(
+                    e.rejections,
+                    e.window,
+                    crate::layer::limit::MAX_KEYS,
+                ))),
+            })
+        })?;
+        let shared_limits = match &config.redis {
+            Some(r) => Some(keep(
+                previous.and_then(|p| p.shared_limits.as_ref()),
+                r,
+                || {
+                    Ok(SharedLimits::new(
+                        &r.url,
+                        r.timeout,
+                        r.fail_closed,
+                        Some(events.value.queue.clone()),
+                    ))
+                },
+            )?),
+            None => None,
+        };
+        let access_log = keep(
+            previous.map(|p| &p.access_log),
+            &config.server.access_log,
+            || AccessLog::open(&config.server.access_log, base),
+        )?;
+        let mut routes = Vec::new();
+        for r in &config.routes {
+            let old = previous.and_then(|p| p.routes.iter().find(|o| o.rule.name == r.name));
+            let pool = &pools
+                .get(&r.upstream)
+                .ok_or_else(|| format!("route {}: no upstream `{}`", r.name, r.upstream))?
+                .value;
+            let mut service: RouteService = BoxCloneSyncService::new(pool.clone());
+            let breaker = match &r.breaker {
+                Some(rule) => {
+                    let kept = keep(old.and_then(|o| o.breaker.as_ref()), rule, || {
+                        Ok(BreakerHandle::new(rule.clone(), clock.clone()))
+                    })?;
+                    let fallback = match &r.fallback {
+                        Some(f) => Some(fallback_service(f, &pools, &resolve)?),
+                        None => None,
+                    };
+                    service = BoxCloneSyncService::new(
+                        BreakerLayer::new(kept.value.clone(), fallback).layer(service),
+                    );
+                    Some(kept)
+                }
+                None => None,
+            };
+            let limit_rule = r.limit.as_ref();
+            let concurrency = match limit_rule.and_then(|l| l.concurrency.as_ref()) {
+                Some(rule) => {
+                    let kept = keep(old.and_then(|o| o.concurrency.as_ref()), rule, || {
+                        Ok(ConcurrencyHandle::new(rule))
+                    })?;
+                    service = BoxCloneSyncService::new(
+                        ConcurrencyLayer::new(kept.value.clone())
+                            .layer(service)
+                            .map_response(|r| r.map(BodyExt::boxed)),
+                    );
+                    Some(kept)
+                }
+                None => None,
+            };
+            let limit = match limit_rule.filter(|l| l.per_key.is_some() || l.total.is_some()) {
+                Some(rule) => {
+                    let shared = shared_limits.as_ref().map(|k| k.value.clone());
+                    let fp_rule = (rule.per_key.as_ref(), rule.total.as_ref(), shared.is_some());
+                    let kept = keep(old.and_then(|o| o.limit.as_ref()), &fp_rule, || {
+                        Ok(LimitHandle::new(&r.name, rule, shared, clock.clone()))
+                    })?;
+                    service =
+                        BoxCloneSyncService::new(LimitLayer::new(kept.value.clone()).layer(service));
+                    Some(kept)
+                }
+                None => None,
+            };
+            routes.push(RouteStack {
+                rule: r.clone(),
+                service,
+                user_key: limit_rule.and_then(|l| l.per_key.as_ref()).map(|k| k.key.clone()),
+                breaker,
+                limit,
+                concurrency,
+            });
+        }
+        Ok(Stack {
+            version: previous.map_or(1, |p| p.version + 1),
+            loaded_at: SystemTime::now(),
+            config: Arc::new(config),
+            routes,
+            pools,
+            trusted,
+            events,
+            shared_limits,
+            access_log,
+            clock,
+        })
+    }
+
+    pub fn route_states(&self) -> Vec<RouteState> {
+        self.routes
+            .iter()
+            .map(|r| RouteState {
+                name: r.rule.name.clone(),
+                upstream: r.rule.upstream.clone(),
+                breaker: r.breaker.as_ref().map(|b| b.value.status()),
+                limit: r.limit.as_ref().map(|l| l.value.status()),
+                concurrency: r.concurrency.as_ref().map(|c| c.value.status()),
+            })
+            .collect()
+    }
+
+    pub fn upstream_states(&self) -> Vec<(String, Vec<TargetStatus>)> {
+        self.pools
+            .iter()
+            .map(|(n, p)| (n.clone(), p.value.status()))
+            .collect()
+    }
+
+    /// Retries made and refused, over every upstream.
+    pub fn retries(&self) -> (u64, u64) {
+        self.pools.values().fold((0, 0), |(a, b), p| {
+            let (x, y) = p.value.retries();
+            (a + x, b + y)
+        })
+    }
+
+    pub fn events_dropped(&self) -> u64 {
+        self.events.value.queue.dropped()
+    }
+
+    /// Whether limits are falling back from Redis, and Redis errors, when Redis is set.
+    pub fn redis_state(&self) -> Option<(bool, u64)> {
+        self.shared_limits
+            .as_ref()
+            .map(|s| (s.value.in_fallback(), s.value.errors()))
+    }
+
+    /// Records a rejection of `user` on `route`; raises the event when it is one too many.
+    fn user_rejected(&self, route: &str, user: &str, reason: Reason) {
+        let now = self.clock.now();
+        let event = self
+            .events
+            .value
+            .detector
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rejected(route, user, reason, now);
+        if let Some(e) = event {
+            tracing::warn!(user = %e.user, route = %e.route, reason = ?e.reason, count = e.count, "abnormal user behaviour");
+            self.events.value.queue.emit(e);
+        }
+    }
+}
+
+/// The service answering for a route while its breaker is open.
+fn fallback_service(
+    f: &Fallback,
+    pools: &BTreeMap<String, Kept<UpstreamPool>>,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<FallbackService<Body, Body>, String> {
+    if let Some(u) = &f.upstream {
+        let pool = pools
+            .get(u)
+            .ok_or_else(|| format!("fallback: no upstream `{u}`"))?
+            .value
+            .clone();
+        return Ok(BoxCloneSyncService::new(pool.map_response(|mut r| {
+            r.extensions_mut().insert(Degraded);
+            r
+        })));
+    }
+    let body: Bytes = match (&f.body, &f.file) {
+        (Some(b), _) => Bytes::from(b.clone()),
+        (_, Some(p)) => {
+            let path = resolve(p);
+            Bytes::from(
+                std::fs::read(&path)
+                    .map_err(|e| format!("fallback.file: {}: {e}", path.display()))?,
+            )
+        }
+        _ => Bytes::new(),
+    };
+    let mut status = StatusCode::from_u16(f.status).map_err(|e| e.to_string())?;
+    let location = match &f.redirect {
+        Some(to) => {
+            if !status.is_redirection() {
+                status = StatusCode::FOUND;
+            }
+            Some(HeaderValue::from_str(to).map_err(|e| format!("fallback.redirect: {e}"))?)
+        }
+        None => None,
+    };
+    let content_type =
+        HeaderValue::from_str(&f.content_type).map_err(|e| format!("fallback.content_type: {e}"))?;
+    Ok(BoxCloneSyncService::new(service_fn(move |_req: Request<Body>| {
+        let mut r = Response::new(full(body.clone()));
+        *r.status_mut() = status;
+        r.headers_mut().insert(header::CONTENT_TYPE, content_type.clone());
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(l) = &location {
+            r.headers_mut().insert(header::LOCATION, l.clone());
+        }
+        r.extensions_mut().insert(Degraded);
+        std::future::ready(Ok::<_, BoxError>(r))
+    })))
+}
+
+/// Calls a route's stack. A plain function with concrete types: inside the async handler
+/// the compiler cannot prove the future `Send` for every lifetime of the boxed error.
+fn call_route(
+    service: RouteService,
+    req: Request<Body>,
+) -> impl std::future::Future<Output = Result<Response<Body>, BoxError>> + Send {
+    service.oneshot(req)
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut r = Response::new(full(format!("{text}\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Handles one client request with the stack it arrived under. Never fails: every outcome,
+/// including a rejection or an upstream failure, is an HTTP answer.
+pub async fn handle<B>(
+    stack: Arc<Stack>,
+    metrics: Arc<Metrics>,
+    req: Request<B>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let start = Instant::now();
+    let server = &stack.config.server;
+    let client = stack.trusted.client_addr(peer, req.headers());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut route_name = String::from("-");
+    let mut reason: Option<&'static str> = None;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut response = if declared.is_some_and(|n| n > server.max_body_bytes) {
+        reason = Some("body_too_large");
+        plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+    } else {
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(ClientAddr(client));
+        let limit = usize::try_from(server.max_body_bytes).unwrap_or(usize::MAX);
+        let body = Limited::new(body, limit)
+            .map_err(|e| -> BoxError { e })
+            .boxed();
+        let mut req = Request::from_parts(parts, body);
+        match match_route(stack.routes.iter().map(|r| &r.rule), &req).map(|(i, _)| i) {
+            None => plain(StatusCode::NOT_FOUND, "no route for this request"),
+            Some(i) => {
+                let route = &stack.routes[i];
+                route_name = route.rule.name.clone();
+                let user = route
+                    .user_key
+                    .as_ref()
+                    .and_then(|k| request_key(k, &req))
+                    .unwrap_or_else(|| client.ip().to_string());
+                strip_hop_by_hop(req.headers_mut());
+                set_forwarded(req.headers_mut(), peer, &stack.trusted);
+                let label = RouteLabel {
+                    route: route_name.clone(),
+                };
+                let gauge = metrics.in_flight.get_or_create(&label).clone();
+                gauge.inc();
+                let result = call_route(route.service.clone(), req).await;
+                gauge.dec();
+                match result {
+                    Ok(resp) => {
+                        if resp.extensions().get::<Degraded>().is_some() {
+                            reason = Some("breaker_open");
+                            stack.user_rejected(&route_name, &user, Reason::BreakerOpen);
+                        }
+                        resp
+                    }
+                    Err(e) => {
+                        if let Some(r) = find_rejected(&e) {
+                            reason = Some(r.kind.as_str());
+                            let why = match r.kind {
+                                RejectKind::BreakerOpen => Some(Reason::BreakerOpen),
+                                RejectKind::RateLimitedKey | RejectKind::RateLimitedTotal => {
+                                    Some(Reason::RateLimited)
+                                }
+                                _ => None,
+                            };
+                            if let Some(why) = why {
+                                stack.user_rejected(&route_name, &user, why);
+                            }
+                            r.response()
+                        } else if let Some(u) = e.downcast_ref::<UpstreamError>() {
+                            tracing::debug!(route = %route_name, error = %u, "upstream failed");
+                            if u.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                                reason = Some("body_too_large");
+                            }
+                            plain(u.status(), &format!("upstream: {}", u.message))
+                        } else {
+                            tracing::debug!(route = %route_name, error = %e, "request failed");
+                            plain(StatusCode::BAD_GATEWAY, "upstream request failed")
+                        }
+                    }
+                }
+            }
+        }
+    };
+    strip_hop_by_hop(response.headers_mut());
+    let status = response.status().as_u16();
+    metrics
+        .requests
+        .get_or_create(&RouteStatus {
+            route: route_name.clone(),
+            status,
+        })
+        .inc();
+    let elapsed = start.elapsed();
+    metrics
+        .latency
+        .get_or_create(&RouteLabel {
+            route: route_name.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
+    if let Some(reason) = reason {
+        metrics
+            .rejections
+            .get_or_create(&RouteReason {
+                route: route_name.clone(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+    stack.access_log.value.write(AccessRecord {
+        client: client.ip(),
+        method: method.as_str(),
+        path: &path,
+        route: &route_name,
+        status,
+        duration: elapsed,
+        rejected: reason,
+    });
+    Ok(response)
+}
+

@@ -1,0 +1,283 @@
+//! [`BreakerLayer`]: the circuit breaker of 5.1 around any service. Calls are counted in the
+//! breaker's window by outcome; while it is open, requests go to the fallback service when
+//! there is one, or fail at once with [`Rejected`] (`breaker_open`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceExt};
+
+use super::{BoxError, FailureKind, RejectKind, Rejected, UpstreamError};
+use crate::breaker::{CircuitBreaker, Outcome, State, Window};
+use crate::clock::SharedClock;
+use crate::config::{Breaker as Rule, ErrorClasses};
+
+/// The breaker's state, shared by every clone of the service and kept across reloads while
+/// its rule is unchanged.
+#[derive(Clone)]
+pub struct BreakerHandle(Arc<Shared>);
+
+struct Shared {
+    breaker: Mutex<CircuitBreaker>,
+    clock: SharedClock,
+    classes: ErrorClasses,
+    /// Transitions into closed, open and half-open.
+    transitions: [AtomicU64; 3],
+    rejected: AtomicU64,
+}
+
+/// What a status page shows of a breaker.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BreakerStatus {
+    /// `closed`, `open` or `half_open`.
+    pub state: &'static str,
+    /// Seconds until an open breaker half-opens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_in_seconds: Option<f64>,
+    pub window_requests: u64,
+    pub window_errors: u64,
+    pub window_slow: u64,
+    pub error_ratio: f64,
+    pub transitions_to_open: u64,
+    pub transitions_to_half_open: u64,
+    pub transitions_to_closed: u64,
+    pub rejected: u64,
+}
+
+fn state_index(s: State) -> usize {
+    match s {
+        State::Closed => 0,
+        State::Open { .. } => 1,
+        State::HalfOpen { .. } => 2,
+    }
+}
+
+/// The state's name, as in metrics and status (`closed`, `open`, `half_open`).
+pub fn state_name(s: State) -> &'static str {
+    ["closed", "open", "half_open"][state_index(s)]
+}
+
+impl BreakerHandle {
+    pub fn new(rule: Rule, clock: SharedClock) -> BreakerHandle {
+        let now = clock.now();
+        BreakerHandle(Arc::new(Shared {
+            classes: rule.errors.clone(),
+            breaker: Mutex::new(CircuitBreaker::new(rule, now)),
+            clock,
+            transitions: Default::default(),
+            rejected: AtomicU64::new(0),
+        }))
+    }
+
+    /// Runs `f` on the breaker and counts the transition it made, if any.
+    fn with<T>(&self, f: impl FnOnce(&mut CircuitBreaker, std::time::Instant) -> T) -> T {
+        let now = self.0.clock.now();
+        let mut b = self.0.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        let before = state_index(b.state(now));
+        let out = f(&mut b, now);
+        let after = state_index(b.state(now));
+        if before != after {
+            self.0.transitions[after].fetch_add(1, Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// Admits a request, or says how long until the breaker lets requests through again.
+    pub fn admit(&self) -> Result<(), Duration> {
+        self.with(|b, now| {
+            if b.admit(now) {
+                Ok(())
+            } else {
+                match b.state(now) {
+                    State::Open { until } => Err(until - now),
+                    _ => Err(Duration::from_secs(1)),
+                }
+            }
+        })
+    }
+
+    fn record(&self, outcome: Option<Outcome>, latency: Duration) {
+        self.with(|b, now| match outcome {
+            Some(o) => b.record(now, o, latency),
+            None => b.cancel_probe(),
+        })
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.with(|b, now| b.state(now))
+    }
+
+    /// The state and the window's figures.
+    pub fn status(&self) -> BreakerStatus {
+        let (state, w): (State, Window) = self.with(|b, now| (b.state(now), b.window(now)));
+        let now = self.0.clock.now();
+        let t = |i: usize| self.0.transitions[i].load(Ordering::Relaxed);
+        BreakerStatus {
+            state: state_name(state),
+            opens_in_seconds: match state {
+                State::Open { until } => Some((until - now.min(until)).as_secs_f64()),
+                _ => None,
+            },
+            window_requests: w.total,
+            window_errors: w.errors,
+            window_slow: w.slow,
+            error_ratio: if w.total == 0 {
+                0.0
+            } else {
+                w.errors as f64 / w.total as f64
+            },
+            transitions_to_closed: t(0),
+            transitions_to_open: t(1),
+            transitions_to_half_open: t(2),
+            rejected: self.0.rejected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How a call ended, as the rule's error classes count it; `None` when it says nothing about
+/// the upstream (a protection further in turned it away).
+pub fn classify<B>(
+    classes: &ErrorClasses,
+    result: &Result<Response<B>, BoxError>,
+) -> Option<Outcome> {
+    let error = match result {
+        Ok(r) => {
+            let s = r.status().as_u16();
+            (classes.status_5xx && (500..=599).contains(&s)) || classes.statuses.contains(&s)
+        }
+        Err(e) => {
+            if e.is::<Rejected>() {
+                return None;
+            }
+            match e.downcast_ref::<UpstreamError>().map(|u| u.kind) {
+                Some(FailureKind::Timeout) => classes.timeouts,
+                Some(FailureKind::Connect) => classes.connect_failures,
+                Some(FailureKind::BodyTooLarge) => return None,
+                _ => true,
+            }
+        }
+    };
+    Some(if error {
+        Outcome::Error
+    } else {
+        Outcome::Success
+    })
+}
+
+/// A service answering for the upstream while the breaker is open.
+pub type Fallback<B, R> = BoxCloneSyncService<Request<B>, Response<R>, BoxError>;
+
+/// Wraps a service in a circuit breaker.
+pub struct BreakerLayer<B, R> {
+    handle: BreakerHandle,
+    fallback: Option<Fallback<B, R>>,
+}
+
+impl<B, R> Clone for BreakerLayer<B, R> {
+    fn clone(&self) -> Self {
+        BreakerLayer {
+            handle: self.handle.clone(),
+            fallback: self.fallback.clone(),
+        }
+    }
+}
+
+impl<B, R> BreakerLayer<B, R> {
+    pub fn new(handle: BreakerHandle, fallback: Option<Fallback<B, R>>) -> Self {
+        BreakerLayer { handle, fallback }
+    }
+}
+
+impl<S, B, R> Layer<S> for BreakerLayer<B, R> {
+    type Service = BreakerService<S, B, R>;
+    fn layer(&self, inner: S) -> Self::Service {
+        BreakerService {
+            inner,
+            handle: self.handle.clone(),
+            fallback: self.fallback.clone(),
+        }
+    }
+}
+
+pub struct BreakerService<S, B, R> {
+    inner: S,
+    handle: BreakerHandle,
+    fallback: Option<Fallback<B, R>>,
+}
+
+impl<S: Clone, B, R> Clone for BreakerService<S, B, R> {
+    fn clone(&self) -> Self {
+        BreakerService {
+            inner: self.inner.clone(),
+            handle: self.handle.clone(),
+            fallback: self.fallback.clone(),
+        }
+    }
+}
+
+/// Reports a call that ended without a verdict (dropped) as such, so a half-open probe slot
+/// is never lost.
+struct Pending {
+    handle: Option<BreakerHandle>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.record(None, Duration::ZERO);
+        }
+    }
+}
+
+impl<S, B, R> Service<Request<B>> for BreakerService<S, B, R>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<R>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let handle = self.handle.clone();
+        if let Err(retry_after) = handle.admit() {
+            handle.0.rejected.fetch_add(1, Ordering::Relaxed);
+            return match self.fallback.clone() {
+                Some(f) => Box::pin(f.oneshot(req)),
+                None => Box::pin(std::future::ready(Err(Rejected {
+                    kind: RejectKind::BreakerOpen,
+                    retry_after,
+                }
+                .into()))),
+            };
+        }
+        // The ready clone goes into the future; a fresh clone stays (tower's pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let start = handle.0.clock.now();
+        Box::pin(async move {
+            let mut pending = Pending {
+                handle: Some(handle.clone()),
+            };
+            let result = inner.call(req).await.map_err(Into::into);
+            pending.handle = None;
+            let outcome = classify(&handle.0.classes, &result);
+            handle.record(outcome, handle.0.clock.now().saturating_duration_since(start));
+            result
+        })
+    }
+}

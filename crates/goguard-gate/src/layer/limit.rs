@@ -1,0 +1,321 @@
+//! [`LimitLayer`]: the rate limits of 5.5 around any service: one per key at the edge (a
+//! user's header, a cookie, a query parameter or the client's address) and one for the
+//! route's total. A request over either is turned away at once with [`Rejected`] and the
+//! time after which it would pass; nothing waits in a queue.
+//!
+//! With [`SharedLimits`] the cells live in Redis and are shared by every gateway instance;
+//! when Redis is away the local cells stand in (or, `fail_closed`, the request is refused).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Request;
+use tower::{Layer, Service};
+
+use super::{BoxError, RejectKind, Rejected};
+use crate::clock::SharedClock;
+use crate::config::{KeySpec, Limit as Rule};
+use crate::limit::{Decision, Gcra, KeyedLimiter, Limiter};
+use crate::shared_limits::SharedLimits;
+
+/// The client's address, put in the request's extensions by the server (after the
+/// trusted-proxy rules): what `client_addr` keys on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// How many distinct keys a route remembers at most.
+pub const MAX_KEYS: usize = 100_000;
+
+/// The limiters' state, shared by every clone of the service and kept across reloads while
+/// the rule is unchanged.
+#[derive(Clone)]
+pub struct LimitHandle(Arc<Shared>);
+
+struct Shared {
+    route: String,
+    key: Option<KeySpec>,
+    per_key: Option<(Gcra, Mutex<KeyedLimiter>)>,
+    total: Option<(Gcra, Mutex<Limiter>)>,
+    shared: Option<SharedLimits>,
+    clock: SharedClock,
+    allowed: AtomicU64,
+    rejected_key: AtomicU64,
+    rejected_total: AtomicU64,
+    rejected_unavailable: AtomicU64,
+}
+
+/// What a status page shows of a route's limits.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LimitStatus {
+    pub allowed: u64,
+    pub rejected_per_key: u64,
+    pub rejected_total: u64,
+    pub rejected_limits_unavailable: u64,
+    /// Keys remembered by the local per-key limiter.
+    pub keys: usize,
+    /// `local`, `shared` (Redis) or `local_fallback` (Redis away).
+    pub mode: &'static str,
+}
+
+impl LimitHandle {
+    pub fn new(
+        route: &str,
+        rule: &Rule,
+        shared: Option<SharedLimits>,
+        clock: SharedClock,
+    ) -> LimitHandle {
+        LimitHandle(Arc::new(Shared {
+            route: route.to_string(),
+            key: rule.per_key.as_ref().map(|k| k.key.clone()),
+            per_key: rule.per_key.as_ref().map(|k| {
+                (
+                    Gcra::new(k.rate, k.burst),
+                    Mutex::new(KeyedLimiter::new(k.rate, k.burst, MAX_KEYS)),
+                )
+            }),
+            total: rule
+                .total
+                .as_ref()
+                .map(|t| (Gcra::new(t.rate, t.burst), Mutex::new(Limiter::new(t.rate, t.burst)))),
+            shared,
+            clock,
+            allowed: AtomicU64::new(0),
+            rejected_key: AtomicU64::new(0),
+            rejected_total: AtomicU64::new(0),
+            rejected_unavailable: AtomicU64::new(0),
+        }))
+    }
+
+    /// The per-key limit's key for a request: the configured source, or the client's address
+    /// when the request does not carry it (anonymous clients are limited too).
+    pub fn key_of<B>(&self, req: &Request<B>) -> Option<String> {
+        let spec = self.0.key.as_ref()?;
+        Some(request_key(spec, req).unwrap_or_else(|| {
+            match req.extensions().get::<ClientAddr>() {
+                Some(a) => format!("addr:{}", a.0.ip()),
+                None => "-".into(),
+            }
+        }))
+    }
+
+    /// Decides for one request with the given per-key key.
+    pub async fn check(&self, key: Option<&str>) -> Result<(), Rejected> {
+        let s = &self.0;
+        let result = match &s.shared {
+            Some(shared) => match self.check_shared(shared, key).await {
+                Some(r) => r,
+                None if shared.fail_closed() => Err(Rejected {
+                    kind: RejectKind::LimitsUnavailable,
+                    retry_after: Duration::from_secs(1),
+                }),
+                None => self.check_local(key),
+            },
+            None => self.check_local(key),
+        };
+        let counter = match &result {
+            Ok(()) => &s.allowed,
+            Err(r) => match r.kind {
+                RejectKind::RateLimitedKey => &s.rejected_key,
+                RejectKind::RateLimitedTotal => &s.rejected_total,
+                _ => &s.rejected_unavailable,
+            },
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    /// `None` when Redis did not answer.
+    async fn check_shared(
+        &self,
+        shared: &SharedLimits,
+        key: Option<&str>,
+    ) -> Option<Result<(), Rejected>> {
+        let s = &self.0;
+        let mut cells = Vec::with_capacity(2);
+        let mut kinds = Vec::with_capacity(2);
+        if let (Some((cell, _)), Some(key)) = (&s.per_key, key) {
+            cells.push((format!("goguard:limit:{}:key:{key}", s.route), *cell));
+            kinds.push(RejectKind::RateLimitedKey);
+        }
+        if let Some((cell, _)) = &s.total {
+            cells.push((format!("goguard:limit:{}:total", s.route), *cell));
+            kinds.push(RejectKind::RateLimitedTotal);
+        }
+        if cells.is_empty() {
+            return Some(Ok(()));
+        }
+        match shared.check(&cells).await {
+            Ok(None) => Some(Ok(())),
+            Ok(Some((i, retry_after))) => Some(Err(Rejected {
+                kind: kinds[i.min(kinds.len() - 1)],
+                retry_after,
+            })),
+            Err(_) => None,
+        }
+    }
+
+    fn check_local(&self, key: Option<&str>) -> Result<(), Rejected> {
+        let s = &self.0;
+        let now = s.clock.now();
+        if let (Some((_, keyed)), Some(key)) = (&s.per_key, key) {
+            let d = keyed.lock().unwrap_or_else(|e| e.into_inner()).check(key, now);
+            if let Decision::Deny { retry_after } = d {
+                return Err(Rejected {
+                    kind: RejectKind::RateLimitedKey,
+                    retry_after,
+                });
+            }
+        }
+        if let Some((_, total)) = &s.total {
+            let d = total.lock().unwrap_or_else(|e| e.into_inner()).check(now);
+            if let Decision::Deny { retry_after } = d {
+                return Err(Rejected {
+                    kind: RejectKind::RateLimitedTotal,
+                    retry_after,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn status(&self) -> LimitStatus {
+        let s = &self.0;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        LimitStatus {
+            allowed: n(&s.allowed),
+            rejected_per_key: n(&s.rejected_key),
+            rejected_total: n(&s.rejected_total),
+            rejected_limits_unavailable: n(&s.rejected_unavailable),
+            keys: s
+                .per_key
+                .as_ref()
+                .map_or(0, |(_, k)| k.lock().unwrap_or_else(|e| e.into_inner()).len()),
+            mode: match &s.shared {
+                None => "local",
+                Some(sh) if sh.in_fallback() => "local_fallback",
+                Some(_) => "shared",
+            },
+        }
+    }
+}
+
+/// The key named by `spec` in the request, if present and not empty.
+pub fn request_key<B>(spec: &KeySpec, req: &Request<B>) -> Option<String> {
+    let value = match spec {
+        KeySpec::Header(name) => req
+            .headers()
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        KeySpec::Cookie(name) => req
+            .headers()
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.to_string()),
+        KeySpec::Query(name) => req.uri().query().and_then(|q| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.to_string())
+        }),
+        KeySpec::ClientAddr => req
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|a| a.0.ip().to_string()),
+    };
+    value.filter(|v| !v.is_empty())
+}
+
+/// Applies a route's rate limits to a service.
+#[derive(Clone)]
+pub struct LimitLayer {
+    handle: LimitHandle,
+}
+
+impl LimitLayer {
+    pub fn new(handle: LimitHandle) -> LimitLayer {
+        LimitLayer { handle }
+    }
+}
+
+impl<S> Layer<S> for LimitLayer {
+    type Service = LimitService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        LimitService {
+            inner,
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct LimitService<S> {
+    inner: S,
+    handle: LimitHandle,
+}
+
+impl<S, B> Service<Request<B>> for LimitService<S>
+where
+    S: Service<Request<B>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let handle = self.handle.clone();
+        let key = handle.key_of(&req);
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            handle.check(key.as_deref()).await?;
+            inner.call(req).await.map_err(Into::into)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let mut r = b.body(()).unwrap();
+        r.extensions_mut()
+            .insert(ClientAddr("10.0.0.7:5000".parse().unwrap()));
+        r
+    }
+
+    #[test]
+    fn keys_come_from_where_the_rule_says() {
+        let r = req(
+            "/orders?user=q1&x=2",
+            &[("x-user-id", "u1"), ("cookie", "a=1; sid=c1")],
+        );
+        let key = |s: &str| request_key(&s.parse().unwrap(), &r);
+        assert_eq!(key("header:x-user-id").as_deref(), Some("u1"));
+        assert_eq!(key("cookie:sid").as_deref(), Some("c1"));
+        assert_eq!(key("query:user").as_deref(), Some("q1"));
+        assert_eq!(key("client_addr").as_deref(), Some("10.0.0.7"));
+        assert_eq!(key("header:x-missing"), None);
+    }
+}

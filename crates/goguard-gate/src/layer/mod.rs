@@ -1,0 +1,203 @@
+//! The protections as `tower::Layer`s. Each is usable on its own in any tower-based Rust
+//! service (hyper, axum, tonic): it wraps a `Service<http::Request<B>>`, and turns a request
+//! away with a [`Rejected`] error that says why and when to retry. The gateway stacks them
+//! in front of its upstream client and turns `Rejected` into a 429 or 503 answer.
+
+pub mod breaker;
+pub mod concurrency;
+pub mod limit;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+pub use breaker::{BreakerHandle, BreakerLayer};
+pub use concurrency::{ConcurrencyHandle, ConcurrencyLayer};
+pub use limit::{LimitHandle, LimitLayer};
+
+/// The error type of the layers' services (tower's convention).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body the gateway moves around: streamed, boxed.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// A body with the given bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps something alive (a concurrency slot, an in-flight count)
+    /// until the body is finished or dropped: a streamed answer is still in flight.
+    pub struct GuardedBody<B> {
+        #[pin]
+        body: B,
+        guard: Box<dyn Send + Sync>,
+    }
+}
+
+impl<B> GuardedBody<B> {
+    pub fn new(body: B, guard: impl Send + Sync + 'static) -> GuardedBody<B> {
+        GuardedBody {
+            body,
+            guard: Box::new(guard),
+        }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for GuardedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Why a protection turned a request away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectKind {
+    /// The per-key limit (one user, one address).
+    RateLimitedKey,
+    /// The route's total rate.
+    RateLimitedTotal,
+    /// Too many requests in flight and the wait queue full or timed out.
+    Overloaded,
+    /// The breaker is open and there is no fallback.
+    BreakerOpen,
+    /// Shared limits are required (`fail_closed`) and Redis is unreachable.
+    LimitsUnavailable,
+}
+
+impl RejectKind {
+    /// The label used in metrics and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectKind::RateLimitedKey => "per_key",
+            RejectKind::RateLimitedTotal => "total",
+            RejectKind::Overloaded => "concurrency",
+            RejectKind::BreakerOpen => "breaker_open",
+            RejectKind::LimitsUnavailable => "limits_unavailable",
+        }
+    }
+}
+
+/// A request turned away by a protection, before it reached the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("request rejected: {}", kind.as_str())]
+pub struct Rejected {
+    pub kind: RejectKind,
+    /// When the client may try again (`Retry-After`).
+    pub retry_after: Duration,
+}
+
+impl Rejected {
+    /// 429 for a limit the client can respect, 503 for the gateway's own overload.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            RejectKind::RateLimitedKey | RejectKind::RateLimitedTotal => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The answer to send: the status, `Retry-After` in whole seconds (rounded up, at least
+    /// 1), and a one-line body.
+    pub fn response(&self) -> Response<Body> {
+        let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
+        let mut r = Response::new(full(format!(
+            "{}: {}\n",
+            self.status().canonical_reason().unwrap_or(""),
+            self.kind.as_str()
+        )));
+        *r.status_mut() = self.status();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, secs.max(1).into());
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    }
+}
+
+/// How a call to an upstream failed without an answer: the breaker counts these by kind, and
+/// the gateway answers 502 or 504.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct UpstreamError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No connection could be made (refused, unreachable, connect timeout).
+    Connect,
+    /// No answer within the request timeout.
+    Timeout,
+    /// The connection broke, or the answer was not HTTP.
+    Protocol,
+    /// The client's request body was over the limit.
+    BodyTooLarge,
+}
+
+impl UpstreamError {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> UpstreamError {
+        UpstreamError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// 502 when the upstream could not be reached or broke, 504 when it did not answer in
+    /// time, 413 when the client sent too much.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            FailureKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// Finds a [`Rejected`] in an error returned by a stack of layers.
+pub fn find_rejected(e: &BoxError) -> Option<Rejected> {
+    e.downcast_ref::<Rejected>().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up() {
+        let r = Rejected {
+            kind: RejectKind::RateLimitedKey,
+            retry_after: Duration::from_millis(1200),
+        };
+        let resp = r.response();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
+        let r = Rejected {
+            kind: RejectKind::Overloaded,
+            retry_after: Duration::ZERO,
+        };
+        assert_eq!(r.response().status(), 503);
+        assert_eq!(r.response().headers()[header::RETRY_AFTER], "1");
+    }
+}

@@ -1,0 +1,353 @@
+//! What a reverse proxy does to a request and its answer besides forwarding them: drop
+//! hop-by-hop headers, say who the client is (`X-Forwarded-For`, `Forwarded`) believing only
+//! trusted proxies, and choose the route.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Request;
+
+use crate::config::Route;
+
+/// An address or a network (`10.0.0.0/8`, `::1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("`{s}`: not an IP address or CIDR"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: the prefix must be 0..={max}"))?
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The proxies whose forwarding headers are believed.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<Cidr>);
+
+impl TrustedProxies {
+    pub fn parse(list: &[String]) -> Result<TrustedProxies, String> {
+        list.iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()
+            .map(TrustedProxies)
+    }
+
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|c| c.contains(ip))
+    }
+
+    /// The client's address: the peer, or, when the peer is a trusted proxy, the rightmost
+    /// address in `X-Forwarded-For` that is not itself a trusted proxy. Anything to the left
+    /// of that was written by the client and proves nothing.
+    pub fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> SocketAddr {
+        if !self.trusts(peer.ip()) {
+            return peer;
+        }
+        let hops = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        for hop in hops.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if self.trusts(ip) => continue,
+                Ok(ip) => return SocketAddr::new(ip, 0),
+                Err(_) => break,
+            }
+        }
+        peer
+    }
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names. `TE: trailers`
+/// survives (gRPC needs it end to end). `Upgrade` goes too: the gateway does not tunnel.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    let trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(n);
+    }
+    headers.remove(header::UPGRADE);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Writes `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded` for the
+/// upstream. A trusted peer's headers are extended with the peer; an untrusted peer's are
+/// replaced, so a client cannot pass itself off as someone else.
+pub fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, trusted: &TrustedProxies) {
+    let ip = peer.ip();
+    let keep = trusted.trusts(ip);
+    let host = headers.get(header::HOST).cloned();
+    let join = |name: &str, headers: &HeaderMap, add: String| -> String {
+        let before: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if keep && !before.is_empty() {
+            format!("{}, {add}", before.join(", "))
+        } else {
+            add
+        }
+    };
+    let xff = join("x-forwarded-for", headers, ip.to_string());
+    let node = match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let mut element = format!("for={node};proto=http");
+    if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
+        if h.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+            element.push_str(&format!(";host=\"{h}\""));
+        }
+    }
+    let fwd = join("forwarded", headers, element);
+    let set = |headers: &mut HeaderMap, name: &'static str, v: String| {
+        headers.remove(name);
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            headers.insert(name, v);
+        }
+    };
+    set(headers, "x-forwarded-for", xff);
+    set(headers, "forwarded", fwd);
+    if !keep || !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if !keep || !headers.contains_key("x-forwarded-host") {
+        headers.remove("x-forwarded-host");
+        if let Some(h) = host {
+            headers.insert("x-forwarded-host", h);
+        }
+    }
+}
+
+/// How specific a route is: the longest path prefix first, then a host, methods, headers.
+fn specificity(r: &Route) -> (usize, bool, bool, usize) {
+    (
+        r.path_prefix.len(),
+        r.host.is_some(),
+        !r.methods.is_empty(),
+        r.headers.len(),
+    )
+}
+
+/// The route for a request: among those whose host, methods and headers match, the most
+/// specific (longest path prefix, then the most conditions; ties go to the first in the
+/// file).
+pub fn match_route<'a, B>(
+    routes: impl IntoIterator<Item = &'a Route>,
+    req: &Request<B>,
+) -> Option<(usize, &'a Route)> {
+    let host = req
+        .uri()
+        .host()
+        .map(str::to_string)
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_string())
+        })
+        .unwrap_or_default();
+    let path = req.uri().path();
+    let mut best: Option<(usize, &Route)> = None;
+    for (i, r) in routes.into_iter().enumerate() {
+        let host_ok = r.host.as_ref().is_none_or(|h| match h.strip_prefix("*.") {
+            Some(suffix) => host
+                .to_ascii_lowercase()
+                .ends_with(&format!(".{}", suffix.to_ascii_lowercase())),
+            None => h.eq_ignore_ascii_case(&host),
+        });
+        let method_ok =
+            r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(req.method().as_str()));
+        let headers_ok = r.headers.iter().all(|(k, v)| {
+            req.headers()
+                .get(k.as_str())
+                .is_some_and(|got| got.as_bytes() == v.as_bytes())
+        });
+        if host_ok && method_ok && headers_ok && path.starts_with(&r.path_prefix) {
+            let better = best.is_none_or(|(_, b)| specificity(r) > specificity(b));
+            if better {
+                best = Some((i, r));
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trusted(list: &[&str]) -> TrustedProxies {
+        TrustedProxies::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn cidrs() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("::1".parse::<Cidr>().unwrap().contains("::1".parse().unwrap()));
+        assert!("0.0.0.0/0".parse::<Cidr>().unwrap().contains("8.8.8.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_untrusted_client_cannot_claim_an_address() {
+        let t = trusted(&["10.0.0.0/8"]);
+        let peer: SocketAddr = "203.0.113.9:4000".parse().unwrap();
+        let mut h = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=1.2.3.4"), ("host", "shop")]);
+        assert_eq!(t.client_addr(peer, &h), peer);
+        set_forwarded(&mut h, peer, &t);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9");
+        assert_eq!(h["forwarded"], "for=203.0.113.9;proto=http;host=\"shop\"");
+        assert_eq!(h["x-forwarded-host"], "shop");
+    }
+
+    #[test]
+    fn a_trusted_proxy_chain_is_extended() {
+        let t = trusted(&["10.0.0.0/8"]);
+        let peer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        let mut h = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.9")]);
+        assert_eq!(
+            t.client_addr(peer, &h).ip(),
+            "198.51.100.7".parse::<IpAddr>().unwrap(),
+            "the rightmost untrusted hop, not the client's own claim"
+        );
+        set_forwarded(&mut h, peer, &t);
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 198.51.100.7, 10.0.0.9, 10.0.0.2");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers, deflate"),
+            ("upgrade", "websocket"),
+            ("x-user-id", "u1"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["te", "x-user-id"]);
+        assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn routes_match_by_longest_prefix_host_method_and_header() {
+        let text = r#"
+[upstreams.u]
+targets = ["127.0.0.1:1"]
+[[routes]]
+name = "all"
+upstream = "u"
+[[routes]]
+name = "orders"
+path_prefix = "/orders"
+upstream = "u"
+[[routes]]
+name = "orders-admin"
+path_prefix = "/orders"
+host = "admin.example.com"
+methods = ["DELETE"]
+headers = { x-role = "admin" }
+upstream = "u"
+"#;
+        let c = crate::config::parse(text, "t").unwrap();
+        let name = |method: &str, uri: &str, h: &[(&str, &str)]| {
+            let mut b = Request::builder().method(method).uri(uri);
+            for (k, v) in h {
+                b = b.header(*k, *v);
+            }
+            match_route(&c.routes, &b.body(()).unwrap()).map(|(_, r)| r.name.clone())
+        };
+        assert_eq!(name("GET", "/x", &[]).as_deref(), Some("all"));
+        assert_eq!(name("GET", "/orders/1", &[]).as_deref(), Some("orders"));
+        let admin = [("host", "admin.example.com:8080"), ("x-role", "admin")];
+        assert_eq!(name("DELETE", "/orders/1", &admin).as_deref(), Some("orders-admin"));
+        assert_eq!(name("GET", "/orders/1", &admin).as_deref(), Some("orders"));
+        assert_eq!(name("DELETE", "/orders/1", &admin[..1]).as_deref(), Some("orders"));
+    }
+}

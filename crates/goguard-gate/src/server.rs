@@ -1,0 +1,359 @@
+//! Running the gateway: the client listener, the admin listener (metrics, status, reload),
+//! reloads (file watch, `SIGHUP`, `POST /admin/reload`), and the graceful drain on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{self, Config};
+use crate::gateway::{handle, Stack};
+use crate::layer::{full, Body};
+use crate::metrics::Metrics;
+
+/// A running gateway's shared state.
+#[derive(Clone)]
+pub struct Gateway(Arc<Inner>);
+
+struct Inner {
+    stack: Arc<ArcSwap<Stack>>,
+    metrics: Arc<Metrics>,
+    /// The file reloads read; `None` for a gateway built from a value (tests).
+    path: Option<PathBuf>,
+    base: PathBuf,
+    clock: SharedClock,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// What `/admin/status` answers.
+#[derive(serde::Serialize)]
+struct Status {
+    config_version: u64,
+    /// Seconds since the Unix epoch.
+    loaded_at: f64,
+    config_file: Option<String>,
+    routes: Vec<crate::gateway::RouteState>,
+    upstreams: std::collections::BTreeMap<String, Vec<crate::upstream::TargetStatus>>,
+    events_dropped: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis_fallback: Option<bool>,
+}
+
+impl Gateway {
+    /// A gateway for a configuration file, on the system clock.
+    pub fn from_file(path: &Path) -> Result<Gateway, String> {
+        let config = config::load(path).map_err(|e| e.to_string())?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        Gateway::new(config, Some(path.to_path_buf()), base, Arc::new(SystemClock))
+    }
+
+    /// A gateway for a configuration value and a clock (tests drive a manual one).
+    pub fn new(
+        config: Config,
+        path: Option<PathBuf>,
+        base: PathBuf,
+        clock: SharedClock,
+    ) -> Result<Gateway, String> {
+        let stack = Stack::build(config, None, &base, clock.clone())?;
+        let stack = Arc::new(ArcSwap::from_pointee(stack));
+        let metrics = Arc::new(Metrics::new(stack.clone()));
+        Ok(Gateway(Arc::new(Inner {
+            stack,
+            metrics,
+            path,
+            base,
+            clock,
+            reloading: tokio::sync::Mutex::new(()),
+        })))
+    }
+
+    /// The running stack.
+    pub fn stack(&self) -> Arc<Stack> {
+        self.0.stack.load_full()
+    }
+
+    /// Reads the file again, validates it whole and swaps it in; the running configuration
+    /// stays when anything is wrong. Returns the new version.
+    pub async fn reload(&self, trigger: &str) -> Result<u64, String> {
+        let Some(path) = &self.0.path else {
+            return Err("this gateway has no configuration file".into());
+        };
+        let config = config::load(path).map_err(|e| e.to_string());
+        let config = match config {
+            Ok(c) => c,
+            Err(e) => return Err(self.rejected(trigger, e)),
+        };
+        self.apply(config, trigger).await
+    }
+
+    /// Swaps in a configuration value (validated like a file).
+    pub async fn apply(&self, config: Config, trigger: &str) -> Result<u64, String> {
+        let _one_at_a_time = self.0.reloading.lock().await;
+        let problems = config::validate(&config);
+        if !problems.is_empty() {
+            let text = problems
+                .into_iter()
+                .map(|(f, m)| format!("{}: {m}", f.join(".")))
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Err(self.rejected(trigger, text));
+        }
+        let current = self.0.stack.load_full();
+        let next = Stack::build(config, Some(&current), &self.0.base, self.0.clock.clone());
+        match next {
+            Ok(next) => {
+                let version = next.version;
+                self.0.stack.store(Arc::new(next));
+                self.0.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(version, trigger, "configuration reloaded");
+                Ok(version)
+            }
+            Err(e) => Err(self.rejected(trigger, e)),
+        }
+    }
+
+    fn rejected(&self, trigger: &str, e: String) -> String {
+        self.0.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(trigger, error = %e, "configuration rejected; the running one stays");
+        e
+    }
+
+    fn status(&self) -> Status {
+        let s = self.stack();
+        Status {
+            config_version: s.version,
+            loaded_at: s
+                .loaded_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            config_file: self.0.path.as_ref().map(|p| p.display().to_string()),
+            routes: s.route_states(),
+            upstreams: s.upstream_states().into_iter().collect(),
+            events_dropped: s.events_dropped(),
+            redis_fallback: s.redis_state().map(|(f, _)| f),
+        }
+    }
+
+    /// Serves clients on `listener` and the admin API on `admin` until `shutdown` resolves,
+    /// then stops accepting, drains in-flight requests for up to `server.drain`, and returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        admin: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) {
+        let graceful = GracefulShutdown::new();
+        let admin_task = tokio::spawn(self.clone().serve_admin(admin));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: pause rather than spin.
+                            tracing::error!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let gw = self.clone();
+                    let server = gw.stack().config.server.clone();
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let stack = gw.0.stack.load_full();
+                        handle(stack, gw.0.metrics.clone(), req, peer)
+                    });
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(server.header_timeout)
+                        .max_buf_size((server.max_header_bytes as usize).max(8192));
+                    builder
+                        .http2()
+                        .timer(TokioTimer::new())
+                        .max_header_list_size(server.max_header_bytes as u32)
+                        .keep_alive_interval(Some(server.idle_timeout / 2));
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    let idle = server.idle_timeout;
+                    tokio::spawn(async move {
+                        // A connection lives at most idle_timeout past its last request
+                        // head being read (hyper closes idle HTTP/1 connections through the
+                        // header timeout; this bounds everything else).
+                        let _ = tokio::time::timeout(idle.max(Duration::from_secs(1)) * 60, conn).await;
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        let drain = self.stack().config.server.drain;
+        tracing::info!(?drain, "shutting down: draining in-flight requests");
+        match tokio::time::timeout(drain, graceful.shutdown()).await {
+            Ok(()) => tracing::info!("drained"),
+            Err(_) => tracing::warn!(?drain, "drain deadline passed; closing the rest"),
+        }
+        admin_task.abort();
+    }
+
+    async fn serve_admin(self, listener: TcpListener) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let gw = self.clone();
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let gw = gw.clone();
+                async move { Ok::<_, std::convert::Infallible>(gw.admin(req).await) }
+            });
+            tokio::spawn(async move {
+                let mut b = hyper::server::conn::http1::Builder::new();
+                b.timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10));
+                let _ = b.serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    }
+
+    async fn admin(&self, req: Request<Incoming>) -> Response<Body> {
+        let json = |status: StatusCode, v: serde_json::Value| {
+            let mut r = Response::new(full(format!("{v:#}\n")));
+            *r.status_mut() = status;
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        };
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/metrics") => {
+                let mut r = Response::new(full(self.0.metrics.encode()));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                r
+            }
+            (&Method::GET, "/admin/status") => json(
+                StatusCode::OK,
+                serde_json::to_value(self.status()).unwrap_or_default(),
+            ),
+            (&Method::GET, "/admin/config") => {
+                let mut c = (*self.stack().config).clone();
+                if c.admin_token.is_some() {
+                    c.admin_token = Some("(set)".into());
+                }
+                json(StatusCode::OK, serde_json::to_value(c).unwrap_or_default())
+            }
+            (&Method::GET, "/healthz") => Response::new(full("ok\n")),
+            (&Method::POST, "/admin/reload") => {
+                let token = self.stack().config.admin_token.clone();
+                let given = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "));
+                match (token, given) {
+                    (None, _) => json(
+                        StatusCode::FORBIDDEN,
+                        serde_json::json!({"error": "set admin_token in the configuration to allow reloads over HTTP (SIGHUP and file changes reload too)"}),
+                    ),
+                    (Some(t), Some(g)) if constant_time_eq(t.as_bytes(), g.as_bytes()) => {
+                        match self.reload("admin").await {
+                            Ok(v) => json(StatusCode::OK, serde_json::json!({"config_version": v})),
+                            Err(e) => json(
+                                StatusCode::UNPROCESSABLE_ENTITY,
+                                serde_json::json!({"error": e, "config_version": self.stack().version}),
+                            ),
+                        }
+                    }
+                    _ => json(
+                        StatusCode::UNAUTHORIZED,
+                        serde_json::json!({"error": "Authorization: Bearer <admin_token> required"}),
+                    ),
+                }
+            }
+            _ => json(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({"error": "not found", "endpoints": ["GET /metrics", "GET /admin/status", "GET /admin/config", "GET /healthz", "POST /admin/reload"]}),
+            ),
+        }
+    }
+
+    /// Reloads when the file changes (polled every `every`: editors that replace the file by
+    /// renaming another over it are seen too; `None` to not poll) and on `SIGHUP`, until
+    /// the task is dropped.
+    pub async fn watch(self, every: Option<Duration>) {
+        let Some(path) = self.0.path.clone() else {
+            return;
+        };
+        let stamp = |p: &Path| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+        };
+        let mut seen = stamp(&path);
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let tick = async {
+                match every {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = tick => {
+                    let now = stamp(&path);
+                    if now != seen {
+                        seen = now;
+                        let _ = self.reload("file").await;
+                    }
+                }
+                () = hangup => {
+                    seen = stamp(&path);
+                    let _ = self.reload("SIGHUP").await;
+                }
+            }
+        }
+    }
+}
+
+/// Compares secrets without leaking where they differ through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Binds both listeners of a configuration, naming the address that failed.
+pub async fn bind(config: &Config) -> Result<(TcpListener, TcpListener), String> {
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+    };
+    Ok((bind(config.listen, "listen").await?, bind(config.admin, "admin").await?))
+}

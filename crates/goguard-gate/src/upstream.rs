@@ -1,0 +1,446 @@
+//! An upstream: its targets, how one is chosen for a request, how failing targets are
+//! ejected (passively, by consecutive failures, and actively, by health checks), timeouts,
+//! and retries of idempotent requests within a budget. It is a `tower::Service` sending a
+//! prepared request to one target with hyper's pooled client, HTTP/1.1 or HTTP/2 with prior
+//! knowledge.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::clock::SharedClock;
+use crate::config::{Balance, Upstream as Rule};
+use crate::layer::{full, Body, BoxError, FailureKind, GuardedBody, UpstreamError};
+
+/// One instance of the upstream service.
+#[derive(Debug)]
+pub struct Target {
+    pub addr: String,
+    in_flight: AtomicU32,
+    consecutive_failures: AtomicU32,
+    ejected_until: Mutex<Option<Instant>>,
+    /// The last active health check's verdict (true until one fails).
+    healthy: AtomicBool,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    ejections: AtomicU64,
+}
+
+/// What a status page shows of a target.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetStatus {
+    pub addr: String,
+    pub healthy: bool,
+    pub ejected: bool,
+    pub in_flight: u32,
+    pub requests: u64,
+    pub failures: u64,
+    pub ejections: u64,
+}
+
+/// A pool of targets behind one name, cheap to clone; kept across reloads while the
+/// upstream's rule is unchanged (with its connections and health).
+#[derive(Clone)]
+pub struct UpstreamPool(Arc<Inner>);
+
+struct Inner {
+    name: String,
+    rule: Rule,
+    targets: Vec<Target>,
+    client: Client<HttpConnector, Body>,
+    next: AtomicUsize,
+    /// Retry budget in thousandths of a retry.
+    budget: AtomicU64,
+    retries: AtomicU64,
+    retries_refused: AtomicU64,
+    clock: SharedClock,
+}
+
+/// Retries always allowed before the budget's ratio has anything to work on.
+const MIN_BUDGET: u64 = 10_000;
+/// The most the budget saves up (in thousandths).
+const MAX_BUDGET: u64 = 100_000;
+
+impl UpstreamPool {
+    /// A pool for the rule; health checks (when configured) start at once, on the current
+    /// tokio runtime, and stop when the pool is dropped.
+    pub fn new(name: &str, rule: &Rule, idle_timeout: Duration, clock: SharedClock) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(rule.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_only(rule.http2)
+            .build(connector);
+        let pool = UpstreamPool(Arc::new(Inner {
+            name: name.to_string(),
+            rule: rule.clone(),
+            targets: rule
+                .targets
+                .iter()
+                .map(|addr| Target {
+                    addr: addr.clone(),
+                    in_flight: AtomicU32::new(0),
+                    consecutive_failures: AtomicU32::new(0),
+                    ejected_until: Mutex::new(None),
+                    healthy: AtomicBool::new(true),
+                    requests: AtomicU64::new(0),
+                    failures: AtomicU64::new(0),
+                    ejections: AtomicU64::new(0),
+                })
+                .collect(),
+            client,
+            next: AtomicUsize::new(0),
+            budget: AtomicU64::new(MIN_BUDGET),
+            retries: AtomicU64::new(0),
+            retries_refused: AtomicU64::new(0),
+            clock,
+        }));
+        if rule.health.is_some() {
+            tokio::spawn(health_checks(Arc::downgrade(&pool.0)));
+        }
+        pool
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Each target's state.
+    pub fn status(&self) -> Vec<TargetStatus> {
+        let now = self.0.clock.now();
+        self.0
+            .targets
+            .iter()
+            .map(|t| TargetStatus {
+                addr: t.addr.clone(),
+                healthy: t.healthy.load(Ordering::Relaxed),
+                ejected: is_ejected(t, now),
+                in_flight: t.in_flight.load(Ordering::Relaxed),
+                requests: t.requests.load(Ordering::Relaxed),
+                failures: t.failures.load(Ordering::Relaxed),
+                ejections: t.ejections.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Retries made, and retries the budget refused.
+    pub fn retries(&self) -> (u64, u64) {
+        (
+            self.0.retries.load(Ordering::Relaxed),
+            self.0.retries_refused.load(Ordering::Relaxed),
+        )
+    }
+
+    fn available(&self, t: &Target, now: Instant) -> bool {
+        t.healthy.load(Ordering::Relaxed) && !is_ejected(t, now)
+    }
+
+    /// The target for the next attempt. When none is available every target is a candidate
+    /// (trying a possibly sick one beats refusing everyone: Envoy's panic routing).
+    fn pick(&self, now: Instant) -> usize {
+        let targets = &self.0.targets;
+        let n = targets.len();
+        if n == 1 {
+            return 0;
+        }
+        match self.0.rule.balance {
+            Balance::RoundRobin => {
+                let start = self.0.next.fetch_add(1, Ordering::Relaxed);
+                (0..n)
+                    .map(|i| (start + i) % n)
+                    .find(|&i| self.available(&targets[i], now))
+                    .unwrap_or(start % n)
+            }
+            Balance::LeastRequest => {
+                // Power of two choices among the available targets.
+                let candidates: Vec<usize> = (0..n)
+                    .filter(|&i| self.available(&targets[i], now))
+                    .collect();
+                let pool: Vec<usize> = if candidates.is_empty() {
+                    (0..n).collect()
+                } else {
+                    candidates
+                };
+                let a = pool[fastrand::usize(..pool.len())];
+                let b = pool[fastrand::usize(..pool.len())];
+                let load = |i: usize| targets[i].in_flight.load(Ordering::Relaxed);
+                if load(b) < load(a) {
+                    b
+                } else {
+                    a
+                }
+            }
+        }
+    }
+
+    fn outcome(&self, i: usize, failed: bool, now: Instant) {
+        let t = &self.0.targets[i];
+        if !failed {
+            t.consecutive_failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        t.failures.fetch_add(1, Ordering::Relaxed);
+        let n = t.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= self.0.rule.eject_after.max(1) {
+            t.consecutive_failures.store(0, Ordering::Relaxed);
+            *t.ejected_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(now + self.0.rule.eject_for);
+            t.ejections.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(upstream = %self.0.name, target = %t.addr, failures = n, eject_for = ?self.0.rule.eject_for, "target ejected");
+        }
+    }
+
+    /// May this request be retried? Takes one retry from the budget if so.
+    fn take_retry(&self) -> bool {
+        let ok = self
+            .0
+            .budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(1000))
+            .is_ok();
+        if ok {
+            self.0.retries.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.0.retries_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    fn deposit(&self) {
+        let add = (self.0.rule.retry.budget_ratio * 1000.0) as u64;
+        let _ = self
+            .0
+            .budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some((b + add).min(MAX_BUDGET))
+            });
+    }
+
+    /// Sends the request (already prepared by the proxy: headers cleaned, forwarded-for set)
+    /// to a target, retrying where that is safe.
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Body>, BoxError> {
+        self.deposit();
+        let (parts, body) = req.into_parts();
+        // Only a request with no body can be sent again: a streamed body is gone once sent.
+        let replayable = is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
+        let mut body = Some(body);
+        let mut attempt = 0;
+        loop {
+            let now = self.0.clock.now();
+            let i = self.pick(now);
+            let target = &self.0.targets[i];
+            let b = match body.take() {
+                Some(b) => b,
+                None => full(Bytes::new()),
+            };
+            let req = self.build(&parts, &target.addr, b)?;
+            target.requests.fetch_add(1, Ordering::Relaxed);
+            target.in_flight.fetch_add(1, Ordering::Relaxed);
+            let in_flight = InFlight(self.0.clone(), i);
+            let result =
+                tokio::time::timeout(self.0.rule.request_timeout, self.0.client.request(req)).await;
+            let now = self.0.clock.now();
+            let error = match result {
+                Ok(Ok(resp)) => {
+                    let status = resp.status();
+                    self.outcome(i, status.is_server_error(), now);
+                    let retry_status = matches!(
+                        status,
+                        StatusCode::BAD_GATEWAY
+                            | StatusCode::SERVICE_UNAVAILABLE
+                            | StatusCode::GATEWAY_TIMEOUT
+                    );
+                    if replayable
+                        && retry_status
+                        && attempt < self.0.rule.retry.attempts
+                        && self.take_retry()
+                    {
+                        attempt += 1;
+                        continue;
+                    }
+                    let resp = resp.map(|b| {
+                        GuardedBody::new(b, in_flight)
+                            .map_err(|e| -> BoxError { Box::new(e) })
+                            .boxed()
+                    });
+                    return Ok(resp);
+                }
+                Ok(Err(e)) => classify_client_error(&e),
+                Err(_) => UpstreamError::new(
+                    FailureKind::Timeout,
+                    format!(
+                        "{} did not answer within {:?}",
+                        target.addr, self.0.rule.request_timeout
+                    ),
+                ),
+            };
+            drop(in_flight);
+            if error.kind != FailureKind::BodyTooLarge {
+                self.outcome(i, true, now);
+            }
+            // A refused connection never reached the service: safe to try elsewhere.
+            let safe = replayable || (error.kind == FailureKind::Connect && body_was_empty(&parts));
+            if safe
+                && error.kind != FailureKind::Timeout
+                && attempt < self.0.rule.retry.attempts
+                && self.take_retry()
+            {
+                attempt += 1;
+                continue;
+            }
+            return Err(Box::new(error));
+        }
+    }
+
+    fn build(
+        &self,
+        parts: &http::request::Parts,
+        addr: &str,
+        body: Body,
+    ) -> Result<Request<Body>, BoxError> {
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str());
+        let uri: Uri = format!("http://{addr}{path}").parse()?;
+        let mut req = Request::new(body);
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = if self.0.rule.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        *req.headers_mut() = parts.headers.clone();
+        if self.0.rule.http2 {
+            // HTTP/2 carries the authority as a pseudo-header; a Host header would disagree.
+            req.headers_mut().remove(http::header::HOST);
+        }
+        Ok(req)
+    }
+}
+
+fn body_was_empty(parts: &http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v == "0")
+        || (!parts.headers.contains_key(http::header::CONTENT_LENGTH)
+            && !parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+            && parts.method != Method::POST
+            && parts.method != Method::PATCH)
+}
+
+/// Counts a request in its target's in-flight figure until its response body is done.
+struct InFlight(Arc<Inner>, usize);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.targets[self.1]
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn is_ejected(t: &Target, now: Instant) -> bool {
+    t.ejected_until
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_some_and(|until| now < until)
+}
+
+/// GET, HEAD, OPTIONS, TRACE, PUT and DELETE may be repeated (RFC 9110 9.2.2).
+pub fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn classify_client_error(e: &hyper_util::client::legacy::Error) -> UpstreamError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return UpstreamError::new(FailureKind::BodyTooLarge, "request body over the limit");
+        }
+        source = s.source();
+    }
+    let kind = if e.is_connect() {
+        FailureKind::Connect
+    } else {
+        FailureKind::Protocol
+    };
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    UpstreamError::new(kind, message)
+}
+
+/// Probes every target at the rule's interval until the pool is gone.
+async fn health_checks(pool: Weak<Inner>) {
+    loop {
+        let Some(inner) = pool.upgrade() else { return };
+        let Some(check) = inner.rule.health.clone() else {
+            return;
+        };
+        for t in &inner.targets {
+            let uri: Result<Uri, _> = format!("http://{}{}", t.addr, check.path).parse();
+            let ok = match uri {
+                Ok(uri) => {
+                    let req = Request::get(uri)
+                        .version(if inner.rule.http2 {
+                            Version::HTTP_2
+                        } else {
+                            Version::HTTP_11
+                        })
+                        .body(full(Bytes::new()));
+                    match req {
+                        Ok(req) => matches!(
+                            tokio::time::timeout(check.timeout, inner.client.request(req)).await,
+                            Ok(Ok(r)) if r.status().is_success()
+                        ),
+                        Err(_) => false,
+                    }
+                }
+                Err(_) => false,
+            };
+            let was = t.healthy.swap(ok, Ordering::Relaxed);
+            if was != ok {
+                tracing::warn!(upstream = %inner.name, target = %t.addr, healthy = ok, "health check changed");
+            }
+        }
+        let interval = check.interval;
+        drop(inner);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+impl tower::Service<Request<Body>> for UpstreamPool {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let me = self.clone();
+        Box::pin(async move { me.send(req).await })
+    }
+}

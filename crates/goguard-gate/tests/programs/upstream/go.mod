@@ -1,0 +1,3 @@
+module goguard.test/upstream
+
+go 1.24

@@ -1,0 +1,138 @@
+// upstream is the Go service the gateway tests put behind goguard gate. Each request can ask
+// for a status, a delay, a hang, a streamed body or an echo of what arrived; /control/mode
+// switches the whole instance to failing, slow or healthy.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+type state struct {
+	mu    sync.Mutex
+	mode  string        // "ok", "fail", "slow"
+	delay time.Duration // for "slow"
+	count atomic.Int64
+}
+
+func (s *state) get() (string, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mode, s.delay
+}
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:0", "address")
+	name := flag.String("name", "upstream", "instance name, sent back in X-Instance")
+	h2c := flag.Bool("h2c", false, "also serve HTTP/2 with prior knowledge")
+	flag.Parse()
+
+	st := &state{mode: "ok"}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/control/mode", func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("delay"))
+		st.mu.Lock()
+		st.mode, st.delay = r.URL.Query().Get("set"), d
+		st.mu.Unlock()
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/control/count", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, st.count.Load())
+	})
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if mode, _ := st.get(); mode == "fail" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		st.count.Add(1)
+		w.Header().Set("X-Instance", *name)
+		q := r.URL.Query()
+		mode, delay := st.get()
+		if d, err := time.ParseDuration(q.Get("delay")); err == nil {
+			delay, mode = d, "slow"
+		}
+		if mode == "slow" {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if q.Get("hang") != "" {
+			<-r.Context().Done()
+			return
+		}
+		if mode == "fail" {
+			http.Error(w, "failing on command", http.StatusInternalServerError)
+			return
+		}
+		if s := q.Get("status"); s != "" {
+			code, _ := strconv.Atoi(s)
+			w.WriteHeader(code)
+			fmt.Fprintf(w, "status %d\n", code)
+			return
+		}
+		if n := q.Get("chunks"); n != "" {
+			// A streamed answer: one chunk, then wait for the next request on /control/next.
+			k, _ := strconv.Atoi(n)
+			every, _ := time.ParseDuration(q.Get("every"))
+			f := w.(http.Flusher)
+			for i := 0; i < k; i++ {
+				fmt.Fprintf(w, "chunk %d\n", i)
+				f.Flush()
+				select {
+				case <-time.After(every):
+				case <-r.Context().Done():
+					return
+				}
+			}
+			return
+		}
+		if q.Get("echo") != "" {
+			body, _ := io.ReadAll(r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{
+				"method":  r.Method,
+				"path":    r.URL.RequestURI(),
+				"proto":   r.Proto,
+				"host":    r.Host,
+				"headers": r.Header,
+				"body":    len(body),
+			})
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "hello from %s\n", *name)
+	})
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	srv := &http.Server{Handler: mux}
+	if *h2c {
+		var p http.Protocols
+		p.SetHTTP1(true)
+		p.SetUnencryptedHTTP2(true)
+		srv.Protocols = &p
+	}
+	fmt.Printf("listening on %s\n", ln.Addr())
+	os.Stdout.Sync()
+	if err := srv.Serve(ln); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
