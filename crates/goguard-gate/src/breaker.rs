@@ -107,6 +107,11 @@ impl CircuitBreaker {
         w
     }
 
+    /// The state as last stored, without moving open to half-open.
+    pub fn stored_state(&self) -> State {
+        self.state
+    }
+
     /// The state, moving open to half-open when its time is up.
     pub fn state(&mut self, now: Instant) -> State {
         if let State::Open { until } = self.state {

@@ -522,6 +522,10 @@ pub struct Events {
     /// ... within this window.
     #[serde(with = "human_duration")]
     pub window: Duration,
+    /// Who "the user" is in events: by default the route's per-key limit key, else the
+    /// client's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<KeySpec>,
 }
 
 impl Default for Events {
@@ -531,6 +535,7 @@ impl Default for Events {
             queue: 1024,
             rejections: 20,
             window: Duration::from_secs(10),
+            user: None,
         }
     }
 }
@@ -679,7 +684,7 @@ fn field(parts: &[&str]) -> Vec<String> {
 /// Checks what the types cannot: references, ranges and combinations.
 pub fn validate(c: &Config) -> Vec<Problem> {
     let mut out: Vec<Problem> = Vec::new();
-    if c.listen == c.admin {
+    if c.listen == c.admin && c.listen.port() != 0 {
         out.push((
             field(&["admin"]),
             "the admin listener cannot share the client listener's address".into(),

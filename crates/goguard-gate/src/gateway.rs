@@ -232,7 +232,11 @@ impl Stack {
             routes.push(RouteStack {
                 rule: r.clone(),
                 service,
-                user_key: limit_rule.and_then(|l| l.per_key.as_ref()).map(|k| k.key.clone()),
+                user_key: config.events.user.clone().or_else(|| {
+                    limit_rule
+                        .and_then(|l| l.per_key.as_ref())
+                        .map(|k| k.key.clone())
+                }),
                 breaker,
                 limit,
                 concurrency,

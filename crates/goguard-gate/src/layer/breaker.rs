@@ -79,7 +79,7 @@ impl BreakerHandle {
     fn with<T>(&self, f: impl FnOnce(&mut CircuitBreaker, std::time::Instant) -> T) -> T {
         let now = self.0.clock.now();
         let mut b = self.0.breaker.lock().unwrap_or_else(|e| e.into_inner());
-        let before = state_index(b.state(now));
+        let before = state_index(b.stored_state());
         let out = f(&mut b, now);
         let after = state_index(b.state(now));
         if before != after {

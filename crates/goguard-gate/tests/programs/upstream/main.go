@@ -48,6 +48,15 @@ func main() {
 	mux.HandleFunc("/control/count", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, st.count.Load())
 	})
+	var hook atomic.Value // the last body POSTed to /hook (an event webhook)
+	hook.Store("")
+	mux.HandleFunc("/hook", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hook.Store(string(b))
+	})
+	mux.HandleFunc("/control/hook", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, hook.Load())
+	})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		if mode, _ := st.get(); mode == "fail" {
 			w.WriteHeader(http.StatusServiceUnavailable)

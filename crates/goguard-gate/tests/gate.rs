@@ -1,0 +1,353 @@
+//! The gateway end to end, in process: real Go upstreams, a real HTTP client, a real Redis.
+//! Where time matters (a breaker's open period, a limit's refill) the gateway runs on a
+//! manual clock that the test moves.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use goguard_gate::clock::{ManualClock, SharedClock, SystemClock};
+use goguard_gate::Gateway;
+use http::Method;
+use support::{get, get_with, send, Redis, Upstream};
+use tokio::net::TcpListener;
+
+/// A gateway serving on ephemeral ports, with its configuration in a file of its own.
+struct TestGate {
+    gw: Gateway,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    dir: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The common head of a test configuration: ephemeral listeners, no access log.
+fn head() -> String {
+    "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nadmin_token = \"t0ken\"\n[server]\naccess_log = \"off\"\n".into()
+}
+
+impl TestGate {
+    async fn start(toml: &str, clock: SharedClock) -> TestGate {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "goguard-gate-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gate.toml");
+        std::fs::write(&path, toml).unwrap();
+        let config = goguard_gate::load(&path).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let gw = Gateway::new(config, Some(path), dir.clone(), clock).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(gw.clone().serve(listener, admin, async move {
+            let _ = rx.await;
+        }));
+        TestGate {
+            gw,
+            addr,
+            admin: admin_addr,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn status(&self) -> serde_json::Value {
+        let (s, _, body) = get(&format!("http://{}/admin/status", self.admin)).await;
+        assert_eq!(s, 200);
+        serde_json::from_str(&body).unwrap()
+    }
+
+    async fn metrics(&self) -> String {
+        get(&format!("http://{}/metrics", self.admin)).await.2
+    }
+
+    fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+    }
+}
+
+/// Polls an async condition until it holds (a health check, a reconnect); fails after
+/// `limit`. A wait for a condition, never a sleep standing in for one.
+async fn wait_for<F, Fut>(limit: Duration, what: &str, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !ready().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn manual() -> (ManualClock, SharedClock) {
+    let c = ManualClock::new();
+    (c.clone(), Arc::new(c))
+}
+
+async fn statuses(gate: &TestGate, path: &str, n: usize, headers: &[(&str, &str)]) -> Vec<u16> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(get_with(&gate.url(path), headers).await.0.as_u16());
+    }
+    out
+}
+
+fn count(codes: &[u16], code: u16) -> usize {
+    codes.iter().filter(|c| **c == code).count()
+}
+
+fn breaker_config(up: SocketAddr, breaker: &str, fallback: &str) -> String {
+    format!(
+        "{}[upstreams.orders]\ntargets = [\"{up}\"]\neject_after = 1000\n[[routes]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"orders\"\n[routes.breaker]\n{breaker}\n{fallback}\n[events]\nrejections = 5\nwindow = \"10s\"\nuser = \"header:x-user-id\"\n",
+        head()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_trips_half_opens_and_recovers() {
+    let up = Upstream::start("a");
+    let (clock, shared) = manual();
+    let gate = TestGate::start(
+        &breaker_config(
+            up.addr,
+            "window = \"10s\"\nmin_requests = 20\nerror_ratio = 0.5\nopen_for = \"10s\"\nhalf_open_probes = 3",
+            "[routes.fallback]\nstatus = 503\nbody = \"Service busy, please retry shortly.\"",
+        ),
+        shared,
+    )
+    .await;
+    up.mode("fail", "").await;
+    let codes = statuses(&gate, "/orders/1", 20, &[("x-user-id", "u1")]).await;
+    assert_eq!(count(&codes, 500), 20, "the upstream's errors pass through");
+    assert_eq!(gate.status().await["routes"][0]["breaker"]["state"], "open");
+
+    // Open: the fallback answers and the upstream is spared.
+    let before = up.count().await;
+    let (s, h, body) = get_with(&gate.url("/orders/1"), &[("x-user-id", "u1")]).await;
+    assert_eq!(
+        (s.as_u16(), body.as_str()),
+        (503, "Service busy, please retry shortly.")
+    );
+    assert_eq!(h["retry-after"], "1");
+    statuses(&gate, "/orders/1", 10, &[("x-user-id", "u1")]).await;
+    assert_eq!(up.count().await, before, "no request reached the upstream");
+    let events = gate.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["user"] == "u1" && e["reason"] == "breaker_open"),
+        "a user who keeps hitting the open breaker is reported: {events:?}"
+    );
+
+    // After open_for: half-open lets 3 probes through; a failed probe re-opens.
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(get(&gate.url("/orders/1")).await.0, 500, "a probe");
+    assert_eq!(gate.status().await["routes"][0]["breaker"]["state"], "open");
+    clock.advance(Duration::from_secs(10));
+    up.mode("ok", "").await;
+    let codes = statuses(&gate, "/orders/1", 3, &[]).await;
+    assert_eq!(codes, [200, 200, 200]);
+    let status = gate.status().await;
+    let b = &status["routes"][0]["breaker"];
+    assert_eq!(b["state"], "closed");
+    assert_eq!(b["transitions_to_open"], 2);
+    assert_eq!(b["transitions_to_half_open"], 2);
+    assert_eq!(b["transitions_to_closed"], 1);
+    let metrics = gate.metrics().await;
+    assert!(metrics.contains("goguard_gate_breaker_transitions_total{route=\"orders\",to=\"open\"} 2"), "{metrics}");
+    assert!(metrics.contains("goguard_gate_breaker_state{route=\"orders\",state=\"closed\"} 1"));
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_under_the_traffic_floor_do_not_trip() {
+    // 5.1's pair: 100% errors, but 40 calls in a 10 s window is under the 5/s floor.
+    let up = Upstream::start("a");
+    let (_clock, shared) = manual();
+    let gate = TestGate::start(
+        &breaker_config(
+            up.addr,
+            "window = \"10s\"\nmin_rps = 5\nerror_ratio = 0.5\nopen_for = \"10s\"",
+            "",
+        ),
+        shared,
+    )
+    .await;
+    up.mode("fail", "").await;
+    let codes = statuses(&gate, "/orders/1", 49, &[]).await;
+    assert_eq!(count(&codes, 500), 49);
+    assert_eq!(gate.status().await["routes"][0]["breaker"]["state"], "closed");
+    assert_eq!(up.count().await, 49, "every call reached the upstream");
+    // The 50th reaches the floor: now it trips, and with no fallback the answer is a 503.
+    get(&gate.url("/orders/1")).await;
+    assert_eq!(gate.status().await["routes"][0]["breaker"]["state"], "open");
+    let (s, h, _) = get(&gate.url("/orders/1")).await;
+    assert_eq!(s, 503);
+    assert_eq!(h["retry-after"], "10", "until the breaker half-opens");
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_calls_trip_the_slow_ratio_strategy() {
+    let up = Upstream::start("a");
+    let gate = TestGate::start(
+        &breaker_config(
+            up.addr,
+            "window = \"60s\"\nmin_requests = 4\nslow_call = \"50ms\"\nslow_ratio = 0.5",
+            "[routes.fallback]\nredirect = \"https://status.example.com/\"",
+        ),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let codes = statuses(&gate, "/orders/1?delay=100ms", 4, &[]).await;
+    assert_eq!(codes, [200; 4], "slow, not failing");
+    let (s, h, _) = get(&gate.url("/orders/1")).await;
+    assert_eq!(s, 302, "the degrade page");
+    assert_eq!(h["location"], "https://status.example.com/");
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_upstream_serves_while_open_and_4xx_are_not_errors() {
+    let up = Upstream::start("main");
+    let degraded = Upstream::start("degraded");
+    let toml = format!(
+        "{}[upstreams.main]\ntargets = [\"{}\"]\n[upstreams.degraded]\ntargets = [\"{}\"]\n[[routes]]\nname = \"r\"\nupstream = \"main\"\n[routes.breaker]\nmin_requests = 5\nerror_ratio = 0.5\n[routes.fallback]\nupstream = \"degraded\"\n",
+        head(),
+        up.addr,
+        degraded.addr
+    );
+    let gate = TestGate::start(&toml, manual().1).await;
+    let codes = statuses(&gate, "/x?status=404", 5, &[]).await;
+    assert_eq!(codes, [404; 5]);
+    let codes = statuses(&gate, "/x?status=429", 5, &[]).await;
+    assert_eq!(codes, [429; 5]);
+    assert_eq!(
+        gate.status().await["routes"][0]["breaker"]["state"],
+        "closed",
+        "4xx and 429 are the client's doing"
+    );
+    statuses(&gate, "/x?status=500", 10, &[]).await;
+    let (s, h, body) = get(&gate.url("/x")).await;
+    assert_eq!((s.as_u16(), h["x-instance"].to_str().unwrap()), (200, "degraded"));
+    assert_eq!(body, "hello from degraded\n");
+    gate.shutdown().await;
+}
+
+fn limit_config(up: SocketAddr, limit: &str, extra: &str) -> String {
+    format!(
+        "{}{extra}[upstreams.orders]\ntargets = [\"{up}\"]\n[[routes]]\nname = \"orders\"\nupstream = \"orders\"\n[routes.limit]\n{limit}\n[events]\nrejections = 3\n",
+        head()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_and_total_limits_answer_429_with_retry_after() {
+    let up = Upstream::start("a");
+    let (clock, shared) = manual();
+    let gate = TestGate::start(
+        &limit_config(
+            up.addr,
+            "per_key = { key = \"header:x-user-id\", rate = \"5/s\", burst = 5 }\ntotal = { rate = \"8/s\", burst = 8 }",
+            "",
+        ),
+        shared,
+    )
+    .await;
+    let alice = statuses(&gate, "/", 7, &[("x-user-id", "alice")]).await;
+    assert_eq!(alice, [200, 200, 200, 200, 200, 429, 429]);
+    let (s, h, _) = get_with(&gate.url("/"), &[("x-user-id", "alice")]).await;
+    assert_eq!((s.as_u16(), h["retry-after"].to_str().unwrap()), (429, "1"));
+    // Bob has his own budget, but the route's total of 8 is reached after 3 of his.
+    let bob = statuses(&gate, "/", 4, &[("x-user-id", "bob")]).await;
+    assert_eq!(bob, [200, 200, 200, 429]);
+    // A second later both budgets are back.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(get_with(&gate.url("/"), &[("x-user-id", "alice")]).await.0, 200);
+    let status = gate.status().await;
+    let l = &status["routes"][0]["limit"];
+    assert_eq!((l["rejected_per_key"].as_u64(), l["rejected_total"].as_u64()), (Some(3), Some(1)));
+    let events = gate.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["user"] == "alice" && e["reason"] == "rate_limited" && e["count"] == 3),
+        "{events:?}"
+    );
+    assert!(gate
+        .metrics()
+        .await
+        .contains("goguard_gate_rejections_total{route=\"orders\",reason=\"per_key\"} 3"));
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_addr_keys_believe_only_trusted_proxies() {
+    let up = Upstream::start("a");
+    let (clock, shared) = manual();
+    // Loopback is a trusted proxy here: the address comes from X-Forwarded-For.
+    let gate = TestGate::start(
+        &limit_config(
+            up.addr,
+            "per_key = { key = \"client_addr\", rate = \"2/s\", burst = 2 }",
+            "trusted_proxies = [\"127.0.0.0/8\"]\n",
+        ),
+        shared.clone(),
+    )
+    .await;
+    let a = statuses(&gate, "/", 3, &[("x-forwarded-for", "198.51.100.1")]).await;
+    let b = statuses(&gate, "/", 2, &[("x-forwarded-for", "198.51.100.2")]).await;
+    assert_eq!((a, b), (vec![200, 200, 429], vec![200, 200]));
+    let (_, _, body) = get_with(&gate.url("/?echo=1"), &[("x-forwarded-for", "198.51.100.3")]).await;
+    let echo: serde_json::Value = serde_json::from_str(&body).expect(&body);
+    assert_eq!(echo["headers"]["X-Forwarded-For"][0], "198.51.100.3, 127.0.0.1");
+    gate.shutdown().await;
+
+    // Untrusted: a client cannot pick its key (or its forwarded address) with a header.
+    let gate = TestGate::start(
+        &limit_config(up.addr, "per_key = { key = \"client_addr\", rate = \"2/s\", burst = 2 }", ""),
+        shared,
+    )
+    .await;
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        let xff = format!("203.0.113.{i}");
+        codes.push(get_with(&gate.url("/"), &[("x-forwarded-for", &xff)]).await.0.as_u16());
+    }
+    assert_eq!(codes, [200, 200, 429]);
+    clock.advance(Duration::from_secs(1));
+    let (_, _, body) = get_with(&gate.url("/?echo=1"), &[("x-forwarded-for", "6.6.6.6")]).await;
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["headers"]["X-Forwarded-For"][0], "127.0.0.1");
+    gate.shutdown().await;
+}
