@@ -226,9 +226,11 @@ fn redis_stream_sink(url: &str, stream: &str, rx: Receiver<Event>, dropped: &Ato
             .arg("route")
             .arg(&event.route)
             .arg("reason")
-            .arg(serde_json::to_value(event.reason).map_or(String::new(), |v| {
-                v.as_str().unwrap_or_default().to_string()
-            }))
+            .arg(
+                serde_json::to_value(event.reason).map_or(String::new(), |v| {
+                    v.as_str().unwrap_or_default().to_string()
+                }),
+            )
             .arg("count")
             .arg(event.count)
             .arg("window_seconds")

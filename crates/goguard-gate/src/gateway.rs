@@ -223,8 +223,9 @@ impl Stack {
                     let kept = keep(old.and_then(|o| o.limit.as_ref()), &fp_rule, || {
                         Ok(LimitHandle::new(&r.name, rule, shared, clock.clone()))
                     })?;
-                    service =
-                        BoxCloneSyncService::new(LimitLayer::new(kept.value.clone()).layer(service));
+                    service = BoxCloneSyncService::new(
+                        LimitLayer::new(kept.value.clone()).layer(service),
+                    );
                     Some(kept)
                 }
                 None => None,
@@ -350,22 +351,26 @@ fn fallback_service(
         }
         None => None,
     };
-    let content_type =
-        HeaderValue::from_str(&f.content_type).map_err(|e| format!("fallback.content_type: {e}"))?;
-    Ok(BoxCloneSyncService::new(service_fn(move |_req: Request<Body>| {
-        let mut r = Response::new(full(body.clone()));
-        *r.status_mut() = status;
-        r.headers_mut().insert(header::CONTENT_TYPE, content_type.clone());
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+    let content_type = HeaderValue::from_str(&f.content_type)
+        .map_err(|e| format!("fallback.content_type: {e}"))?;
+    Ok(BoxCloneSyncService::new(service_fn(
+        move |_req: Request<Body>| {
+            let mut r = Response::new(full(body.clone()));
+            *r.status_mut() = status;
             r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        if let Some(l) = &location {
-            r.headers_mut().insert(header::LOCATION, l.clone());
-        }
-        r.extensions_mut().insert(Degraded);
-        std::future::ready(Ok::<_, BoxError>(r))
-    })))
+                .insert(header::CONTENT_TYPE, content_type.clone());
+            if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS
+            {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            if let Some(l) = &location {
+                r.headers_mut().insert(header::LOCATION, l.clone());
+            }
+            r.extensions_mut().insert(Degraded);
+            std::future::ready(Ok::<_, BoxError>(r))
+        },
+    )))
 }
 
 /// Calls a route's stack. A plain function with concrete types: inside the async handler
@@ -514,4 +519,3 @@ where
     });
     Ok(response)
 }
-

@@ -69,7 +69,11 @@ impl Metrics {
             "Time from the request's arrival to its response head, by route",
             latency.clone(),
         );
-        registry.register("in_flight", "Requests in flight, by route", in_flight.clone());
+        registry.register(
+            "in_flight",
+            "Requests in flight, by route",
+            in_flight.clone(),
+        );
         registry.register(
             "rejections",
             "Requests turned away by a protection, by route and reason (per_key, total, concurrency, breaker_open, limits_unavailable, body_too_large)",
@@ -173,9 +177,12 @@ impl Collector for StackCollector {
             transitions,
         )?;
         let keys = routes.iter().filter_map(|r| {
-            r.limit
-                .as_ref()
-                .map(|l| (vec![("route", r.name.clone())], ConstGauge::new(l.keys as i64)))
+            r.limit.as_ref().map(|l| {
+                (
+                    vec![("route", r.name.clone())],
+                    ConstGauge::new(l.keys as i64),
+                )
+            })
         });
         family(
             &mut e,

@@ -44,7 +44,9 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
@@ -124,7 +126,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let trailers = headers
         .get(header::TE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
     for n in named {
         headers.remove(n);
     }
@@ -163,7 +168,9 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, trusted: &Truste
     };
     let mut element = format!("for={node};proto=http");
     if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
-        if h.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+        if h.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
             element.push_str(&format!(";host=\"{h}\""));
         }
     }
@@ -224,8 +231,10 @@ pub fn match_route<'a, B>(
                 .ends_with(&format!(".{}", suffix.to_ascii_lowercase())),
             None => h.eq_ignore_ascii_case(&host),
         });
-        let method_ok =
-            r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(req.method().as_str()));
+        let method_ok = r.methods.is_empty()
+            || r.methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(req.method().as_str()));
         let headers_ok = r.headers.iter().all(|(k, v)| {
             req.headers()
                 .get(k.as_str())
@@ -267,15 +276,25 @@ mod tests {
         assert!(!c.contains("11.0.0.1".parse().unwrap()));
         assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
-        assert!("::1".parse::<Cidr>().unwrap().contains("::1".parse().unwrap()));
-        assert!("0.0.0.0/0".parse::<Cidr>().unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!("::1"
+            .parse::<Cidr>()
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+        assert!("0.0.0.0/0"
+            .parse::<Cidr>()
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
     }
 
     #[test]
     fn an_untrusted_client_cannot_claim_an_address() {
         let t = trusted(&["10.0.0.0/8"]);
         let peer: SocketAddr = "203.0.113.9:4000".parse().unwrap();
-        let mut h = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=1.2.3.4"), ("host", "shop")]);
+        let mut h = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("host", "shop"),
+        ]);
         assert_eq!(t.client_addr(peer, &h), peer);
         set_forwarded(&mut h, peer, &t);
         assert_eq!(h["x-forwarded-for"], "203.0.113.9");
@@ -294,7 +313,10 @@ mod tests {
             "the rightmost untrusted hop, not the client's own claim"
         );
         set_forwarded(&mut h, peer, &t);
-        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 198.51.100.7, 10.0.0.9, 10.0.0.2");
+        assert_eq!(
+            h["x-forwarded-for"],
+            "6.6.6.6, 198.51.100.7, 10.0.0.9, 10.0.0.2"
+        );
     }
 
     #[test]
@@ -346,8 +368,14 @@ upstream = "u"
         assert_eq!(name("GET", "/x", &[]).as_deref(), Some("all"));
         assert_eq!(name("GET", "/orders/1", &[]).as_deref(), Some("orders"));
         let admin = [("host", "admin.example.com:8080"), ("x-role", "admin")];
-        assert_eq!(name("DELETE", "/orders/1", &admin).as_deref(), Some("orders-admin"));
+        assert_eq!(
+            name("DELETE", "/orders/1", &admin).as_deref(),
+            Some("orders-admin")
+        );
         assert_eq!(name("GET", "/orders/1", &admin).as_deref(), Some("orders"));
-        assert_eq!(name("DELETE", "/orders/1", &admin[..1]).as_deref(), Some("orders"));
+        assert_eq!(
+            name("DELETE", "/orders/1", &admin[..1]).as_deref(),
+            Some("orders")
+        );
     }
 }

@@ -59,7 +59,12 @@ impl Gateway {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        Gateway::new(config, Some(path.to_path_buf()), base, Arc::new(SystemClock))
+        Gateway::new(
+            config,
+            Some(path.to_path_buf()),
+            base,
+            Arc::new(SystemClock),
+        )
     }
 
     /// A gateway for a configuration value and a clock (tests drive a manual one).
@@ -128,7 +133,10 @@ impl Gateway {
     }
 
     fn rejected(&self, trigger: &str, e: String) -> String {
-        self.0.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .metrics
+            .reloads_failed
+            .fetch_add(1, Ordering::Relaxed);
         tracing::error!(trigger, error = %e, "configuration rejected; the running one stays");
         e
     }
@@ -238,8 +246,10 @@ impl Gateway {
         let json = |status: StatusCode, v: serde_json::Value| {
             let mut r = Response::new(full(format!("{v:#}\n")));
             *r.status_mut() = status;
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             r
         };
         match (req.method(), req.uri().path()) {
@@ -355,5 +365,8 @@ pub async fn bind(config: &Config) -> Result<(TcpListener, TcpListener), String>
             .await
             .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
     };
-    Ok((bind(config.listen, "listen").await?, bind(config.admin, "admin").await?))
+    Ok((
+        bind(config.listen, "listen").await?,
+        bind(config.admin, "admin").await?,
+    ))
 }

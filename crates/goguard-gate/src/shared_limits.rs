@@ -163,7 +163,12 @@ impl SharedLimits {
         if waiting {
             return Err(Unavailable);
         }
-        let conn = self.0.conn.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let conn = self
+            .0
+            .conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let Some(mut conn) = conn else {
             self.connect();
             self.failed();
@@ -180,8 +185,12 @@ impl SharedLimits {
         match answer {
             Ok(Ok(v)) if v.len() == 2 => {
                 self.succeeded();
-                Ok((v[0] > 0)
-                    .then(|| ((v[0] - 1) as usize, Duration::from_micros(v[1].max(0) as u64))))
+                Ok((v[0] > 0).then(|| {
+                    (
+                        (v[0] - 1) as usize,
+                        Duration::from_micros(v[1].max(0) as u64),
+                    )
+                }))
             }
             Ok(Ok(v)) => {
                 tracing::warn!(answer = ?v, "unexpected answer from the shared-limit script");

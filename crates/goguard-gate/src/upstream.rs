@@ -149,25 +149,26 @@ impl UpstreamPool {
 
     /// The target for the next attempt. When none is available every target is a candidate
     /// (trying a possibly sick one beats refusing everyone: Envoy's panic routing).
-    fn pick(&self, now: Instant) -> usize {
+    /// `avoid` is the target a retry just failed on: it is chosen again only when it is the
+    /// only one left.
+    fn pick(&self, now: Instant, avoid: Option<usize>) -> usize {
         let targets = &self.0.targets;
         let n = targets.len();
         if n == 1 {
             return 0;
         }
+        let usable = |i: usize| Some(i) != avoid && self.available(&targets[i], now);
         match self.0.rule.balance {
             Balance::RoundRobin => {
                 let start = self.0.next.fetch_add(1, Ordering::Relaxed);
                 (0..n)
                     .map(|i| (start + i) % n)
-                    .find(|&i| self.available(&targets[i], now))
+                    .find(|&i| usable(i))
                     .unwrap_or(start % n)
             }
             Balance::LeastRequest => {
                 // Power of two choices among the available targets.
-                let candidates: Vec<usize> = (0..n)
-                    .filter(|&i| self.available(&targets[i], now))
-                    .collect();
+                let candidates: Vec<usize> = (0..n).filter(|&i| usable(i)).collect();
                 let pool: Vec<usize> = if candidates.is_empty() {
                     (0..n).collect()
                 } else {
@@ -236,9 +237,11 @@ impl UpstreamPool {
         let replayable = is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
         let mut body = Some(body);
         let mut attempt = 0;
+        let mut failed_on = None;
         loop {
             let now = self.0.clock.now();
-            let i = self.pick(now);
+            let i = self.pick(now, failed_on);
+            failed_on = Some(i);
             let target = &self.0.targets[i];
             let b = match body.take() {
                 Some(b) => b,
@@ -309,10 +312,7 @@ impl UpstreamPool {
         addr: &str,
         body: Body,
     ) -> Result<Request<Body>, BoxError> {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str());
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let uri: Uri = format!("http://{addr}{path}").parse()?;
         let mut req = Request::new(body);
         *req.method_mut() = parts.method.clone();

@@ -184,7 +184,10 @@ async fn the_breaker_trips_half_opens_and_recovers() {
     assert_eq!(b["transitions_to_half_open"], 2);
     assert_eq!(b["transitions_to_closed"], 1);
     let metrics = gate.metrics().await;
-    assert!(metrics.contains("goguard_gate_breaker_transitions_total{route=\"orders\",to=\"open\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("goguard_gate_breaker_transitions_total{route=\"orders\",to=\"open\"} 2"),
+        "{metrics}"
+    );
     assert!(metrics.contains("goguard_gate_breaker_state{route=\"orders\",state=\"closed\"} 1"));
     gate.shutdown().await;
 }
@@ -206,7 +209,10 @@ async fn errors_under_the_traffic_floor_do_not_trip() {
     up.mode("fail", "").await;
     let codes = statuses(&gate, "/orders/1", 49, &[]).await;
     assert_eq!(count(&codes, 500), 49);
-    assert_eq!(gate.status().await["routes"][0]["breaker"]["state"], "closed");
+    assert_eq!(
+        gate.status().await["routes"][0]["breaker"]["state"],
+        "closed"
+    );
     assert_eq!(up.count().await, 49, "every call reached the upstream");
     // The 50th reaches the floor: now it trips, and with no fallback the answer is a 503.
     get(&gate.url("/orders/1")).await;
@@ -259,7 +265,10 @@ async fn a_fallback_upstream_serves_while_open_and_4xx_are_not_errors() {
     );
     statuses(&gate, "/x?status=500", 10, &[]).await;
     let (s, h, body) = get(&gate.url("/x")).await;
-    assert_eq!((s.as_u16(), h["x-instance"].to_str().unwrap()), (200, "degraded"));
+    assert_eq!(
+        (s.as_u16(), h["x-instance"].to_str().unwrap()),
+        (200, "degraded")
+    );
     assert_eq!(body, "hello from degraded\n");
     gate.shutdown().await;
 }
@@ -293,10 +302,16 @@ async fn per_key_and_total_limits_answer_429_with_retry_after() {
     assert_eq!(bob, [200, 200, 200, 429]);
     // A second later both budgets are back.
     clock.advance(Duration::from_secs(1));
-    assert_eq!(get_with(&gate.url("/"), &[("x-user-id", "alice")]).await.0, 200);
+    assert_eq!(
+        get_with(&gate.url("/"), &[("x-user-id", "alice")]).await.0,
+        200
+    );
     let status = gate.status().await;
     let l = &status["routes"][0]["limit"];
-    assert_eq!((l["rejected_per_key"].as_u64(), l["rejected_total"].as_u64()), (Some(3), Some(1)));
+    assert_eq!(
+        (l["rejected_per_key"].as_u64(), l["rejected_total"].as_u64()),
+        (Some(3), Some(1))
+    );
     let events = gate.events();
     assert!(
         events
@@ -328,26 +343,391 @@ async fn client_addr_keys_believe_only_trusted_proxies() {
     let a = statuses(&gate, "/", 3, &[("x-forwarded-for", "198.51.100.1")]).await;
     let b = statuses(&gate, "/", 2, &[("x-forwarded-for", "198.51.100.2")]).await;
     assert_eq!((a, b), (vec![200, 200, 429], vec![200, 200]));
-    let (_, _, body) = get_with(&gate.url("/?echo=1"), &[("x-forwarded-for", "198.51.100.3")]).await;
+    let (_, _, body) = get_with(
+        &gate.url("/?echo=1"),
+        &[("x-forwarded-for", "198.51.100.3")],
+    )
+    .await;
     let echo: serde_json::Value = serde_json::from_str(&body).expect(&body);
-    assert_eq!(echo["headers"]["X-Forwarded-For"][0], "198.51.100.3, 127.0.0.1");
+    assert_eq!(
+        echo["headers"]["X-Forwarded-For"][0],
+        "198.51.100.3, 127.0.0.1"
+    );
     gate.shutdown().await;
 
     // Untrusted: a client cannot pick its key (or its forwarded address) with a header.
     let gate = TestGate::start(
-        &limit_config(up.addr, "per_key = { key = \"client_addr\", rate = \"2/s\", burst = 2 }", ""),
+        &limit_config(
+            up.addr,
+            "per_key = { key = \"client_addr\", rate = \"2/s\", burst = 2 }",
+            "",
+        ),
         shared,
     )
     .await;
     let mut codes = Vec::new();
     for i in 0..3 {
         let xff = format!("203.0.113.{i}");
-        codes.push(get_with(&gate.url("/"), &[("x-forwarded-for", &xff)]).await.0.as_u16());
+        codes.push(
+            get_with(&gate.url("/"), &[("x-forwarded-for", &xff)])
+                .await
+                .0
+                .as_u16(),
+        );
     }
     assert_eq!(codes, [200, 200, 429]);
     clock.advance(Duration::from_secs(1));
     let (_, _, body) = get_with(&gate.url("/?echo=1"), &[("x-forwarded-for", "6.6.6.6")]).await;
     let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(echo["headers"]["X-Forwarded-For"][0], "127.0.0.1");
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_limit_sheds_at_once_beyond_its_bounded_queue() {
+    let up = Upstream::start("a");
+    let gate = TestGate::start(
+        &limit_config(
+            up.addr,
+            "concurrency = { max_in_flight = 1, queue = 1, queue_wait = \"50ms\" }",
+            "",
+        ),
+        Arc::new(SystemClock),
+    )
+    .await;
+    // One request holds the only slot (the upstream answers after 3 s).
+    let slow = tokio::spawn(support::get(Box::leak(
+        gate.url("/?delay=3s").into_boxed_str(),
+    )));
+    wait_for(
+        Duration::from_secs(5),
+        "the slow request is in flight",
+        || async { gate.status().await["routes"][0]["concurrency"]["in_flight"] == 1 },
+    )
+    .await;
+    // The next waits up to 50 ms in the queue of one, then gets a 503 with Retry-After.
+    let (s, h, _) = get(&gate.url("/")).await;
+    assert_eq!((s.as_u16(), h["retry-after"].to_str().unwrap()), (503, "1"));
+    let c = &gate.status().await["routes"][0]["concurrency"];
+    assert_eq!(
+        (c["rejected"].as_u64(), c["waiting"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(
+        slow.await.unwrap().0,
+        200,
+        "the request in flight is not disturbed"
+    );
+    assert_eq!(get(&gate.url("/")).await.0, 200, "the slot is free again");
+    gate.shutdown().await;
+}
+
+fn pool_config(targets: &[String], upstream_extra: &str) -> String {
+    let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "{}[upstreams.svc]\ntargets = [{}]\n{upstream_extra}\n[[routes]]\nname = \"svc\"\nupstream = \"svc\"\n",
+        head(),
+        list.join(", ")
+    )
+}
+
+async fn instances(gate: &TestGate, n: usize, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let (_, h, _) = get(&gate.url(path)).await;
+        out.push(
+            h.get("x-instance")
+                .map_or("-".into(), |v| v.to_str().unwrap().to_string()),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_then_passive_ejection_of_a_failing_target() {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let (clock, shared) = manual();
+    let gate = TestGate::start(
+        &pool_config(
+            &[a.addr.to_string(), b.addr.to_string()],
+            "eject_after = 3\neject_for = \"30s\"\n[upstreams.svc.retry]\nattempts = 0",
+        ),
+        shared,
+    )
+    .await;
+    let seen = instances(&gate, 4, "/").await;
+    assert_eq!(seen, ["a", "b", "a", "b"]);
+    a.mode("fail", "").await;
+    // Three failures in a row on a: ejected; everything goes to b.
+    let codes = statuses(&gate, "/", 6, &[]).await;
+    assert_eq!(count(&codes, 500), 3);
+    assert_eq!(instances(&gate, 4, "/").await, ["b"; 4]);
+    let status = gate.status().await;
+    assert_eq!(status["upstreams"]["svc"][0]["ejected"], true);
+    assert!(gate.metrics().await.contains(&format!(
+        "goguard_gate_upstream_target_ejected{{upstream=\"svc\",target=\"{}\"}} 1",
+        a.addr
+    )));
+    // After eject_for, a is tried again.
+    a.mode("ok", "").await;
+    clock.advance(Duration::from_secs(30));
+    let seen = instances(&gate, 4, "/").await;
+    assert!(seen.contains(&"a".to_string()), "{seen:?}");
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_request_avoids_the_busy_target() {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let gate = TestGate::start(
+        &pool_config(
+            &[a.addr.to_string(), b.addr.to_string()],
+            "balance = \"least_request\"",
+        ),
+        manual().1,
+    )
+    .await;
+    // Eight slow requests in flight, then quick ones: those go where fewer are waiting.
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        slow.push(tokio::spawn(support::get(Box::leak(
+            gate.url("/?delay=2s").into_boxed_str(),
+        ))));
+    }
+    wait_for(
+        Duration::from_secs(5),
+        "eight requests in flight",
+        || async {
+            let s = gate.status().await;
+            let t = s["upstreams"]["svc"].as_array().unwrap().clone();
+            t.iter()
+                .map(|t| t["in_flight"].as_u64().unwrap())
+                .sum::<u64>()
+                == 8
+        },
+    )
+    .await;
+    let s = gate.status().await;
+    let loads: Vec<u64> = s["upstreams"]["svc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["in_flight"].as_u64().unwrap())
+        .collect();
+    let busy = if loads[0] > loads[1] { "a" } else { "b" };
+    let seen = instances(&gate, 20, "/").await;
+    let to_busy = seen.iter().filter(|s| *s == busy).count();
+    if loads[0] != loads[1] {
+        assert!(
+            to_busy <= 5,
+            "P2C sends most to the idler target: {loads:?} {seen:?}"
+        );
+    }
+    for s in slow {
+        assert_eq!(s.await.unwrap().0, 200);
+    }
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_take_a_sick_target_out_and_back() {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let gate = TestGate::start(
+        &pool_config(
+            &[a.addr.to_string(), b.addr.to_string()],
+            "[upstreams.svc.health]\npath = \"/health\"\ninterval = \"50ms\"\ntimeout = \"500ms\"",
+        ),
+        manual().1,
+    )
+    .await;
+    a.mode("fail", "").await;
+    wait_for(Duration::from_secs(5), "a is unhealthy", || async {
+        gate.status().await["upstreams"]["svc"][0]["healthy"] == false
+    })
+    .await;
+    assert_eq!(instances(&gate, 4, "/").await, ["b"; 4]);
+    a.mode("ok", "").await;
+    wait_for(Duration::from_secs(5), "a is healthy again", || async {
+        gate.status().await["upstreams"]["svc"][0]["healthy"] == true
+    })
+    .await;
+    assert!(instances(&gate, 4, "/").await.contains(&"a".to_string()));
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_requests_are_retried_elsewhere_within_the_budget() {
+    let b = Upstream::start("b");
+    // Nothing listens on the first target.
+    let dead = format!("127.0.0.1:{}", support::free_port());
+    let gate = TestGate::start(
+        &pool_config(
+            &[dead, b.addr.to_string()],
+            "eject_after = 1000\n[upstreams.svc.retry]\nattempts = 1\nbudget_ratio = 0.0",
+        ),
+        manual().1,
+    )
+    .await;
+    // A POST with a body is never sent twice, even with budget to spare.
+    let mut posts = Vec::new();
+    for _ in 0..4 {
+        posts.push(
+            send(Method::POST, &gate.url("/"), &[], "order=1")
+                .await
+                .0
+                .as_u16(),
+        );
+    }
+    assert_eq!(posts, [502, 200, 502, 200]);
+    assert!(gate
+        .metrics()
+        .await
+        .contains("goguard_gate_retries_total 0"));
+    // GETs that hit the dead target are retried on b, until the budget's minimum of 10
+    // retries is spent (a ratio of 0 adds nothing to it); then the dead target's 502 shows.
+    let codes = statuses(&gate, "/", 20, &[]).await;
+    assert_eq!(codes[..10], [200; 10]);
+    assert_eq!(count(&codes[10..], 502), 5, "the budget ran out: {codes:?}");
+    let metrics = gate.metrics().await;
+    assert!(
+        metrics.contains("goguard_gate_retries_total 10"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("goguard_gate_retries_refused_by_budget_total 5"));
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_answer_504_and_count_for_the_breaker() {
+    let up = Upstream::start("a");
+    let toml = format!(
+        "{}[upstreams.svc]\ntargets = [\"{}\"]\nrequest_timeout = \"200ms\"\n[[routes]]\nname = \"svc\"\nupstream = \"svc\"\n[routes.breaker]\nmin_requests = 2\nerror_ratio = 1.0\n",
+        head(),
+        up.addr
+    );
+    let gate = TestGate::start(&toml, manual().1).await;
+    let (s, _, body) = get(&gate.url("/?hang=1")).await;
+    assert_eq!(s, 504, "{body}");
+    get(&gate.url("/?hang=1")).await;
+    assert_eq!(gate.status().await["routes"][0]["breaker"]["state"], "open");
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_hop_by_hop_are_dropped_and_bodies_stream() {
+    let up = Upstream::start("a");
+    let toml = format!(
+        "{}max_body_bytes = 1048576\n[upstreams.svc]\ntargets = [\"{}\"]\n[[routes]]\nname = \"svc\"\nupstream = \"svc\"\n",
+        head(),
+        up.addr
+    );
+    let gate = TestGate::start(&toml, manual().1).await;
+    let (_, _, body) = get_with(
+        &gate.url("/?echo=1"),
+        &[
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+            ("proxy-authorization", "Basic x"),
+            ("x-kept", "yes"),
+        ],
+    )
+    .await;
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let h = echo["headers"].as_object().unwrap();
+    assert!(
+        !h.contains_key("X-Hop") && !h.contains_key("Proxy-Authorization"),
+        "{h:?}"
+    );
+    assert_eq!(h["X-Kept"][0], "yes");
+    assert_eq!(h["X-Forwarded-Proto"][0], "http");
+    assert!(h["Forwarded"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("for=127.0.0.1;proto=http"));
+
+    // A streamed answer arrives chunk by chunk: the first chunk is read while the upstream
+    // still waits 30 s before the next one.
+    let req = http::Request::get(gate.url("/?chunks=2&every=30s"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = support::client().request(req).await.unwrap();
+    let mut body = resp.into_body();
+    use http_body_util::BodyExt;
+    let first = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("the first chunk is not held back")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "chunk 0\n");
+    drop(body);
+
+    // Bodies over the limit: 413, declared or streamed.
+    let big = "x".repeat(2 * 1024 * 1024);
+    let (s, _, _) = send(Method::PUT, &gate.url("/?echo=1"), &[], &big).await;
+    assert_eq!(s, 413);
+    let stream = futures_stream(big.clone());
+    let req = http::Request::put(gate.url("/?echo=1"))
+        .body(stream)
+        .unwrap();
+    let resp = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http()
+        .request(req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    // Under the limit, a streamed upload arrives whole.
+    let half = "y".repeat(512 * 1024);
+    let req = http::Request::put(gate.url("/?echo=1"))
+        .body(futures_stream(half))
+        .unwrap();
+    let resp = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http()
+        .request(req)
+        .await
+        .unwrap();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let echo: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(echo["body"], 512 * 1024);
+    gate.shutdown().await;
+}
+
+/// A request body sent in 64 KiB chunks with no length: chunked transfer encoding.
+fn futures_stream(
+    text: String,
+) -> http_body_util::StreamBody<
+    tokio_stream::Iter<std::vec::IntoIter<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>>,
+> {
+    let frames: Vec<_> = text
+        .into_bytes()
+        .chunks(64 * 1024)
+        .map(|c| Ok(http_body::Frame::data(bytes::Bytes::copy_from_slice(c))))
+        .collect();
+    http_body_util::StreamBody::new(tokio_stream::iter(frames))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_with_prior_knowledge_both_sides() {
+    let up = Upstream::start_with("h2", &["-h2c"]);
+    let toml = format!(
+        "{}[upstreams.svc]\ntargets = [\"{}\"]\nhttp2 = true\n[[routes]]\nname = \"svc\"\nupstream = \"svc\"\n",
+        head(),
+        up.addr
+    );
+    let gate = TestGate::start(&toml, manual().1).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let req = http::Request::get(gate.url("/?echo=1"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2, "client to gateway");
+    use http_body_util::BodyExt;
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let echo: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(echo["proto"], "HTTP/2.0", "gateway to upstream");
     gate.shutdown().await;
 }

@@ -56,9 +56,9 @@ pub fn run(args: GateArgs) -> Result<u8, String> {
             args.log_json,
             args.threads,
         ),
-        (None, None) => Err(
-            "gate: give --config FILE to run the gateway, or `goguard gate check FILE`".into(),
-        ),
+        (None, None) => {
+            Err("gate: give --config FILE to run the gateway, or `goguard gate check FILE`".into())
+        }
     }
 }
 
@@ -118,7 +118,9 @@ fn serve(
     if let Some(n) = threads {
         rt.worker_threads(n.max(1));
     }
-    let rt = rt.build().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let rt = rt
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async move {
         let gateway = goguard_gate::Gateway::from_file(&config)?;
         let stack = gateway.stack();

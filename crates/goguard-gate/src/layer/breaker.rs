@@ -276,7 +276,10 @@ where
             let result = inner.call(req).await.map_err(Into::into);
             pending.handle = None;
             let outcome = classify(&handle.0.classes, &result);
-            handle.record(outcome, handle.0.clock.now().saturating_duration_since(start));
+            handle.record(
+                outcome,
+                handle.0.clock.now().saturating_duration_since(start),
+            );
             result
         })
     }

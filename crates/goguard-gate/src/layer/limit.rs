@@ -78,10 +78,12 @@ impl LimitHandle {
                     Mutex::new(KeyedLimiter::new(k.rate, k.burst, MAX_KEYS)),
                 )
             }),
-            total: rule
-                .total
-                .as_ref()
-                .map(|t| (Gcra::new(t.rate, t.burst), Mutex::new(Limiter::new(t.rate, t.burst)))),
+            total: rule.total.as_ref().map(|t| {
+                (
+                    Gcra::new(t.rate, t.burst),
+                    Mutex::new(Limiter::new(t.rate, t.burst)),
+                )
+            }),
             shared,
             clock,
             allowed: AtomicU64::new(0),
@@ -95,12 +97,12 @@ impl LimitHandle {
     /// when the request does not carry it (anonymous clients are limited too).
     pub fn key_of<B>(&self, req: &Request<B>) -> Option<String> {
         let spec = self.0.key.as_ref()?;
-        Some(request_key(spec, req).unwrap_or_else(|| {
-            match req.extensions().get::<ClientAddr>() {
+        Some(
+            request_key(spec, req).unwrap_or_else(|| match req.extensions().get::<ClientAddr>() {
                 Some(a) => format!("addr:{}", a.0.ip()),
                 None => "-".into(),
-            }
-        }))
+            }),
+        )
     }
 
     /// Decides for one request with the given per-key key.
@@ -163,7 +165,10 @@ impl LimitHandle {
         let s = &self.0;
         let now = s.clock.now();
         if let (Some((_, keyed)), Some(key)) = (&s.per_key, key) {
-            let d = keyed.lock().unwrap_or_else(|e| e.into_inner()).check(key, now);
+            let d = keyed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .check(key, now);
             if let Decision::Deny { retry_after } = d {
                 return Err(Rejected {
                     kind: RejectKind::RateLimitedKey,
@@ -191,10 +196,9 @@ impl LimitHandle {
             rejected_per_key: n(&s.rejected_key),
             rejected_total: n(&s.rejected_total),
             rejected_limits_unavailable: n(&s.rejected_unavailable),
-            keys: s
-                .per_key
-                .as_ref()
-                .map_or(0, |(_, k)| k.lock().unwrap_or_else(|e| e.into_inner()).len()),
+            keys: s.per_key.as_ref().map_or(0, |(_, k)| {
+                k.lock().unwrap_or_else(|e| e.into_inner()).len()
+            }),
             mode: match &s.shared {
                 None => "local",
                 Some(sh) if sh.in_fallback() => "local_fallback",
