@@ -731,3 +731,333 @@ async fn http2_with_prior_knowledge_both_sides() {
     assert_eq!(echo["proto"], "HTTP/2.0", "gateway to upstream");
     gate.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_fails_no_request_and_keeps_unchanged_state() {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let (clock, shared) = manual();
+    let config = |target: SocketAddr, ratio: &str| {
+        format!(
+            "{}[upstreams.svc]\ntargets = [\"{target}\"]\n[[routes]]\nname = \"svc\"\nupstream = \"svc\"\n[[routes]]\nname = \"tripped\"\npath_prefix = \"/tripped\"\nupstream = \"svc\"\n[routes.breaker]\nmin_requests = 2\nerror_ratio = {ratio}\nopen_for = \"1h\"\n",
+            head()
+        )
+    };
+    let gate = TestGate::start(&config(a.addr, "0.5"), shared).await;
+    // Trip the second route's breaker; its rule will not change across the reloads.
+    statuses(&gate, "/tripped?status=500", 2, &[]).await;
+    assert_eq!(gate.status().await["routes"][1]["breaker"]["state"], "open");
+
+    // Four clients loop while the configuration flips between two upstreams 20 times.
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let url = gate.url("/work");
+        let (stop, done) = (stop.clone(), done.clone());
+        clients.push(tokio::spawn(async move {
+            let mut codes = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (s, h, _) = get(&url).await;
+                codes.push((s.as_u16(), h["x-instance"].to_str().unwrap().to_string()));
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            codes
+        }));
+    }
+    let path = gate.dir.join("gate.toml");
+    for i in 0..20 {
+        let target = if i % 2 == 0 { b.addr } else { a.addr };
+        std::fs::write(&path, config(target, "0.5")).unwrap();
+        let v = gate.gw.reload("test").await.unwrap();
+        assert_eq!(v, i + 2);
+        // Let the clients make some requests on this version before the next swap.
+        let seen = done.load(Ordering::Relaxed);
+        wait_for(
+            Duration::from_secs(5),
+            "requests on the new version",
+            || {
+                let n = done.load(Ordering::Relaxed);
+                async move { n >= seen + 8 }
+            },
+        )
+        .await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for c in clients {
+        all.extend(c.await.unwrap());
+    }
+    assert!(all.len() >= 160, "the clients ran: {}", all.len());
+    assert!(
+        all.iter().all(|(s, _)| *s == 200),
+        "no failed request: {:?}",
+        all.iter().filter(|(s, _)| *s != 200).collect::<Vec<_>>()
+    );
+    assert!(
+        all.iter().any(|(_, i)| i == "b"),
+        "the new upstream took traffic"
+    );
+    let status = gate.status().await;
+    assert_eq!(status["config_version"], 21);
+    assert_eq!(
+        status["routes"][1]["breaker"]["state"], "open",
+        "the unchanged breaker kept its state"
+    );
+
+    // A changed rule starts afresh.
+    std::fs::write(&path, config(a.addr, "0.9")).unwrap();
+    gate.gw.reload("test").await.unwrap();
+    assert_eq!(
+        gate.status().await["routes"][1]["breaker"]["state"],
+        "closed"
+    );
+    clock.advance(Duration::from_secs(1));
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_configuration_is_kept_out() {
+    let up = Upstream::start("a");
+    let good = format!(
+        "{}[upstreams.svc]\ntargets = [\"{}\"]\n[[routes]]\nname = \"svc\"\nupstream = \"svc\"\n",
+        head(),
+        up.addr
+    );
+    let gate = TestGate::start(&good, manual().1).await;
+    let path = gate.dir.join("gate.toml");
+    std::fs::write(
+        &path,
+        good.replace("upstream = \"svc\"", "upstream = \"nope\""),
+    )
+    .unwrap();
+    let err = gate.gw.reload("test").await.unwrap_err();
+    assert_eq!(
+        err,
+        format!(
+            "{}:10: routes.0.upstream: no upstream `nope` (define [upstreams.nope])",
+            path.display()
+        )
+    );
+    // Over HTTP: a token is required; with it, the same refusal and the version unchanged.
+    let reload = format!("http://{}/admin/reload", gate.admin);
+    let (s, _, _) = send(Method::POST, &reload, &[], "").await;
+    assert_eq!(s, 401);
+    let (s, _, _) = send(
+        Method::POST,
+        &reload,
+        &[("authorization", "Bearer wrong")],
+        "",
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, _, body) = send(
+        Method::POST,
+        &reload,
+        &[("authorization", "Bearer t0ken")],
+        "",
+    )
+    .await;
+    assert_eq!(s, 422);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("routes.0.upstream"),
+        "{v}"
+    );
+    assert_eq!(v["config_version"], 1);
+    assert_eq!(
+        get(&gate.url("/")).await.0,
+        200,
+        "the running configuration serves on"
+    );
+    assert!(gate
+        .metrics()
+        .await
+        .contains("goguard_gate_config_reloads_total{result=\"rejected\"} 2"));
+    // A fixed file is taken.
+    std::fs::write(&path, &good).unwrap();
+    let (s, _, body) = send(
+        Method::POST,
+        &reload,
+        &[("authorization", "Bearer t0ken")],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), body.contains("\"config_version\": 2")),
+        (200, true),
+        "{body}"
+    );
+    gate.shutdown().await;
+}
+
+fn shared_config(up: SocketAddr, redis: &str, fail_closed: bool) -> String {
+    format!(
+        "{}[redis]\nurl = \"{redis}\"\nfail_closed = {fail_closed}\ntimeout = \"200ms\"\n[upstreams.svc]\ntargets = [\"{up}\"]\n[[routes]]\nname = \"svc\"\nupstream = \"svc\"\n[routes.limit]\nper_key = {{ key = \"header:x-user-id\", rate = \"1/h\", burst = 10 }}\n",
+        head()
+    )
+}
+
+async fn wait_shared(gate: &TestGate, mode: &str) {
+    wait_for(
+        Duration::from_secs(10),
+        &format!("limits are {mode}"),
+        || async {
+            // A request from a throwaway user moves the state machine along.
+            get_with(&gate.url("/"), &[("x-user-id", "probe")]).await;
+            gate.status().await["routes"][0]["limit"]["mode"] == mode
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_limits_through_redis_and_survive_its_loss() {
+    let mut redis = Redis::start();
+    let up = Upstream::start("a");
+    let one = TestGate::start(
+        &shared_config(up.addr, &redis.url(), false),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let two = TestGate::start(
+        &shared_config(up.addr, &redis.url(), false),
+        Arc::new(SystemClock),
+    )
+    .await;
+    wait_shared(&one, "shared").await;
+    wait_shared(&two, "shared").await;
+    // Ten for carol in all, whichever instance she reaches.
+    let mut codes = Vec::new();
+    for i in 0..20 {
+        let gate = if i % 2 == 0 { &one } else { &two };
+        codes.push(
+            get_with(&gate.url("/"), &[("x-user-id", "carol")])
+                .await
+                .0
+                .as_u16(),
+        );
+    }
+    assert_eq!(count(&codes, 200), 10, "{codes:?}");
+    assert_eq!(count(&codes, 429), 10);
+    let mut conn = redis.connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("goguard:limit:*")
+        .query(&mut conn)
+        .unwrap();
+    assert!(
+        keys.contains(&"goguard:limit:svc:key:carol".to_string()),
+        "{keys:?}"
+    );
+
+    // Redis dies: each instance limits on its own (carol's local budget is fresh).
+    redis.kill();
+    let (s, _, _) = get_with(&one.url("/"), &[("x-user-id", "carol")]).await;
+    assert_eq!(s, 200, "served with local limits");
+    wait_shared(&one, "local_fallback").await;
+    assert!(one
+        .metrics()
+        .await
+        .contains("goguard_gate_redis_fallback 1"));
+    let events = one.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == "shared_limits_unavailable"),
+        "{events:?}"
+    );
+    // It comes back: shared again, and said so.
+    redis.restart();
+    wait_shared(&one, "shared").await;
+    assert!(one
+        .metrics()
+        .await
+        .contains("goguard_gate_redis_fallback 0"));
+    wait_for(
+        Duration::from_secs(5),
+        "the recovery event is written",
+        || async {
+            one.events()
+                .iter()
+                .any(|e| e["reason"] == "shared_limits_recovered")
+        },
+    )
+    .await;
+    one.shutdown().await;
+    two.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_refuses_while_redis_is_away() {
+    let mut redis = Redis::start();
+    let up = Upstream::start("a");
+    let gate = TestGate::start(
+        &shared_config(up.addr, &redis.url(), true),
+        Arc::new(SystemClock),
+    )
+    .await;
+    wait_shared(&gate, "shared").await;
+    redis.kill();
+    wait_for(Duration::from_secs(10), "requests are refused", || async {
+        get_with(&gate.url("/"), &[("x-user-id", "dave")]).await.0 == 503
+    })
+    .await;
+    let (s, h, body) = get_with(&gate.url("/"), &[("x-user-id", "dave")]).await;
+    assert_eq!(
+        (s.as_u16(), h["retry-after"].to_str().unwrap()),
+        (503, "1"),
+        "{body}"
+    );
+    assert!(body.contains("limits_unavailable"));
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_a_redis_stream_and_a_webhook() {
+    let redis = Redis::start();
+    let up = Upstream::start("a");
+    let hook = Upstream::start("hook");
+    for sink in [
+        format!("{}/stream:goguard-events", redis.url()),
+        format!("http://{}/hook", hook.addr),
+    ] {
+        let toml = limit_config(
+            up.addr,
+            "per_key = { key = \"header:x-user-id\", rate = \"1/h\", burst = 1 }",
+            "",
+        )
+        .replace("[events]\n", &format!("[events]\nsink = \"{sink}\"\n"));
+        let gate = TestGate::start(&toml, manual().1).await;
+        let codes = statuses(&gate, "/", 4, &[("x-user-id", "eve")]).await;
+        assert_eq!(codes, [200, 429, 429, 429]);
+        if sink.starts_with("redis") {
+            let mut conn = redis.connection();
+            wait_for(Duration::from_secs(5), "the event is in the stream", || {
+                let n: u64 = redis::cmd("XLEN")
+                    .arg("goguard-events")
+                    .query(&mut conn)
+                    .unwrap();
+                async move { n == 1 }
+            })
+            .await;
+            let entries: redis::Value = redis::cmd("XRANGE")
+                .arg("goguard-events")
+                .arg("-")
+                .arg("+")
+                .query(&mut conn)
+                .unwrap();
+            let text = format!("{entries:?}");
+            assert!(
+                text.contains("eve") && text.contains("rate_limited"),
+                "{text}"
+            );
+        } else {
+            wait_for(Duration::from_secs(5), "the webhook is called", || async {
+                hook.last_hook().await.contains("\"user\":\"eve\"")
+            })
+            .await;
+        }
+        gate.shutdown().await;
+    }
+}
