@@ -79,8 +79,13 @@ fn default_admin() -> SocketAddr {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
+    /// The longest wait for a request head, on a new connection and between the requests of
+    /// a kept-alive one: slow clients (slowloris) and idle HTTP/1 connections are closed
+    /// after it.
     #[serde(with = "human_duration")]
     pub header_timeout: Duration,
+    /// Idle connections to upstreams are closed after this; HTTP/2 clients are pinged at
+    /// half of it.
     #[serde(with = "human_duration")]
     pub idle_timeout: Duration,
     pub max_header_bytes: u64,
@@ -92,6 +97,8 @@ pub struct Server {
     pub drain: Duration,
     /// One JSON line per request: `stdout`, `stderr`, `file:PATH` or `off`.
     pub access_log: String,
+    /// Client connections open at once; one more is answered 503 and closed.
+    pub max_connections: u32,
 }
 
 impl Default for Server {
@@ -104,6 +111,7 @@ impl Default for Server {
             trusted_proxies: Vec::new(),
             drain: Duration::from_secs(30),
             access_log: "stdout".into(),
+            max_connections: 10_000,
         }
     }
 }

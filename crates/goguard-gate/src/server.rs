@@ -166,6 +166,8 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send,
     ) {
         let graceful = GracefulShutdown::new();
+        // One clone per open client connection: its count is the number open.
+        let open = Arc::new(());
         let admin_task = tokio::spawn(self.clone().serve_admin(admin));
         tokio::pin!(shutdown);
         loop {
@@ -181,8 +183,14 @@ impl Gateway {
                         }
                     };
                     let _ = stream.set_nodelay(true);
+                    let server = self.stack().config.server.clone();
+                    // Past max_connections a client gets an explicit 503 rather than a
+                    // silent wait in the kernel's backlog.
+                    if Arc::strong_count(&open) > server.max_connections as usize {
+                        tokio::spawn(refuse(stream));
+                        continue;
+                    }
                     let gw = self.clone();
-                    let server = gw.stack().config.server.clone();
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let stack = gw.0.stack.load_full();
                         handle(stack, gw.0.metrics.clone(), req, peer)
@@ -202,12 +210,10 @@ impl Gateway {
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
                     let conn = graceful.watch(conn);
-                    let idle = server.idle_timeout;
+                    let slot = open.clone();
                     tokio::spawn(async move {
-                        // A connection lives at most idle_timeout past its last request
-                        // head being read (hyper closes idle HTTP/1 connections through the
-                        // header timeout; this bounds everything else).
-                        let _ = tokio::time::timeout(idle.max(Duration::from_secs(1)) * 60, conn).await;
+                        let _ = conn.await;
+                        drop(slot);
                     });
                 }
                 () = &mut shutdown => break,
@@ -351,6 +357,18 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Answers a connection over the limit with a 503 and closes it.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ),
+    )
+    .await;
 }
 
 /// Compares secrets without leaking where they differ through timing.

@@ -1061,3 +1061,39 @@ async fn events_reach_a_redis_stream_and_a_webhook() {
         gate.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_get_an_explicit_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("a");
+    let toml = format!(
+        "{}max_connections = 1\n[upstreams.svc]\ntargets = [\"{}\"]\n[[routes]]\nname = \"svc\"\nupstream = \"svc\"\n",
+        head(),
+        up.addr
+    );
+    let gate = TestGate::start(&toml, manual().1).await;
+    // The first connection stays open (kept alive after its request).
+    let mut first = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    first.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    let mut second = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let mut answer = String::new();
+    second.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("Retry-After: 1"));
+    drop(first);
+    wait_for(Duration::from_secs(5), "the slot is free again", || async {
+        tokio::net::TcpStream::connect(gate.addr).await.is_ok()
+            && matches!(
+                tokio::time::timeout(Duration::from_secs(2), support::get(&gate.url("/"))).await,
+                Ok((s, _, _)) if s == 200
+            )
+    })
+    .await;
+    gate.shutdown().await;
+}
