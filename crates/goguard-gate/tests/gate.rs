@@ -694,12 +694,10 @@ async fn headers_hop_by_hop_are_dropped_and_bodies_stream() {
     gate.shutdown().await;
 }
 
+type Frames = std::vec::IntoIter<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>;
+
 /// A request body sent in 64 KiB chunks with no length: chunked transfer encoding.
-fn futures_stream(
-    text: String,
-) -> http_body_util::StreamBody<
-    tokio_stream::Iter<std::vec::IntoIter<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>>,
-> {
+fn futures_stream(text: String) -> http_body_util::StreamBody<tokio_stream::Iter<Frames>> {
     let frames: Vec<_> = text
         .into_bytes()
         .chunks(64 * 1024)
