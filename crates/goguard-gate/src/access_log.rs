@@ -65,6 +65,11 @@ impl AccessLog {
         Ok(AccessLog(Some((tx, Arc::new(AtomicU64::new(0))))))
     }
 
+    /// False for `off`: the caller can skip gathering the record.
+    pub fn enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
     pub fn write(&self, r: AccessRecord) {
         let Some((tx, dropped)) = &self.0 else {
             return;

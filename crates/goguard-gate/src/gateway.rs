@@ -40,6 +40,32 @@ type RouteService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>
 #[derive(Debug, Clone, Copy)]
 pub struct Degraded;
 
+/// The metrics every request of a route touches, resolved once from their families.
+struct HotMetrics {
+    latency: prometheus_client::metrics::histogram::Histogram,
+    in_flight: prometheus_client::metrics::gauge::Gauge,
+    ok: prometheus_client::metrics::counter::Counter,
+}
+
+impl HotMetrics {
+    fn new(metrics: &Metrics, route: &str) -> HotMetrics {
+        let label = RouteLabel {
+            route: route.to_string(),
+        };
+        HotMetrics {
+            latency: metrics.latency.get_or_create(&label).clone(),
+            in_flight: metrics.in_flight.get_or_create(&label).clone(),
+            ok: metrics
+                .requests
+                .get_or_create(&RouteStatus {
+                    route: route.to_string(),
+                    status: 200,
+                })
+                .clone(),
+        }
+    }
+}
+
 /// A piece of state kept across reloads while its rule (compared as JSON) is unchanged.
 struct Kept<T> {
     rule: String,
@@ -71,6 +97,8 @@ fn keep<R: serde::Serialize, T: Clone>(
 
 struct RouteStack {
     rule: Route,
+    /// This route's latency histogram, in-flight gauge and 200 counter, looked up once.
+    hot_metrics: std::sync::OnceLock<HotMetrics>,
     service: RouteService,
     user_key: Option<KeySpec>,
     breaker: Option<Kept<BreakerHandle>>,
@@ -231,6 +259,7 @@ impl Stack {
                 None => None,
             };
             routes.push(RouteStack {
+                hot_metrics: std::sync::OnceLock::new(),
                 rule: r.clone(),
                 service,
                 user_key: config.events.user.clone().or_else(|| {
@@ -407,9 +436,10 @@ where
     let start = Instant::now();
     let server = &stack.config.server;
     let client = stack.trusted.client_addr(peer, req.headers());
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let mut route_name = String::from("-");
+    let logging = stack.access_log.value.enabled();
+    let method = logging.then(|| req.method().clone());
+    let path = logging.then(|| req.uri().path().to_string());
+    let mut route: Option<&RouteStack> = None;
     let mut reason: Option<&'static str> = None;
     let declared = req
         .headers()
@@ -422,60 +452,69 @@ where
     } else {
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(ClientAddr(client));
-        let limit = usize::try_from(server.max_body_bytes).unwrap_or(usize::MAX);
-        let body = Limited::new(body, limit)
-            .map_err(|e| -> BoxError { e })
-            .boxed();
+        // A declared length is enforced by the HTTP layer; only a body without one (chunked,
+        // HTTP/2 data) needs counting on the way.
+        let body = if declared.is_some() {
+            body.map_err(Into::into).boxed()
+        } else {
+            let limit = usize::try_from(server.max_body_bytes).unwrap_or(usize::MAX);
+            Limited::new(body, limit)
+                .map_err(|e| -> BoxError { e })
+                .boxed()
+        };
         let mut req = Request::from_parts(parts, body);
         match match_route(stack.routes.iter().map(|r| &r.rule), &req).map(|(i, _)| i) {
             None => plain(StatusCode::NOT_FOUND, "no route for this request"),
             Some(i) => {
-                let route = &stack.routes[i];
-                route_name = route.rule.name.clone();
-                let user = route
-                    .user_key
-                    .as_ref()
-                    .and_then(|k| request_key(k, &req))
-                    .unwrap_or_else(|| client.ip().to_string());
+                let r = &stack.routes[i];
+                route = Some(r);
+                let hot = r
+                    .hot_metrics
+                    .get_or_init(|| HotMetrics::new(&metrics, &r.rule.name));
+                // Who the user is matters only to a route that can turn one away.
+                let user = (r.breaker.is_some() || r.limit.is_some()).then(|| {
+                    r.user_key
+                        .as_ref()
+                        .and_then(|k| request_key(k, &req))
+                        .unwrap_or_else(|| client.ip().to_string())
+                });
                 strip_hop_by_hop(req.headers_mut());
                 set_forwarded(req.headers_mut(), peer, &stack.trusted);
-                let label = RouteLabel {
-                    route: route_name.clone(),
+                hot.in_flight.inc();
+                let result = call_route(r.service.clone(), req).await;
+                hot.in_flight.dec();
+                let rejected = |why: Reason| {
+                    if let Some(user) = &user {
+                        stack.user_rejected(&r.rule.name, user, why);
+                    }
                 };
-                let gauge = metrics.in_flight.get_or_create(&label).clone();
-                gauge.inc();
-                let result = call_route(route.service.clone(), req).await;
-                gauge.dec();
                 match result {
                     Ok(resp) => {
                         if resp.extensions().get::<Degraded>().is_some() {
                             reason = Some("breaker_open");
-                            stack.user_rejected(&route_name, &user, Reason::BreakerOpen);
+                            rejected(Reason::BreakerOpen);
                         }
                         resp
                     }
                     Err(e) => {
-                        if let Some(r) = find_rejected(&e) {
-                            reason = Some(r.kind.as_str());
-                            let why = match r.kind {
-                                RejectKind::BreakerOpen => Some(Reason::BreakerOpen),
+                        if let Some(rj) = find_rejected(&e) {
+                            reason = Some(rj.kind.as_str());
+                            match rj.kind {
+                                RejectKind::BreakerOpen => rejected(Reason::BreakerOpen),
                                 RejectKind::RateLimitedKey | RejectKind::RateLimitedTotal => {
-                                    Some(Reason::RateLimited)
+                                    rejected(Reason::RateLimited)
                                 }
-                                _ => None,
-                            };
-                            if let Some(why) = why {
-                                stack.user_rejected(&route_name, &user, why);
+                                _ => {}
                             }
-                            r.response()
+                            rj.response()
                         } else if let Some(u) = e.downcast_ref::<UpstreamError>() {
-                            tracing::debug!(route = %route_name, error = %u, "upstream failed");
+                            tracing::debug!(route = %r.rule.name, error = %u, "upstream failed");
                             if u.status() == StatusCode::PAYLOAD_TOO_LARGE {
                                 reason = Some("body_too_large");
                             }
                             plain(u.status(), &format!("upstream: {}", u.message))
                         } else {
-                            tracing::debug!(route = %route_name, error = %e, "request failed");
+                            tracing::debug!(route = %r.rule.name, error = %e, "request failed");
                             plain(StatusCode::BAD_GATEWAY, "upstream request failed")
                         }
                     }
@@ -485,37 +524,52 @@ where
     };
     strip_hop_by_hop(response.headers_mut());
     let status = response.status().as_u16();
-    metrics
-        .requests
-        .get_or_create(&RouteStatus {
-            route: route_name.clone(),
-            status,
-        })
-        .inc();
+    let route_name = route.map_or("-", |r| r.rule.name.as_str());
     let elapsed = start.elapsed();
-    metrics
-        .latency
-        .get_or_create(&RouteLabel {
-            route: route_name.clone(),
-        })
-        .observe(elapsed.as_secs_f64());
+    match route.and_then(|r| r.hot_metrics.get()) {
+        Some(hot) => {
+            hot.latency.observe(elapsed.as_secs_f64());
+            if status == 200 {
+                hot.ok.inc();
+            }
+        }
+        None => {
+            metrics
+                .latency
+                .get_or_create(&RouteLabel {
+                    route: route_name.to_string(),
+                })
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+    if status != 200 || route.is_none() {
+        metrics
+            .requests
+            .get_or_create(&RouteStatus {
+                route: route_name.to_string(),
+                status,
+            })
+            .inc();
+    }
     if let Some(reason) = reason {
         metrics
             .rejections
             .get_or_create(&RouteReason {
-                route: route_name.clone(),
+                route: route_name.to_string(),
                 reason: reason.to_string(),
             })
             .inc();
     }
-    stack.access_log.value.write(AccessRecord {
-        client: client.ip(),
-        method: method.as_str(),
-        path: &path,
-        route: &route_name,
-        status,
-        duration: elapsed,
-        rejected: reason,
-    });
+    if let (Some(method), Some(path)) = (method, path) {
+        stack.access_log.value.write(AccessRecord {
+            client: client.ip(),
+            method: method.as_str(),
+            path: &path,
+            route: route_name,
+            status,
+            duration: elapsed,
+            rejected: reason,
+        });
+    }
     Ok(response)
 }

@@ -146,50 +146,57 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// upstream. A trusted peer's headers are extended with the peer; an untrusted peer's are
 /// replaced, so a client cannot pass itself off as someone else.
 pub fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, trusted: &TrustedProxies) {
+    use std::fmt::Write;
     let ip = peer.ip();
     let keep = trusted.trusts(ip);
     let host = headers.get(header::HOST).cloned();
-    let join = |name: &str, headers: &HeaderMap, add: String| -> String {
-        let before: Vec<&str> = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if keep && !before.is_empty() {
-            format!("{}, {add}", before.join(", "))
-        } else {
-            add
+    // The previous hops, kept only from a trusted proxy.
+    let before = |headers: &HeaderMap, name: &str| -> String {
+        if !keep {
+            return String::new();
         }
+        let mut out = String::new();
+        for v in headers.get_all(name).iter().filter_map(|v| v.to_str().ok()) {
+            out.push_str(v);
+            out.push_str(", ");
+        }
+        out
     };
-    let xff = join("x-forwarded-for", headers, ip.to_string());
-    let node = match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    let mut xff = before(headers, "x-forwarded-for");
+    let _ = write!(xff, "{ip}");
+    let mut fwd = before(headers, "forwarded");
+    let _ = match ip {
+        IpAddr::V4(v4) => write!(fwd, "for={v4};proto=http"),
+        IpAddr::V6(v6) => write!(fwd, "for=\"[{v6}]\";proto=http"),
     };
-    let mut element = format!("for={node};proto=http");
     if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
         if h.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
         {
-            element.push_str(&format!(";host=\"{h}\""));
+            let _ = write!(fwd, ";host=\"{h}\"");
         }
     }
-    let fwd = join("forwarded", headers, element);
-    let set = |headers: &mut HeaderMap, name: &'static str, v: String| {
-        headers.remove(name);
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            headers.insert(name, v);
+    for (name, value) in [("x-forwarded-for", xff), ("forwarded", fwd)] {
+        match HeaderValue::try_from(value) {
+            Ok(v) => {
+                headers.insert(name, v);
+            }
+            Err(_) => {
+                headers.remove(name);
+            }
         }
-    };
-    set(headers, "x-forwarded-for", xff);
-    set(headers, "forwarded", fwd);
+    }
     if !keep || !headers.contains_key("x-forwarded-proto") {
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
     if !keep || !headers.contains_key("x-forwarded-host") {
-        headers.remove("x-forwarded-host");
-        if let Some(h) = host {
-            headers.insert("x-forwarded-host", h);
+        match host {
+            Some(h) => {
+                headers.insert("x-forwarded-host", h);
+            }
+            None => {
+                headers.remove("x-forwarded-host");
+            }
         }
     }
 }
@@ -211,25 +218,27 @@ pub fn match_route<'a, B>(
     routes: impl IntoIterator<Item = &'a Route>,
     req: &Request<B>,
 ) -> Option<(usize, &'a Route)> {
-    let host = req
+    let host: &str = req
         .uri()
         .host()
-        .map(str::to_string)
         .or_else(|| {
             req.headers()
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_string())
+                .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name))
         })
         .unwrap_or_default();
     let path = req.uri().path();
     let mut best: Option<(usize, &Route)> = None;
     for (i, r) in routes.into_iter().enumerate() {
         let host_ok = r.host.as_ref().is_none_or(|h| match h.strip_prefix("*.") {
-            Some(suffix) => host
-                .to_ascii_lowercase()
-                .ends_with(&format!(".{}", suffix.to_ascii_lowercase())),
-            None => h.eq_ignore_ascii_case(&host),
+            // `*.example.com`: any name ending in `.example.com`.
+            Some(suffix) => {
+                host.len() > suffix.len() + 1
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+            None => h.eq_ignore_ascii_case(host),
         });
         let method_ok = r.methods.is_empty()
             || r.methods

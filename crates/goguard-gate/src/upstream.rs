@@ -25,6 +25,8 @@ use crate::layer::{full, Body, BoxError, FailureKind, GuardedBody, UpstreamError
 #[derive(Debug)]
 pub struct Target {
     pub addr: String,
+    /// `addr` parsed once, for the request URIs.
+    authority: Option<http::uri::Authority>,
     in_flight: AtomicU32,
     consecutive_failures: AtomicU32,
     ejected_until: Mutex<Option<Instant>>,
@@ -91,6 +93,7 @@ impl UpstreamPool {
                 .iter()
                 .map(|addr| Target {
                     addr: addr.clone(),
+                    authority: addr.parse().ok(),
                     in_flight: AtomicU32::new(0),
                     consecutive_failures: AtomicU32::new(0),
                     ejected_until: Mutex::new(None),
@@ -232,9 +235,12 @@ impl UpstreamPool {
     /// to a target, retrying where that is safe.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Body>, BoxError> {
         self.deposit();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         // Only a request with no body can be sent again: a streamed body is gone once sent.
         let replayable = is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
+        let empty_body = body_was_empty(&parts);
+        // The headers are copied for each attempt only when a retry may need them.
+        let keep = self.0.rule.retry.attempts > 0 && (replayable || empty_body);
         let mut body = Some(body);
         let mut attempt = 0;
         let mut failed_on = None;
@@ -247,7 +253,7 @@ impl UpstreamPool {
                 Some(b) => b,
                 None => full(Bytes::new()),
             };
-            let req = self.build(&parts, &target.addr, b)?;
+            let req = self.build(&mut parts, target, b, keep)?;
             target.requests.fetch_add(1, Ordering::Relaxed);
             target.in_flight.fetch_add(1, Ordering::Relaxed);
             let in_flight = InFlight(self.0.clone(), i);
@@ -293,7 +299,7 @@ impl UpstreamPool {
                 self.outcome(i, true, now);
             }
             // A refused connection never reached the service: safe to try elsewhere.
-            let safe = replayable || (error.kind == FailureKind::Connect && body_was_empty(&parts));
+            let safe = keep && (replayable || (error.kind == FailureKind::Connect && empty_body));
             if safe
                 && error.kind != FailureKind::Timeout
                 && attempt < self.0.rule.retry.attempts
@@ -308,12 +314,30 @@ impl UpstreamPool {
 
     fn build(
         &self,
-        parts: &http::request::Parts,
-        addr: &str,
+        parts: &mut http::request::Parts,
+        target: &Target,
         body: Body,
+        keep: bool,
     ) -> Result<Request<Body>, BoxError> {
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri: Uri = format!("http://{addr}{path}").parse()?;
+        let uri = match &target.authority {
+            Some(a) => {
+                let mut u = http::uri::Parts::default();
+                u.scheme = Some(http::uri::Scheme::HTTP);
+                u.authority = Some(a.clone());
+                u.path_and_query = Some(
+                    parts
+                        .uri
+                        .path_and_query()
+                        .cloned()
+                        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+                );
+                Uri::from_parts(u)?
+            }
+            None => {
+                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                format!("http://{}{path}", target.addr).parse()?
+            }
+        };
         let mut req = Request::new(body);
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
@@ -322,7 +346,11 @@ impl UpstreamPool {
         } else {
             Version::HTTP_11
         };
-        *req.headers_mut() = parts.headers.clone();
+        *req.headers_mut() = if keep {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
         if self.0.rule.http2 {
             // HTTP/2 carries the authority as a pseudo-header; a Host header would disagree.
             req.headers_mut().remove(http::header::HOST);

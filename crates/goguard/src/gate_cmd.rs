@@ -113,10 +113,14 @@ fn serve(
     threads: Option<usize>,
 ) -> Result<u8, String> {
     init_logs(log, log_json)?;
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    let mut rt = if threads == Some(1) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     rt.enable_all();
-    if let Some(n) = threads {
-        rt.worker_threads(n.max(1));
+    if let Some(n) = threads.filter(|n| *n > 1) {
+        rt.worker_threads(n);
     }
     let rt = rt
         .build()
