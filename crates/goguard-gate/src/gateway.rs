@@ -446,8 +446,19 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut response = if declared.is_some_and(|n| n > server.max_body_bytes) {
+    let response = if declared.is_some_and(|n| n > server.max_body_bytes) {
         reason = Some("body_too_large");
+        // Read and discard what the client is still sending (for a few seconds at most), so
+        // that it reads the 413 instead of failing on a closed connection (nginx's lingering
+        // close).
+        let body = req.into_body();
+        tokio::spawn(async move {
+            let drain = async {
+                let mut body = std::pin::pin!(body);
+                while let Some(Ok(_)) = body.frame().await {}
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+        });
         plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
     } else {
         let (mut parts, body) = req.into_parts();
@@ -489,7 +500,8 @@ where
                     }
                 };
                 match result {
-                    Ok(resp) => {
+                    Ok(mut resp) => {
+                        strip_hop_by_hop(resp.headers_mut());
                         if resp.extensions().get::<Degraded>().is_some() {
                             reason = Some("breaker_open");
                             rejected(Reason::BreakerOpen);
@@ -522,7 +534,6 @@ where
             }
         }
     };
-    strip_hop_by_hop(response.headers_mut());
     let status = response.status().as_u16();
     let route_name = route.map_or("-", |r| r.rule.name.as_str());
     let elapsed = start.elapsed();

@@ -177,8 +177,10 @@ impl UpstreamPool {
                 } else {
                     candidates
                 };
-                let a = pool[fastrand::usize(..pool.len())];
-                let b = pool[fastrand::usize(..pool.len())];
+                // Two different candidates (with two targets, always both).
+                let i = fastrand::usize(..pool.len());
+                let j = (i + 1 + fastrand::usize(..pool.len().max(2) - 1)) % pool.len();
+                let (a, b) = (pool[i], pool[j]);
                 let load = |i: usize| targets[i].in_flight.load(Ordering::Relaxed);
                 if load(b) < load(a) {
                     b
