@@ -261,6 +261,18 @@ pub struct Breaker {
     pub half_open_probes: u32,
     #[serde(default)]
     pub errors: ErrorClasses,
+    /// `route` (default): this route's own breaker. `upstream`: one breaker for the upstream,
+    /// shared by every route that sends to it with the same rule.
+    #[serde(default)]
+    pub scope: BreakerScope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerScope {
+    #[default]
+    Route,
+    Upstream,
 }
 
 fn default_window() -> Duration {
@@ -865,6 +877,31 @@ pub fn validate(c: &Config) -> Vec<Problem> {
                     at(&["fallback", "status"]),
                     "a redirect needs a 3xx status".into(),
                 ));
+            }
+        }
+    }
+    // An upstream-scoped breaker is one breaker: its routes must agree on the rule.
+    let mut upstream_rules: std::collections::HashMap<&str, (usize, String)> = Default::default();
+    for (i, r) in c.routes.iter().enumerate() {
+        let Some(b) = r
+            .breaker
+            .as_ref()
+            .filter(|b| b.scope == BreakerScope::Upstream)
+        else {
+            continue;
+        };
+        let rule = serde_json::to_string(b).unwrap_or_default();
+        match upstream_rules.get(r.upstream.as_str()) {
+            Some((first, other)) if *other != rule => out.push((
+                field(&["routes", &i.to_string(), "breaker"]),
+                format!(
+                    "the upstream-scoped breaker of `{}` differs from route {}'s: routes sharing an upstream's breaker must give the same rule",
+                    r.upstream, c.routes[*first].name
+                ),
+            )),
+            Some(_) => {}
+            None => {
+                upstream_rules.insert(&r.upstream, (i, rule));
             }
         }
     }

@@ -20,7 +20,7 @@ use tower::{service_fn, Layer, ServiceExt};
 
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::clock::SharedClock;
-use crate::config::{Config, Fallback, KeySpec, Route};
+use crate::config::{BreakerScope, Config, Fallback, KeySpec, Route};
 use crate::events::{self, AbuseDetector, EventQueue, Reason};
 use crate::layer::breaker::{BreakerStatus, Fallback as FallbackService};
 use crate::layer::concurrency::ConcurrencyStatus;
@@ -119,6 +119,8 @@ pub struct Stack {
     pub loaded_at: SystemTime,
     routes: Vec<RouteStack>,
     pools: BTreeMap<String, Kept<UpstreamPool>>,
+    /// Breakers with `scope = "upstream"`, by upstream.
+    upstream_breakers: BTreeMap<String, Kept<BreakerHandle>>,
     trusted: TrustedProxies,
     events: Kept<EventsPart>,
     shared_limits: Option<Kept<SharedLimits>>,
@@ -133,6 +135,9 @@ pub struct RouteState {
     pub upstream: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerStatus>,
+    /// `route`, or `upstream` for a breaker shared by the upstream's routes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker_scope: Option<BreakerScope>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<LimitStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -206,6 +211,7 @@ impl Stack {
             || AccessLog::open(&config.server.access_log, base),
         )?;
         let mut routes = Vec::new();
+        let mut upstream_breakers: BTreeMap<String, Kept<BreakerHandle>> = BTreeMap::new();
         for r in &config.routes {
             let old = previous.and_then(|p| p.routes.iter().find(|o| o.rule.name == r.name));
             let pool = &pools
@@ -215,9 +221,32 @@ impl Stack {
             let mut service: RouteService = BoxCloneSyncService::new(pool.clone());
             let breaker = match &r.breaker {
                 Some(rule) => {
-                    let kept = keep(old.and_then(|o| o.breaker.as_ref()), rule, || {
-                        Ok(BreakerHandle::new(rule.clone(), clock.clone()))
-                    })?;
+                    let kept = if rule.scope == BreakerScope::Upstream {
+                        // One breaker per upstream: made by its first route, shared by the
+                        // others (validation made sure their rules agree).
+                        match upstream_breakers.get(&r.upstream) {
+                            Some(k) => keep(Some(k), rule, || unreachable_rule())?,
+                            None => {
+                                let old =
+                                    previous.and_then(|p| p.upstream_breakers.get(&r.upstream));
+                                let k = keep(old, rule, || {
+                                    Ok(BreakerHandle::new(rule.clone(), clock.clone()))
+                                })?;
+                                upstream_breakers.insert(
+                                    r.upstream.clone(),
+                                    Kept {
+                                        rule: k.rule.clone(),
+                                        value: k.value.clone(),
+                                    },
+                                );
+                                k
+                            }
+                        }
+                    } else {
+                        keep(old.and_then(|o| o.breaker.as_ref()), rule, || {
+                            Ok(BreakerHandle::new(rule.clone(), clock.clone()))
+                        })?
+                    };
                     let fallback = match &r.fallback {
                         Some(f) => Some(fallback_service(f, &pools, &resolve)?),
                         None => None,
@@ -278,6 +307,7 @@ impl Stack {
             config: Arc::new(config),
             routes,
             pools,
+            upstream_breakers,
             trusted,
             events,
             shared_limits,
@@ -293,6 +323,7 @@ impl Stack {
                 name: r.rule.name.clone(),
                 upstream: r.rule.upstream.clone(),
                 breaker: r.breaker.as_ref().map(|b| b.value.status()),
+                breaker_scope: r.rule.breaker.as_ref().map(|b| b.scope),
                 limit: r.limit.as_ref().map(|l| l.value.status()),
                 concurrency: r.concurrency.as_ref().map(|c| c.value.status()),
             })
@@ -340,6 +371,11 @@ impl Stack {
             self.events.value.queue.emit(e);
         }
     }
+}
+
+/// Routes sharing an upstream breaker were validated to give the same rule.
+fn unreachable_rule() -> Result<BreakerHandle, String> {
+    Err("routes sharing an upstream's breaker give different rules".into())
 }
 
 /// The service answering for a route while its breaker is open.

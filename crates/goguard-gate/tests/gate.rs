@@ -1094,3 +1094,34 @@ async fn connections_over_the_limit_get_an_explicit_503() {
     .await;
     gate.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_scoped_breaker_is_shared_by_its_routes() {
+    let up = Upstream::start("a");
+    let breaker = "[routes.breaker]\nscope = \"upstream\"\nmin_requests = 4\nerror_ratio = 0.5\n";
+    let toml = format!(
+        "{}[upstreams.svc]\ntargets = [\"{}\"]\n[[routes]]\nname = \"r1\"\npath_prefix = \"/one\"\nupstream = \"svc\"\n{breaker}[[routes]]\nname = \"r2\"\npath_prefix = \"/two\"\nupstream = \"svc\"\n{breaker}",
+        head(),
+        up.addr
+    );
+    let gate = TestGate::start(&toml, manual().1).await;
+    // Failures on /one open the upstream's breaker: /two is spared the sick upstream too.
+    statuses(&gate, "/one?status=500", 4, &[]).await;
+    let (s, _, _) = get(&gate.url("/two")).await;
+    assert_eq!(s, 503);
+    let status = gate.status().await;
+    assert_eq!(status["routes"][1]["breaker"]["state"], "open");
+    assert_eq!(status["routes"][1]["breaker_scope"], "upstream");
+    gate.shutdown().await;
+    // Two routes cannot give one upstream breaker two rules.
+    let bad = toml.replacen("error_ratio = 0.5", "error_ratio = 0.9", 1);
+    let err = goguard_gate::config::parse(&bad, "gate.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "routes.1.breaker: the upstream-scoped breaker of `svc` differs from route r1's"
+        ),
+        "{err}"
+    );
+}
