@@ -225,7 +225,7 @@ impl Stack {
                         // One breaker per upstream: made by its first route, shared by the
                         // others (validation made sure their rules agree).
                         match upstream_breakers.get(&r.upstream) {
-                            Some(k) => keep(Some(k), rule, || unreachable_rule())?,
+                            Some(k) => keep(Some(k), rule, unreachable_rule)?,
                             None => {
                                 let old =
                                     previous.and_then(|p| p.upstream_breakers.get(&r.upstream));

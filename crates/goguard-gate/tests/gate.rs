@@ -431,6 +431,18 @@ fn pool_config(targets: &[String], upstream_extra: &str) -> String {
     )
 }
 
+/// Upstreams `a` and `b` behind one route, with `extra` in the upstream's table.
+async fn two_targets(extra: &str, clock: SharedClock) -> (Upstream, Upstream, TestGate) {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let gate = TestGate::start(
+        &pool_config(&[a.addr.to_string(), b.addr.to_string()], extra),
+        clock,
+    )
+    .await;
+    (a, b, gate)
+}
+
 async fn instances(gate: &TestGate, n: usize, path: &str) -> Vec<String> {
     let mut out = Vec::new();
     for _ in 0..n {
@@ -445,14 +457,9 @@ async fn instances(gate: &TestGate, n: usize, path: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_then_passive_ejection_of_a_failing_target() {
-    let a = Upstream::start("a");
-    let b = Upstream::start("b");
     let (clock, shared) = manual();
-    let gate = TestGate::start(
-        &pool_config(
-            &[a.addr.to_string(), b.addr.to_string()],
-            "eject_after = 3\neject_for = \"30s\"\n[upstreams.svc.retry]\nattempts = 0",
-        ),
+    let (a, _b, gate) = two_targets(
+        "eject_after = 3\neject_for = \"30s\"\n[upstreams.svc.retry]\nattempts = 0",
         shared,
     )
     .await;
@@ -479,16 +486,7 @@ async fn round_robin_then_passive_ejection_of_a_failing_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_request_avoids_the_busy_target() {
-    let a = Upstream::start("a");
-    let b = Upstream::start("b");
-    let gate = TestGate::start(
-        &pool_config(
-            &[a.addr.to_string(), b.addr.to_string()],
-            "balance = \"least_request\"",
-        ),
-        manual().1,
-    )
-    .await;
+    let (_a, b, gate) = two_targets("balance = \"least_request\"", manual().1).await;
     // b turns slow (2 s per answer). Ten requests go out one after the other, each once the
     // previous one has been given a target: b keeps those it gets in flight, a answers in a
     // millisecond, so after b's first P2C sends the rest to a. Round-robin would send five
@@ -526,13 +524,8 @@ async fn least_request_avoids_the_busy_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_checks_take_a_sick_target_out_and_back() {
-    let a = Upstream::start("a");
-    let b = Upstream::start("b");
-    let gate = TestGate::start(
-        &pool_config(
-            &[a.addr.to_string(), b.addr.to_string()],
-            "[upstreams.svc.health]\npath = \"/health\"\ninterval = \"50ms\"\ntimeout = \"500ms\"",
-        ),
+    let (a, b, gate) = two_targets(
+        "[upstreams.svc.health]\npath = \"/health\"\ninterval = \"50ms\"\ntimeout = \"500ms\"",
         manual().1,
     )
     .await;

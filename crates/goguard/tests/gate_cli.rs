@@ -131,6 +131,14 @@ fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// Waits until the gateway's metrics show one request in flight on route `svc`.
+fn wait_in_flight(gate: &Gate) {
+    wait_until(Duration::from_secs(10), "a request is in flight", || {
+        let (_, body) = http_get(&gate.admin, "/metrics").unwrap();
+        body.contains("goguard_gate_in_flight{route=\"svc\"} 1")
+    });
+}
+
 fn version(gate: &Gate) -> u64 {
     let (_, body) = http_get(&gate.admin, "/admin/status").unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -177,14 +185,7 @@ fn sigterm_drains_requests_in_flight_then_exits_0() {
     let mut gate = Gate::start(&dir, &[]);
     let listen = gate.listen.clone();
     let slow = std::thread::spawn(move || http_get(&listen, "/?delay=1500ms"));
-    wait_until(
-        Duration::from_secs(10),
-        "the slow request is in flight",
-        || {
-            let (_, body) = http_get(&gate.admin, "/metrics").unwrap();
-            body.contains("goguard_gate_in_flight{route=\"svc\"} 1")
-        },
-    );
+    wait_in_flight(&gate);
     gate.signal("TERM");
     gate.wait_log("draining");
     // New connections are refused while the old request finishes.
@@ -209,10 +210,7 @@ fn the_drain_deadline_bounds_a_hung_request() {
     let mut gate = Gate::start(&dir, &[]);
     let listen = gate.listen.clone();
     let hung = std::thread::spawn(move || http_get(&listen, "/?hang=1"));
-    wait_until(Duration::from_secs(10), "the request is in flight", || {
-        let (_, body) = http_get(&gate.admin, "/metrics").unwrap();
-        body.contains("goguard_gate_in_flight{route=\"svc\"} 1")
-    });
+    wait_in_flight(&gate);
     let start = Instant::now();
     gate.signal("INT");
     assert_eq!(gate.wait(), 0);
