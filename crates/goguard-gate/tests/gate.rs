@@ -524,7 +524,7 @@ async fn least_request_avoids_the_busy_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_checks_take_a_sick_target_out_and_back() {
-    let (a, b, gate) = two_targets(
+    let (a, _b, gate) = two_targets(
         "[upstreams.svc.health]\npath = \"/health\"\ninterval = \"50ms\"\ntimeout = \"500ms\"",
         manual().1,
     )
