@@ -67,6 +67,7 @@ impl HotMetrics {
 }
 
 /// A piece of state kept across reloads while its rule (compared as JSON) is unchanged.
+#[derive(Clone)]
 struct Kept<T> {
     rule: String,
     value: T,
@@ -225,20 +226,14 @@ impl Stack {
                         // One breaker per upstream: made by its first route, shared by the
                         // others (validation made sure their rules agree).
                         match upstream_breakers.get(&r.upstream) {
-                            Some(k) => keep(Some(k), rule, unreachable_rule)?,
+                            Some(k) => k.clone(),
                             None => {
                                 let old =
                                     previous.and_then(|p| p.upstream_breakers.get(&r.upstream));
                                 let k = keep(old, rule, || {
                                     Ok(BreakerHandle::new(rule.clone(), clock.clone()))
                                 })?;
-                                upstream_breakers.insert(
-                                    r.upstream.clone(),
-                                    Kept {
-                                        rule: k.rule.clone(),
-                                        value: k.value.clone(),
-                                    },
-                                );
+                                upstream_breakers.insert(r.upstream.clone(), k.clone());
                                 k
                             }
                         }
@@ -371,11 +366,6 @@ impl Stack {
             self.events.value.queue.emit(e);
         }
     }
-}
-
-/// Routes sharing an upstream breaker were validated to give the same rule.
-fn unreachable_rule() -> Result<BreakerHandle, String> {
-    Err("routes sharing an upstream's breaker give different rules".into())
 }
 
 /// The service answering for a route while its breaker is open.

@@ -74,6 +74,7 @@ impl Gateway {
         base: PathBuf,
         clock: SharedClock,
     ) -> Result<Gateway, String> {
+        check(&config)?;
         let stack = Stack::build(config, None, &base, clock.clone())?;
         let stack = Arc::new(ArcSwap::from_pointee(stack));
         let metrics = Arc::new(Metrics::new(stack.clone()));
@@ -98,26 +99,24 @@ impl Gateway {
         let Some(path) = &self.0.path else {
             return Err("this gateway has no configuration file".into());
         };
-        let config = config::load(path).map_err(|e| e.to_string());
-        let config = match config {
-            Ok(c) => c,
-            Err(e) => return Err(self.rejected(trigger, e)),
-        };
-        self.apply(config, trigger).await
+        // `load` validates, naming the file and line of each problem.
+        match config::load(path) {
+            Ok(c) => self.swap(c, trigger).await,
+            Err(e) => Err(self.rejected(trigger, e.to_string())),
+        }
     }
 
     /// Swaps in a configuration value (validated like a file).
     pub async fn apply(&self, config: Config, trigger: &str) -> Result<u64, String> {
-        let _one_at_a_time = self.0.reloading.lock().await;
-        let problems = config::validate(&config);
-        if !problems.is_empty() {
-            let text = problems
-                .into_iter()
-                .map(|(f, m)| format!("{}: {m}", f.join(".")))
-                .collect::<Vec<_>>()
-                .join("\n");
-            return Err(self.rejected(trigger, text));
+        match check(&config) {
+            Ok(()) => self.swap(config, trigger).await,
+            Err(e) => Err(self.rejected(trigger, e)),
         }
+    }
+
+    /// Builds the stack for a validated configuration and swaps it in.
+    async fn swap(&self, config: Config, trigger: &str) -> Result<u64, String> {
+        let _one_at_a_time = self.0.reloading.lock().await;
         let current = self.0.stack.load_full();
         let next = Stack::build(config, Some(&current), &self.0.base, self.0.clock.clone());
         match next {
@@ -369,6 +368,19 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
         ),
     )
     .await;
+}
+
+/// Validates a configuration value; the problems as `field: message` lines.
+fn check(config: &Config) -> Result<(), String> {
+    let problems = config::validate(config);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(problems
+        .into_iter()
+        .map(|(f, m)| format!("{}: {m}", f.join(".")))
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 /// Compares secrets without leaking where they differ through timing.

@@ -170,17 +170,20 @@ impl UpstreamPool {
                     .unwrap_or(start % n)
             }
             Balance::LeastRequest => {
-                // Power of two choices among the available targets.
-                let candidates: Vec<usize> = (0..n).filter(|&i| usable(i)).collect();
-                let pool: Vec<usize> = if candidates.is_empty() {
-                    (0..n).collect()
+                // Power of two choices among the available targets (all of them when none
+                // is), counted and indexed in place: no allocation per request.
+                let available = (0..n).filter(|&i| usable(i)).count();
+                let (len, nth): (usize, &dyn Fn(usize) -> usize) = if available == 0 {
+                    (n, &|k| k)
                 } else {
-                    candidates
+                    (available, &|k| {
+                        (0..n).filter(|&i| usable(i)).nth(k).unwrap_or(0)
+                    })
                 };
                 // Two different candidates (with two targets, always both).
-                let i = fastrand::usize(..pool.len());
-                let j = (i + 1 + fastrand::usize(..pool.len().max(2) - 1)) % pool.len();
-                let (a, b) = (pool[i], pool[j]);
+                let i = fastrand::usize(..len);
+                let j = (i + 1 + fastrand::usize(..len.max(2) - 1)) % len;
+                let (a, b) = (nth(i), nth(j));
                 let load = |i: usize| targets[i].in_flight.load(Ordering::Relaxed);
                 if load(b) < load(a) {
                     b
