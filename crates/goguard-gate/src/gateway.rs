@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
@@ -15,26 +14,32 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, Either, MapResponse};
 use tower::{service_fn, Layer, ServiceExt};
 
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::clock::SharedClock;
 use crate::config::{BreakerScope, Config, Fallback, KeySpec, Route};
 use crate::events::{self, AbuseDetector, EventQueue, Reason};
-use crate::layer::breaker::{BreakerStatus, Fallback as FallbackService};
-use crate::layer::concurrency::ConcurrencyStatus;
-use crate::layer::limit::{request_key, ClientAddr, LimitStatus};
+use crate::layer::breaker::{BreakerService, BreakerStatus, Fallback as FallbackService};
+use crate::layer::concurrency::{ConcurrencyService, ConcurrencyStatus};
+use crate::layer::limit::{request_key, ClientAddr, LimitService, LimitStatus};
 use crate::layer::{
     find_rejected, full, Body, BoxError, BreakerHandle, BreakerLayer, ConcurrencyHandle,
-    ConcurrencyLayer, LimitHandle, LimitLayer, RejectKind, UpstreamError,
+    ConcurrencyLayer, GuardedBody, LimitHandle, LimitLayer, RejectKind, UpstreamError,
 };
 use crate::metrics::{Metrics, RouteLabel, RouteReason, RouteStatus};
-use crate::proxy::{match_route, set_forwarded, strip_hop_by_hop, TrustedProxies};
+use crate::proxy::{match_route, set_forwarded, strip_hop_by_hop, Peer, TrustedProxies};
 use crate::shared_limits::SharedLimits;
 use crate::upstream::{TargetStatus, UpstreamPool};
 
-type RouteService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+// A route's stack, layer by layer, each optional (`Either::Right` skips it). Concrete types
+// rather than boxed services: cloning one per request is a few reference counts, not an
+// allocation per layer.
+type WithBreaker = Either<BreakerService<UpstreamPool, Body, Body>, UpstreamPool>;
+type Unguard = fn(Response<GuardedBody<Body>>) -> Response<Body>;
+type WithConcurrency = Either<MapResponse<ConcurrencyService<WithBreaker>, Unguard>, WithBreaker>;
+type RouteService = Either<LimitService<WithConcurrency>, WithConcurrency>;
 
 /// Marks an answer given by a route's fallback while its breaker is open.
 #[derive(Debug, Clone, Copy)]
@@ -219,7 +224,7 @@ impl Stack {
                 .get(&r.upstream)
                 .ok_or_else(|| format!("route {}: no upstream `{}`", r.name, r.upstream))?
                 .value;
-            let mut service: RouteService = BoxCloneSyncService::new(pool.clone());
+            let service = pool.clone();
             let breaker = match &r.breaker {
                 Some(rule) => {
                     let kept = if rule.scope == BreakerScope::Upstream {
@@ -246,12 +251,16 @@ impl Stack {
                         Some(f) => Some(fallback_service(f, &pools, &resolve)?),
                         None => None,
                     };
-                    service = BoxCloneSyncService::new(
-                        BreakerLayer::new(kept.value.clone(), fallback).layer(service),
-                    );
-                    Some(kept)
+                    Some((kept, fallback))
                 }
                 None => None,
+            };
+            let (service, breaker): (WithBreaker, _) = match breaker {
+                Some((kept, fallback)) => (
+                    Either::Left(BreakerLayer::new(kept.value.clone(), fallback).layer(service)),
+                    Some(kept),
+                ),
+                None => (Either::Right(service), None),
             };
             let limit_rule = r.limit.as_ref();
             let concurrency = match limit_rule.and_then(|l| l.concurrency.as_ref()) {
@@ -259,14 +268,20 @@ impl Stack {
                     let kept = keep(old.and_then(|o| o.concurrency.as_ref()), rule, || {
                         Ok(ConcurrencyHandle::new(rule))
                     })?;
-                    service = BoxCloneSyncService::new(
-                        ConcurrencyLayer::new(kept.value.clone())
-                            .layer(service)
-                            .map_response(|r| r.map(BodyExt::boxed)),
-                    );
                     Some(kept)
                 }
                 None => None,
+            };
+            let service: WithConcurrency = match &concurrency {
+                Some(kept) => {
+                    let unguard: Unguard = |r| r.map(BodyExt::boxed);
+                    Either::Left(
+                        ConcurrencyLayer::new(kept.value.clone())
+                            .layer(service)
+                            .map_response(unguard),
+                    )
+                }
+                None => Either::Right(service),
             };
             let limit = match limit_rule.filter(|l| l.per_key.is_some() || l.total.is_some()) {
                 Some(rule) => {
@@ -275,12 +290,13 @@ impl Stack {
                     let kept = keep(old.and_then(|o| o.limit.as_ref()), &fp_rule, || {
                         Ok(LimitHandle::new(&r.name, rule, shared, clock.clone()))
                     })?;
-                    service = BoxCloneSyncService::new(
-                        LimitLayer::new(kept.value.clone()).layer(service),
-                    );
                     Some(kept)
                 }
                 None => None,
+            };
+            let service: RouteService = match &limit {
+                Some(kept) => Either::Left(LimitLayer::new(kept.value.clone()).layer(service)),
+                None => Either::Right(service),
             };
             routes.push(RouteStack {
                 hot_metrics: std::sync::OnceLock::new(),
@@ -453,7 +469,7 @@ pub async fn handle<B>(
     stack: Arc<Stack>,
     metrics: Arc<Metrics>,
     req: Request<B>,
-    peer: SocketAddr,
+    peer: Peer,
 ) -> Result<Response<Body>, Infallible>
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
@@ -461,7 +477,7 @@ where
 {
     let start = Instant::now();
     let server = &stack.config.server;
-    let client = stack.trusted.client_addr(peer, req.headers());
+    let client = stack.trusted.client_addr(peer.addr, req.headers());
     let logging = stack.access_log.value.enabled();
     let method = logging.then(|| req.method().clone());
     let path = logging.then(|| req.uri().path().to_string());
@@ -508,21 +524,19 @@ where
                 let hot = r
                     .hot_metrics
                     .get_or_init(|| HotMetrics::new(&metrics, &r.rule.name));
-                // Who the user is matters only to a route that can turn one away.
-                let user = (r.breaker.is_some() || r.limit.is_some()).then(|| {
-                    r.user_key
-                        .as_ref()
-                        .and_then(|k| request_key(k, &req))
-                        .unwrap_or_else(|| client.ip().to_string())
-                });
+                // Who the user is matters only to a route that can turn one away; the
+                // client's address is written out only for an event.
+                let user_key = (r.breaker.is_some() || r.limit.is_some())
+                    .then(|| r.user_key.as_ref().and_then(|k| request_key(k, &req)));
                 strip_hop_by_hop(req.headers_mut());
-                set_forwarded(req.headers_mut(), peer, &stack.trusted);
+                set_forwarded(req.headers_mut(), &peer, &stack.trusted);
                 hot.in_flight.inc();
                 let result = call_route(r.service.clone(), req).await;
                 hot.in_flight.dec();
                 let rejected = |why: Reason| {
-                    if let Some(user) = &user {
-                        stack.user_rejected(&r.rule.name, user, why);
+                    if let Some(key) = &user_key {
+                        let user = key.clone().unwrap_or_else(|| client.ip().to_string());
+                        stack.user_rejected(&r.rule.name, &user, why);
                     }
                 };
                 match result {

@@ -11,6 +11,7 @@ pub mod access_log;
 pub mod breaker;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod events;
 pub mod gateway;
 pub mod layer;

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use bytes::{BufMut, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Request;
 
@@ -113,9 +114,17 @@ const HOP_BY_HOP: [&str; 8] = [
     "transfer-encoding",
 ];
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str()) || name == header::UPGRADE
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header names. `TE: trailers`
 /// survives (gRPC needs it end to end). `Upgrade` goes too: the gateway does not tunnel.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one look at each name, no removal by name (which hashes).
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -142,60 +151,93 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// A client connection's peer, with its address written out once for the forwarding headers
+/// of every request on the connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The address as `X-Forwarded-For` writes it.
+    xff: HeaderValue,
+    /// `Forwarded`'s `for=` parameter (an IPv6 address in quotes and brackets).
+    forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Peer {
+        let ip = addr.ip();
+        let forwarded_for = match ip {
+            IpAddr::V4(v4) => format!("for={v4}"),
+            IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+        };
+        Peer {
+            addr,
+            xff: HeaderValue::try_from(ip.to_string()).expect("an IP address is a header value"),
+            forwarded_for: HeaderValue::try_from(forwarded_for)
+                .expect("an IP address is a header value"),
+        }
+    }
+}
+
 /// Writes `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded` for the
 /// upstream. A trusted peer's headers are extended with the peer; an untrusted peer's are
 /// replaced, so a client cannot pass itself off as someone else.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, trusted: &TrustedProxies) {
-    use std::fmt::Write;
-    let ip = peer.ip();
-    let keep = trusted.trusts(ip);
+pub fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, trusted: &TrustedProxies) {
+    let keep = trusted.trusts(peer.addr.ip());
     let host = headers.get(header::HOST).cloned();
-    // The previous hops, kept only from a trusted proxy.
-    let before = |headers: &HeaderMap, name: &str| -> String {
-        if !keep {
-            return String::new();
+    // The previous hops, kept only from a trusted proxy, then this one.
+    let chain = |headers: &HeaderMap, name: &HeaderName, last: &HeaderValue| -> BytesMut {
+        let mut out = BytesMut::new();
+        if keep {
+            for v in headers.get_all(name) {
+                out.put_slice(v.as_bytes());
+                out.put_slice(b", ");
+            }
         }
-        let mut out = String::new();
-        for v in headers.get_all(name).iter().filter_map(|v| v.to_str().ok()) {
-            out.push_str(v);
-            out.push_str(", ");
-        }
+        out.put_slice(last.as_bytes());
         out
     };
-    let mut xff = before(headers, "x-forwarded-for");
-    let _ = write!(xff, "{ip}");
-    let mut fwd = before(headers, "forwarded");
-    let _ = match ip {
-        IpAddr::V4(v4) => write!(fwd, "for={v4};proto=http"),
-        IpAddr::V6(v6) => write!(fwd, "for=\"[{v6}]\";proto=http"),
+    let xff = if keep && headers.contains_key(&X_FORWARDED_FOR) {
+        HeaderValue::from_maybe_shared(chain(headers, &X_FORWARDED_FOR, &peer.xff).freeze()).ok()
+    } else {
+        Some(peer.xff.clone())
     };
-    if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
-        if h.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    let mut fwd = chain(headers, &header::FORWARDED, &peer.forwarded_for);
+    fwd.put_slice(b";proto=http");
+    if let Some(h) = &host {
+        if h.as_bytes()
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
         {
-            let _ = write!(fwd, ";host=\"{h}\"");
+            fwd.put_slice(b";host=\"");
+            fwd.put_slice(h.as_bytes());
+            fwd.put_slice(b"\"");
         }
     }
-    for (name, value) in [("x-forwarded-for", xff), ("forwarded", fwd)] {
-        match HeaderValue::try_from(value) {
-            Ok(v) => {
+    let fwd = HeaderValue::from_maybe_shared(fwd.freeze()).ok();
+    for (name, value) in [(X_FORWARDED_FOR, xff), (header::FORWARDED, fwd)] {
+        match value {
+            Some(v) => {
                 headers.insert(name, v);
             }
-            Err(_) => {
+            None => {
                 headers.remove(name);
             }
         }
     }
-    if !keep || !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if !keep || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    if !keep || !headers.contains_key("x-forwarded-host") {
+    if !keep || !headers.contains_key(&X_FORWARDED_HOST) {
         match host {
             Some(h) => {
-                headers.insert("x-forwarded-host", h);
+                headers.insert(X_FORWARDED_HOST, h);
             }
             None => {
-                headers.remove("x-forwarded-host");
+                headers.remove(X_FORWARDED_HOST);
             }
         }
     }
@@ -305,7 +347,7 @@ mod tests {
             ("host", "shop"),
         ]);
         assert_eq!(t.client_addr(peer, &h), peer);
-        set_forwarded(&mut h, peer, &t);
+        set_forwarded(&mut h, &Peer::new(peer), &t);
         assert_eq!(h["x-forwarded-for"], "203.0.113.9");
         assert_eq!(h["forwarded"], "for=203.0.113.9;proto=http;host=\"shop\"");
         assert_eq!(h["x-forwarded-host"], "shop");
@@ -321,7 +363,7 @@ mod tests {
             "198.51.100.7".parse::<IpAddr>().unwrap(),
             "the rightmost untrusted hop, not the client's own claim"
         );
-        set_forwarded(&mut h, peer, &t);
+        set_forwarded(&mut h, &Peer::new(peer), &t);
         assert_eq!(
             h["x-forwarded-for"],
             "6.6.6.6, 198.51.100.7, 10.0.0.9, 10.0.0.2"

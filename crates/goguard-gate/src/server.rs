@@ -21,6 +21,7 @@ use crate::config::{self, Config};
 use crate::gateway::{handle, Stack};
 use crate::layer::{full, Body};
 use crate::metrics::Metrics;
+use crate::proxy::Peer;
 
 /// A running gateway's shared state.
 #[derive(Clone)]
@@ -190,9 +191,10 @@ impl Gateway {
                         continue;
                     }
                     let gw = self.clone();
+                    let peer = Peer::new(peer);
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let stack = gw.0.stack.load_full();
-                        handle(stack, gw.0.metrics.clone(), req, peer)
+                        handle(stack, gw.0.metrics.clone(), req, peer.clone())
                     });
                     let mut builder = auto::Builder::new(TokioExecutor::new());
                     builder

@@ -1,8 +1,9 @@
 //! An upstream: its targets, how one is chosen for a request, how failing targets are
 //! ejected (passively, by consecutive failures, and actively, by health checks), timeouts,
 //! and retries of idempotent requests within a budget. It is a `tower::Service` sending a
-//! prepared request to one target with hyper's pooled client, HTTP/1.1 or HTTP/2 with prior
-//! knowledge.
+//! prepared request to one target: HTTP/1.1 on each target's own idle list of connections
+//! ([`crate::connections`]), HTTP/2 with prior knowledge on hyper's pooled client (one
+//! multiplexed connection per target).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,12 +14,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::clock::SharedClock;
 use crate::config::{Balance, Upstream as Rule};
+use crate::connections::{Connections, Pooled, SendError};
 use crate::layer::{full, Body, BoxError, FailureKind, GuardedBody, UpstreamError};
 
 /// One instance of the upstream service.
@@ -27,6 +31,10 @@ pub struct Target {
     pub addr: String,
     /// `addr` parsed once, for the request URIs.
     authority: Option<http::uri::Authority>,
+    /// `addr` as a Host header, for requests that arrived without one (HTTP/2).
+    host: Option<http::HeaderValue>,
+    /// Its HTTP/1.1 connections.
+    conns: Arc<Connections>,
     in_flight: AtomicU32,
     consecutive_failures: AtomicU32,
     ejected_until: Mutex<Option<Instant>>,
@@ -58,7 +66,8 @@ struct Inner {
     name: String,
     rule: Rule,
     targets: Vec<Target>,
-    client: Client<HttpConnector, Body>,
+    /// The pooled client for HTTP/2 upstreams.
+    h2: Option<Client<HttpConnector, Body>>,
     next: AtomicUsize,
     /// Retry budget in thousandths of a retry.
     budget: AtomicU64,
@@ -76,15 +85,17 @@ impl UpstreamPool {
     /// A pool for the rule; health checks (when configured) start at once, on the current
     /// tokio runtime, and stop when the pool is dropped.
     pub fn new(name: &str, rule: &Rule, idle_timeout: Duration, clock: SharedClock) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(rule.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .http2_only(rule.http2)
-            .build(connector);
+        let h2 = rule.http2.then(|| {
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(rule.connect_timeout));
+            connector.set_nodelay(true);
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(idle_timeout)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .http2_only(true)
+                .build(connector)
+        });
         let pool = UpstreamPool(Arc::new(Inner {
             name: name.to_string(),
             rule: rule.clone(),
@@ -94,6 +105,8 @@ impl UpstreamPool {
                 .map(|addr| Target {
                     addr: addr.clone(),
                     authority: addr.parse().ok(),
+                    host: http::HeaderValue::from_str(addr).ok(),
+                    conns: Connections::new(addr, rule.connect_timeout, idle_timeout),
                     in_flight: AtomicU32::new(0),
                     consecutive_failures: AtomicU32::new(0),
                     ejected_until: Mutex::new(None),
@@ -103,15 +116,20 @@ impl UpstreamPool {
                     ejections: AtomicU64::new(0),
                 })
                 .collect(),
-            client,
+            h2,
             next: AtomicUsize::new(0),
             budget: AtomicU64::new(MIN_BUDGET),
             retries: AtomicU64::new(0),
             retries_refused: AtomicU64::new(0),
             clock,
         }));
-        if rule.health.is_some() {
-            tokio::spawn(health_checks(Arc::downgrade(&pool.0)));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            if rule.health.is_some() {
+                runtime.spawn(health_checks(Arc::downgrade(&pool.0)));
+            }
+            if !rule.http2 {
+                runtime.spawn(close_idle(Arc::downgrade(&pool.0), idle_timeout));
+            }
         }
         pool
     }
@@ -263,7 +281,7 @@ impl UpstreamPool {
             target.in_flight.fetch_add(1, Ordering::Relaxed);
             let in_flight = InFlight(self.0.clone(), i);
             let result =
-                tokio::time::timeout(self.0.rule.request_timeout, self.0.client.request(req)).await;
+                tokio::time::timeout(self.0.rule.request_timeout, self.0.send_once(i, req)).await;
             let now = self.0.clock.now();
             let error = match result {
                 Ok(Ok(resp)) => {
@@ -290,7 +308,7 @@ impl UpstreamPool {
                     });
                     return Ok(resp);
                 }
-                Ok(Err(e)) => classify_client_error(&e),
+                Ok(Err(e)) => e,
                 Err(_) => UpstreamError::new(
                     FailureKind::Timeout,
                     format!(
@@ -324,43 +342,107 @@ impl UpstreamPool {
         body: Body,
         keep: bool,
     ) -> Result<Request<Body>, BoxError> {
-        let uri = match &target.authority {
-            Some(a) => {
-                let mut u = http::uri::Parts::default();
-                u.scheme = Some(http::uri::Scheme::HTTP);
-                u.authority = Some(a.clone());
-                u.path_and_query = Some(
-                    parts
-                        .uri
-                        .path_and_query()
-                        .cloned()
-                        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-                );
-                Uri::from_parts(u)?
-            }
-            None => {
-                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-                format!("http://{}{path}", target.addr).parse()?
-            }
-        };
         let mut req = Request::new(body);
         *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = uri;
-        *req.version_mut() = if self.0.rule.http2 {
-            Version::HTTP_2
-        } else {
-            Version::HTTP_11
-        };
         *req.headers_mut() = if keep {
             parts.headers.clone()
         } else {
             std::mem::take(&mut parts.headers)
         };
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         if self.0.rule.http2 {
+            *req.uri_mut() = match &target.authority {
+                Some(a) => {
+                    let mut u = http::uri::Parts::default();
+                    u.scheme = Some(http::uri::Scheme::HTTP);
+                    u.authority = Some(a.clone());
+                    u.path_and_query = Some(path);
+                    Uri::from_parts(u)?
+                }
+                None => format!("http://{}{path}", target.addr).parse()?,
+            };
+            *req.version_mut() = Version::HTTP_2;
             // HTTP/2 carries the authority as a pseudo-header; a Host header would disagree.
             req.headers_mut().remove(http::header::HOST);
+        } else {
+            // HTTP/1.1 on a connection of our own: the origin form, and a Host header (the
+            // client's authority when it came over HTTP/2, else the target's address).
+            *req.uri_mut() = Uri::from(path);
+            *req.version_mut() = Version::HTTP_11;
+            if !req.headers().contains_key(http::header::HOST) {
+                let host = parts
+                    .uri
+                    .authority()
+                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+                    .or_else(|| target.host.clone());
+                if let Some(host) = host {
+                    req.headers_mut().insert(http::header::HOST, host);
+                }
+            }
         }
         Ok(req)
+    }
+}
+
+impl Inner {
+    /// One attempt on target `i`, up to the response head.
+    async fn send_once(
+        &self,
+        i: usize,
+        req: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        match &self.h2 {
+            Some(client) => match client.request(req).await {
+                Ok(resp) => Ok(resp.map(UpstreamBody::H2)),
+                Err(e) => Err(classify_error(&e, e.is_connect())),
+            },
+            None => match self.targets[i].conns.send(req).await {
+                Ok(resp) => Ok(resp.map(UpstreamBody::H1)),
+                Err(SendError::Connect(message)) => {
+                    Err(UpstreamError::new(FailureKind::Connect, message))
+                }
+                Err(SendError::Http(e)) => Err(classify_error(&e, false)),
+            },
+        }
+    }
+}
+
+/// A response body from either kind of connection.
+enum UpstreamBody {
+    H1(Pooled),
+    H2(Incoming),
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::H1(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::H2(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::H1(b) => b.is_end_stream(),
+            UpstreamBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::H1(b) => b.size_hint(),
+            UpstreamBody::H2(b) => b.size_hint(),
+        }
     }
 }
 
@@ -401,27 +483,40 @@ pub fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-fn classify_client_error(e: &hyper_util::client::legacy::Error) -> UpstreamError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+/// What kind of failure an HTTP error is; `connect` when no connection was made.
+fn classify_error(e: &(dyn std::error::Error + 'static), connect: bool) -> UpstreamError {
+    let mut source = Some(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
             return UpstreamError::new(FailureKind::BodyTooLarge, "request body over the limit");
         }
         source = s.source();
     }
-    let kind = if e.is_connect() {
+    let kind = if connect {
         FailureKind::Connect
     } else {
         FailureKind::Protocol
     };
     let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = e.source();
     while let Some(s) = source {
         message.push_str(": ");
         message.push_str(&s.to_string());
         source = s.source();
     }
     UpstreamError::new(kind, message)
+}
+
+/// Closes idle HTTP/1.1 connections past the idle timeout until the pool is gone.
+async fn close_idle(pool: Weak<Inner>, idle_timeout: Duration) {
+    let every = (idle_timeout / 2).max(Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(inner) = pool.upgrade() else { return };
+        for t in &inner.targets {
+            t.conns.sweep();
+        }
+    }
 }
 
 /// Probes every target at the rule's interval until the pool is gone.
@@ -431,27 +526,19 @@ async fn health_checks(pool: Weak<Inner>) {
         let Some(check) = inner.rule.health.clone() else {
             return;
         };
-        for t in &inner.targets {
-            let uri: Result<Uri, _> = format!("http://{}{}", t.addr, check.path).parse();
-            let ok = match uri {
-                Ok(uri) => {
-                    let req = Request::get(uri)
-                        .version(if inner.rule.http2 {
-                            Version::HTTP_2
-                        } else {
-                            Version::HTTP_11
-                        })
-                        .body(full(Bytes::new()));
-                    match req {
-                        Ok(req) => matches!(
-                            tokio::time::timeout(check.timeout, inner.client.request(req)).await,
-                            Ok(Ok(r)) if r.status().is_success()
-                        ),
-                        Err(_) => false,
-                    }
-                }
-                Err(_) => false,
+        for (i, t) in inner.targets.iter().enumerate() {
+            let probe = async {
+                let req = health_request(&inner, t, &check.path)?;
+                let resp = inner.send_once(i, req).await.ok()?;
+                let ok = resp.status().is_success();
+                // Read to the end, so that the connection can be used again.
+                resp.into_body().collect().await.ok()?;
+                Some(ok)
             };
+            let ok = matches!(
+                tokio::time::timeout(check.timeout, probe).await,
+                Ok(Some(true))
+            );
             let was = t.healthy.swap(ok, Ordering::Relaxed);
             if was != ok {
                 tracing::warn!(upstream = %inner.name, target = %t.addr, healthy = ok, "health check changed");
@@ -461,6 +548,16 @@ async fn health_checks(pool: Weak<Inner>) {
         drop(inner);
         tokio::time::sleep(interval).await;
     }
+}
+
+/// The health check's GET for a target.
+fn health_request(inner: &Inner, t: &Target, path: &str) -> Option<Request<Body>> {
+    let req = if inner.rule.http2 {
+        Request::get(format!("http://{}{path}", t.addr)).version(Version::HTTP_2)
+    } else {
+        Request::get(path).header(http::header::HOST, t.addr.as_str())
+    };
+    req.body(full(Bytes::new())).ok()
 }
 
 impl tower::Service<Request<Body>> for UpstreamPool {

@@ -177,7 +177,8 @@ pub type Fallback<B, R> = BoxCloneSyncService<Request<B>, Response<R>, BoxError>
 /// Wraps a service in a circuit breaker.
 pub struct BreakerLayer<B, R> {
     handle: BreakerHandle,
-    fallback: Option<Fallback<B, R>>,
+    /// Shared: a request clones the service only when it needs it (the breaker is open).
+    fallback: Option<Arc<Fallback<B, R>>>,
 }
 
 impl<B, R> Clone for BreakerLayer<B, R> {
@@ -191,7 +192,10 @@ impl<B, R> Clone for BreakerLayer<B, R> {
 
 impl<B, R> BreakerLayer<B, R> {
     pub fn new(handle: BreakerHandle, fallback: Option<Fallback<B, R>>) -> Self {
-        BreakerLayer { handle, fallback }
+        BreakerLayer {
+            handle,
+            fallback: fallback.map(Arc::new),
+        }
     }
 }
 
@@ -209,7 +213,7 @@ impl<S, B, R> Layer<S> for BreakerLayer<B, R> {
 pub struct BreakerService<S, B, R> {
     inner: S,
     handle: BreakerHandle,
-    fallback: Option<Fallback<B, R>>,
+    fallback: Option<Arc<Fallback<B, R>>>,
 }
 
 impl<S: Clone, B, R> Clone for BreakerService<S, B, R> {
@@ -256,8 +260,8 @@ where
         let handle = self.handle.clone();
         if let Err(retry_after) = handle.admit() {
             handle.0.rejected.fetch_add(1, Ordering::Relaxed);
-            return match self.fallback.clone() {
-                Some(f) => Box::pin(f.oneshot(req)),
+            return match &self.fallback {
+                Some(f) => Box::pin(Fallback::clone(f).oneshot(req)),
                 None => Box::pin(std::future::ready(Err(Rejected {
                     kind: RejectKind::BreakerOpen,
                     retry_after,
