@@ -453,6 +453,64 @@ fn call_route(
     service.oneshot(req)
 }
 
+/// Reads and discards what the client is still sending (for a few seconds at most), so that
+/// it reads the answer given before its body's end (a 413, an upstream's early error) instead
+/// of failing on a closed connection: nginx's lingering close.
+fn drain<B>(body: B)
+where
+    B: http_body::Body + Send + 'static,
+{
+    tokio::spawn(async move {
+        let drain = async {
+            let mut body = std::pin::pin!(body);
+            while let Some(Ok(_)) = body.frame().await {}
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+    });
+}
+
+/// A request body that, dropped before its end (the limit reached, the upstream done with
+/// it), drains the rest.
+struct DrainOnDrop<B: http_body::Body + Send + 'static>(Option<B>);
+
+impl<B> http_body::Body for DrainOnDrop<B>
+where
+    B: http_body::Body + Send + Unpin + 'static,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        match self.0.as_mut() {
+            Some(b) => std::pin::Pin::new(b).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0
+            .as_ref()
+            .map_or_else(|| http_body::SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+impl<B: http_body::Body + Send + 'static> Drop for DrainOnDrop<B> {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            if !b.is_end_stream() {
+                drain(b);
+            }
+        }
+    }
+}
+
 fn plain(status: StatusCode, text: &str) -> Response<Body> {
     let mut r = Response::new(full(format!("{text}\n")));
     *r.status_mut() = status;
@@ -472,7 +530,7 @@ pub async fn handle<B>(
     peer: Peer,
 ) -> Result<Response<Body>, Infallible>
 where
-    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     let start = Instant::now();
@@ -490,28 +548,20 @@ where
         .and_then(|v| v.parse::<u64>().ok());
     let response = if declared.is_some_and(|n| n > server.max_body_bytes) {
         reason = Some("body_too_large");
-        // Read and discard what the client is still sending (for a few seconds at most), so
-        // that it reads the 413 instead of failing on a closed connection (nginx's lingering
-        // close).
-        let body = req.into_body();
-        tokio::spawn(async move {
-            let drain = async {
-                let mut body = std::pin::pin!(body);
-                while let Some(Ok(_)) = body.frame().await {}
-            };
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
-        });
+        drain(req.into_body());
         plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
     } else {
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(ClientAddr(client));
         // A declared length is enforced by the HTTP layer; only a body without one (chunked,
         // HTTP/2 data) needs counting on the way.
-        let body = if declared.is_some() {
+        let body = if body.is_end_stream() {
             body.map_err(Into::into).boxed()
+        } else if declared.is_some() {
+            DrainOnDrop(Some(body)).map_err(Into::into).boxed()
         } else {
             let limit = usize::try_from(server.max_body_bytes).unwrap_or(usize::MAX);
-            Limited::new(body, limit)
+            Limited::new(DrainOnDrop(Some(body)), limit)
                 .map_err(|e| -> BoxError { e })
                 .boxed()
         };

@@ -105,7 +105,13 @@ impl KeyedLimiter {
         }
         let (d, tat) = self.cell.decide(self.keys.get(key).copied(), now);
         if let Some(tat) = tat {
-            self.keys.insert(key.to_string(), tat);
+            // A known key is updated in place: no new String per request.
+            match self.keys.get_mut(key) {
+                Some(t) => *t = tat,
+                None => {
+                    self.keys.insert(key.to_string(), tat);
+                }
+            }
         }
         d
     }

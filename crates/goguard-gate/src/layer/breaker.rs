@@ -269,21 +269,22 @@ where
                 .into()))),
             };
         }
-        // The ready clone goes into the future; a fresh clone stays (tower's pattern).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let start = handle.0.clock.now();
+        // Set before the call starts: a call dropped at any point reports, and a half-open
+        // probe slot is never lost.
+        let mut pending = Pending {
+            handle: Some(handle),
+        };
+        let call = self.inner.call(req);
         Box::pin(async move {
-            let mut pending = Pending {
-                handle: Some(handle.clone()),
-            };
-            let result = inner.call(req).await.map_err(Into::into);
-            pending.handle = None;
-            let outcome = classify(&handle.0.classes, &result);
-            handle.record(
-                outcome,
-                handle.0.clock.now().saturating_duration_since(start),
-            );
+            let result = call.await.map_err(Into::into);
+            if let Some(handle) = pending.handle.take() {
+                let outcome = classify(&handle.0.classes, &result);
+                handle.record(
+                    outcome,
+                    handle.0.clock.now().saturating_duration_since(start),
+                );
+            }
             result
         })
     }

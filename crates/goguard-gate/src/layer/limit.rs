@@ -119,6 +119,20 @@ impl LimitHandle {
             },
             None => self.check_local(key),
         };
+        self.counted(result)
+    }
+
+    /// Decides at once when the limits are local; `None` when Redis must be asked (then
+    /// [`LimitHandle::check`]).
+    pub fn try_check(&self, key: Option<&str>) -> Option<Result<(), Rejected>> {
+        if self.0.shared.is_some() {
+            return None;
+        }
+        Some(self.counted(self.check_local(key)))
+    }
+
+    fn counted(&self, result: Result<(), Rejected>) -> Result<(), Rejected> {
+        let s = &self.0;
         let counter = match &result {
             Ok(()) => &s.allowed,
             Err(r) => match r.kind {
@@ -283,8 +297,19 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        let key = self.handle.key_of(&req);
+        if let Some(decided) = self.handle.try_check(key.as_deref()) {
+            // Local limits decide at once, so the inner call starts here (tower's usual
+            // shape); only a check through Redis needs the inner service in the future.
+            return match decided {
+                Ok(()) => {
+                    let call = self.inner.call(req);
+                    Box::pin(async move { call.await.map_err(Into::into) })
+                }
+                Err(rejected) => Box::pin(async move { Err(rejected.into()) }),
+            };
+        }
         let handle = self.handle.clone();
-        let key = handle.key_of(&req);
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
