@@ -189,8 +189,10 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, trusted: &TrustedProx
     let keep = trusted.trusts(peer.addr.ip());
     let host = headers.get(header::HOST).cloned();
     // The previous hops, kept only from a trusted proxy, then this one.
+    let host_len = host.as_ref().map_or(0, |h| h.len());
     let chain = |headers: &HeaderMap, name: &HeaderName, last: &HeaderValue| -> BytesMut {
-        let mut out = BytesMut::new();
+        // Room for the usual case at once: this hop, `;proto=http;host="..."`.
+        let mut out = BytesMut::with_capacity(last.len() + host_len + 24);
         if keep {
             for v in headers.get_all(name) {
                 out.put_slice(v.as_bytes());
