@@ -10,7 +10,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -39,8 +39,8 @@ pub struct LimitHandle(Arc<Shared>);
 struct Shared {
     route: String,
     key: Option<KeySpec>,
-    per_key: Option<(Gcra, Mutex<KeyedLimiter>)>,
-    total: Option<(Gcra, Mutex<Limiter>)>,
+    per_key: Option<(Gcra, KeyedLimiter)>,
+    total: Option<(Gcra, Limiter)>,
     shared: Option<SharedLimits>,
     clock: SharedClock,
     allowed: AtomicU64,
@@ -69,19 +69,20 @@ impl LimitHandle {
         shared: Option<SharedLimits>,
         clock: SharedClock,
     ) -> LimitHandle {
+        let epoch = clock.now();
         LimitHandle(Arc::new(Shared {
             route: route.to_string(),
             key: rule.per_key.as_ref().map(|k| k.key.clone()),
             per_key: rule.per_key.as_ref().map(|k| {
                 (
                     Gcra::new(k.rate, k.burst),
-                    Mutex::new(KeyedLimiter::new(k.rate, k.burst, MAX_KEYS)),
+                    KeyedLimiter::new(k.rate, k.burst, MAX_KEYS, epoch),
                 )
             }),
             total: rule.total.as_ref().map(|t| {
                 (
                     Gcra::new(t.rate, t.burst),
-                    Mutex::new(Limiter::new(t.rate, t.burst)),
+                    Limiter::new(t.rate, t.burst, epoch),
                 )
             }),
             shared,
@@ -179,10 +180,7 @@ impl LimitHandle {
         let s = &self.0;
         let now = s.clock.now();
         if let (Some((_, keyed)), Some(key)) = (&s.per_key, key) {
-            let d = keyed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .check(key, now);
+            let d = keyed.check(key, now);
             if let Decision::Deny { retry_after } = d {
                 return Err(Rejected {
                     kind: RejectKind::RateLimitedKey,
@@ -191,7 +189,7 @@ impl LimitHandle {
             }
         }
         if let Some((_, total)) = &s.total {
-            let d = total.lock().unwrap_or_else(|e| e.into_inner()).check(now);
+            let d = total.check(now);
             if let Decision::Deny { retry_after } = d {
                 return Err(Rejected {
                     kind: RejectKind::RateLimitedTotal,
@@ -210,9 +208,7 @@ impl LimitHandle {
             rejected_per_key: n(&s.rejected_key),
             rejected_total: n(&s.rejected_total),
             rejected_limits_unavailable: n(&s.rejected_unavailable),
-            keys: s.per_key.as_ref().map_or(0, |(_, k)| {
-                k.lock().unwrap_or_else(|e| e.into_inner()).len()
-            }),
+            keys: s.per_key.as_ref().map_or(0, |(_, k)| k.len()),
             mode: match &s.shared {
                 None => "local",
                 Some(sh) if sh.in_fallback() => "local_fallback",
