@@ -22,8 +22,28 @@ use tokio::net::TcpStream;
 
 use crate::layer::Body;
 
-/// The most idle connections kept per target; more are closed when they come back.
+/// The most idle connections kept per target and serving thread; more are closed when they
+/// come back.
 const MAX_IDLE: usize = 1024;
+
+/// Idle lists per target: one per serving thread (see [`set_worker`]), up to this many.
+const WORKER_LISTS: usize = 16;
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as serving thread `i` (each with its own single-threaded
+/// runtime). A connection's task runs on the runtime that opened it, so a thread takes its
+/// connections from its own idle list: a request and its connection stay on one thread. On
+/// a multi-threaded runtime every thread is 0 and shares one list.
+pub fn set_worker(i: usize) {
+    WORKER.with(|w| w.set(i % WORKER_LISTS));
+}
+
+fn worker() -> usize {
+    WORKER.with(|w| w.get())
+}
 
 /// Why a request did not get a response head.
 #[derive(Debug)]
@@ -38,7 +58,7 @@ pub struct Connections {
     addr: String,
     connect_timeout: Duration,
     idle_timeout: Duration,
-    idle: Mutex<Vec<Idle>>,
+    idle: [Mutex<Vec<Idle>>; WORKER_LISTS],
 }
 
 struct Idle {
@@ -48,7 +68,11 @@ struct Idle {
 
 impl std::fmt::Debug for Connections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let idle = self.idle.lock().map_or(0, |i| i.len());
+        let idle: usize = self
+            .idle
+            .iter()
+            .map(|l| l.lock().map_or(0, |i| i.len()))
+            .sum();
         f.debug_struct("Connections")
             .field("addr", &self.addr)
             .field("idle", &idle)
@@ -62,7 +86,7 @@ impl Connections {
             addr: addr.to_string(),
             connect_timeout,
             idle_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
         })
     }
 
@@ -74,7 +98,8 @@ impl Connections {
         mut req: Request<Body>,
     ) -> Result<Response<Pooled>, SendError> {
         loop {
-            let (mut sender, fresh) = match self.take() {
+            let worker = worker();
+            let (mut sender, fresh) = match self.take(worker) {
                 Some(s) => (s, false),
                 None => (self.connect().await?, true),
             };
@@ -92,7 +117,7 @@ impl Connections {
                     let pool = self.clone();
                     return Ok(resp.map(|body| Pooled {
                         body,
-                        back: Some((sender, pool)),
+                        back: Some((sender, pool, worker)),
                     }));
                 }
                 Err(mut e) => match e.take_message() {
@@ -104,8 +129,8 @@ impl Connections {
     }
 
     /// The most recently used idle connection still open and not idle for too long.
-    fn take(&self) -> Option<http1::SendRequest<Body>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+    fn take(&self, worker: usize) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.idle[worker].lock().unwrap_or_else(|e| e.into_inner());
         while let Some(i) = idle.pop() {
             if !i.sender.is_closed() && i.since.elapsed() < self.idle_timeout {
                 return Some(i.sender);
@@ -114,11 +139,11 @@ impl Connections {
         None
     }
 
-    fn give_back(&self, sender: http1::SendRequest<Body>) {
+    fn give_back(&self, sender: http1::SendRequest<Body>, worker: usize) {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle[worker].lock().unwrap_or_else(|e| e.into_inner());
         // The oldest sit at the front: close those idle too long, a few at a time.
         let stale = idle
             .iter()
@@ -136,8 +161,10 @@ impl Connections {
 
     /// Closes the connections idle for longer than the idle timeout.
     pub fn sweep(&self) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|i| !i.sender.is_closed() && i.since.elapsed() < self.idle_timeout);
+        for list in &self.idle {
+            let mut idle = list.lock().unwrap_or_else(|e| e.into_inner());
+            idle.retain(|i| !i.sender.is_closed() && i.since.elapsed() < self.idle_timeout);
+        }
     }
 
     async fn connect(&self) -> Result<http1::SendRequest<Body>, SendError> {
@@ -166,13 +193,14 @@ impl Connections {
 /// A response body that gives its connection back to the idle list when it ends.
 pub struct Pooled {
     body: Incoming,
-    back: Option<(http1::SendRequest<Body>, Arc<Connections>)>,
+    /// The connection, its pool and the idle list it came from.
+    back: Option<(http1::SendRequest<Body>, Arc<Connections>, usize)>,
 }
 
 impl Pooled {
     fn give_back(&mut self) {
-        if let Some((sender, pool)) = self.back.take() {
-            pool.give_back(sender);
+        if let Some((sender, pool, worker)) = self.back.take() {
+            pool.give_back(sender, worker);
         }
     }
 }

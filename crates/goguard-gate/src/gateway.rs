@@ -460,7 +460,11 @@ fn drain<B>(body: B)
 where
     B: http_body::Body + Send + 'static,
 {
-    tokio::spawn(async move {
+    // Dropped outside a runtime (at exit): nothing left to answer.
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
         let drain = async {
             let mut body = std::pin::pin!(body);
             while let Some(Ok(_)) = body.frame().await {}

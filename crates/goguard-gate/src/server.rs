@@ -35,6 +35,9 @@ struct Inner {
     base: PathBuf,
     clock: SharedClock,
     reloading: tokio::sync::Mutex<()>,
+    /// One clone per open client connection, on every serving thread: its count is the
+    /// number open.
+    open: Arc<()>,
 }
 
 /// What `/admin/status` answers.
@@ -86,6 +89,7 @@ impl Gateway {
             base,
             clock,
             reloading: tokio::sync::Mutex::new(()),
+            open: Arc::new(()),
         })))
     }
 
@@ -165,10 +169,25 @@ impl Gateway {
         admin: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) {
-        let graceful = GracefulShutdown::new();
-        // One clone per open client connection: its count is the number open.
-        let open = Arc::new(());
         let admin_task = tokio::spawn(self.clone().serve_admin(admin));
+        self.accept(listener, shutdown).await;
+        admin_task.abort();
+    }
+
+    /// Serves client connections only (the admin listener is another thread's): for serving
+    /// threads beside the one running [`Gateway::serve`], each on its own runtime, with its
+    /// own handle on the listening socket. Stops, and drains, like `serve`.
+    pub async fn serve_worker(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) {
+        self.accept(listener, shutdown).await;
+    }
+
+    async fn accept(&self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) {
+        let graceful = GracefulShutdown::new();
+        let open = &self.0.open;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -186,7 +205,7 @@ impl Gateway {
                     let server = self.stack().config.server.clone();
                     // Past max_connections a client gets an explicit 503 rather than a
                     // silent wait in the kernel's backlog.
-                    if Arc::strong_count(&open) > server.max_connections as usize {
+                    if Arc::strong_count(open) > server.max_connections as usize {
                         tokio::spawn(refuse(stream));
                         continue;
                     }
@@ -227,7 +246,6 @@ impl Gateway {
             Ok(()) => tracing::info!("drained"),
             Err(_) => tracing::warn!(?drain, "drain deadline passed; closing the rest"),
         }
-        admin_task.abort();
     }
 
     async fn serve_admin(self, listener: TcpListener) {
