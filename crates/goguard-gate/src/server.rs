@@ -176,7 +176,7 @@ impl Gateway {
 
     /// Serves client connections only (the admin listener is another thread's): for serving
     /// threads beside the one running [`Gateway::serve`], each on its own runtime, with its
-    /// own handle on the listening socket. Stops, and drains, like `serve`.
+    /// own socket on the listen address ([`listen_beside`]). Stops, and drains, like `serve`.
     pub async fn serve_worker(
         self,
         listener: TcpListener,
@@ -410,13 +410,46 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Binds both listeners of a configuration, naming the address that failed.
 pub async fn bind(config: &Config) -> Result<(TcpListener, TcpListener), String> {
-    let bind = |addr: SocketAddr, what: &'static str| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+    bind_shared(config, false).await
+}
+
+/// [`bind`], with the client listener open to more sockets on its address when `shared`
+/// (`SO_REUSEPORT`): each serving thread then listens on its own socket
+/// ([`listen_beside`]) and the kernel spreads new connections across them evenly.
+pub async fn bind_shared(
+    config: &Config,
+    shared: bool,
+) -> Result<(TcpListener, TcpListener), String> {
+    let listen = if shared {
+        // A plain bind first: with SO_REUSEPORT alone, a second gateway started on the same
+        // address would share the port with the first instead of failing.
+        std::net::TcpListener::bind(config.listen)
+            .and_then(|probe| probe.local_addr())
+            .and_then(listen_reusable)
+    } else {
+        TcpListener::bind(config.listen).await
+    }
+    .map_err(|e| format!("cannot listen on {} (listen): {e}", config.listen))?;
+    let admin = TcpListener::bind(config.admin)
+        .await
+        .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin))?;
+    Ok((listen, admin))
+}
+
+/// Another socket on the address of a listener made by [`bind_shared`], for a serving
+/// thread; call it on that thread's runtime.
+pub fn listen_beside(addr: SocketAddr) -> Result<TcpListener, String> {
+    listen_reusable(addr).map_err(|e| format!("cannot listen on {addr} (listen): {e}"))
+}
+
+fn listen_reusable(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
     };
-    Ok((
-        bind(config.listen, "listen").await?,
-        bind(config.admin, "admin").await?,
-    ))
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }

@@ -285,6 +285,39 @@ fn a_slow_client_is_cut_off_by_the_header_timeout() {
 }
 
 #[test]
+fn a_second_gateway_on_the_same_address_fails_to_start() {
+    // The serving threads share the port (SO_REUSEPORT); another gateway must not.
+    let up = Upstream::start("a");
+    let dir = temp_dir("twice");
+    config(&dir, &up.addr.to_string(), "");
+    let mut gate = Gate::start(&dir, &["--threads", "2"]);
+    let text = std::fs::read_to_string(dir.join("gate.toml")).unwrap();
+    let admin_line = format!("admin = \"{}\"", gate.admin);
+    let second = text.replace(
+        &admin_line,
+        &format!("admin = \"127.0.0.1:{}\"", free_port()),
+    );
+    assert_ne!(second, text);
+    std::fs::write(dir.join("second.toml"), second).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_goguard"))
+        .args(["gate", "--config", "second.toml", "--threads", "2"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {} (listen)", gate.listen)),
+        "{err}"
+    );
+    // The first one serves on.
+    let (s, _) = http_get(&gate.listen, "/").unwrap();
+    assert_eq!(s, 200);
+    gate.signal("TERM");
+    assert_eq!(gate.wait(), 0);
+}
+
+#[test]
 fn bad_configurations_and_busy_ports_are_one_line_errors() {
     let dir = temp_dir("bad");
     std::fs::write(
