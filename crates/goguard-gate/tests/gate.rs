@@ -693,6 +693,46 @@ fn futures_stream(text: String) -> http_body_util::StreamBody<tokio_stream::Iter
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_closed_ones_replaced() {
+    let up = Upstream::start("a");
+    let toml = format!(
+        "{}[upstreams.svc]\ntargets = [\"{}\"]\n[[routes]]\nname = \"svc\"\nupstream = \"svc\"\n",
+        head(),
+        up.addr
+    );
+    let gate = TestGate::start(&toml, manual().1).await;
+    // The upstream's view of where each request came from: one port per connection.
+    let remotes = |n: usize| {
+        let url = gate.url("/?echo=1");
+        async move {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let (s, _, body) = get(&url).await;
+                assert_eq!(s, 200, "{body}");
+                let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+                seen.push(echo["remote"].as_str().unwrap().to_string());
+            }
+            seen
+        }
+    };
+    let first = remotes(5).await;
+    assert!(
+        first.iter().all(|r| *r == first[0]),
+        "one after another, the requests share one connection: {first:?}"
+    );
+    // The service closes its idle connections (a restart, its idle timeout): the next
+    // requests get new ones, not errors.
+    let (s, _, _) = get(&format!("http://{}/control/close-idle", up.addr)).await;
+    assert_eq!(s, 200);
+    let after = remotes(5).await;
+    assert!(
+        after.iter().all(|r| *r != first[0]),
+        "{first:?} then {after:?}"
+    );
+    assert!(after.iter().all(|r| *r == after[0]), "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_with_prior_knowledge_both_sides() {
     let up = Upstream::start_with("h2", &["-h2c"]);
     let toml = format!(

@@ -1,6 +1,7 @@
 // upstream is the Go service the gateway tests put behind goguard gate. Each request can ask
 // for a status, a delay, a hang, a streamed body or an echo of what arrived; /control/mode
-// switches the whole instance to failing, slow or healthy.
+// switches the whole instance to failing, slow or healthy; /control/close-idle closes its
+// idle keep-alive connections.
 package main
 
 import (
@@ -117,6 +118,7 @@ func main() {
 				"path":    r.URL.RequestURI(),
 				"proto":   r.Proto,
 				"host":    r.Host,
+				"remote":  r.RemoteAddr,
 				"headers": r.Header,
 				"body":    len(body),
 			})
@@ -132,6 +134,14 @@ func main() {
 		os.Exit(1)
 	}
 	srv := &http.Server{Handler: mux}
+	// Closes every idle keep-alive connection at once, as a server restarting or an idle
+	// timeout would: the gateway must not fail requests on the connections it kept.
+	mux.HandleFunc("/control/close-idle", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		srv.SetKeepAlivesEnabled(false)
+		srv.SetKeepAlivesEnabled(true)
+		fmt.Fprintln(w, "ok")
+	})
 	if *h2c {
 		var p http.Protocols
 		p.SetHTTP1(true)
