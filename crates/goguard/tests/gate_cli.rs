@@ -284,6 +284,18 @@ fn a_slow_client_is_cut_off_by_the_header_timeout() {
     assert_eq!(http_get(&gate.listen, "/").unwrap().0, 200);
 }
 
+/// Runs `goguard gate ARGS` in `dir`, expecting it to refuse to start (exit 2); its stderr.
+fn fails_to_start(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_goguard"))
+        .arg("gate")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn a_second_gateway_on_the_same_address_fails_to_start() {
     // The serving threads share the port (SO_REUSEPORT); another gateway must not.
@@ -299,13 +311,7 @@ fn a_second_gateway_on_the_same_address_fails_to_start() {
     );
     assert_ne!(second, text);
     std::fs::write(dir.join("second.toml"), second).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_goguard"))
-        .args(["gate", "--config", "second.toml", "--threads", "2"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails_to_start(&dir, &["--config", "second.toml", "--threads", "2"]);
     assert!(
         err.contains(&format!("cannot listen on {} (listen)", gate.listen)),
         "{err}"
@@ -325,13 +331,7 @@ fn bad_configurations_and_busy_ports_are_one_line_errors() {
         "listen = \"127.0.0.1:8080\"\n[[routes]]\nname = \"r\"\nupstream = \"missing\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_goguard"))
-        .args(["gate", "--config", "gate.toml"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails_to_start(&dir, &["--config", "gate.toml"]);
     assert!(
         err.contains("gate.toml:4: routes.0.upstream: no upstream `missing`"),
         "{err}"
@@ -347,13 +347,7 @@ fn bad_configurations_and_busy_ports_are_one_line_errors() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_goguard"))
-        .args(["gate", "--config", "gate.toml"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails_to_start(&dir, &["--config", "gate.toml"]);
     assert!(
         err.contains(&format!("cannot listen on 127.0.0.1:{port} (listen)")),
         "{err}"
