@@ -1,26 +1,21 @@
-//! HTTP/1.1 connections to one target, on hyper's connection API: an idle list, most
-//! recently used first, each connection driven by its own task. A response's body hands its
-//! connection back when it ends; a body dropped before its end closes the connection (HTTP/1
-//! cannot abandon a response half read).
+//! HTTP/1.1 connections to one target ([`crate::h1`]): an idle list per serving thread,
+//! most recently used first. A response's body hands its connection back when it ends; a
+//! body dropped before its end closes the connection (HTTP/1 cannot abandon a response half
+//! read).
 //!
 //! Why not hyper_util's pooled client: it hands a connection back through a task spawned for
 //! each request, and keys its pool by a URI built for each request. On `bench/gate` that cost
 //! about 7 µs of CPU per request, a third of the gateway's own work.
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Body as _, Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http_body::Body as _;
 use tokio::net::TcpStream;
 
-use crate::layer::Body;
+use crate::h1::{self, Conn, ResponseBody};
+use crate::layer::{full, Body};
 
 /// The most idle connections kept per target and serving thread; more are closed when they
 /// come back.
@@ -50,8 +45,8 @@ fn worker() -> usize {
 pub enum SendError {
     /// No connection: refused, unreachable or not within the connect timeout.
     Connect(String),
-    /// The connection failed after the request was (at least partly) written.
-    Http(hyper::Error),
+    /// The exchange failed on a connection.
+    Http(h1::Error),
 }
 
 pub struct Connections {
@@ -62,7 +57,7 @@ pub struct Connections {
 }
 
 struct Idle {
-    sender: http1::SendRequest<Body>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -91,58 +86,51 @@ impl Connections {
     }
 
     /// Sends the request (origin-form URI, with a Host header) on an idle connection, or a
-    /// new one. A request that an idle connection closed under it before taking it is sent
-    /// again on another: it never left.
-    pub async fn send(
-        self: &Arc<Self>,
-        mut req: Request<Body>,
-    ) -> Result<Response<Pooled>, SendError> {
+    /// new one. An idle connection the upstream closed as the request went out (a race no
+    /// client can avoid) gets the request again on another, when nothing of it can have
+    /// reached the service (its head was not written) or repeating it is safe (an
+    /// idempotent method without a body).
+    pub async fn send(self: &Arc<Self>, req: Request<Body>) -> Result<Response<Pooled>, SendError> {
+        let (parts, body) = req.into_parts();
+        let idempotent = crate::upstream::is_idempotent(&parts.method) && body.is_end_stream();
+        let mut body = Some(body);
         loop {
             let worker = worker();
-            let (mut sender, fresh) = match self.take(worker) {
-                Some(s) => (s, false),
+            let (mut conn, fresh) = match self.take(worker) {
+                Some(c) => (c, false),
                 None => (self.connect().await?, true),
             };
-            if sender.ready().await.is_err() {
-                if fresh {
-                    return Err(SendError::Connect(format!(
-                        "{}: connection closed at once",
-                        self.addr
-                    )));
+            let b = body.take().unwrap_or_else(|| full(bytes::Bytes::new()));
+            match conn.exchange(&parts, b).await {
+                Ok(head) => {
+                    let back = GiveBack(self.clone(), worker);
+                    let body = ResponseBody::new(conn, &head, back);
+                    return Ok(Response::from_parts(head.parts, body));
                 }
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    let pool = self.clone();
-                    return Ok(resp.map(|body| Pooled {
-                        body,
-                        back: Some((sender, pool, worker)),
-                    }));
+                Err((e, unsent)) => {
+                    let again =
+                        !fresh && e.closed_before_response() && (unsent.is_some() || idempotent);
+                    if !again {
+                        return Err(SendError::Http(e));
+                    }
+                    body = unsent;
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(again) if !fresh => req = again,
-                    _ => return Err(SendError::Http(e.into_error())),
-                },
             }
         }
     }
 
     /// The most recently used idle connection still open and not idle for too long.
-    fn take(&self, worker: usize) -> Option<http1::SendRequest<Body>> {
+    fn take(&self, worker: usize) -> Option<Conn> {
         let mut idle = self.idle[worker].lock().unwrap_or_else(|e| e.into_inner());
         while let Some(i) = idle.pop() {
-            if !i.sender.is_closed() && i.since.elapsed() < self.idle_timeout {
-                return Some(i.sender);
+            if i.conn.is_clean() && i.since.elapsed() < self.idle_timeout {
+                return Some(i.conn);
             }
         }
         None
     }
 
-    fn give_back(&self, sender: http1::SendRequest<Body>, worker: usize) {
-        if sender.is_closed() {
-            return;
-        }
+    fn give_back(&self, conn: Conn, worker: usize) {
         let mut idle = self.idle[worker].lock().unwrap_or_else(|e| e.into_inner());
         // The oldest sit at the front: close those idle too long, a few at a time.
         let stale = idle
@@ -153,21 +141,22 @@ impl Connections {
         idle.drain(..stale);
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
             });
         }
     }
 
-    /// Closes the connections idle for longer than the idle timeout.
+    /// Closes the connections idle for longer than the idle timeout, or closed by the
+    /// upstream.
     pub fn sweep(&self) {
         for list in &self.idle {
             let mut idle = list.lock().unwrap_or_else(|e| e.into_inner());
-            idle.retain(|i| !i.sender.is_closed() && i.since.elapsed() < self.idle_timeout);
+            idle.retain(|i| i.conn.is_clean() && i.since.elapsed() < self.idle_timeout);
         }
     }
 
-    async fn connect(&self) -> Result<http1::SendRequest<Body>, SendError> {
+    async fn connect(&self) -> Result<Conn, SendError> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
             .await
             .map_err(|_| {
@@ -178,65 +167,18 @@ impl Connections {
             })?
             .map_err(|e| SendError::Connect(format!("{}: {e}", self.addr)))?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| SendError::Connect(format!("{}: {e}", self.addr)))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        });
-        Ok(sender)
+        Ok(Conn::new(stream))
     }
 }
 
 /// A response body that gives its connection back to the idle list when it ends.
-pub struct Pooled {
-    body: Incoming,
-    /// The connection, its pool and the idle list it came from.
-    back: Option<(http1::SendRequest<Body>, Arc<Connections>, usize)>,
-}
+pub type Pooled = ResponseBody<GiveBack>;
 
-impl Pooled {
-    fn give_back(&mut self) {
-        if let Some((sender, pool, worker)) = self.back.take() {
-            pool.give_back(sender, worker);
-        }
-    }
-}
+/// The idle lists a connection goes back to, and which one.
+pub struct GiveBack(Arc<Connections>, usize);
 
-impl http_body::Body for Pooled {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.give_back(),
-            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.give_back(),
-            Poll::Ready(Some(Err(_))) => self.back = None,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        // Read to its end (or empty from the start): the connection can carry another.
-        if self.body.is_end_stream() {
-            self.give_back();
-        }
+impl h1::Reuse for GiveBack {
+    fn reuse(self, conn: Conn) {
+        self.0.give_back(conn, self.1);
     }
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod connections;
 pub mod events;
 pub mod gateway;
+pub mod h1;
 pub mod layer;
 pub mod limit;
 pub mod metrics;

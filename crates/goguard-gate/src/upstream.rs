@@ -301,11 +301,7 @@ impl UpstreamPool {
                         attempt += 1;
                         continue;
                     }
-                    let resp = resp.map(|b| {
-                        GuardedBody::new(b, in_flight)
-                            .map_err(|e| -> BoxError { Box::new(e) })
-                            .boxed()
-                    });
+                    let resp = resp.map(|b| GuardedBody::new(b, in_flight).boxed());
                     return Ok(resp);
                 }
                 Ok(Err(e)) => e,
@@ -419,15 +415,15 @@ enum UpstreamBody {
 
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            UpstreamBody::H1(b) => Pin::new(b).poll_frame(cx),
-            UpstreamBody::H2(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+            UpstreamBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
         }
     }
 
