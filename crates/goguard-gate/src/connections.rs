@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use http::Response;
 use http_body::Body as _;
 use tokio::net::TcpStream;
 
@@ -90,8 +90,11 @@ impl Connections {
     /// client can avoid) gets the request again on another, when nothing of it can have
     /// reached the service (its head was not written) or repeating it is safe (an
     /// idempotent method without a body).
-    pub async fn send(self: &Arc<Self>, req: Request<Body>) -> Result<Response<Pooled>, SendError> {
-        let (parts, body) = req.into_parts();
+    pub async fn send(
+        self: &Arc<Self>,
+        parts: &http::request::Parts,
+        body: Body,
+    ) -> Result<Response<Pooled>, SendError> {
         let idempotent = crate::upstream::is_idempotent(&parts.method) && body.is_end_stream();
         let mut body = Some(body);
         loop {
@@ -101,7 +104,7 @@ impl Connections {
                 None => (self.connect().await?, true),
             };
             let b = body.take().unwrap_or_else(|| full(bytes::Bytes::new()));
-            match conn.exchange(&parts, b).await {
+            match conn.exchange(parts, b).await {
                 Ok(head) => {
                     let back = GiveBack(self.clone(), worker);
                     let body = ResponseBody::new(conn, &head, back);

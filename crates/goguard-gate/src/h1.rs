@@ -16,6 +16,7 @@
 
 use std::fmt;
 use std::io;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
@@ -45,6 +46,8 @@ pub struct Conn {
     rbuf: BytesMut,
     /// What is being written: kept between requests for its allocation.
     wbuf: Vec<u8>,
+    /// Where a response's headers are in its head (kept for its allocation).
+    places: Vec<(Range<usize>, Range<usize>)>,
 }
 
 /// Why an exchange failed.
@@ -140,6 +143,7 @@ impl Conn {
             io,
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
+            places: Vec::new(),
         }
     }
 
@@ -241,7 +245,7 @@ impl Conn {
         mut body: Body,
         length: Option<u64>,
     ) -> Result<bool, (Error, Option<Body>)> {
-        let Conn { io, rbuf, wbuf } = self;
+        let Conn { io, rbuf, wbuf, .. } = self;
         let (rd, mut wr) = io.split();
         let mut pos = 0;
         let mut sent: u64 = 0;
@@ -403,9 +407,13 @@ impl Conn {
     /// `None` until it is all there.
     fn parse_head(&mut self, head_request: bool) -> Result<Option<Head>, Error> {
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut headers);
-            let len = match resp.parse(&self.rbuf) {
+            let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut []);
+            let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut resp,
+                &self.rbuf,
+                &mut headers,
+            ) {
                 Ok(httparse::Status::Complete(n)) => n,
                 Ok(httparse::Status::Partial) => return Ok(None),
                 Err(httparse::Error::TooManyHeaders) => {
@@ -449,14 +457,15 @@ impl Conn {
                 let start = s.as_ptr() as usize - base;
                 start..start + s.len()
             };
-            let places: Vec<(Range<usize>, Range<usize>)> = resp
-                .headers
-                .iter()
-                .map(|h| (at(h.name.as_bytes()), at(h.value)))
-                .collect();
+            self.places.clear();
+            self.places.extend(
+                resp.headers
+                    .iter()
+                    .map(|h| (at(h.name.as_bytes()), at(h.value))),
+            );
             let head = self.rbuf.split_to(len).freeze();
-            let mut map = HeaderMap::with_capacity(places.len());
-            for (name, value) in places {
+            let mut map = HeaderMap::with_capacity(self.places.len());
+            for (name, value) in self.places.drain(..) {
                 let name = HeaderName::from_bytes(&head[name])
                     .map_err(|_| Error::new(Kind::Protocol, "a response header name is invalid"))?;
                 let value = HeaderValue::from_maybe_shared(head.slice(value)).map_err(|_| {
@@ -520,9 +529,13 @@ async fn write_step(
 /// dropped).
 fn final_head_arrived(rbuf: &mut BytesMut) -> Result<bool, Error> {
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(rbuf) {
+        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            rbuf,
+            &mut headers,
+        ) {
             Ok(httparse::Status::Complete(n)) => {
                 if resp
                     .code

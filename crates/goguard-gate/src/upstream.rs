@@ -215,7 +215,10 @@ impl UpstreamPool {
     fn outcome(&self, i: usize, failed: bool, now: Instant) {
         let t = &self.0.targets[i];
         if !failed {
-            t.consecutive_failures.store(0, Ordering::Relaxed);
+            // Read first: a store on every request would bounce the line between threads.
+            if t.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                t.consecutive_failures.store(0, Ordering::Relaxed);
+            }
             return;
         }
         t.failures.fetch_add(1, Ordering::Relaxed);
@@ -245,6 +248,10 @@ impl UpstreamPool {
     }
 
     fn deposit(&self) {
+        // A full budget (the usual case) is left alone: no write shared between threads.
+        if self.0.budget.load(Ordering::Relaxed) >= MAX_BUDGET {
+            return;
+        }
         let add = (self.0.rule.retry.budget_ratio * 1000.0) as u64;
         let _ = self
             .0
@@ -262,8 +269,12 @@ impl UpstreamPool {
         // Only a request with no body can be sent again: a streamed body is gone once sent.
         let replayable = is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
         let empty_body = body_was_empty(&parts);
-        // The headers are copied for each attempt only when a retry may need them.
-        let keep = self.0.rule.retry.attempts > 0 && (replayable || empty_body);
+        // An HTTP/1.1 attempt borrows the head; HTTP/2 builds a request for each attempt.
+        let client_host =
+            parts.headers.contains_key(http::header::HOST) || parts.uri.authority().is_some();
+        if self.0.h2.is_none() {
+            origin_form(&mut parts);
+        }
         let mut body = Some(body);
         let mut attempt = 0;
         let mut failed_on = None;
@@ -276,12 +287,18 @@ impl UpstreamPool {
                 Some(b) => b,
                 None => full(Bytes::new()),
             };
-            let req = self.build(&mut parts, target, b, keep)?;
+            if !client_host && self.0.h2.is_none() {
+                // No Host from the client (an HTTP/2 request without an authority): the
+                // target's address.
+                if let Some(host) = &target.host {
+                    parts.headers.insert(http::header::HOST, host.clone());
+                }
+            }
             target.requests.fetch_add(1, Ordering::Relaxed);
             target.in_flight.fetch_add(1, Ordering::Relaxed);
             let in_flight = InFlight(self.0.clone(), i);
-            let result =
-                tokio::time::timeout(self.0.rule.request_timeout, self.0.send_once(i, req)).await;
+            let attempt_once = self.0.send_once(i, &parts, b);
+            let result = tokio::time::timeout(self.0.rule.request_timeout, attempt_once).await;
             let now = self.0.clock.now();
             let error = match result {
                 Ok(Ok(resp)) => {
@@ -318,7 +335,7 @@ impl UpstreamPool {
                 self.outcome(i, true, now);
             }
             // A refused connection never reached the service: safe to try elsewhere.
-            let safe = keep && (replayable || (error.kind == FailureKind::Connect && empty_body));
+            let safe = replayable || (error.kind == FailureKind::Connect && empty_body);
             if safe
                 && error.kind != FailureKind::Timeout
                 && attempt < self.0.rule.retry.attempts
@@ -330,58 +347,62 @@ impl UpstreamPool {
             return Err(Box::new(error));
         }
     }
+}
 
-    fn build(
-        &self,
-        parts: &mut http::request::Parts,
-        target: &Target,
-        body: Body,
-        keep: bool,
-    ) -> Result<Request<Body>, BoxError> {
-        let mut req = Request::new(body);
-        *req.method_mut() = parts.method.clone();
-        *req.headers_mut() = if keep {
-            parts.headers.clone()
-        } else {
-            std::mem::take(&mut parts.headers)
-        };
+/// The request line of an HTTP/1.1 request on a connection of our own: the origin form
+/// (path and query).
+fn origin_form(parts: &mut http::request::Parts) {
+    if parts.uri.authority().is_some() || parts.uri.scheme().is_some() {
+        if let Some(host) = parts
+            .uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            // The client's authority (HTTP/2, or an absolute URI) is the Host.
+            parts.headers.entry(http::header::HOST).or_insert(host);
+        }
         let path = parts
             .uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        if self.0.rule.http2 {
-            *req.uri_mut() = match &target.authority {
-                Some(a) => {
-                    let mut u = http::uri::Parts::default();
-                    u.scheme = Some(http::uri::Scheme::HTTP);
-                    u.authority = Some(a.clone());
-                    u.path_and_query = Some(path);
-                    Uri::from_parts(u)?
-                }
-                None => format!("http://{}{path}", target.addr).parse()?,
-            };
-            *req.version_mut() = Version::HTTP_2;
-            // HTTP/2 carries the authority as a pseudo-header; a Host header would disagree.
-            req.headers_mut().remove(http::header::HOST);
-        } else {
-            // HTTP/1.1 on a connection of our own: the origin form, and a Host header (the
-            // client's authority when it came over HTTP/2, else the target's address).
-            *req.uri_mut() = Uri::from(path);
-            *req.version_mut() = Version::HTTP_11;
-            if !req.headers().contains_key(http::header::HOST) {
-                let host = parts
-                    .uri
-                    .authority()
-                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-                    .or_else(|| target.host.clone());
-                if let Some(host) = host {
-                    req.headers_mut().insert(http::header::HOST, host);
-                }
-            }
-        }
-        Ok(req)
+        parts.uri = Uri::from(path);
     }
+    parts.version = Version::HTTP_11;
+}
+
+/// An HTTP/2 request to a target (a copy of the head, which a retry may need again): the
+/// absolute URI, no Host header.
+fn h2_request(
+    parts: &http::request::Parts,
+    target: &Target,
+    body: Body,
+) -> Result<Request<Body>, UpstreamError> {
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.headers_mut() = parts.headers.clone();
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let uri = match &target.authority {
+        Some(a) => {
+            let mut u = http::uri::Parts::default();
+            u.scheme = Some(http::uri::Scheme::HTTP);
+            u.authority = Some(a.clone());
+            u.path_and_query = Some(path);
+            Uri::from_parts(u).map_err(|e| e.to_string())
+        }
+        None => format!("http://{}{path}", target.addr)
+            .parse::<Uri>()
+            .map_err(|e| e.to_string()),
+    };
+    *req.uri_mut() = uri.map_err(|e| UpstreamError::new(FailureKind::Protocol, e))?;
+    *req.version_mut() = Version::HTTP_2;
+    // HTTP/2 carries the authority as a pseudo-header; a Host header would disagree.
+    req.headers_mut().remove(http::header::HOST);
+    Ok(req)
 }
 
 impl Inner {
@@ -389,14 +410,18 @@ impl Inner {
     async fn send_once(
         &self,
         i: usize,
-        req: Request<Body>,
+        parts: &http::request::Parts,
+        body: Body,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         match &self.h2 {
-            Some(client) => match client.request(req).await {
-                Ok(resp) => Ok(resp.map(UpstreamBody::H2)),
-                Err(e) => Err(classify_error(&e, e.is_connect())),
-            },
-            None => match self.targets[i].conns.send(req).await {
+            Some(client) => {
+                let req = h2_request(parts, &self.targets[i], body)?;
+                match client.request(req).await {
+                    Ok(resp) => Ok(resp.map(UpstreamBody::H2)),
+                    Err(e) => Err(classify_error(&e, e.is_connect())),
+                }
+            }
+            None => match self.targets[i].conns.send(parts, body).await {
                 Ok(resp) => Ok(resp.map(UpstreamBody::H1)),
                 Err(SendError::Connect(message)) => {
                     Err(UpstreamError::new(FailureKind::Connect, message))
@@ -524,8 +549,9 @@ async fn health_checks(pool: Weak<Inner>) {
         };
         for (i, t) in inner.targets.iter().enumerate() {
             let probe = async {
-                let req = health_request(&inner, t, &check.path)?;
-                let resp = inner.send_once(i, req).await.ok()?;
+                let req = health_request(t, &check.path)?;
+                let (parts, body) = req.into_parts();
+                let resp = inner.send_once(i, &parts, body).await.ok()?;
                 let ok = resp.status().is_success();
                 // Read to the end, so that the connection can be used again.
                 resp.into_body().collect().await.ok()?;
@@ -547,13 +573,11 @@ async fn health_checks(pool: Weak<Inner>) {
 }
 
 /// The health check's GET for a target.
-fn health_request(inner: &Inner, t: &Target, path: &str) -> Option<Request<Body>> {
-    let req = if inner.rule.http2 {
-        Request::get(format!("http://{}{path}", t.addr)).version(Version::HTTP_2)
-    } else {
-        Request::get(path).header(http::header::HOST, t.addr.as_str())
-    };
-    req.body(full(Bytes::new())).ok()
+fn health_request(t: &Target, path: &str) -> Option<Request<Body>> {
+    Request::get(path)
+        .header(http::header::HOST, t.addr.as_str())
+        .body(full(Bytes::new()))
+        .ok()
 }
 
 impl tower::Service<Request<Body>> for UpstreamPool {
