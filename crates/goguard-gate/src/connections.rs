@@ -58,7 +58,27 @@ pub struct Connections {
 
 struct Idle {
     conn: Conn,
-    since: Instant,
+    /// When it became idle, in [`coarse_ms`].
+    since: u64,
+}
+
+/// Milliseconds on a clock that is cheap to read: Linux's coarse monotonic clock (a few
+/// milliseconds of resolution, read from memory). Idle timeouts are seconds; the precise
+/// clock cost 2% of the gateway's CPU on the two reads each request made of it here.
+fn coarse_ms() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given, nothing else.
+        if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } == 0 {
+            return ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000;
+        }
+    }
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 impl std::fmt::Debug for Connections {
@@ -125,28 +145,32 @@ impl Connections {
     /// The most recently used idle connection still open and not idle for too long.
     fn take(&self, worker: usize) -> Option<Conn> {
         let mut idle = self.idle[worker].lock().unwrap_or_else(|e| e.into_inner());
+        let now = coarse_ms();
         while let Some(i) = idle.pop() {
-            if i.conn.is_clean() && i.since.elapsed() < self.idle_timeout {
+            if i.conn.is_clean() && self.fresh(i.since, now) {
                 return Some(i.conn);
             }
         }
         None
     }
 
+    /// Whether a connection idle since `since` is still within the idle timeout.
+    fn fresh(&self, since: u64, now: u64) -> bool {
+        u128::from(now.saturating_sub(since)) < self.idle_timeout.as_millis()
+    }
+
     fn give_back(&self, conn: Conn, worker: usize) {
         let mut idle = self.idle[worker].lock().unwrap_or_else(|e| e.into_inner());
+        let now = coarse_ms();
         // The oldest sit at the front: close those idle too long, a few at a time.
         let stale = idle
             .iter()
             .take(4)
-            .take_while(|i| i.since.elapsed() >= self.idle_timeout)
+            .take_while(|i| !self.fresh(i.since, now))
             .count();
         idle.drain(..stale);
         if idle.len() < MAX_IDLE {
-            idle.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            idle.push(Idle { conn, since: now });
         }
     }
 
@@ -155,7 +179,8 @@ impl Connections {
     pub fn sweep(&self) {
         for list in &self.idle {
             let mut idle = list.lock().unwrap_or_else(|e| e.into_inner());
-            idle.retain(|i| i.conn.is_clean() && i.since.elapsed() < self.idle_timeout);
+            let now = coarse_ms();
+            idle.retain(|i| i.conn.is_clean() && self.fresh(i.since, now));
         }
     }
 

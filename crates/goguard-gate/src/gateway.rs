@@ -515,6 +515,34 @@ impl<B: http_body::Body + Send + 'static> Drop for DrainOnDrop<B> {
     }
 }
 
+/// Who sent a request, as events name them: taken before the request moves on, written out
+/// only for an event (a header's value is shared with the request, not copied).
+enum UserKey {
+    Header(HeaderValue),
+    Text(String),
+}
+
+impl UserKey {
+    fn of<B>(spec: &KeySpec, req: &Request<B>) -> Option<UserKey> {
+        match spec {
+            KeySpec::Header(name) => req
+                .headers()
+                .get(name.as_str())
+                .filter(|v| v.to_str().is_ok_and(|t| !t.is_empty()))
+                .cloned()
+                .map(UserKey::Header),
+            other => request_key(other, req).map(|k| UserKey::Text(k.into_owned())),
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            UserKey::Header(v) => v.to_str().unwrap_or_default().to_string(),
+            UserKey::Text(t) => t.clone(),
+        }
+    }
+}
+
 fn plain(status: StatusCode, text: &str) -> Response<Body> {
     let mut r = Response::new(full(format!("{text}\n")));
     *r.status_mut() = status;
@@ -581,7 +609,7 @@ where
                 // Who the user is matters only to a route that can turn one away; the
                 // client's address is written out only for an event.
                 let user_key = (r.breaker.is_some() || r.limit.is_some())
-                    .then(|| r.user_key.as_ref().and_then(|k| request_key(k, &req)));
+                    .then(|| r.user_key.as_ref().and_then(|k| UserKey::of(k, &req)));
                 strip_hop_by_hop(req.headers_mut());
                 set_forwarded(req.headers_mut(), &peer, &stack.trusted);
                 hot.in_flight.inc();
@@ -589,7 +617,9 @@ where
                 hot.in_flight.dec();
                 let rejected = |why: Reason| {
                     if let Some(key) = &user_key {
-                        let user = key.clone().unwrap_or_else(|| client.ip().to_string());
+                        let user = key
+                            .as_ref()
+                            .map_or_else(|| client.ip().to_string(), UserKey::text);
                         stack.user_rejected(&r.rule.name, &user, why);
                     }
                 };

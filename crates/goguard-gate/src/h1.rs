@@ -173,8 +173,10 @@ impl Conn {
                     ))
                 }
             },
-            Upload::Length(n) => self.upload(body, Some(n)).await?,
-            Upload::Chunked => self.upload(body, None).await?,
+            // Boxed: the upload's future is large, and requests without a body (most) would
+            // carry its size in theirs.
+            Upload::Length(n) => Box::pin(self.upload(body, Some(n))).await?,
+            Upload::Chunked => Box::pin(self.upload(body, None)).await?,
         };
         let mut head = self
             .read_head(parts.method == Method::HEAD)

@@ -172,12 +172,13 @@ impl UpstreamPool {
     /// (trying a possibly sick one beats refusing everyone: Envoy's panic routing).
     /// `avoid` is the target a retry just failed on: it is chosen again only when it is the
     /// only one left.
-    fn pick(&self, now: Instant, avoid: Option<usize>) -> usize {
+    fn pick(&self, avoid: Option<usize>) -> usize {
         let targets = &self.0.targets;
         let n = targets.len();
         if n == 1 {
             return 0;
         }
+        let now = self.0.clock.now();
         let usable = |i: usize| Some(i) != avoid && self.available(&targets[i], now);
         match self.0.rule.balance {
             Balance::RoundRobin => {
@@ -212,7 +213,7 @@ impl UpstreamPool {
         }
     }
 
-    fn outcome(&self, i: usize, failed: bool, now: Instant) {
+    fn outcome(&self, i: usize, failed: bool) {
         let t = &self.0.targets[i];
         if !failed {
             // Read first: a store on every request would bounce the line between threads.
@@ -224,6 +225,7 @@ impl UpstreamPool {
         t.failures.fetch_add(1, Ordering::Relaxed);
         let n = t.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= self.0.rule.eject_after.max(1) {
+            let now = self.0.clock.now();
             t.consecutive_failures.store(0, Ordering::Relaxed);
             *t.ejected_until.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(now + self.0.rule.eject_for);
@@ -279,8 +281,7 @@ impl UpstreamPool {
         let mut attempt = 0;
         let mut failed_on = None;
         loop {
-            let now = self.0.clock.now();
-            let i = self.pick(now, failed_on);
+            let i = self.pick(failed_on);
             failed_on = Some(i);
             let target = &self.0.targets[i];
             let b = match body.take() {
@@ -299,11 +300,10 @@ impl UpstreamPool {
             let in_flight = InFlight(self.0.clone(), i);
             let attempt_once = self.0.send_once(i, &parts, b);
             let result = tokio::time::timeout(self.0.rule.request_timeout, attempt_once).await;
-            let now = self.0.clock.now();
             let error = match result {
                 Ok(Ok(resp)) => {
                     let status = resp.status();
-                    self.outcome(i, status.is_server_error(), now);
+                    self.outcome(i, status.is_server_error());
                     let retry_status = matches!(
                         status,
                         StatusCode::BAD_GATEWAY
@@ -332,7 +332,7 @@ impl UpstreamPool {
             };
             drop(in_flight);
             if error.kind != FailureKind::BodyTooLarge {
-                self.outcome(i, true, now);
+                self.outcome(i, true);
             }
             // A refused connection never reached the service: safe to try elsewhere.
             let safe = replayable || (error.kind == FailureKind::Connect && empty_body);

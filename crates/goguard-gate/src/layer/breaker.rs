@@ -88,11 +88,12 @@ impl BreakerHandle {
         out
     }
 
-    /// Admits a request, or says how long until the breaker lets requests through again.
-    pub fn admit(&self) -> Result<(), Duration> {
+    /// Admits a request (the time it was admitted, to measure it from), or says how long
+    /// until the breaker lets requests through again.
+    pub fn admit(&self) -> Result<std::time::Instant, Duration> {
         self.with(|b, now| {
             if b.admit(now) {
-                Ok(())
+                Ok(now)
             } else {
                 match b.state(now) {
                     State::Open { until } => Err(until - now),
@@ -102,9 +103,10 @@ impl BreakerHandle {
         })
     }
 
-    fn record(&self, outcome: Option<Outcome>, latency: Duration) {
+    /// Records the outcome of a request admitted at `start`.
+    fn record(&self, outcome: Option<Outcome>, start: std::time::Instant) {
         self.with(|b, now| match outcome {
-            Some(o) => b.record(now, o, latency),
+            Some(o) => b.record(now, o, now.saturating_duration_since(start)),
             None => b.cancel_probe(),
         })
     }
@@ -235,7 +237,7 @@ struct Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
-            h.record(None, Duration::ZERO);
+            h.with(|b, _| b.cancel_probe());
         }
     }
 }
@@ -258,18 +260,20 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let handle = self.handle.clone();
-        if let Err(retry_after) = handle.admit() {
-            handle.0.rejected.fetch_add(1, Ordering::Relaxed);
-            return match &self.fallback {
-                Some(f) => Box::pin(Fallback::clone(f).oneshot(req)),
-                None => Box::pin(std::future::ready(Err(Rejected {
-                    kind: RejectKind::BreakerOpen,
-                    retry_after,
-                }
-                .into()))),
-            };
-        }
-        let start = handle.0.clock.now();
+        let start = match handle.admit() {
+            Ok(start) => start,
+            Err(retry_after) => {
+                handle.0.rejected.fetch_add(1, Ordering::Relaxed);
+                return match &self.fallback {
+                    Some(f) => Box::pin(Fallback::clone(f).oneshot(req)),
+                    None => Box::pin(std::future::ready(Err(Rejected {
+                        kind: RejectKind::BreakerOpen,
+                        retry_after,
+                    }
+                    .into()))),
+                };
+            }
+        };
         // Set before the call starts: a call dropped at any point reports, and a half-open
         // probe slot is never lost.
         let mut pending = Pending {
@@ -280,10 +284,7 @@ where
             let result = call.await.map_err(Into::into);
             if let Some(handle) = pending.handle.take() {
                 let outcome = classify(&handle.0.classes, &result);
-                handle.record(
-                    outcome,
-                    handle.0.clock.now().saturating_duration_since(start),
-                );
+                handle.record(outcome, start);
             }
             result
         })

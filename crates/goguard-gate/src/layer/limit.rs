@@ -6,6 +6,7 @@
 //! With [`SharedLimits`] the cells live in Redis and are shared by every gateway instance;
 //! when Redis is away the local cells stand in (or, `fail_closed`, the request is refused).
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -92,12 +93,12 @@ impl LimitHandle {
 
     /// The per-key limit's key for a request: the configured source, or the client's address
     /// when the request does not carry it (anonymous clients are limited too).
-    pub fn key_of<B>(&self, req: &Request<B>) -> Option<String> {
+    pub fn key_of<'r, B>(&self, req: &'r Request<B>) -> Option<Cow<'r, str>> {
         let spec = self.0.key.as_ref()?;
         Some(
             request_key(spec, req).unwrap_or_else(|| match req.extensions().get::<ClientAddr>() {
-                Some(a) => format!("addr:{}", a.0.ip()),
-                None => "-".into(),
+                Some(a) => Cow::Owned(format!("addr:{}", a.0.ip())),
+                None => Cow::Borrowed("-"),
             }),
         )
     }
@@ -214,14 +215,15 @@ impl LimitHandle {
     }
 }
 
-/// The key named by `spec` in the request, if present and not empty.
-pub fn request_key<B>(spec: &KeySpec, req: &Request<B>) -> Option<String> {
+/// The key named by `spec` in the request, if present and not empty (borrowed from the
+/// request but for a client address).
+pub fn request_key<'r, B>(spec: &KeySpec, req: &'r Request<B>) -> Option<Cow<'r, str>> {
     let value = match spec {
         KeySpec::Header(name) => req
             .headers()
             .get(name.as_str())
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+            .map(Cow::Borrowed),
         KeySpec::Cookie(name) => req
             .headers()
             .get_all(http::header::COOKIE)
@@ -230,17 +232,17 @@ pub fn request_key<B>(spec: &KeySpec, req: &Request<B>) -> Option<String> {
             .flat_map(|v| v.split(';'))
             .filter_map(|kv| kv.trim().split_once('='))
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.to_string()),
+            .map(|(_, v)| Cow::Borrowed(v)),
         KeySpec::Query(name) => req.uri().query().and_then(|q| {
             q.split('&')
                 .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| v.to_string())
+                .map(|(_, v)| Cow::Borrowed(v))
         }),
         KeySpec::ClientAddr => req
             .extensions()
             .get::<ClientAddr>()
-            .map(|a| a.0.ip().to_string()),
+            .map(|a| Cow::Owned(a.0.ip().to_string())),
     };
     value.filter(|v| !v.is_empty())
 }
@@ -290,7 +292,13 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let key = self.handle.key_of(&req);
-        if let Some(decided) = self.handle.try_check(key.as_deref()) {
+        let decided = self.handle.try_check(key.as_deref());
+        // Kept (as its own string) only for a check through Redis, after the request moves.
+        let key = match decided {
+            Some(_) => None,
+            None => key.map(Cow::into_owned),
+        };
+        if let Some(decided) = decided {
             // Local limits decide at once, so the inner call starts here (tower's usual
             // shape); only a check through Redis needs the inner service in the future.
             return match decided {
