@@ -575,11 +575,17 @@ fn plain(status: StatusCode, text: &str) -> Response<Body> {
     r
 }
 
+/// What a request starts from: the running stack, and the metrics. Each serving thread
+/// holds its own `Arc` of it (see [`crate::layer::Forked`]), swapped on reload.
+pub struct Running {
+    pub stack: Arc<Stack>,
+    pub metrics: Arc<Metrics>,
+}
+
 /// Handles one client request with the stack it arrived under. Never fails: every outcome,
 /// including a rejection or an upstream failure, is an HTTP answer.
 pub async fn handle<B>(
-    stack: Arc<Stack>,
-    metrics: Arc<Metrics>,
+    running: Arc<Running>,
     req: Request<B>,
     peer: Peer,
 ) -> Result<Response<Body>, Infallible>
@@ -587,6 +593,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
+    let (stack, metrics) = (&running.stack, &running.metrics);
     let start = Instant::now();
     let server = &stack.config.server;
     let client = stack.trusted.client_addr(peer.addr, req.headers());
@@ -627,7 +634,7 @@ where
                 route = Some(r);
                 let hot = r
                     .hot_metrics
-                    .get_or_init(|| HotMetrics::new(&metrics, &r.rule.name));
+                    .get_or_init(|| HotMetrics::new(metrics, &r.rule.name));
                 // Who the user is matters only to a route that can turn one away; the
                 // client's address is written out only for an event.
                 let user_key = (r.breaker.is_some() || r.limit.is_some())

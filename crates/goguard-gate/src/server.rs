@@ -18,7 +18,8 @@ use tokio::net::TcpListener;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{self, Config};
-use crate::gateway::{handle, Stack};
+use crate::connections::{worker, WORKER_LISTS};
+use crate::gateway::{handle, Running, Stack};
 use crate::layer::{full, Body};
 use crate::metrics::Metrics;
 use crate::proxy::Peer;
@@ -30,6 +31,9 @@ pub struct Gateway(Arc<Inner>);
 struct Inner {
     stack: Arc<ArcSwap<Stack>>,
     metrics: Arc<Metrics>,
+    /// The same stack (and the metrics) for each serving thread, each behind an `Arc` of
+    /// its own: the threads take one per request without sharing a reference count.
+    running: Box<[ArcSwap<Running>]>,
     /// The file reloads read; `None` for a gateway built from a value (tests).
     path: Option<PathBuf>,
     base: PathBuf,
@@ -82,9 +86,18 @@ impl Gateway {
         let stack = Stack::build(config, None, &base, clock.clone())?;
         let stack = Arc::new(ArcSwap::from_pointee(stack));
         let metrics = Arc::new(Metrics::new(stack.clone()));
+        let running = (0..WORKER_LISTS)
+            .map(|_| {
+                ArcSwap::from_pointee(Running {
+                    stack: stack.load_full(),
+                    metrics: metrics.clone(),
+                })
+            })
+            .collect();
         Ok(Gateway(Arc::new(Inner {
             stack,
             metrics,
+            running,
             path,
             base,
             clock,
@@ -127,7 +140,14 @@ impl Gateway {
         match next {
             Ok(next) => {
                 let version = next.version;
-                self.0.stack.store(Arc::new(next));
+                let next = Arc::new(next);
+                self.0.stack.store(next.clone());
+                for r in self.0.running.iter() {
+                    r.store(Arc::new(Running {
+                        stack: next.clone(),
+                        metrics: self.0.metrics.clone(),
+                    }));
+                }
                 self.0.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(version, trigger, "configuration reloaded");
                 Ok(version)
@@ -212,8 +232,8 @@ impl Gateway {
                     let gw = self.clone();
                     let peer = Peer::new(peer);
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let stack = gw.0.stack.load_full();
-                        handle(stack, gw.0.metrics.clone(), req, peer.clone())
+                        let running = gw.0.running[worker()].load_full();
+                        handle(running, req, peer.clone())
                     });
                     let mut builder = auto::Builder::new(TokioExecutor::new());
                     builder

@@ -92,6 +92,12 @@ impl TestGate {
     }
 }
 
+impl Drop for TestGate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Polls an async condition until it holds (a health check, a reconnect); fails after
 /// `limit`. A wait for a condition, never a sleep standing in for one.
 async fn wait_for<F, Fut>(limit: Duration, what: &str, mut ready: F)

@@ -24,20 +24,25 @@ fn programs() -> PathBuf {
         .expect("the upstream program's directory")
 }
 
-/// Builds the Go upstream once per test binary.
+/// Builds the Go upstream once per test binary, into cargo's scratch directory for tests
+/// (one file, replaced by each build: nothing piles up in the system's temp directory).
 pub fn upstream_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let out = std::env::temp_dir().join(format!("goguard-upstream-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let out = dir.join("goguard-upstream");
+        // Built beside, then renamed over: another test binary may be running the old one.
+        let fresh = dir.join(format!("goguard-upstream.{}", std::process::id()));
         let status = Command::new("go")
             .args(["build", "-o"])
-            .arg(&out)
+            .arg(&fresh)
             .arg(".")
             .current_dir(programs())
             .env("GOFLAGS", "-mod=mod")
             .status()
             .expect("go is installed (scripts/test installs it)");
         assert!(status.success(), "go build of the upstream failed");
+        std::fs::rename(&fresh, &out).unwrap();
         out
     })
 }
