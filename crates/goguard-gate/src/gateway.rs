@@ -48,9 +48,9 @@ pub struct Degraded;
 
 /// The metrics every request of a route touches, resolved once from their families.
 struct HotMetrics {
-    latency: prometheus_client::metrics::histogram::Histogram,
-    in_flight: prometheus_client::metrics::gauge::Gauge,
-    ok: prometheus_client::metrics::counter::Counter,
+    latency: crate::metrics::sharded::Histogram,
+    in_flight: crate::metrics::sharded::Gauge,
+    ok: crate::metrics::sharded::Counter,
 }
 
 impl HotMetrics {
@@ -693,7 +693,7 @@ where
     let elapsed = start.elapsed();
     match route.and_then(|r| r.hot_metrics.get()) {
         Some(hot) => {
-            hot.latency.observe(elapsed.as_secs_f64());
+            hot.latency.observe(elapsed);
             if status == 200 {
                 hot.ok.inc();
             }
@@ -704,7 +704,7 @@ where
                 .get_or_create(&RouteLabel {
                     route: route_name.to_string(),
                 })
-                .observe(elapsed.as_secs_f64());
+                .observe(elapsed);
         }
     }
     if status != 200 || route.is_none() {

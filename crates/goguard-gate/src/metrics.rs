@@ -9,10 +9,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -38,27 +37,21 @@ pub struct RouteReason {
 /// The metrics registry and the request-path metrics.
 pub struct Metrics {
     registry: Registry,
-    pub requests: Family<RouteStatus, Counter>,
-    pub latency: Family<RouteLabel, Histogram>,
-    pub in_flight: Family<RouteLabel, Gauge>,
-    pub rejections: Family<RouteReason, Counter>,
+    pub requests: Family<RouteStatus, sharded::Counter>,
+    pub latency: Family<RouteLabel, sharded::Histogram>,
+    pub in_flight: Family<RouteLabel, sharded::Gauge>,
+    pub rejections: Family<RouteReason, sharded::Counter>,
     pub reloads_ok: Arc<AtomicU64>,
     pub reloads_failed: Arc<AtomicU64>,
-}
-
-fn latency_histogram() -> Histogram {
-    // 0.25 ms to about 8 s.
-    Histogram::new(exponential_buckets(0.00025, 2.0, 16))
 }
 
 impl Metrics {
     pub fn new(stack: Arc<ArcSwap<Stack>>) -> Metrics {
         let mut registry = Registry::with_prefix("goguard_gate");
-        let requests = Family::<RouteStatus, Counter>::default();
-        let latency =
-            Family::<RouteLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
-        let in_flight = Family::<RouteLabel, Gauge>::default();
-        let rejections = Family::<RouteReason, Counter>::default();
+        let requests = Family::<RouteStatus, sharded::Counter>::default();
+        let latency = Family::<RouteLabel, sharded::Histogram>::default();
+        let in_flight = Family::<RouteLabel, sharded::Gauge>::default();
+        let rejections = Family::<RouteReason, sharded::Counter>::default();
         registry.register(
             "requests",
             "Requests answered, by route and status",
@@ -276,5 +269,234 @@ impl Collector for StackCollector {
             ],
         )?;
         Ok(())
+    }
+}
+
+/// Request-path metrics kept per serving thread ([`crate::connections::worker`]), each
+/// thread on cache lines of its own, and summed when scraped. prometheus_client's histogram
+/// takes a mutex on every observation and its counters share one atomic: on two threads
+/// each request bounced those lines between the cores.
+pub mod sharded {
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+    use prometheus_client::metrics::{MetricType, TypedMetric};
+
+    use crate::connections::{worker, WORKER_LISTS};
+
+    /// One thread's value, alone on its cache line(s).
+    #[derive(Default)]
+    #[repr(align(128))]
+    struct Padded<T>(T);
+
+    fn shards<T: Default>() -> Arc<[Padded<T>]> {
+        (0..WORKER_LISTS).map(|_| Padded::default()).collect()
+    }
+
+    /// A counter.
+    #[derive(Clone)]
+    pub struct Counter(Arc<[Padded<AtomicU64>]>);
+
+    impl Default for Counter {
+        fn default() -> Self {
+            Counter(shards())
+        }
+    }
+
+    impl Counter {
+        pub fn inc(&self) {
+            self.0[worker()].0.fetch_add(1, Ordering::Relaxed);
+        }
+
+        pub fn get(&self) -> u64 {
+            self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+        }
+    }
+
+    impl std::fmt::Debug for Counter {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Counter({})", self.get())
+        }
+    }
+
+    impl TypedMetric for Counter {
+        const TYPE: MetricType = MetricType::Counter;
+    }
+
+    impl EncodeMetric for Counter {
+        fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+            encoder.encode_counter::<NoLabelSet, _, u64>(&self.get(), None)
+        }
+
+        fn metric_type(&self) -> MetricType {
+            Self::TYPE
+        }
+    }
+
+    /// A gauge that goes up and down by one.
+    #[derive(Clone)]
+    pub struct Gauge(Arc<[Padded<AtomicI64>]>);
+
+    impl Default for Gauge {
+        fn default() -> Self {
+            Gauge(shards())
+        }
+    }
+
+    impl Gauge {
+        pub fn inc(&self) {
+            self.0[worker()].0.fetch_add(1, Ordering::Relaxed);
+        }
+
+        /// Down by one (on any thread: only the sum means anything).
+        pub fn dec(&self) {
+            self.0[worker()].0.fetch_sub(1, Ordering::Relaxed);
+        }
+
+        pub fn get(&self) -> i64 {
+            self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+        }
+    }
+
+    impl std::fmt::Debug for Gauge {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Gauge({})", self.get())
+        }
+    }
+
+    impl TypedMetric for Gauge {
+        const TYPE: MetricType = MetricType::Gauge;
+    }
+
+    impl EncodeMetric for Gauge {
+        fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+            encoder.encode_gauge(&self.get())
+        }
+
+        fn metric_type(&self) -> MetricType {
+            Self::TYPE
+        }
+    }
+
+    /// Upper bounds of the latency buckets in seconds: 0.25 ms doubling to about 8 s.
+    const BOUNDS: [f64; 16] = {
+        let mut b = [0.0; 16];
+        let mut i = 0;
+        let mut v = 0.00025;
+        while i < 16 {
+            b[i] = v;
+            v *= 2.0;
+            i += 1;
+        }
+        b
+    };
+
+    #[derive(Default)]
+    struct HistogramShard {
+        /// Observations per bucket (not cumulative); the last is above every bound.
+        buckets: [AtomicU64; 17],
+        count: AtomicU64,
+        sum_nanos: AtomicU64,
+    }
+
+    /// A latency histogram in seconds.
+    #[derive(Clone)]
+    pub struct Histogram(Arc<[Padded<HistogramShard>]>);
+
+    impl Default for Histogram {
+        fn default() -> Self {
+            Histogram(shards())
+        }
+    }
+
+    impl Histogram {
+        pub fn observe(&self, d: Duration) {
+            let secs = d.as_secs_f64();
+            let i = BOUNDS
+                .iter()
+                .position(|&b| secs <= b)
+                .unwrap_or(BOUNDS.len());
+            let s = &self.0[worker()].0;
+            s.buckets[i].fetch_add(1, Ordering::Relaxed);
+            s.count.fetch_add(1, Ordering::Relaxed);
+            let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            s.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        }
+
+        /// The sum in seconds, the count, and each bucket's upper bound and count.
+        pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+            let total = |f: &dyn Fn(&HistogramShard) -> u64| -> u64 {
+                self.0.iter().map(|s| f(&s.0)).sum()
+            };
+            let sum = total(&|s| s.sum_nanos.load(Ordering::Relaxed)) as f64 / 1e9;
+            let count = total(&|s| s.count.load(Ordering::Relaxed));
+            let buckets = BOUNDS
+                .iter()
+                .copied()
+                .chain(std::iter::once(f64::INFINITY))
+                .enumerate()
+                .map(|(i, b)| (b, total(&|s| s.buckets[i].load(Ordering::Relaxed))))
+                .collect();
+            (sum, count, buckets)
+        }
+    }
+
+    impl std::fmt::Debug for Histogram {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let (sum, count, _) = self.snapshot();
+            write!(f, "Histogram(sum {sum}, count {count})")
+        }
+    }
+
+    impl TypedMetric for Histogram {
+        const TYPE: MetricType = MetricType::Histogram;
+    }
+
+    impl EncodeMetric for Histogram {
+        fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+            let (sum, count, buckets) = self.snapshot();
+            encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+        }
+
+        fn metric_type(&self) -> MetricType {
+            Self::TYPE
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn shards_add_up_across_threads() {
+            let c = Counter::default();
+            let g = Gauge::default();
+            let h = Histogram::default();
+            std::thread::scope(|s| {
+                for i in 0..4 {
+                    let (c, g, h) = (&c, &g, &h);
+                    s.spawn(move || {
+                        crate::connections::set_worker(i);
+                        for _ in 0..1000 {
+                            c.inc();
+                            g.inc();
+                            h.observe(Duration::from_micros(100));
+                        }
+                        h.observe(Duration::from_secs(60));
+                        g.dec();
+                    });
+                }
+            });
+            assert_eq!(c.get(), 4000);
+            assert_eq!(g.get(), 4000 - 4);
+            let (sum, count, buckets) = h.snapshot();
+            assert_eq!(count, 4004);
+            assert!((sum - (0.4 + 240.0)).abs() < 1e-6, "{sum}");
+            assert_eq!(buckets[0], (0.00025, 4000));
+            assert_eq!(buckets[16], (f64::INFINITY, 4));
+            assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 4004);
+        }
     }
 }

@@ -195,6 +195,31 @@ async fn the_breaker_trips_half_opens_and_recovers() {
         "{metrics}"
     );
     assert!(metrics.contains("goguard_gate_breaker_state{route=\"orders\",state=\"closed\"} 1"));
+    // Every request answered is in the latency histogram, whose buckets add up to its
+    // count; none is left in flight.
+    let value = |line: &str| -> u64 {
+        let found = metrics.lines().find(|l| l.starts_with(line));
+        found
+            .unwrap_or_else(|| panic!("{line}\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let answered: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("goguard_gate_requests_total{route=\"orders\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    let count = value("goguard_gate_request_duration_seconds_count{route=\"orders\"}");
+    assert_eq!(count, answered);
+    assert!(count > 0);
+    assert_eq!(
+        value("goguard_gate_request_duration_seconds_bucket{le=\"+Inf\",route=\"orders\"}"),
+        count
+    );
+    assert_eq!(value("goguard_gate_in_flight{route=\"orders\"}"), 0);
     gate.shutdown().await;
 }
 
