@@ -163,9 +163,10 @@ impl Conn {
         body: Body,
     ) -> Result<Head, (Error, Option<Body>)> {
         let framing = self.write_head(parts, &body);
-        let complete = match framing {
+        let head_request = parts.method == Method::HEAD;
+        let early = match framing {
             Upload::None => match self.io.write_all(&self.wbuf).await {
-                Ok(()) => true,
+                Ok(()) => None,
                 Err(e) => {
                     return Err((
                         Error::io(Kind::Closed, "writing the request", e),
@@ -175,17 +176,18 @@ impl Conn {
             },
             // Boxed: the upload's future is large, and requests without a body (most) would
             // carry its size in theirs.
-            Upload::Length(n) => Box::pin(self.upload(body, Some(n))).await?,
-            Upload::Chunked => Box::pin(self.upload(body, None)).await?,
+            Upload::Length(n) => Box::pin(self.upload(body, Some(n), head_request)).await?,
+            Upload::Chunked => Box::pin(self.upload(body, None, head_request)).await?,
         };
-        let mut head = self
-            .read_head(parts.method == Method::HEAD)
-            .await
-            .map_err(|e| (e, None))?;
-        // An answer before the upload's end leaves the rest of it unsent: the connection
-        // cannot carry another request.
-        head.keep_alive &= complete;
-        Ok(head)
+        match early {
+            // An answer before the upload's end leaves the rest of it unsent: the
+            // connection cannot carry another request.
+            Some(mut head) => {
+                head.keep_alive = false;
+                Ok(head)
+            }
+            None => self.read_head(head_request).await.map_err(|e| (e, None)),
+        }
     }
 
     /// Writes the request line and headers into `wbuf`; says how the body follows.
@@ -240,14 +242,20 @@ impl Conn {
         upload
     }
 
-    /// Writes `wbuf` (the head) then the body, watching for an early answer. Returns whether
-    /// the whole body went (false: the upstream answered first).
+    /// Writes `wbuf` (the head) then the body, watching for an early answer: `None` when
+    /// the whole body went, or the head of an answer that came first.
     async fn upload(
         &mut self,
         mut body: Body,
         length: Option<u64>,
-    ) -> Result<bool, (Error, Option<Body>)> {
-        let Conn { io, rbuf, wbuf, .. } = self;
+        head_request: bool,
+    ) -> Result<Option<Head>, (Error, Option<Body>)> {
+        let Conn {
+            io,
+            rbuf,
+            wbuf,
+            places,
+        } = self;
         let (rd, mut wr) = io.split();
         let mut pos = 0;
         let mut sent: u64 = 0;
@@ -257,7 +265,7 @@ impl Conn {
         loop {
             if pos == wbuf.len() {
                 if ended {
-                    return Ok(true);
+                    return Ok(None);
                 }
                 wbuf.clear();
                 pos = 0;
@@ -287,8 +295,9 @@ impl Conn {
                         )),
                         Ok(_) => {
                             replied = true;
-                            if final_head_arrived(rbuf).map_err(|e| (e, None))? {
-                                return Ok(false);
+                            let head = parse_head(rbuf, places, head_request);
+                            if let Some(head) = head.map_err(|e| (e, None))? {
+                                return Ok(Some(head));
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -311,59 +320,7 @@ impl Conn {
                 }
                 Step::Frame(frame) => {
                     polled = true;
-                    match frame {
-                        None => {
-                            if length.is_some_and(|n| sent != n) {
-                                return Err((
-                                    Error::new(
-                                        Kind::RequestBody,
-                                        "the request body ended before its length",
-                                    ),
-                                    None,
-                                ));
-                            }
-                            if length.is_none() {
-                                wbuf.extend_from_slice(b"0\r\n\r\n");
-                            }
-                            ended = true;
-                        }
-                        Some(Err(e)) => {
-                            return Err((
-                                Error {
-                                    kind: Kind::RequestBody,
-                                    message: "reading the request body",
-                                    source: Some(e),
-                                },
-                                None,
-                            ))
-                        }
-                        Some(Ok(frame)) => {
-                            // Trailers are not forwarded: only data frames carry on.
-                            let Ok(data) = frame.into_data() else {
-                                continue;
-                            };
-                            if data.is_empty() {
-                                continue;
-                            }
-                            sent += data.len() as u64;
-                            if length.is_some_and(|n| sent > n) {
-                                return Err((
-                                    Error::new(
-                                        Kind::RequestBody,
-                                        "the request body is longer than its length",
-                                    ),
-                                    None,
-                                ));
-                            }
-                            if length.is_none() {
-                                wbuf.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                                wbuf.extend_from_slice(&data);
-                                wbuf.extend_from_slice(b"\r\n");
-                            } else {
-                                wbuf.extend_from_slice(&data);
-                            }
-                        }
-                    }
+                    ended = queue_frame(wbuf, frame, length, &mut sent).map_err(|e| (e, None))?;
                 }
             }
         }
@@ -405,87 +362,9 @@ impl Conn {
         }
     }
 
-    /// A final head parsed off the front of `rbuf` (interim 1xx heads are dropped), or
-    /// `None` until it is all there.
+    /// A final head parsed off the front of `rbuf` (see [`parse_head`]).
     fn parse_head(&mut self, head_request: bool) -> Result<Option<Head>, Error> {
-        loop {
-            let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut []);
-            let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-                &mut resp,
-                &self.rbuf,
-                &mut headers,
-            ) {
-                Ok(httparse::Status::Complete(n)) => n,
-                Ok(httparse::Status::Partial) => return Ok(None),
-                Err(httparse::Error::TooManyHeaders) => {
-                    return Err(Error::new(
-                        Kind::Protocol,
-                        "the response has over 128 headers",
-                    ))
-                }
-                Err(_) => {
-                    return Err(Error::new(
-                        Kind::Protocol,
-                        "the response head is not HTTP/1.1",
-                    ))
-                }
-            };
-            let code = resp.code.unwrap_or(0);
-            if (100..200).contains(&code) {
-                if code == 101 {
-                    return Err(Error::new(
-                        Kind::Protocol,
-                        "the upstream switched protocols; upgrades are not proxied",
-                    ));
-                }
-                self.rbuf.advance(len);
-                continue;
-            }
-            let status = StatusCode::from_u16(code).map_err(|_| {
-                Error::new(
-                    Kind::Protocol,
-                    "the response status is not a number from 100 to 999",
-                )
-            })?;
-            let version = if resp.version == Some(0) {
-                Version::HTTP_10
-            } else {
-                Version::HTTP_11
-            };
-            // The headers as places in the head, so that their values can share its bytes.
-            let base = self.rbuf.as_ptr() as usize;
-            let at = |s: &[u8]| {
-                let start = s.as_ptr() as usize - base;
-                start..start + s.len()
-            };
-            self.places.clear();
-            self.places.extend(
-                resp.headers
-                    .iter()
-                    .map(|h| (at(h.name.as_bytes()), at(h.value))),
-            );
-            let head = self.rbuf.split_to(len).freeze();
-            let mut map = HeaderMap::with_capacity(self.places.len());
-            for (name, value) in self.places.drain(..) {
-                let name = HeaderName::from_bytes(&head[name])
-                    .map_err(|_| Error::new(Kind::Protocol, "a response header name is invalid"))?;
-                let value = HeaderValue::from_maybe_shared(head.slice(value)).map_err(|_| {
-                    Error::new(Kind::Protocol, "a response header value is invalid")
-                })?;
-                map.append(name, value);
-            }
-            let (framing, keep_alive) = framing(status, version, head_request, &map)?;
-            let mut parts = http::Response::new(()).into_parts().0;
-            parts.status = status;
-            parts.version = version;
-            parts.headers = map;
-            return Ok(Some(Head {
-                parts,
-                framing,
-                keep_alive,
-            }));
-        }
+        parse_head(&mut self.rbuf, &mut self.places, head_request)
     }
 
     /// Reads what the socket has into `rbuf`: the count, 0 at its end.
@@ -527,32 +406,141 @@ async fn write_step(
     }
 }
 
-/// Whether `rbuf` starts with a final response head (interim 1xx heads before it are
-/// dropped).
-fn final_head_arrived(rbuf: &mut BytesMut) -> Result<bool, Error> {
+/// A final head parsed off the front of `rbuf` (interim 1xx heads are dropped), or `None`
+/// until it is all there. `places` is scratch space, kept for its allocation.
+fn parse_head(
+    rbuf: &mut BytesMut,
+    places: &mut Vec<(Range<usize>, Range<usize>)>,
+    head_request: bool,
+) -> Result<Option<Head>, Error> {
     loop {
         let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
-        match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
             &mut resp,
-            rbuf,
+            &*rbuf,
             &mut headers,
         ) {
-            Ok(httparse::Status::Complete(n)) => {
-                if resp
-                    .code
-                    .is_some_and(|c| (100..200).contains(&c) && c != 101)
-                {
-                    rbuf.advance(n);
-                    continue;
-                }
-                return Ok(true);
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Error::new(
+                    Kind::Protocol,
+                    "the response has over 128 headers",
+                ))
             }
-            Ok(httparse::Status::Partial) => return Ok(false),
-            // The head reader names the problem.
-            Err(_) => return Ok(true),
+            Err(_) => {
+                return Err(Error::new(
+                    Kind::Protocol,
+                    "the response head is not HTTP/1.1",
+                ))
+            }
+        };
+        let code = resp.code.unwrap_or(0);
+        if (100..200).contains(&code) {
+            if code == 101 {
+                return Err(Error::new(
+                    Kind::Protocol,
+                    "the upstream switched protocols; upgrades are not proxied",
+                ));
+            }
+            rbuf.advance(len);
+            continue;
         }
+        let status = StatusCode::from_u16(code).map_err(|_| {
+            Error::new(
+                Kind::Protocol,
+                "the response status is not a number from 100 to 999",
+            )
+        })?;
+        let version = if resp.version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        // The headers as places in the head, so that their values can share its bytes.
+        let base = rbuf.as_ptr() as usize;
+        let at = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        places.clear();
+        places.extend(
+            resp.headers
+                .iter()
+                .map(|h| (at(h.name.as_bytes()), at(h.value))),
+        );
+        let head = rbuf.split_to(len).freeze();
+        let mut map = HeaderMap::with_capacity(places.len());
+        for (name, value) in places.drain(..) {
+            let name = HeaderName::from_bytes(&head[name])
+                .map_err(|_| Error::new(Kind::Protocol, "a response header name is invalid"))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(value))
+                .map_err(|_| Error::new(Kind::Protocol, "a response header value is invalid"))?;
+            map.append(name, value);
+        }
+        let (framing, keep_alive) = framing(status, version, head_request, &map)?;
+        let mut parts = http::Response::new(()).into_parts().0;
+        parts.status = status;
+        parts.version = version;
+        parts.headers = map;
+        return Ok(Some(Head {
+            parts,
+            framing,
+            keep_alive,
+        }));
     }
+}
+
+/// Puts a request body's frame in `wbuf`, framed as a chunk when there is no `length`;
+/// `sent` counts the body's bytes. Returns whether the body ended (its last chunk queued).
+fn queue_frame(
+    wbuf: &mut Vec<u8>,
+    frame: Option<Result<Frame<Bytes>, BoxError>>,
+    length: Option<u64>,
+    sent: &mut u64,
+) -> Result<bool, Error> {
+    let data = match frame {
+        None => {
+            if length.is_some_and(|n| *sent != n) {
+                return Err(Error::new(
+                    Kind::RequestBody,
+                    "the request body ended before its length",
+                ));
+            }
+            if length.is_none() {
+                wbuf.extend_from_slice(b"0\r\n\r\n");
+            }
+            return Ok(true);
+        }
+        Some(Err(e)) => {
+            return Err(Error {
+                kind: Kind::RequestBody,
+                message: "reading the request body",
+                source: Some(e),
+            })
+        }
+        // Trailers are not forwarded: only data frames carry on.
+        Some(Ok(frame)) => match frame.into_data() {
+            Ok(data) if !data.is_empty() => data,
+            _ => return Ok(false),
+        },
+    };
+    *sent += data.len() as u64;
+    if length.is_some_and(|n| *sent > n) {
+        return Err(Error::new(
+            Kind::RequestBody,
+            "the request body is longer than its length",
+        ));
+    }
+    if length.is_none() {
+        wbuf.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        wbuf.extend_from_slice(&data);
+        wbuf.extend_from_slice(b"\r\n");
+    } else {
+        wbuf.extend_from_slice(&data);
+    }
+    Ok(false)
 }
 
 /// How the body of a response is delimited, and whether its connection can carry another
