@@ -12,6 +12,7 @@ pub mod breaker;
 pub mod clock;
 pub mod config;
 pub mod connections;
+pub mod drain;
 pub mod events;
 pub mod gateway;
 pub mod h1;

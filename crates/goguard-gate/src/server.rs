@@ -13,12 +13,12 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{self, Config};
 use crate::connections::{worker, WORKER_LISTS};
+use crate::drain::Drain;
 use crate::gateway::{handle, Running, Stack};
 use crate::layer::{full, Body};
 use crate::metrics::Metrics;
@@ -206,7 +206,7 @@ impl Gateway {
     }
 
     async fn accept(&self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) {
-        let graceful = GracefulShutdown::new();
+        let drain = Drain::new();
         let open = &self.0.open;
         tokio::pin!(shutdown);
         loop {
@@ -249,7 +249,7 @@ impl Gateway {
                     let conn = builder
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
-                    let conn = graceful.watch(conn);
+                    let conn = drain.watch(conn);
                     let slot = open.clone();
                     tokio::spawn(async move {
                         let _ = conn.await;
@@ -260,11 +260,11 @@ impl Gateway {
             }
         }
         drop(listener);
-        let drain = self.stack().config.server.drain;
-        tracing::info!(?drain, "shutting down: draining in-flight requests");
-        match tokio::time::timeout(drain, graceful.shutdown()).await {
+        let deadline = self.stack().config.server.drain;
+        tracing::info!(drain = ?deadline, "shutting down: draining in-flight requests");
+        match tokio::time::timeout(deadline, drain.start()).await {
             Ok(()) => tracing::info!("drained"),
-            Err(_) => tracing::warn!(?drain, "drain deadline passed; closing the rest"),
+            Err(_) => tracing::warn!(drain = ?deadline, "drain deadline passed; closing the rest"),
         }
     }
 
