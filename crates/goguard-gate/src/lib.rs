@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod shared_limits;
+pub mod timer;
 pub mod upstream;
 
 pub use config::{load, Config, ConfigError};

@@ -23,6 +23,7 @@ use crate::gateway::{handle, Running, Stack};
 use crate::layer::{full, Body};
 use crate::metrics::Metrics;
 use crate::proxy::Peer;
+use crate::timer::CoarseTimer;
 
 /// A running gateway's shared state.
 #[derive(Clone)]
@@ -207,6 +208,7 @@ impl Gateway {
 
     async fn accept(&self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) {
         let drain = Drain::new();
+        let timer = CoarseTimer::new();
         let open = &self.0.open;
         tokio::pin!(shutdown);
         loop {
@@ -238,7 +240,7 @@ impl Gateway {
                     let mut builder = auto::Builder::new(TokioExecutor::new());
                     builder
                         .http1()
-                        .timer(TokioTimer::new())
+                        .timer(timer.clone())
                         .header_read_timeout(server.header_timeout)
                         .max_buf_size((server.max_header_bytes as usize).max(8192));
                     builder

@@ -1,0 +1,192 @@
+//! A cheap timer for hyper's HTTP/1 header-read timeout (the slowloris defence).
+//!
+//! hyper arms that timer each time it starts reading a request head and drops it once the
+//! head is in, so on a keep-alive connection it is set and cancelled once per request. With
+//! tokio's timer each of those boxes a `Sleep`, enters it in the runtime's timer wheel and
+//! takes it out again under the driver's lock: about 4% of the gateway's instructions per
+//! request on `bench/gate`. Here a sleep polled before its deadline puts its waker in a slot
+//! of its accept loop's list, and a task sweeps the list every [`TICK`] while it is not
+//! empty, waking the sleeps whose deadline has passed. A deadline is met up to one tick
+//! late, which is nothing next to header timeouts of seconds.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How often the sleepers are looked at: how late a deadline may be met.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// A [`hyper::rt::Timer`] for one accept loop. Its sweeping task runs on the runtime of
+/// the first sleep that waits, and only while some sleep waits.
+#[derive(Clone, Default)]
+pub struct CoarseTimer(Arc<Mutex<Sleepers>>);
+
+#[derive(Default)]
+struct Sleepers {
+    /// A waiting sleep's deadline and waker, in the slot it was given.
+    slots: Vec<Option<(Instant, Option<Waker>)>>,
+    free: Vec<usize>,
+    waiting: usize,
+    sweeping: bool,
+}
+
+impl CoarseTimer {
+    pub fn new() -> CoarseTimer {
+        CoarseTimer::default()
+    }
+
+    /// The sleeps waiting for their deadline.
+    pub fn waiting(&self) -> usize {
+        lock(&self.0).waiting
+    }
+}
+
+fn lock(m: &Mutex<Sleepers>) -> MutexGuard<'_, Sleepers> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The runtime's clock (the real one, unless a test has paused it).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl hyper::rt::Timer for CoarseTimer {
+    fn now(&self) -> Instant {
+        now()
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(CoarseSleep {
+            sleepers: Arc::clone(&self.0),
+            deadline,
+            slot: None,
+        })
+    }
+}
+
+/// A sleep of a [`CoarseTimer`].
+pub struct CoarseSleep {
+    sleepers: Arc<Mutex<Sleepers>>,
+    deadline: Instant,
+    /// Its slot once it has waited, and the waker put there.
+    slot: Option<(usize, Waker)>,
+}
+
+impl Future for CoarseSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        let this = &mut *self;
+        match &mut this.slot {
+            Some((_, waker)) if waker.will_wake(cx.waker()) => {}
+            Some((key, waker)) => {
+                *waker = cx.waker().clone();
+                lock(&this.sleepers).slots[*key] = Some((this.deadline, Some(waker.clone())));
+            }
+            None => {
+                let waker = cx.waker().clone();
+                let mut s = lock(&this.sleepers);
+                let entry = Some((this.deadline, Some(waker.clone())));
+                let key = match s.free.pop() {
+                    Some(k) => {
+                        s.slots[k] = entry;
+                        k
+                    }
+                    None => {
+                        s.slots.push(entry);
+                        s.slots.len() - 1
+                    }
+                };
+                s.waiting += 1;
+                if !s.sweeping {
+                    s.sweeping = true;
+                    tokio::spawn(sweep(Arc::clone(&this.sleepers)));
+                }
+                this.slot = Some((key, waker));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl hyper::rt::Sleep for CoarseSleep {}
+
+impl Drop for CoarseSleep {
+    fn drop(&mut self) {
+        if let Some((key, _)) = self.slot.take() {
+            let mut s = lock(&self.sleepers);
+            s.slots[key] = None;
+            s.free.push(key);
+            s.waiting -= 1;
+        }
+    }
+}
+
+/// Wakes the sleeps past their deadline every tick, until none waits.
+async fn sweep(sleepers: Arc<Mutex<Sleepers>>) {
+    loop {
+        tokio::time::sleep(TICK).await;
+        let t = now();
+        let mut s = lock(&sleepers);
+        if s.waiting == 0 {
+            s.sweeping = false;
+            return;
+        }
+        for (deadline, waker) in s.slots.iter_mut().flatten() {
+            if *deadline <= t {
+                if let Some(w) = waker.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::rt::Timer;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_ends_within_a_tick_of_its_deadline_and_the_sweeper_stops_after() {
+        let timer = CoarseTimer::new();
+        let start = tokio::time::Instant::now();
+        timer.sleep(Duration::from_millis(250)).await;
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took <= Duration::from_millis(250) + TICK,
+            "{took:?}"
+        );
+        assert_eq!(timer.waiting(), 0);
+        // With nothing waiting the sweeper ends; a new sleep starts another.
+        tokio::time::sleep(TICK * 2).await;
+        assert!(!lock(&timer.0).sweeping);
+        timer.sleep(Duration::from_millis(150)).await;
+        assert_eq!(timer.waiting(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_dropped_before_its_deadline_gives_its_slot_back() {
+        let timer = CoarseTimer::new();
+        let early = timer.sleep(Duration::from_secs(10));
+        let later = timer.sleep(Duration::from_millis(300));
+        // The first waits (it is polled once), then goes away; the second still wakes.
+        let raced = tokio::time::timeout(Duration::from_millis(1), early).await;
+        assert!(raced.is_err());
+        assert_eq!(timer.waiting(), 0, "the dropped sleep left its slot");
+        later.await;
+        let again = timer.sleep(Duration::from_millis(100));
+        let polled = tokio::time::timeout(Duration::from_millis(1), again).await;
+        assert!(polled.is_err());
+        assert_eq!(lock(&timer.0).slots.len(), 1, "the slot is reused");
+    }
+}
