@@ -41,6 +41,49 @@ impl CoarseTimer {
     pub fn waiting(&self) -> usize {
         lock(&self.0).waiting
     }
+
+    /// A sleep until `after` from now.
+    pub fn sleep_for(&self, after: Duration) -> CoarseSleep {
+        CoarseSleep {
+            sleepers: Arc::clone(&self.0),
+            deadline: now() + after,
+            slot: None,
+        }
+    }
+
+    /// `fut`, or `Err(Elapsed)` when it has not finished `after` from now (up to one tick
+    /// later).
+    pub fn timeout<F: Future>(&self, after: Duration, fut: F) -> Timeout<F> {
+        Timeout {
+            fut,
+            sleep: self.sleep_for(after),
+        }
+    }
+}
+
+/// The time ran out first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+pin_project_lite::pin_project! {
+    /// See [`CoarseTimer::timeout`].
+    pub struct Timeout<F> {
+        #[pin]
+        fut: F,
+        sleep: CoarseSleep,
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        Pin::new(this.sleep).poll(cx).map(|()| Err(Elapsed))
+    }
 }
 
 fn lock(m: &Mutex<Sleepers>) -> MutexGuard<'_, Sleepers> {
@@ -90,7 +133,9 @@ impl Future for CoarseSleep {
             Some((_, waker)) if waker.will_wake(cx.waker()) => {}
             Some((key, waker)) => {
                 *waker = cx.waker().clone();
-                lock(&this.sleepers).slots[*key] = Some((this.deadline, Some(waker.clone())));
+                let mut s = lock(&this.sleepers);
+                s.slots[*key] = Some((this.deadline, Some(waker.clone())));
+                ensure_sweeper(&mut s, &this.sleepers);
             }
             None => {
                 let waker = cx.waker().clone();
@@ -107,10 +152,7 @@ impl Future for CoarseSleep {
                     }
                 };
                 s.waiting += 1;
-                if !s.sweeping {
-                    s.sweeping = true;
-                    tokio::spawn(sweep(Arc::clone(&this.sleepers)));
-                }
+                ensure_sweeper(&mut s, &this.sleepers);
                 this.slot = Some((key, waker));
             }
         }
@@ -131,14 +173,34 @@ impl Drop for CoarseSleep {
     }
 }
 
+/// Starts the sweeping task on the current runtime unless one runs.
+fn ensure_sweeper(s: &mut Sleepers, sleepers: &Arc<Mutex<Sleepers>>) {
+    if !s.sweeping {
+        s.sweeping = true;
+        tokio::spawn(sweep(Arc::clone(sleepers)));
+    }
+}
+
 /// Wakes the sleeps past their deadline every tick, until none waits.
 async fn sweep(sleepers: Arc<Mutex<Sleepers>>) {
+    // Dropped with its runtime, mid-sleep: the next sleep to wait starts another.
+    struct Dropped(Option<Arc<Mutex<Sleepers>>>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            if let Some(sleepers) = &self.0 {
+                lock(sleepers).sweeping = false;
+            }
+        }
+    }
+    let mut dropped = Dropped(Some(Arc::clone(&sleepers)));
     loop {
         tokio::time::sleep(TICK).await;
         let t = now();
         let mut s = lock(&sleepers);
         if s.waiting == 0 {
+            // Under the lock, so that a sleep starting to wait now starts another.
             s.sweeping = false;
+            dropped.0 = None;
             return;
         }
         for (deadline, waker) in s.slots.iter_mut().flatten() {
@@ -172,6 +234,40 @@ mod tests {
         assert!(!lock(&timer.0).sweeping);
         timer.sleep(Duration::from_millis(150)).await;
         assert_eq!(timer.waiting(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_lets_a_quick_future_through_and_cuts_a_slow_one() {
+        let timer = CoarseTimer::new();
+        let quick = timer.timeout(Duration::from_secs(1), async { 7 });
+        assert_eq!(quick.await, Ok(7));
+        let start = tokio::time::Instant::now();
+        let slow = timer.timeout(Duration::from_millis(200), std::future::pending::<()>());
+        assert_eq!(slow.await, Err(Elapsed));
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(200) && took <= Duration::from_millis(200) + TICK);
+        assert_eq!(timer.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_sleep_still_wakes_after_the_runtime_of_the_sweeper_is_gone() {
+        let timer = CoarseTimer::new();
+        // The first sweeper runs on a runtime that then shuts down with a sleep waiting.
+        let other = timer.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let waiting = other.sleep_for(Duration::from_secs(3600));
+                let _ = tokio::time::timeout(Duration::from_millis(1), waiting).await;
+            });
+        })
+        .join()
+        .unwrap();
+        let woke = tokio::time::timeout(Duration::from_secs(5), timer.sleep_for(TICK)).await;
+        assert!(woke.is_ok(), "no sweeper left to wake it");
     }
 
     #[tokio::test(start_paused = true)]
