@@ -358,7 +358,8 @@ fn default_queue_wait() -> Duration {
 /// Where the per-key limit's key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySpec {
-    Header(String),
+    /// Parsed once here: a lookup by a name given as text parses it on every request.
+    Header(http::HeaderName),
     Cookie(String),
     Query(String),
     ClientAddr,
@@ -375,7 +376,9 @@ impl std::str::FromStr for KeySpec {
             }
         };
         match s.split_once(':') {
-            Some(("header", v)) => Ok(KeySpec::Header(non_empty(v, "header")?.to_lowercase())),
+            Some(("header", v)) => http::HeaderName::from_bytes(non_empty(v, "header")?.as_bytes())
+                .map(KeySpec::Header)
+                .map_err(|_| format!("`{s}`: `{v}` is not a header name")),
             Some(("cookie", v)) => Ok(KeySpec::Cookie(non_empty(v, "cookie")?)),
             Some(("query", v)) => Ok(KeySpec::Query(non_empty(v, "query parameter")?)),
             None if s == "client_addr" => Ok(KeySpec::ClientAddr),
@@ -965,7 +968,10 @@ sink = "file:events.jsonl"           # or "redis://127.0.0.1:6379/stream:goguard
         );
         let l = r.limit.as_ref().unwrap();
         let pk = l.per_key.as_ref().unwrap();
-        assert_eq!(pk.key, KeySpec::Header("x-user-id".into()));
+        assert_eq!(
+            pk.key,
+            KeySpec::Header(http::HeaderName::from_static("x-user-id"))
+        );
         assert_eq!((pk.rate.per_second, pk.burst), (50.0, Some(50)));
         assert_eq!(l.total.as_ref().unwrap().rate.per_second, 3000.0);
         assert_eq!(c.events.sink, Sink::File("events.jsonl".into()));
@@ -1042,6 +1048,12 @@ sink = "file:events.jsonl"           # or "redis://127.0.0.1:6379/stream:goguard
             KeySpec::ClientAddr
         );
         assert!("header:".parse::<KeySpec>().is_err());
+        assert!("header:x user".parse::<KeySpec>().is_err());
+        assert_eq!(
+            "header:X-User-Id".parse::<KeySpec>().unwrap(),
+            KeySpec::Header(http::HeaderName::from_static("x-user-id")),
+            "header names are case-insensitive"
+        );
         assert_eq!(
             "redis://127.0.0.1:6379/stream:goguard-events"
                 .parse::<Sink>()

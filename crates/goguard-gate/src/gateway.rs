@@ -109,9 +109,24 @@ struct RouteStack {
     /// The route's stack, one per serving thread ([`crate::connections::worker`]).
     services: Vec<RouteService>,
     user_key: Option<KeySpec>,
+    /// The key of the route's per-key limit.
+    limit_key: Option<KeySpec>,
     breaker: Option<Kept<BreakerHandle>>,
     limit: Option<Kept<LimitHandle>>,
     concurrency: Option<Kept<ConcurrencyHandle>>,
+}
+
+impl RouteStack {
+    /// Whether the per-key limit needs the client's address ([`ClientAddr`]): it keys on
+    /// it, or falls back to it for a request without its key. Only then is it put in the
+    /// request's extensions (two allocations a request otherwise).
+    fn keys_on_client_addr<B>(&self, req: &Request<B>) -> bool {
+        match &self.limit_key {
+            None => false,
+            Some(KeySpec::ClientAddr) => true,
+            Some(spec) => request_key(spec, req).is_none(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -298,6 +313,9 @@ impl Stack {
                         .and_then(|l| l.per_key.as_ref())
                         .map(|k| k.key.clone())
                 }),
+                limit_key: limit_rule
+                    .and_then(|l| l.per_key.as_ref())
+                    .map(|k| k.key.clone()),
                 breaker,
                 limit,
                 concurrency,
@@ -549,7 +567,7 @@ impl UserKey {
         match spec {
             KeySpec::Header(name) => req
                 .headers()
-                .get(name.as_str())
+                .get(name)
                 .filter(|v| v.to_str().is_ok_and(|t| !t.is_empty()))
                 .cloned()
                 .map(UserKey::Header),
@@ -612,8 +630,7 @@ where
         drain(req.into_body());
         plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
     } else {
-        let (mut parts, body) = req.into_parts();
-        parts.extensions.insert(ClientAddr(client));
+        let (parts, body) = req.into_parts();
         // A declared length is enforced by the HTTP layer; only a body without one (chunked,
         // HTTP/2 data) needs counting on the way.
         let body = if body.is_end_stream() {
@@ -639,6 +656,9 @@ where
                 // client's address is written out only for an event.
                 let user_key = (r.breaker.is_some() || r.limit.is_some())
                     .then(|| r.user_key.as_ref().and_then(|k| UserKey::of(k, &req)));
+                if r.keys_on_client_addr(&req) {
+                    req.extensions_mut().insert(ClientAddr(client));
+                }
                 strip_hop_by_hop(req.headers_mut());
                 set_forwarded(req.headers_mut(), &peer, &stack.trusted);
                 hot.in_flight.inc();

@@ -415,6 +415,37 @@ async fn client_addr_keys_believe_only_trusted_proxies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_the_key_are_limited_by_the_client_address() {
+    let up = Upstream::start("a");
+    let (_clock, shared) = manual();
+    let gate = TestGate::start(
+        &limit_config(
+            up.addr,
+            "per_key = { key = \"header:x-user-id\", rate = \"2/s\", burst = 2 }",
+            "trusted_proxies = [\"127.0.0.0/8\"]\n",
+        ),
+        shared,
+    )
+    .await;
+    // Anonymous requests from one address share its budget; another address and a user
+    // with the key have their own.
+    let one = statuses(&gate, "/", 3, &[("x-forwarded-for", "198.51.100.1")]).await;
+    let two = statuses(&gate, "/", 2, &[("x-forwarded-for", "198.51.100.2")]).await;
+    let user = statuses(
+        &gate,
+        "/",
+        2,
+        &[("x-forwarded-for", "198.51.100.1"), ("x-user-id", "u")],
+    )
+    .await;
+    assert_eq!(
+        (one, two, user),
+        (vec![200, 200, 429], vec![200, 200], vec![200, 200])
+    );
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_concurrency_limit_sheds_at_once_beyond_its_bounded_queue() {
     let up = Upstream::start("a");
     let gate = TestGate::start(

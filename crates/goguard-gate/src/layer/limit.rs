@@ -226,7 +226,7 @@ pub fn request_key<'r, B>(spec: &KeySpec, req: &'r Request<B>) -> Option<Cow<'r,
     let value = match spec {
         KeySpec::Header(name) => req
             .headers()
-            .get(name.as_str())
+            .get(name)
             .and_then(|v| v.to_str().ok())
             .map(Cow::Borrowed),
         KeySpec::Cookie(name) => req
