@@ -276,7 +276,7 @@ impl UpstreamPool {
 
     /// Sends the request (already prepared by the proxy: headers cleaned, forwarded-for set)
     /// to a target, retrying where that is safe.
-    pub async fn send(&self, req: Request<Body>) -> Result<Response<Body>, BoxError> {
+    pub async fn send(self, req: Request<Body>) -> Result<Response<Body>, BoxError> {
         self.deposit();
         let (mut parts, body) = req.into_parts();
         // Only a request with no body can be sent again: a streamed body is gone once sent.
@@ -310,10 +310,14 @@ impl UpstreamPool {
             target.in_flight.fetch_add(1, Ordering::Relaxed);
             let in_flight = InFlight(self.0.clone(), i);
             let back = PoolBack(self.0.clone(), i);
-            let attempt_once = self.0.send_once(i, &parts, b, back);
             let timer = &self.0.timers[crate::connections::worker()];
+            // Built in place: an attempt kept in a local first takes room of its own in
+            // this future's state, which is then copied on every request.
             let result = timer
-                .timeout(self.0.rule.request_timeout, attempt_once)
+                .timeout(
+                    self.0.rule.request_timeout,
+                    self.0.send_once(i, &parts, b, back),
+                )
                 .await;
             let error = match result {
                 Ok(Ok(resp)) => {
@@ -617,7 +621,8 @@ impl tower::Service<Request<Body>> for UpstreamPool {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let me = self.clone();
-        Box::pin(async move { me.send(req).await })
+        // The handle moves into the future (no wrapping block holding a second copy of the
+        // request).
+        Box::pin(self.clone().send(req))
     }
 }
