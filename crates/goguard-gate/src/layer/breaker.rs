@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -25,6 +25,9 @@ pub struct BreakerHandle(crate::layer::Forked<Shared>);
 
 struct Shared {
     breaker: Mutex<CircuitBreaker>,
+    /// Whether the breaker was closed when last left: a closed breaker admits every
+    /// request, so admission reads this instead of taking the lock shared by all threads.
+    closed: AtomicBool,
     clock: SharedClock,
     classes: ErrorClasses,
     /// Transitions into closed, open and half-open.
@@ -74,6 +77,7 @@ impl BreakerHandle {
         BreakerHandle(Arc::new(Arc::new(Shared {
             classes: rule.errors.clone(),
             breaker: Mutex::new(CircuitBreaker::new(rule, now)),
+            closed: AtomicBool::new(true),
             clock,
             transitions: Default::default(),
             rejected: AtomicU64::new(0),
@@ -89,6 +93,7 @@ impl BreakerHandle {
         let after = state_index(b.state(now));
         if before != after {
             self.0.transitions[after].fetch_add(1, Ordering::Relaxed);
+            self.0.closed.store(after == 0, Ordering::Release);
         }
         out
     }
@@ -96,6 +101,9 @@ impl BreakerHandle {
     /// Admits a request (the time it was admitted, to measure it from), or says how long
     /// until the breaker lets requests through again.
     pub fn admit(&self) -> Result<std::time::Instant, Duration> {
+        if self.0.closed.load(Ordering::Acquire) {
+            return Ok(self.0.clock.now());
+        }
         self.with(|b, now| {
             if b.admit(now) {
                 Ok(now)
@@ -110,6 +118,9 @@ impl BreakerHandle {
 
     /// Records the outcome of a request admitted at `start`.
     fn record(&self, outcome: Option<Outcome>, start: std::time::Instant) {
+        if outcome.is_none() && self.0.closed.load(Ordering::Acquire) {
+            return; // only a half-open breaker has probe slots to give back
+        }
         self.with(|b, now| match outcome {
             Some(o) => b.record(now, o, now.saturating_duration_since(start)),
             None => b.cancel_probe(),
