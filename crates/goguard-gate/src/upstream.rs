@@ -25,6 +25,7 @@ use crate::config::{Balance, Upstream as Rule};
 use crate::connections::{Connections, SendError, WORKER_LISTS};
 use crate::h1::{Conn, Reuse};
 use crate::layer::{full, Body, BoxError, FailureKind, GuardedBody, UpstreamError};
+use crate::metrics::sharded::{Counter, Gauge};
 use crate::timer::CoarseTimer;
 
 /// One instance of the upstream service.
@@ -37,12 +38,14 @@ pub struct Target {
     host: Option<http::HeaderValue>,
     /// Its HTTP/1.1 connections.
     conns: Arc<Connections>,
-    in_flight: AtomicU32,
+    /// Counted per serving thread (summed when read): written twice by every request, a
+    /// single atomic would bounce between threads.
+    in_flight: Gauge,
     consecutive_failures: AtomicU32,
     ejected_until: Mutex<Option<Instant>>,
     /// The last active health check's verdict (true until one fails).
     healthy: AtomicBool,
-    requests: AtomicU64,
+    requests: Counter,
     failures: AtomicU64,
     ejections: AtomicU64,
 }
@@ -117,11 +120,11 @@ impl UpstreamPool {
                     authority: addr.parse().ok(),
                     host: http::HeaderValue::from_str(addr).ok(),
                     conns: Connections::new(addr, rule.connect_timeout, idle_timeout),
-                    in_flight: AtomicU32::new(0),
+                    in_flight: Gauge::default(),
                     consecutive_failures: AtomicU32::new(0),
                     ejected_until: Mutex::new(None),
                     healthy: AtomicBool::new(true),
-                    requests: AtomicU64::new(0),
+                    requests: Counter::default(),
                     failures: AtomicU64::new(0),
                     ejections: AtomicU64::new(0),
                 })
@@ -159,8 +162,8 @@ impl UpstreamPool {
                 addr: t.addr.clone(),
                 healthy: t.healthy.load(Ordering::Relaxed),
                 ejected: is_ejected(t, now),
-                in_flight: t.in_flight.load(Ordering::Relaxed),
-                requests: t.requests.load(Ordering::Relaxed),
+                in_flight: u32::try_from(t.in_flight.get()).unwrap_or(0),
+                requests: t.requests.get(),
                 failures: t.failures.load(Ordering::Relaxed),
                 ejections: t.ejections.load(Ordering::Relaxed),
             })
@@ -214,7 +217,7 @@ impl UpstreamPool {
                 let i = fastrand::usize(..len);
                 let j = (i + 1 + fastrand::usize(..len.max(2) - 1)) % len;
                 let (a, b) = (nth(i), nth(j));
-                let load = |i: usize| targets[i].in_flight.load(Ordering::Relaxed);
+                let load = |i: usize| targets[i].in_flight.get();
                 if load(b) < load(a) {
                     b
                 } else {
@@ -306,8 +309,8 @@ impl UpstreamPool {
                     parts.headers.insert(http::header::HOST, host.clone());
                 }
             }
-            target.requests.fetch_add(1, Ordering::Relaxed);
-            target.in_flight.fetch_add(1, Ordering::Relaxed);
+            target.requests.inc();
+            target.in_flight.inc();
             let in_flight = InFlight(self.0.clone(), i);
             let back = PoolBack(self.0.clone(), i);
             let timer = &self.0.timers[crate::connections::worker()];
@@ -513,9 +516,7 @@ struct InFlight(crate::layer::Forked<Inner>, usize);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.targets[self.1]
-            .in_flight
-            .fetch_sub(1, Ordering::Relaxed);
+        self.0.targets[self.1].in_flight.dec();
     }
 }
 

@@ -220,6 +220,13 @@ async fn the_breaker_trips_half_opens_and_recovers() {
         count
     );
     assert_eq!(value("goguard_gate_in_flight{route=\"orders\"}"), 0);
+    // The target's own figures: none in flight, and no more requests than were answered
+    // (the breaker's rejections never reached it).
+    let status = gate.status().await;
+    let target = &status["upstreams"]["orders"][0];
+    assert_eq!(target["in_flight"], 0, "{target}");
+    let sent = target["requests"].as_u64().unwrap();
+    assert!(sent > 0 && sent <= answered, "{sent} of {answered}");
     gate.shutdown().await;
 }
 
