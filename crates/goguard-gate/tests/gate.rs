@@ -347,8 +347,12 @@ async fn per_key_and_total_limits_answer_429_with_retry_after() {
     let status = gate.status().await;
     let l = &status["routes"][0]["limit"];
     assert_eq!(
-        (l["rejected_per_key"].as_u64(), l["rejected_total"].as_u64()),
-        (Some(3), Some(1))
+        (
+            l["allowed"].as_u64(),
+            l["rejected_per_key"].as_u64(),
+            l["rejected_total"].as_u64()
+        ),
+        (Some(9), Some(3), Some(1))
     );
     let events = gate.events();
     assert!(

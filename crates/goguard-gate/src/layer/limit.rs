@@ -22,6 +22,7 @@ use super::{BoxError, RejectKind, Rejected};
 use crate::clock::SharedClock;
 use crate::config::{KeySpec, Limit as Rule};
 use crate::limit::{Decision, KeyedLimiter, Limiter};
+use crate::metrics::sharded::Counter;
 use crate::shared_limits::SharedLimits;
 
 /// The client's address, put in the request's extensions by the server (after the
@@ -44,7 +45,8 @@ struct Shared {
     total: Option<Limiter>,
     shared: Option<SharedLimits>,
     clock: SharedClock,
-    allowed: AtomicU64,
+    /// Per serving thread (summed when read): counted on every request.
+    allowed: Counter,
     rejected_key: AtomicU64,
     rejected_total: AtomicU64,
     rejected_unavailable: AtomicU64,
@@ -89,7 +91,7 @@ impl LimitHandle {
                 .map(|t| Limiter::new(t.rate, t.burst, epoch)),
             shared,
             clock,
-            allowed: AtomicU64::new(0),
+            allowed: Counter::default(),
             rejected_key: AtomicU64::new(0),
             rejected_total: AtomicU64::new(0),
             rejected_unavailable: AtomicU64::new(0),
@@ -137,7 +139,10 @@ impl LimitHandle {
     fn counted(&self, result: Result<(), Rejected>) -> Result<(), Rejected> {
         let s = &self.0;
         let counter = match &result {
-            Ok(()) => &s.allowed,
+            Ok(()) => {
+                s.allowed.inc();
+                return result;
+            }
             Err(r) => match r.kind {
                 RejectKind::RateLimitedKey => &s.rejected_key,
                 RejectKind::RateLimitedTotal => &s.rejected_total,
@@ -206,7 +211,7 @@ impl LimitHandle {
         let s = &self.0;
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         LimitStatus {
-            allowed: n(&s.allowed),
+            allowed: s.allowed.get(),
             rejected_per_key: n(&s.rejected_key),
             rejected_total: n(&s.rejected_total),
             rejected_limits_unavailable: n(&s.rejected_unavailable),
