@@ -83,9 +83,33 @@ impl CircuitBreaker {
         self.rule.window / self.rule.buckets.max(1)
     }
 
-    fn bucket_index(&self, now: Instant) -> u64 {
+    /// The bucket `now` falls in, counted from the breaker's creation. Callers that count
+    /// successes on their own (see [`CircuitBreaker::add_successes`]) use it too.
+    pub fn bucket_index(&self, now: Instant) -> u64 {
         let len = self.bucket_len().as_nanos().max(1);
         (now.saturating_duration_since(self.epoch).as_nanos() / len) as u64
+    }
+
+    /// Adds `n` successes counted elsewhere into bucket `index`, when that bucket is still in
+    /// the window ending now. They cannot trip the breaker: the window is checked again at
+    /// the next call that fails or is slow.
+    pub fn add_successes(&mut self, index: u64, n: u64, now: Instant) {
+        let current = self.bucket_index(now);
+        let len = self.buckets.len() as u64;
+        if self.state != State::Closed || index > current || index + len <= current {
+            return;
+        }
+        let b = &mut self.buckets[(index % len) as usize];
+        if b.index > index {
+            return; // the slot already holds a later bucket
+        }
+        if b.index != index {
+            *b = Bucket {
+                index,
+                ..Bucket::default()
+            };
+        }
+        b.total += n;
     }
 
     /// The traffic in the window ending now.
@@ -179,7 +203,7 @@ impl CircuitBreaker {
                 if outcome == Outcome::Error || slow {
                     self.trip(now);
                 } else if succeeded + 1 >= self.rule.half_open_probes {
-                    self.close(now);
+                    self.close();
                 } else {
                     self.state = State::HalfOpen {
                         admitted,
@@ -245,11 +269,11 @@ impl CircuitBreaker {
         };
     }
 
-    fn close(&mut self, now: Instant) {
+    fn close(&mut self) {
         self.state = State::Closed;
         self.trips = 0;
-        // A fresh window: the errors that tripped it are history.
-        self.epoch = now;
+        // A fresh window: the errors that tripped it are history. (The epoch stays: bucket
+        // indexes computed by callers from it stay valid.)
         self.buckets.iter_mut().for_each(|b| *b = Bucket::default());
     }
 }
@@ -350,6 +374,28 @@ mod tests {
             panic!("a failed probe re-opens")
         };
         assert_eq!(again - probe, Duration::from_secs(20), "open_for doubles");
+    }
+
+    #[test]
+    fn successes_counted_elsewhere_join_the_window_while_their_bucket_is_in_it() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(rule(), t0);
+        // The rule's 30 s window has 10 buckets of 3 s.
+        let now = t0 + Duration::from_secs(31);
+        let current = b.bucket_index(now);
+        b.add_successes(current, 40, now);
+        b.add_successes(current - 9, 2, now);
+        b.add_successes(current - 10, 1000, now); // out of the window
+        b.add_successes(current + 1, 1000, now); // not yet
+        b.record(now, Outcome::Error, Duration::from_millis(5));
+        assert_eq!(
+            b.window(now),
+            Window {
+                total: 43,
+                errors: 1,
+                slow: 0
+            }
+        );
     }
 
     #[test]

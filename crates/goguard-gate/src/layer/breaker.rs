@@ -17,6 +17,7 @@ use super::{BoxError, FailureKind, RejectKind, Rejected, UpstreamError};
 use crate::breaker::{CircuitBreaker, Outcome, State, Window};
 use crate::clock::SharedClock;
 use crate::config::{Breaker as Rule, ErrorClasses};
+use crate::connections::{worker, WORKER_LISTS};
 
 /// The breaker's state, shared by every clone of the service and kept across reloads while
 /// its rule is unchanged.
@@ -25,6 +26,14 @@ pub struct BreakerHandle(crate::layer::Forked<Shared>);
 
 struct Shared {
     breaker: Mutex<CircuitBreaker>,
+    /// Successes of a closed breaker, counted by each serving thread on a line of its own
+    /// and carried into the breaker's window when the thread moves to the next bucket, or
+    /// when the window is read (at a failure, for the status page): most calls succeed,
+    /// and a lock shared by all threads on each would bounce between them.
+    successes: Box<[Shard]>,
+    /// The rule's slow-call threshold, the bucket length in nanoseconds and the breaker's
+    /// epoch: what counting a success needs without the breaker's lock.
+    timing: (Option<Duration>, u128, std::time::Instant),
     /// Whether the breaker was closed when last left: a closed breaker admits every
     /// request, so admission reads this instead of taking the lock shared by all threads.
     closed: AtomicBool,
@@ -33,6 +42,17 @@ struct Shared {
     /// Transitions into closed, open and half-open.
     transitions: [AtomicU64; 3],
     rejected: AtomicU64,
+}
+
+/// One thread's successes in one bucket of the window.
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard(Mutex<Successes>);
+
+#[derive(Default)]
+struct Successes {
+    bucket: u64,
+    count: u64,
 }
 
 /// What a status page shows of a breaker.
@@ -74,9 +94,12 @@ impl BreakerHandle {
 
     pub fn new(rule: Rule, clock: SharedClock) -> BreakerHandle {
         let now = clock.now();
+        let bucket_len = (rule.window / rule.buckets.max(1)).as_nanos().max(1);
         BreakerHandle(Arc::new(Arc::new(Shared {
+            timing: (rule.slow_call, bucket_len, now),
             classes: rule.errors.clone(),
             breaker: Mutex::new(CircuitBreaker::new(rule, now)),
+            successes: (0..WORKER_LISTS).map(|_| Shard::default()).collect(),
             closed: AtomicBool::new(true),
             clock,
             transitions: Default::default(),
@@ -84,10 +107,19 @@ impl BreakerHandle {
         })))
     }
 
-    /// Runs `f` on the breaker and counts the transition it made, if any.
+    /// Runs `f` on the breaker, its window holding every success counted so far, and counts
+    /// the transition it made, if any.
     fn with<T>(&self, f: impl FnOnce(&mut CircuitBreaker, std::time::Instant) -> T) -> T {
         let now = self.0.clock.now();
         let mut b = self.0.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        // The breaker's lock, then each shard's: the success path never holds both.
+        for shard in self.0.successes.iter() {
+            let mut s = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+            if s.count > 0 {
+                b.add_successes(s.bucket, s.count, now);
+                s.count = 0;
+            }
+        }
         let before = state_index(b.stored_state());
         let out = f(&mut b, now);
         let after = state_index(b.state(now));
@@ -118,13 +150,46 @@ impl BreakerHandle {
 
     /// Records the outcome of a request admitted at `start`.
     fn record(&self, outcome: Option<Outcome>, start: std::time::Instant) {
-        if outcome.is_none() && self.0.closed.load(Ordering::Acquire) {
-            return; // only a half-open breaker has probe slots to give back
+        if self.0.closed.load(Ordering::Acquire) {
+            match outcome {
+                // Only a half-open breaker has probe slots to give back.
+                None => return,
+                Some(Outcome::Success) if self.count_success(start) => return,
+                _ => {}
+            }
         }
         self.with(|b, now| match outcome {
             Some(o) => b.record(now, o, now.saturating_duration_since(start)),
             None => b.cancel_probe(),
         })
+    }
+
+    /// Counts a success of a closed breaker in the thread's own shard; `false` when the
+    /// call was slow (the window must then be checked, under the lock).
+    fn count_success(&self, start: std::time::Instant) -> bool {
+        let (slow_call, bucket_len, epoch) = self.0.timing;
+        let now = self.0.clock.now();
+        if slow_call.is_some_and(|s| now.saturating_duration_since(start) > s) {
+            return false;
+        }
+        let bucket = (now.saturating_duration_since(epoch).as_nanos() / bucket_len) as u64;
+        let carried = {
+            let mut s = self.0.successes[worker()]
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let carried = (s.bucket != bucket && s.count > 0).then_some((s.bucket, s.count));
+            if s.bucket != bucket {
+                *s = Successes { bucket, count: 0 };
+            }
+            s.count += 1;
+            carried
+        };
+        if let Some((old, n)) = carried {
+            let mut b = self.0.breaker.lock().unwrap_or_else(|e| e.into_inner());
+            b.add_successes(old, n, now);
+        }
+        true
     }
 
     /// The current state.
@@ -304,5 +369,67 @@ where
             }
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    /// A breaker on a manual clock: a 10 s window of 10 buckets, tripping at 50% errors
+    /// once it holds 100 calls.
+    fn breaker() -> (BreakerHandle, ManualClock) {
+        let text = "[[routes]]\nname = \"r\"\nupstream = \"u\"\n[routes.breaker]\nwindow = \"10s\"\nmin_requests = 100\nerror_ratio = 0.5\n[upstreams.u]\ntargets = [\"127.0.0.1:9000\"]\n";
+        let rule = crate::config::parse(text, "t").unwrap().routes[0]
+            .breaker
+            .clone()
+            .unwrap();
+        let clock = ManualClock::new();
+        (BreakerHandle::new(rule, Arc::new(clock.clone())), clock)
+    }
+
+    fn call(b: &BreakerHandle, outcome: Outcome) {
+        let start = b.admit().expect("closed");
+        b.record(Some(outcome), start);
+    }
+
+    #[test]
+    fn successes_counted_on_each_thread_all_reach_the_window() {
+        let (b, clock) = breaker();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let b = b.fork();
+                s.spawn(move || {
+                    crate::connections::set_worker(t);
+                    for _ in 0..250 {
+                        call(&b, Outcome::Success);
+                    }
+                });
+            }
+        });
+        assert_eq!(b.status().window_requests, 1000);
+        // Counted in the bucket they happened in: a window later they are gone.
+        clock.advance(Duration::from_secs(5));
+        call(&b, Outcome::Success);
+        assert_eq!(b.status().window_requests, 1001);
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(b.status().window_requests, 1);
+    }
+
+    #[test]
+    fn the_floor_reached_by_successes_trips_at_the_next_failure() {
+        let (b, _clock) = breaker();
+        for _ in 0..50 {
+            call(&b, Outcome::Success);
+        }
+        for _ in 0..49 {
+            call(&b, Outcome::Error);
+        }
+        // 99 calls: under the floor of 100, whatever the ratio.
+        assert_eq!(b.state(), State::Closed);
+        call(&b, Outcome::Error);
+        assert!(matches!(b.state(), State::Open { .. }), "{:?}", b.status());
+        assert!(b.admit().is_err());
     }
 }
