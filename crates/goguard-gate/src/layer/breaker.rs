@@ -1,6 +1,10 @@
 //! [`BreakerLayer`]: the circuit breaker of 5.1 around any service. Calls are counted in the
 //! breaker's window by outcome; while it is open, requests go to the fallback service when
 //! there is one, or fail at once with [`Rejected`] (`breaker_open`).
+//!
+//! The busy path shares no lock between threads: a closed breaker admits on a flag, and
+//! counts successes per serving thread; the window is checked, under the breaker's lock,
+//! at each call that fails or is slow.
 
 use std::future::Future;
 use std::pin::Pin;
