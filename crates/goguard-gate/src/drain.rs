@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 pub use hyper_util::server::graceful::GracefulConnection;
+use slab::Slab;
 use tokio::sync::Notify;
 
 /// The connections of one accept loop.
@@ -23,17 +24,11 @@ pub struct Drain(Arc<Shared>);
 #[derive(Default)]
 struct Shared {
     draining: AtomicBool,
-    conns: Mutex<Wakers>,
+    /// Each watched connection's task waker (none until first polled), in a slot of its
+    /// own.
+    conns: Mutex<Slab<Option<Waker>>>,
     /// Told when the last connection ends during a drain.
     done: Notify,
-}
-
-/// Each watched connection's task waker, in a slot of its own.
-#[derive(Default)]
-struct Wakers {
-    slots: Vec<Option<Waker>>,
-    free: Vec<usize>,
-    live: usize,
 }
 
 impl Drain {
@@ -43,15 +38,7 @@ impl Drain {
 
     /// Watches a connection: once [`Drain::start`] is called, it is asked to finish.
     pub fn watch<C: GracefulConnection>(&self, conn: C) -> Watched<C> {
-        let mut w = self.lock();
-        let key = match w.free.pop() {
-            Some(k) => k,
-            None => {
-                w.slots.push(None);
-                w.slots.len() - 1
-            }
-        };
-        w.live += 1;
+        let key = self.0.conns().insert(None);
         Watched {
             conn,
             drain: Arc::clone(&self.0),
@@ -63,14 +50,14 @@ impl Drain {
 
     /// The connections still open.
     pub fn open(&self) -> usize {
-        self.lock().live
+        self.0.conns().len()
     }
 
     /// Asks every watched connection to finish (HTTP/1: close after the response in
     /// progress, or at once when idle; HTTP/2: GOAWAY) and waits until all have ended.
     pub async fn start(&self) {
         self.0.draining.store(true, Ordering::SeqCst);
-        for waker in self.lock().slots.iter().flatten() {
+        for waker in self.0.conns().iter().filter_map(|(_, w)| w.as_ref()) {
             waker.wake_by_ref();
         }
         loop {
@@ -83,9 +70,11 @@ impl Drain {
             done.await;
         }
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Wakers> {
-        self.0.conns.lock().unwrap_or_else(|e| e.into_inner())
+impl Shared {
+    fn conns(&self) -> std::sync::MutexGuard<'_, Slab<Option<Waker>>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -104,11 +93,9 @@ pin_project_lite::pin_project! {
     impl<C> PinnedDrop for Watched<C> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            let mut w = this.drain.conns.lock().unwrap_or_else(|e| e.into_inner());
-            w.slots[*this.key] = None;
-            w.free.push(*this.key);
-            w.live -= 1;
-            if w.live == 0 && this.drain.draining.load(Ordering::SeqCst) {
+            let mut w = this.drain.conns();
+            w.remove(*this.key);
+            if w.is_empty() && this.drain.draining.load(Ordering::SeqCst) {
                 this.drain.done.notify_waiters();
             }
         }
@@ -126,11 +113,7 @@ impl<C: GracefulConnection> Future for Watched<C> {
             .is_some_and(|w| w.will_wake(cx.waker()))
         {
             let waker = cx.waker().clone();
-            this.drain
-                .conns
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .slots[*this.key] = Some(waker.clone());
+            this.drain.conns()[*this.key] = Some(waker.clone());
             *this.registered = Some(waker);
         }
         // Read after registering: a drain that starts after this load wakes the waker just

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use slab::Slab;
+
 /// How often the sleepers are looked at: how late a deadline may be met.
 pub const TICK: Duration = Duration::from_millis(100);
 
@@ -25,10 +27,8 @@ pub struct CoarseTimer(Arc<Mutex<Sleepers>>);
 
 #[derive(Default)]
 struct Sleepers {
-    /// A waiting sleep's deadline and waker, in the slot it was given.
-    slots: Vec<Option<(Instant, Option<Waker>)>>,
-    free: Vec<usize>,
-    waiting: usize,
+    /// A waiting sleep's deadline and waker (taken when woken), in the slot it was given.
+    slots: Slab<(Instant, Option<Waker>)>,
     sweeping: bool,
 }
 
@@ -39,14 +39,18 @@ impl CoarseTimer {
 
     /// The sleeps waiting for their deadline.
     pub fn waiting(&self) -> usize {
-        lock(&self.0).waiting
+        lock(&self.0).slots.len()
     }
 
     /// A sleep until `after` from now.
     pub fn sleep_for(&self, after: Duration) -> CoarseSleep {
+        self.sleep_at(now() + after)
+    }
+
+    fn sleep_at(&self, deadline: Instant) -> CoarseSleep {
         CoarseSleep {
             sleepers: Arc::clone(&self.0),
-            deadline: now() + after,
+            deadline,
             slot: None,
         }
     }
@@ -105,11 +109,7 @@ impl hyper::rt::Timer for CoarseTimer {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(CoarseSleep {
-            sleepers: Arc::clone(&self.0),
-            deadline,
-            slot: None,
-        })
+        Box::pin(self.sleep_at(deadline))
     }
 }
 
@@ -134,24 +134,13 @@ impl Future for CoarseSleep {
             Some((key, waker)) => {
                 *waker = cx.waker().clone();
                 let mut s = lock(&this.sleepers);
-                s.slots[*key] = Some((this.deadline, Some(waker.clone())));
+                s.slots[*key] = (this.deadline, Some(waker.clone()));
                 ensure_sweeper(&mut s, &this.sleepers);
             }
             None => {
                 let waker = cx.waker().clone();
                 let mut s = lock(&this.sleepers);
-                let entry = Some((this.deadline, Some(waker.clone())));
-                let key = match s.free.pop() {
-                    Some(k) => {
-                        s.slots[k] = entry;
-                        k
-                    }
-                    None => {
-                        s.slots.push(entry);
-                        s.slots.len() - 1
-                    }
-                };
-                s.waiting += 1;
+                let key = s.slots.insert((this.deadline, Some(waker.clone())));
                 ensure_sweeper(&mut s, &this.sleepers);
                 this.slot = Some((key, waker));
             }
@@ -165,10 +154,7 @@ impl hyper::rt::Sleep for CoarseSleep {}
 impl Drop for CoarseSleep {
     fn drop(&mut self) {
         if let Some((key, _)) = self.slot.take() {
-            let mut s = lock(&self.sleepers);
-            s.slots[key] = None;
-            s.free.push(key);
-            s.waiting -= 1;
+            lock(&self.sleepers).slots.remove(key);
         }
     }
 }
@@ -197,13 +183,13 @@ async fn sweep(sleepers: Arc<Mutex<Sleepers>>) {
         tokio::time::sleep(TICK).await;
         let t = now();
         let mut s = lock(&sleepers);
-        if s.waiting == 0 {
+        if s.slots.is_empty() {
             // Under the lock, so that a sleep starting to wait now starts another.
             s.sweeping = false;
             dropped.0 = None;
             return;
         }
-        for (deadline, waker) in s.slots.iter_mut().flatten() {
+        for (_, (deadline, waker)) in s.slots.iter_mut() {
             if *deadline <= t {
                 if let Some(w) = waker.take() {
                     w.wake();
@@ -280,9 +266,10 @@ mod tests {
         assert!(raced.is_err());
         assert_eq!(timer.waiting(), 0, "the dropped sleep left its slot");
         later.await;
-        let again = timer.sleep(Duration::from_millis(100));
-        let polled = tokio::time::timeout(Duration::from_millis(1), again).await;
+        let mut again = timer.sleep(Duration::from_millis(100));
+        let polled = tokio::time::timeout(Duration::from_millis(1), &mut again).await;
         assert!(polled.is_err());
-        assert_eq!(lock(&timer.0).slots.len(), 1, "the slot is reused");
+        let keys: Vec<usize> = lock(&timer.0).slots.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, [0], "the slot is reused");
     }
 }
