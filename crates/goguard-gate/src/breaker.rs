@@ -57,10 +57,26 @@ pub struct Window {
 }
 
 /// One breaker (per route or per upstream).
+/// Which time bucket an instant falls in: fixed for a breaker's life, so that callers can
+/// count successes without its lock (see [`CircuitBreaker::add_successes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BucketClock {
+    epoch: Instant,
+    /// A bucket's length in nanoseconds.
+    len: u128,
+}
+
+impl BucketClock {
+    /// The bucket `now` falls in, counted from the breaker's creation.
+    pub fn index(&self, now: Instant) -> u64 {
+        (now.saturating_duration_since(self.epoch).as_nanos() / self.len) as u64
+    }
+}
+
 #[derive(Debug)]
 pub struct CircuitBreaker {
     rule: Rule,
-    epoch: Instant,
+    clock: BucketClock,
     buckets: Vec<Bucket>,
     state: State,
     /// Consecutive trips without a full close, for a growing `open_for`.
@@ -70,24 +86,23 @@ pub struct CircuitBreaker {
 impl CircuitBreaker {
     pub fn new(rule: Rule, now: Instant) -> CircuitBreaker {
         let n = rule.buckets.max(1) as usize;
+        let len = (rule.window / rule.buckets.max(1)).as_nanos().max(1);
         CircuitBreaker {
             rule,
-            epoch: now,
+            clock: BucketClock { epoch: now, len },
             buckets: vec![Bucket::default(); n],
             state: State::Closed,
             trips: 0,
         }
     }
 
-    fn bucket_len(&self) -> Duration {
-        self.rule.window / self.rule.buckets.max(1)
+    /// How it cuts time into buckets.
+    pub fn bucket_clock(&self) -> BucketClock {
+        self.clock
     }
 
-    /// The bucket `now` falls in, counted from the breaker's creation. Callers that count
-    /// successes on their own (see [`CircuitBreaker::add_successes`]) use it too.
-    pub fn bucket_index(&self, now: Instant) -> u64 {
-        let len = self.bucket_len().as_nanos().max(1);
-        (now.saturating_duration_since(self.epoch).as_nanos() / len) as u64
+    fn bucket_index(&self, now: Instant) -> u64 {
+        self.clock.index(now)
     }
 
     /// Adds `n` successes counted elsewhere into bucket `index`, when that bucket is still in
@@ -194,7 +209,7 @@ impl CircuitBreaker {
 
     /// Records the end of an admitted call.
     pub fn record(&mut self, now: Instant, outcome: Outcome, latency: Duration) {
-        let slow = self.rule.slow_call.is_some_and(|s| latency > s);
+        let slow = self.rule.is_slow(latency);
         match self.state(now) {
             State::HalfOpen {
                 admitted,
@@ -272,8 +287,8 @@ impl CircuitBreaker {
     fn close(&mut self) {
         self.state = State::Closed;
         self.trips = 0;
-        // A fresh window: the errors that tripped it are history. (The epoch stays: bucket
-        // indexes computed by callers from it stay valid.)
+        // A fresh window: the errors that tripped it are history. (The bucket clock stays:
+        // indexes callers computed from it stay valid.)
         self.buckets.iter_mut().for_each(|b| *b = Bucket::default());
     }
 }
@@ -382,7 +397,7 @@ mod tests {
         let mut b = CircuitBreaker::new(rule(), t0);
         // The rule's 30 s window has 10 buckets of 3 s.
         let now = t0 + Duration::from_secs(31);
-        let current = b.bucket_index(now);
+        let current = b.bucket_clock().index(now);
         b.add_successes(current, 40, now);
         b.add_successes(current - 9, 2, now);
         b.add_successes(current - 10, 1000, now); // out of the window

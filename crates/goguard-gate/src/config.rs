@@ -267,6 +267,13 @@ pub struct Breaker {
     pub scope: BreakerScope,
 }
 
+impl Breaker {
+    /// Whether a call that took `latency` counts as slow.
+    pub fn is_slow(&self, latency: Duration) -> bool {
+        self.slow_call.is_some_and(|s| latency > s)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerScope {

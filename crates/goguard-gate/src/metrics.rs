@@ -289,9 +289,17 @@ pub mod sharded {
     /// One thread's value, alone on its cache line(s).
     #[derive(Default)]
     #[repr(align(128))]
-    struct Padded<T>(T);
+    pub(crate) struct Padded<T>(T);
 
-    fn shards<T: Default>() -> Arc<[Padded<T>]> {
+    impl<T> std::ops::Deref for Padded<T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.0
+        }
+    }
+
+    /// A value per serving thread ([`worker`]), each alone on its cache line(s).
+    pub(crate) fn shards<T: Default>() -> Arc<[Padded<T>]> {
         (0..WORKER_LISTS).map(|_| Padded::default()).collect()
     }
 

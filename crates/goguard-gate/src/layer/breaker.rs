@@ -18,10 +18,11 @@ use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
 use super::{BoxError, FailureKind, RejectKind, Rejected, UpstreamError};
-use crate::breaker::{CircuitBreaker, Outcome, State, Window};
+use crate::breaker::{BucketClock, CircuitBreaker, Outcome, State, Window};
 use crate::clock::SharedClock;
 use crate::config::{Breaker as Rule, ErrorClasses};
-use crate::connections::{worker, WORKER_LISTS};
+use crate::connections::worker;
+use crate::metrics::sharded::{shards, Padded};
 
 /// The breaker's state, shared by every clone of the service and kept across reloads while
 /// its rule is unchanged.
@@ -34,25 +35,21 @@ struct Shared {
     /// and carried into the breaker's window when the thread moves to the next bucket, or
     /// when the window is read (at a failure, for the status page): most calls succeed,
     /// and a lock shared by all threads on each would bounce between them.
-    successes: Box<[Shard]>,
-    /// The rule's slow-call threshold, the bucket length in nanoseconds and the breaker's
-    /// epoch: what counting a success needs without the breaker's lock.
-    timing: (Option<Duration>, u128, std::time::Instant),
+    successes: Arc<[Padded<Mutex<Successes>>]>,
+    /// The breaker's buckets, for counting a success without its lock.
+    buckets: BucketClock,
     /// Whether the breaker was closed when last left: a closed breaker admits every
     /// request, so admission reads this instead of taking the lock shared by all threads.
     closed: AtomicBool,
     clock: SharedClock,
-    classes: ErrorClasses,
+    /// The breaker's rule: what counts as an error, what as slow.
+    rule: Rule,
     /// Transitions into closed, open and half-open.
     transitions: [AtomicU64; 3],
     rejected: AtomicU64,
 }
 
 /// One thread's successes in one bucket of the window.
-#[derive(Default)]
-#[repr(align(128))]
-struct Shard(Mutex<Successes>);
-
 #[derive(Default)]
 struct Successes {
     bucket: u64,
@@ -97,13 +94,12 @@ impl BreakerHandle {
     }
 
     pub fn new(rule: Rule, clock: SharedClock) -> BreakerHandle {
-        let now = clock.now();
-        let bucket_len = (rule.window / rule.buckets.max(1)).as_nanos().max(1);
+        let breaker = CircuitBreaker::new(rule.clone(), clock.now());
         BreakerHandle(Arc::new(Arc::new(Shared {
-            timing: (rule.slow_call, bucket_len, now),
-            classes: rule.errors.clone(),
-            breaker: Mutex::new(CircuitBreaker::new(rule, now)),
-            successes: (0..WORKER_LISTS).map(|_| Shard::default()).collect(),
+            buckets: breaker.bucket_clock(),
+            rule,
+            breaker: Mutex::new(breaker),
+            successes: shards(),
             closed: AtomicBool::new(true),
             clock,
             transitions: Default::default(),
@@ -118,7 +114,7 @@ impl BreakerHandle {
         let mut b = self.0.breaker.lock().unwrap_or_else(|e| e.into_inner());
         // The breaker's lock, then each shard's: the success path never holds both.
         for shard in self.0.successes.iter() {
-            let mut s = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
             if s.count > 0 {
                 b.add_successes(s.bucket, s.count, now);
                 s.count = 0;
@@ -171,15 +167,13 @@ impl BreakerHandle {
     /// Counts a success of a closed breaker in the thread's own shard; `false` when the
     /// call was slow (the window must then be checked, under the lock).
     fn count_success(&self, start: std::time::Instant) -> bool {
-        let (slow_call, bucket_len, epoch) = self.0.timing;
         let now = self.0.clock.now();
-        if slow_call.is_some_and(|s| now.saturating_duration_since(start) > s) {
+        if self.0.rule.is_slow(now.saturating_duration_since(start)) {
             return false;
         }
-        let bucket = (now.saturating_duration_since(epoch).as_nanos() / bucket_len) as u64;
+        let bucket = self.0.buckets.index(now);
         let carried = {
             let mut s = self.0.successes[worker()]
-                .0
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             let carried = (s.bucket != bucket && s.count > 0).then_some((s.bucket, s.count));
@@ -368,7 +362,7 @@ where
         Box::pin(async move {
             let result = call.await.map_err(Into::into);
             if let Some(handle) = pending.handle.take() {
-                let outcome = classify(&handle.0.classes, &result);
+                let outcome = classify(&handle.0.rule.errors, &result);
                 handle.record(outcome, start);
             }
             result
