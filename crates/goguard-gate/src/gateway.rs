@@ -304,18 +304,15 @@ impl Stack {
                 })
                 .collect();
             let breaker = breaker.map(|(k, _)| k);
+            let limit_key = limit_rule
+                .and_then(|l| l.per_key.as_ref())
+                .map(|k| k.key.clone());
             routes.push(RouteStack {
                 hot_metrics: std::sync::OnceLock::new(),
                 rule: r.clone(),
                 services,
-                user_key: config.events.user.clone().or_else(|| {
-                    limit_rule
-                        .and_then(|l| l.per_key.as_ref())
-                        .map(|k| k.key.clone())
-                }),
-                limit_key: limit_rule
-                    .and_then(|l| l.per_key.as_ref())
-                    .map(|k| k.key.clone()),
+                user_key: config.events.user.clone().or_else(|| limit_key.clone()),
+                limit_key,
                 breaker,
                 limit,
                 concurrency,
