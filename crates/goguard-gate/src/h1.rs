@@ -475,8 +475,10 @@ fn parse_head(
         for (name, value) in places.drain(..) {
             let name = HeaderName::from_bytes(&head[name])
                 .map_err(|_| Error::new(Kind::Protocol, "a response header name is invalid"))?;
-            let value = HeaderValue::from_maybe_shared(head.slice(value))
-                .map_err(|_| Error::new(Kind::Protocol, "a response header value is invalid"))?;
+            // SAFETY: httparse let through only the bytes a HeaderValue allows (tab, space,
+            // visible ASCII, obs-text; no other control byte, no line folding), so checking
+            // them again would be wasted (hyper's server does the same).
+            let value = unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(value)) };
             map.append(name, value);
         }
         let (framing, keep_alive) = framing(status, version, head_request, &map)?;
@@ -969,6 +971,14 @@ mod tests {
         assert_eq!((s, body.unwrap()), (StatusCode::CREATED, Bytes::from("x")));
     }
 
+    #[test]
+    fn header_values_keep_their_tabs_and_obs_text() {
+        let mut rbuf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nX-A: a\tb\xffc\r\n\r\n"[..]);
+        let head = parse_head(&mut rbuf, &mut Vec::new(), false).unwrap().unwrap();
+        assert_eq!(head.parts.headers["x-a"].as_bytes(), b"a\tb\xffc");
+        assert!(rbuf.is_empty());
+    }
+
     #[tokio::test]
     async fn answers_that_are_not_http_are_errors() {
         for bad in [
@@ -976,6 +986,12 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
             b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            // Header values a HeaderValue would refuse: parse_head takes httparse's word
+            // for them, so httparse must refuse them first.
+            b"HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-A: a\x7fb\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
         ] {
             let (mut conn, mut s) = pair().await;
             let upstream = tokio::spawn(async move {
