@@ -974,7 +974,9 @@ mod tests {
     #[test]
     fn header_values_keep_their_tabs_and_obs_text() {
         let mut rbuf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nX-A: a\tb\xffc\r\n\r\n"[..]);
-        let head = parse_head(&mut rbuf, &mut Vec::new(), false).unwrap().unwrap();
+        let head = parse_head(&mut rbuf, &mut Vec::new(), false)
+            .unwrap()
+            .unwrap();
         assert_eq!(head.parts.headers["x-a"].as_bytes(), b"a\tb\xffc");
         assert!(rbuf.is_empty());
     }
