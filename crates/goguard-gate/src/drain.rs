@@ -13,9 +13,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-pub use hyper_util::server::graceful::GracefulConnection;
+use hyper_util::server::graceful::GracefulConnection;
 use slab::Slab;
 use tokio::sync::Notify;
+
+/// A connection that can be asked to finish: close after the response in progress (at once
+/// when idle), or send HTTP/2's GOAWAY.
+pub trait Graceful: Future {
+    fn finish(self: Pin<&mut Self>);
+}
+
+impl<C: GracefulConnection> Graceful for C {
+    fn finish(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
 
 /// The connections of one accept loop.
 #[derive(Clone, Default)]
@@ -37,7 +49,7 @@ impl Drain {
     }
 
     /// Watches a connection: once [`Drain::start`] is called, it is asked to finish.
-    pub fn watch<C: GracefulConnection>(&self, conn: C) -> Watched<C> {
+    pub fn watch<C: Graceful>(&self, conn: C) -> Watched<C> {
         let key = self.0.conns().insert(None);
         Watched {
             conn,
@@ -102,8 +114,8 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<C: GracefulConnection> Future for Watched<C> {
-    type Output = Result<(), C::Error>;
+impl<C: Graceful> Future for Watched<C> {
+    type Output = C::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -120,7 +132,7 @@ impl<C: GracefulConnection> Future for Watched<C> {
         // registered, so the flag is seen on the next poll.
         if !*this.shutting_down && this.drain.draining.load(Ordering::SeqCst) {
             *this.shutting_down = true;
-            this.conn.as_mut().graceful_shutdown();
+            this.conn.as_mut().finish();
         }
         this.conn.poll(cx)
     }

@@ -19,6 +19,7 @@ pub mod h1;
 pub mod layer;
 pub mod limit;
 pub mod metrics;
+pub mod plain_h1;
 pub mod proxy;
 pub mod server;
 pub mod shared_limits;

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +22,7 @@ use crate::drain::Drain;
 use crate::gateway::{handle, Running, Stack};
 use crate::layer::{full, Body};
 use crate::metrics::Metrics;
+use crate::plain_h1::{self, Prefixed, Served};
 use crate::proxy::Peer;
 use crate::timer::CoarseTimer;
 
@@ -233,10 +234,13 @@ impl Gateway {
                     }
                     let gw = self.clone();
                     let peer = Peer::new(peer);
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let running = gw.0.running[worker()].load_full();
-                        handle(running, req, peer.clone())
-                    });
+                    let service = {
+                        let (gw, peer) = (gw.clone(), peer.clone());
+                        hyper::service::service_fn(move |req: Request<Incoming>| {
+                            let running = gw.0.running[worker()].load_full();
+                            handle(running, req, peer.clone())
+                        })
+                    };
                     let mut builder = auto::Builder::new(TokioExecutor::new());
                     builder
                         .http1()
@@ -248,10 +252,24 @@ impl Gateway {
                         .timer(TokioTimer::new())
                         .max_header_list_size(server.max_header_bytes as u32)
                         .keep_alive_interval(Some(server.idle_timeout / 2));
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    let conn = drain.watch(conn);
+                    // Plain HTTP/1.1 requests on our own loop; hyper takes the connection at
+                    // the first request that is not (plain_h1.rs).
+                    let closing = Arc::new(AtomicBool::new(false));
+                    let plain = plain_h1::serve(
+                        stream,
+                        timer.clone(),
+                        server.header_timeout,
+                        server.max_header_bytes as usize,
+                        closing.clone(),
+                        move |req| {
+                            let running = gw.0.running[worker()].load_full();
+                            handle(running, req, peer.clone())
+                        },
+                    );
+                    let hand_over = move |io: Prefixed| {
+                        builder.serve_connection(TokioIo::new(io), service).into_owned()
+                    };
+                    let conn = drain.watch(Served::new(plain, closing, hand_over));
                     let slot = open.clone();
                     tokio::spawn(async move {
                         let _ = conn.await;
