@@ -85,7 +85,7 @@ where
             tokio::select! {
                 biased;
                 answer = service(req) => answer,
-                () = client_gone(&mut rd, &mut rbuf, max_head) => return Ended::Closed,
+                () = client_gone(&mut rd, &mut rbuf) => return Ended::Closed,
             }
         };
         let Ok(resp) = answer;
@@ -93,7 +93,6 @@ where
         let out = Out {
             io: &mut io,
             rbuf: &mut rbuf,
-            max_head,
             wbuf: &mut wbuf,
         };
         match write_response(out, resp, head_request, keep_alive).await {
@@ -103,12 +102,13 @@ where
     }
 }
 
-/// Returns when the client has closed its end (or the connection failed), reading what
-/// it sends meanwhile (a pipelined request) into `rbuf` up to `max_head`. Raced against
-/// the answer, as hyper's server does: a client gone drops the upstream request.
-async fn client_gone(rd: &mut ReadHalf<'_>, rbuf: &mut BytesMut, max_head: usize) {
+/// Returns when the client has closed its end (or the connection failed). Raced against
+/// the answer, as hyper's server does: a client gone drops the upstream request. As in
+/// hyper, it stops looking once the client has sent more (a pipelined request, kept in
+/// `rbuf`): that client still waits for its answers.
+async fn client_gone(rd: &mut ReadHalf<'_>, rbuf: &mut BytesMut) {
     loop {
-        if rbuf.len() >= max_head {
+        if !rbuf.is_empty() {
             return std::future::pending().await;
         }
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
@@ -257,7 +257,6 @@ struct Out<'a> {
     io: &'a mut TcpStream,
     /// For [`client_gone`] while the body is awaited.
     rbuf: &'a mut BytesMut,
-    max_head: usize,
     wbuf: &'a mut Vec<u8>,
 }
 
@@ -270,12 +269,7 @@ async fn write_response(
     head_request: bool,
     keep_alive: bool,
 ) -> io::Result<bool> {
-    let Out {
-        io,
-        rbuf,
-        max_head,
-        wbuf,
-    } = out;
+    let Out { io, rbuf, wbuf } = out;
     let (mut rd, mut wr) = io.split();
     let io = &mut wr;
     let (parts, mut body) = resp.into_parts();
@@ -348,7 +342,7 @@ async fn write_response(
                 tokio::select! {
                     biased;
                     frame = body.frame() => frame,
-                    () = client_gone(&mut rd, rbuf, max_head) => return Ok(false),
+                    () = client_gone(&mut rd, rbuf) => return Ok(false),
                 }
             }
         };
