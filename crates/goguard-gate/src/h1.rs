@@ -25,7 +25,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::layer::{Body, BoxError};
@@ -369,13 +369,39 @@ impl Conn {
 
     /// Reads what the socket has into `rbuf`: the count, 0 at its end.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-            self.rbuf.reserve(READ_CHUNK);
-        }
-        // Through AsyncRead: a short read clears the socket's readiness, so the next read
-        // waits for the runtime instead of making a system call that finds nothing.
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
+        poll_read_more(&mut self.io, cx, &mut self.rbuf, READ_CHUNK)
     }
+}
+
+/// Reads what `io` has onto the end of `buf`, first making room for a `chunk` when less
+/// than a quarter of one is left: the count, 0 at its end.
+pub(crate) fn poll_read_more<R: AsyncRead + Unpin>(
+    io: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+    chunk: usize,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < chunk / 4 {
+        buf.reserve(chunk);
+    }
+    // Through AsyncRead: a short read clears the socket's readiness, so the next read
+    // waits for the runtime instead of making a system call that finds nothing.
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+}
+
+/// Where `part`, a slice of `buf`, lies in it: so that a header can be found again in
+/// `buf` once it is frozen, and its value share those bytes.
+pub(crate) fn place(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// The header value at `place` in a head that httparse parsed, sharing its bytes.
+pub(crate) fn parsed_value(head: &Bytes, place: Range<usize>) -> HeaderValue {
+    // SAFETY: httparse let through only the bytes a HeaderValue allows (tab, space,
+    // visible ASCII, obs-text; no other control byte, no line folding), so checking them
+    // again would be wasted (hyper's server does the same).
+    unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(place)) }
 }
 
 /// How a request body follows its head.
@@ -459,27 +485,18 @@ fn parse_head(
             Version::HTTP_11
         };
         // The headers as places in the head, so that their values can share its bytes.
-        let base = rbuf.as_ptr() as usize;
-        let at = |s: &[u8]| {
-            let start = s.as_ptr() as usize - base;
-            start..start + s.len()
-        };
         places.clear();
         places.extend(
             resp.headers
                 .iter()
-                .map(|h| (at(h.name.as_bytes()), at(h.value))),
+                .map(|h| (place(rbuf, h.name.as_bytes()), place(rbuf, h.value))),
         );
         let head = rbuf.split_to(len).freeze();
         let mut map = HeaderMap::with_capacity(places.len());
         for (name, value) in places.drain(..) {
             let name = HeaderName::from_bytes(&head[name])
                 .map_err(|_| Error::new(Kind::Protocol, "a response header name is invalid"))?;
-            // SAFETY: httparse let through only the bytes a HeaderValue allows (tab, space,
-            // visible ASCII, obs-text; no other control byte, no line folding), so checking
-            // them again would be wasted (hyper's server does the same).
-            let value = unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(value)) };
-            map.append(name, value);
+            map.append(name, parsed_value(&head, value));
         }
         let (framing, keep_alive) = framing(status, version, head_request, &map)?;
         let mut parts = http::Response::new(()).into_parts().0;

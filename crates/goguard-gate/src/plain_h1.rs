@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Empty};
@@ -30,6 +30,7 @@ use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 use crate::drain::Graceful;
+use crate::h1::{parsed_value, place, poll_read_more};
 use crate::layer::Body;
 use crate::timer::CoarseTimer;
 
@@ -111,10 +112,7 @@ async fn client_gone(rd: &mut ReadHalf<'_>, rbuf: &mut BytesMut) {
         if !rbuf.is_empty() {
             return std::future::pending().await;
         }
-        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-            rbuf.reserve(READ_CHUNK);
-        }
-        match poll_fn(|cx| tokio_util::io::poll_read_buf(Pin::new(&mut *rd), cx, rbuf)).await {
+        match poll_fn(|cx| poll_read_more(rd, cx, rbuf, READ_CHUNK)).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
@@ -144,15 +142,12 @@ async fn read_request(
                 return read;
             }
         }
-        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-            rbuf.reserve(READ_CHUNK);
-        }
         // The drain flag is read in the poll: a drain wakes this task while it waits here.
         let n = poll_fn(|cx| {
             if rbuf.is_empty() && closing.load(Ordering::Relaxed) {
                 return Poll::Ready(Ok(0));
             }
-            tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, rbuf)
+            poll_read_more(io, cx, rbuf, READ_CHUNK)
         })
         .await;
         match n {
@@ -189,11 +184,6 @@ fn parse_request(
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Some(Read::Unusual);
     };
-    let base = rbuf.as_ptr() as usize;
-    let at = |s: &[u8]| {
-        let start = s.as_ptr() as usize - base;
-        start..start + s.len()
-    };
     let mut keep_alive = true;
     names.clear();
     for h in r.headers.iter() {
@@ -216,9 +206,9 @@ fn parse_request(
         {
             keep_alive = false;
         }
-        names.push((name, at(h.value)));
+        names.push((name, place(rbuf, h.value)));
     }
-    let path = at(path.as_bytes());
+    let path = place(rbuf, path.as_bytes());
     let head = rbuf.split_to(len).freeze();
     let Ok(uri) = Uri::from_maybe_shared(head.slice(path)) else {
         // Back in front of the rest, for hyper to refuse.
@@ -230,12 +220,7 @@ fn parse_request(
     };
     let mut map = HeaderMap::with_capacity(names.len() + ADDED_HEADERS);
     for (name, value) in names.drain(..) {
-        // SAFETY: httparse let through only the bytes a HeaderValue allows (tab, space,
-        // visible ASCII, obs-text; no other control byte, no line folding), as hyper's
-        // server relies on too.
-        map.append(name, unsafe {
-            HeaderValue::from_maybe_shared_unchecked(head.slice(value))
-        });
+        map.append(name, parsed_value(&head, value));
     }
     let mut req = Request::new(Empty::new());
     *req.method_mut() = method;
@@ -562,6 +547,7 @@ impl AsyncWrite for Prefixed {
 mod tests {
     use super::*;
     use crate::layer::full;
+    use http::HeaderValue;
     use std::collections::VecDeque;
     use std::sync::atomic::AtomicUsize;
     use tokio::io::AsyncReadExt;
