@@ -9,7 +9,11 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
+
+mod carrier;
+mod line;
+mod text;
 
 use serde::Serialize;
 
@@ -70,6 +74,43 @@ pub struct ParseStats {
     pub leak_checked: bool,
     /// When the profile was taken (protobuf profiles record it), in Unix nanoseconds.
     pub time_unix_nanos: Option<i64>,
+    /// The input is exactly 64 MiB: Go's debug=2 endpoint stops writing there, so the dump
+    /// is cut (goroutines after that point are missing).
+    pub cut_at_cap: bool,
+    /// Goroutine records skipped because they are threads' own stacks (GOTRACEBACK=crash
+    /// prints `goroutine 0 [idle]` and the goroutine each thread runs, again).
+    pub thread_stacks: usize,
+    /// Each dump of the input (text dumps), in order.
+    pub dump_info: Vec<DumpInfo>,
+    /// What carried the dump and was taken off: log prefixes, JSON records, stray bytes.
+    pub carriers: Vec<String>,
+}
+
+/// One dump of an input that holds several.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DumpInfo {
+    /// The stream it came from (the log prefix's name fields, `web-1 |`), empty without one.
+    pub source: String,
+    pub goroutines: usize,
+    /// Its crash message, as printed, and what it means.
+    pub fatal: Option<String>,
+    pub crash: Option<crate::race::Crash>,
+    /// Its last goroutine is cut.
+    pub truncated: bool,
+}
+
+impl ParseStats {
+    /// These statistics as seen by one dump of the input (0-based): its crash and cut.
+    pub fn for_dump(&self, index: usize) -> ParseStats {
+        let mut stats = self.clone();
+        if let Some(info) = self.dump_info.get(index) {
+            stats.crash.clone_from(&info.crash);
+            stats.fatal.clone_from(&info.fatal);
+            stats.truncated =
+                info.truncated || (self.cut_at_cap && index + 1 == self.dump_info.len());
+        }
+        stats
+    }
 }
 
 /// A dump that could not be read at all.
@@ -79,6 +120,8 @@ pub enum ParseError {
     Io(#[from] std::io::Error),
     #[error("no goroutine found: this is not a Go goroutine dump")]
     NoGoroutines,
+    #[error("no goroutine found: the input is {0}")]
+    NotADump(String),
     #[error("not a goroutine profile: {0}")]
     NotGoroutines(String),
     #[error("invalid protobuf profile: {0}")]
@@ -101,7 +144,7 @@ pub fn decompressing<R: BufRead + 'static>(mut r: R) -> std::io::Result<Box<dyn 
 /// can aggregate without keeping goroutines in memory.
 pub fn parse_dump<R: BufRead>(
     mut input: R,
-    mut each: impl FnMut(Goroutine),
+    each: impl FnMut(Goroutine),
 ) -> Result<ParseStats, ParseError> {
     let head = input.fill_buf()?;
     if crate::proto::looks_like_profile(head) {
@@ -116,156 +159,57 @@ pub fn parse_dump<R: BufRead>(
     if head.starts_with(b"goroutineleak profile: total ") {
         return parse_debug1(input, true, each);
     }
-    let mut stats = ParseStats {
-        format: "debug=2",
-        ..ParseStats::default()
-    };
-    let mut prefix_fields: Option<usize> = None;
-    let mut seen_ids = rustc_hash::FxHashSet::default();
-    let mut dump = 0;
-    let mut current: Option<Goroutine> = None;
-    // A function line waiting for its file line.
-    let mut pending: Option<String> = None;
-    let mut pending_created = false;
-    let mut races = crate::race::RaceScanner::default();
-    // The record says its stack cannot be printed (so no frames is not a cut).
-    let mut stack_unavailable = false;
-    let mut buf = Vec::new();
-    while let Some(raw) = next_line(&mut input, &mut buf)? {
-        let raw: &str = &raw;
-        // Dumps inside logs carry a prefix per line (timestamps, `stderr F`, syslog fields):
-        // learn how many fields it has from the first goroutine header, strip as many.
-        if prefix_fields.is_none() {
-            prefix_fields = header_prefix_fields(raw);
-        }
-        let line = strip_fields(raw, prefix_fields.unwrap_or(0));
-        if let Some(race) = races.feed(line) {
-            stats.races.push(race);
-            continue;
-        }
-        if races.in_report() {
-            continue;
-        }
-        if let Some(mut g) = parse_header(line) {
-            if let Some(done) = current.take() {
-                complete(done, &mut stats, &mut each);
-            }
-            if let Some(crash) = stats.crash.as_mut().filter(|c| c.goroutine.is_none()) {
-                crash.goroutine = Some(g.id);
-            }
-            // Goroutine 0 is an M's system stack, printed once per thread by
-            // GOTRACEBACK=crash: it repeats within one dump.
-            if g.id != 0 && !seen_ids.insert(g.id) {
-                dump += 1;
-                seen_ids.clear();
-                seen_ids.insert(g.id);
-            }
-            g.dump = dump;
-            stats.leak_checked |= g.leaked;
-            current = Some(g);
-            stack_unavailable = false;
-            pending = None;
-            continue;
-        }
-        if stats.fatal.is_none()
-            && (line.starts_with("fatal error: ")
-                || line.starts_with("panic: ")
-                || is_signal_line(line))
-        {
-            stats.fatal = Some(line.to_string());
-            stats.crash = Some(crate::race::Crash::new(line));
-        }
-        let Some(g) = current.as_mut() else {
-            if !line.trim().is_empty() {
-                stats.other_lines += 1;
-            }
-            continue;
-        };
-        if line.trim().is_empty() {
-            complete(current.take().unwrap_or_default(), &mut stats, &mut each);
-            pending = None;
-            continue;
-        }
-        if line
-            .trim_start()
-            .starts_with("goroutine running on other thread")
-        {
-            stack_unavailable = true;
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix('\t') {
-            // The file line of the pending function.
-            let Some(function) = pending.take() else {
-                continue;
-            };
-            let (file, line_no) = parse_location(rest);
-            let frame = Frame {
-                function,
-                file,
-                line: line_no,
-            };
-            if pending_created {
-                g.created_by = Some(frame);
-            } else {
-                g.frames.push(frame);
-            }
-            continue;
-        }
-        if line.starts_with("...") {
-            g.elided = true;
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("created by ") {
-            let function = rest.split(" in goroutine ").next().unwrap_or(rest).trim();
-            pending = Some(function.to_string());
-            pending_created = true;
-            continue;
-        }
-        // A function line: `pkg.Func(args)`; keep the name without arguments. Anything else
-        // (`exit status 2`, a register dump, a log line) ends the record.
-        if !line.trim_end().ends_with(')') {
-            complete(current.take().unwrap_or_default(), &mut stats, &mut each);
-            pending = None;
-            stats.other_lines += 1;
-            continue;
-        }
-        pending = Some(function_name(line).to_string());
-        pending_created = false;
-    }
-    if let Some(done) = current.take() {
-        // No closing blank line: the last goroutine of a dump, or a cut one.
-        stats.truncated = pending.is_some() || (done.frames.is_empty() && !stack_unavailable);
-        complete(done, &mut stats, &mut each);
-    }
-    if let Some(race) = races.finish() {
-        stats.races.push(race);
-        stats.truncated = true;
-    }
-    // A race report or a crash message alone (a `go test -race` log) is worth reading.
-    if stats.goroutines == 0 && stats.races.is_empty() && stats.crash.is_none() {
-        return Err(ParseError::NoGoroutines);
-    }
-    stats.dumps = dump + 1;
-    Ok(stats)
+    text::parse_text(input, each)
 }
 
-/// `SIGQUIT: quit`, `SIGSEGV: segmentation violation`: the runtime's signal report.
-fn is_signal_line(line: &str) -> bool {
-    line.split_once(": ").is_some_and(|(sig, _)| {
-        sig.len() > 3 && sig.starts_with("SIG") && sig.bytes().all(|b| b.is_ascii_uppercase())
-    })
+/// What the input held when no goroutine was found in it: a precise error.
+fn nothing_found(seen: &carrier::Seen) -> ParseError {
+    if seen.json_records > 0 && seen.json_records * 2 >= seen.lines {
+        return ParseError::NotADump(format!(
+            "{} JSON log records (keys: {}), and no field holds a goroutine dump (a header like `goroutine 1 [running]:`); extract the field that holds the dump, e.g. `jq -r .FIELD`",
+            seen.json_records,
+            seen.json_keys.join(", ")
+        ));
+    }
+    ParseError::NoGoroutines
 }
 
-/// Hands a finished goroutine over, noting where the crash happened when it is the one that
-/// crashed.
-fn complete(done: Goroutine, stats: &mut ParseStats, each: &mut impl FnMut(Goroutine)) {
-    if let Some(crash) = stats.crash.as_mut() {
-        if crash.goroutine == Some(done.id) && crash.at.is_none() {
-            crash.at = crate::analyze::user_frame(&done.frames).cloned();
-        }
+/// What was taken off the lines, for the report: `log prefix on 240 lines`.
+fn describe_carriers(c: &carrier::Carrier) -> Vec<String> {
+    let seen = &c.seen;
+    let mut out = Vec::new();
+    if seen.prefixed > 0 {
+        out.push(format!("a log prefix on {} lines", seen.prefixed));
     }
-    stats.goroutines += 1;
-    each(done);
+    if seen.json_used > 0 {
+        out.push(format!(
+            "{} JSON log records (of {})",
+            seen.json_used, seen.json_records
+        ));
+    }
+    if seen.quoted_used > 0 {
+        out.push(format!("{} quoted log values", seen.quoted_used));
+    }
+    if seen.stray_bytes > 0 {
+        out.push(format!(
+            "{} stray bytes before a header (a BOM, a control character)",
+            seen.stray_bytes
+        ));
+    }
+    let named: Vec<&str> = c
+        .streams()
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(String::as_str)
+        .collect();
+    if named.len() > 1 {
+        out.push(format!(
+            "{} interleaved streams: {}",
+            named.len(),
+            named.join(", ")
+        ));
+    }
+    out
 }
 
 /// The aggregated format of `/debug/pprof/goroutine?debug=1`:
@@ -300,7 +244,7 @@ fn parse_debug1<R: BufRead>(
         each(g);
     };
     while let Some(line) = next_line(&mut input, &mut buf)? {
-        let line: &str = &line;
+        let line: &str = &line.text;
         if line.starts_with("goroutine profile:") || line.starts_with("goroutineleak profile:") {
             continue;
         }
@@ -391,7 +335,7 @@ pub(crate) fn infer_state(frames: &[Frame]) -> &'static str {
 }
 
 /// `goroutine 6 [chan send, 3 minutes, locked to thread]{k: "v"}:` (labels optional).
-fn parse_header(line: &str) -> Option<Goroutine> {
+pub(crate) fn parse_header(line: &str) -> Option<Goroutine> {
     let rest = line.strip_prefix("goroutine ")?;
     let (id, rest) = rest.split_once(' ')?;
     let id: u64 = id.parse().ok()?;
@@ -498,54 +442,59 @@ fn label_token(s: &str, end: char) -> Option<(String, &str)> {
 pub fn for_each_line<R: BufRead>(mut input: R, mut each: impl FnMut(&str)) -> std::io::Result<()> {
     let mut buf = Vec::new();
     while let Some(line) = next_line(&mut input, &mut buf)? {
-        each(&line);
+        each(&line.text);
     }
     Ok(())
 }
 
-/// Reads the next line into `buf` and returns it without its line ending (CRLF too), invalid
-/// UTF-8 replaced; `None` at the end of the input.
+/// The longest line kept: a longer one (a binary file, a decompression bomb with no line
+/// break) is cut there, so memory stays bounded whatever the input.
+const MAX_LINE: usize = 1 << 20;
+
+/// One line of input.
+pub(crate) struct RawLine<'b> {
+    /// The line without its ending (CRLF too), invalid UTF-8 replaced.
+    pub text: std::borrow::Cow<'b, str>,
+    /// Bytes it took in the input, ending included.
+    pub len: u64,
+    /// It ended with a newline (the last line of a cut dump does not).
+    pub terminated: bool,
+}
+
+/// Reads the next line into `buf` (at most [`MAX_LINE`] bytes of it); `None` at the end of
+/// the input.
 fn next_line<'b, R: BufRead>(
     input: &mut R,
     buf: &'b mut Vec<u8>,
-) -> std::io::Result<Option<std::borrow::Cow<'b, str>>> {
+) -> std::io::Result<Option<RawLine<'b>>> {
     buf.clear();
-    if input.read_until(b'\n', buf)? == 0 {
+    let mut len = (&mut *input).take(MAX_LINE as u64).read_until(b'\n', buf)? as u64;
+    if len == 0 {
         return Ok(None);
+    }
+    let mut terminated = buf.last() == Some(&b'\n');
+    if !terminated && buf.len() == MAX_LINE {
+        // Drop the rest of an overlong line.
+        len += input.skip_until(b'\n')? as u64;
+        terminated = true;
     }
     while matches!(buf.last(), Some(b'\n' | b'\r')) {
         buf.pop();
     }
     // Strict validation is much faster than the lossy scan; invalid bytes are rare.
-    Ok(Some(match std::str::from_utf8(buf) {
+    let text = match std::str::from_utf8(buf) {
         Ok(s) => std::borrow::Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(buf),
+    };
+    Ok(Some(RawLine {
+        text,
+        len,
+        terminated,
     }))
 }
 
-/// The number of space-separated fields before `goroutine N [` on a header line.
-fn header_prefix_fields(line: &str) -> Option<usize> {
-    let at = line.find("goroutine ")?;
-    parse_header(&line[at..])?;
-    Some(line[..at].split(' ').filter(|f| !f.is_empty()).count())
-}
-
-/// Removes `n` leading space-separated fields (and the single space after each).
-fn strip_fields(line: &str, n: usize) -> &str {
-    let mut rest = line;
-    for _ in 0..n {
-        let trimmed = rest.trim_start_matches(' ');
-        match trimmed.find(' ') {
-            Some(i) => rest = &trimmed[i + 1..],
-            // `... stderr F` with nothing after: a blank line of the dump.
-            None => return "",
-        }
-    }
-    rest
-}
-
 /// `/path/file.go:12 +0x1f` -> (`/path/file.go`, 12).
-fn parse_location(rest: &str) -> (String, u32) {
+pub(crate) fn parse_location(rest: &str) -> (String, u32) {
     // The line number is the digits after the last colon; what follows them (` +0x1f`,
     // ` fp=... sp=... pc=...`) is dropped. Paths may hold spaces and colons.
     let loc = rest.trim();
@@ -564,7 +513,7 @@ fn parse_location(rest: &str) -> (String, u32) {
 }
 
 /// `main.(*T).m(0x1, ...)` -> `main.(*T).m`.
-fn function_name(line: &str) -> &str {
+pub(crate) fn function_name(line: &str) -> &str {
     let line = line.trim();
     match line.rfind('(') {
         Some(i) if line.ends_with(')') && i > 0 => &line[..i],
