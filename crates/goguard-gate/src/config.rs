@@ -99,6 +99,23 @@ pub struct Server {
     pub access_log: String,
     /// Client connections open at once; one more is answered 503 and closed.
     pub max_connections: u32,
+    /// Client connections one address may hold open (trusted proxies are not counted); one
+    /// more is answered 503 and closed. Default: a quarter of `max_connections`, at most 256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_client: Option<u32>,
+    /// The longest a write to a client may wait for the client to read (nginx's
+    /// `send_timeout`, between two writes, not for the whole answer); then the connection
+    /// is closed.
+    #[serde(with = "human_duration")]
+    pub send_timeout: Duration,
+}
+
+impl Server {
+    /// `max_connections_per_client`, or its default.
+    pub fn per_client_limit(&self) -> u32 {
+        self.max_connections_per_client
+            .unwrap_or_else(|| (self.max_connections / 4).clamp(1, 256))
+    }
 }
 
 impl Default for Server {
@@ -112,6 +129,8 @@ impl Default for Server {
             drain: Duration::from_secs(30),
             access_log: "stdout".into(),
             max_connections: 10_000,
+            max_connections_per_client: None,
+            send_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -201,6 +220,10 @@ pub struct Route {
     pub name: String,
     #[serde(default = "default_prefix")]
     pub path_prefix: String,
+    /// How `path_prefix` matches: whole segments (`/orders` matches `/orders` and
+    /// `/orders/1`, not `/ordersXYZ`), or as a plain string.
+    #[serde(default, skip_serializing_if = "PrefixMatch::is_default")]
+    pub prefix_match: PrefixMatch,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -219,6 +242,35 @@ pub struct Route {
 
 fn default_prefix() -> String {
     "/".into()
+}
+
+/// How a route's `path_prefix` matches a (normalised) path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefixMatch {
+    /// Whole path segments; a prefix ending in `/` matches anything under it.
+    #[default]
+    Segment,
+    /// Any path starting with the prefix's characters.
+    String,
+}
+
+impl PrefixMatch {
+    fn is_default(&self) -> bool {
+        *self == PrefixMatch::Segment
+    }
+
+    pub fn matches(self, prefix: &str, path: &str) -> bool {
+        match path.strip_prefix(prefix) {
+            None => false,
+            Some(rest) => {
+                self == PrefixMatch::String
+                    || rest.is_empty()
+                    || rest.starts_with('/')
+                    || prefix.ends_with('/')
+            }
+        }
+    }
 }
 
 /// 5.1: trips only when the window holds enough traffic AND the error (or slow) ratio is

@@ -202,3 +202,40 @@ impl Connections {
         Ok(Conn::new(stream))
     }
 }
+
+/// Open client connections per address, so that one address cannot take every connection
+/// the gateway allows (250 idle connections from one client used to lock others out).
+/// Touched once when a connection opens and once when it closes, never per request.
+#[derive(Default)]
+pub struct PerClient(Arc<Mutex<std::collections::HashMap<std::net::IpAddr, u32>>>);
+
+/// A connection's place in its address's count, given back when dropped.
+pub struct ClientSlot(
+    Arc<Mutex<std::collections::HashMap<std::net::IpAddr, u32>>>,
+    std::net::IpAddr,
+);
+
+impl PerClient {
+    /// A slot for one more connection from `ip`, `None` when it has `limit` open already.
+    pub fn open(&self, ip: std::net::IpAddr, limit: u32) -> Option<ClientSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot(self.0.clone(), ip))
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.1);
+            }
+        }
+    }
+}

@@ -22,12 +22,14 @@ use crate::clock::SharedClock;
 use crate::config::{BreakerScope, Config, Fallback, KeySpec, Route};
 use crate::connections::WORKER_LISTS;
 use crate::events::{self, AbuseDetector, EventQueue, Reason};
+use crate::inbound::Inbound;
 use crate::layer::breaker::{BreakerService, BreakerStatus, Fallback as FallbackService};
 use crate::layer::concurrency::{ConcurrencyService, ConcurrencyStatus};
 use crate::layer::limit::{request_key, ClientAddr, LimitService, LimitStatus};
 use crate::layer::{
-    find_rejected, full, Body, BoxError, BreakerHandle, BreakerLayer, ConcurrencyHandle,
-    ConcurrencyLayer, GuardedBody, LimitHandle, LimitLayer, RejectKind, UpstreamError,
+    find_rejected, full, Body, BoxError, BreakerHandle, BreakerLayer, ClientBodyError,
+    ConcurrencyHandle, ConcurrencyLayer, FailureKind, GuardedBody, LimitHandle, LimitLayer,
+    RejectKind, UpstreamError, CLIENT_CLOSED_REQUEST,
 };
 use crate::metrics::{Metrics, RouteLabel, RouteReason, RouteStatus};
 use crate::proxy::{match_route, set_forwarded, strip_hop_by_hop, Peer, TrustedProxies};
@@ -145,6 +147,8 @@ pub struct Stack {
     /// Breakers with `scope = "upstream"`, by upstream.
     upstream_breakers: BTreeMap<String, Kept<BreakerHandle>>,
     trusted: TrustedProxies,
+    /// The request checks made before routing, with the headers this configuration uses.
+    inbound: Inbound,
     events: Kept<EventsPart>,
     shared_limits: Option<Kept<SharedLimits>>,
     access_log: Kept<AccessLog>,
@@ -318,7 +322,9 @@ impl Stack {
                 concurrency,
             });
         }
+        let inbound = Inbound::new(relied_on_headers(&config), config.server.max_header_bytes);
         Ok(Stack {
+            inbound,
             version: previous.map_or(1, |p| p.version + 1),
             loaded_at: SystemTime::now(),
             config: Arc::new(config),
@@ -345,6 +351,11 @@ impl Stack {
                 concurrency: r.concurrency.as_ref().map(|c| c.value.status()),
             })
             .collect()
+    }
+
+    /// Whether `ip` is a trusted proxy of this configuration.
+    pub fn trusted_peer(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted.trusts(ip)
     }
 
     pub fn upstream_states(&self) -> Vec<(String, Vec<TargetStatus>)> {
@@ -388,6 +399,34 @@ impl Stack {
             self.events.value.queue.emit(e);
         }
     }
+}
+
+/// The headers a configuration routes, limits or names users on: a client may not have them
+/// removed by naming them in `Connection` (see [`crate::inbound`]).
+fn relied_on_headers(config: &Config) -> Vec<http::HeaderName> {
+    let mut names = Vec::new();
+    let keys = config
+        .routes
+        .iter()
+        .filter_map(|r| r.limit.as_ref()?.per_key.as_ref().map(|k| &k.key))
+        .chain(config.events.user.as_ref());
+    for key in keys {
+        match key {
+            KeySpec::Header(name) => names.push(name.clone()),
+            KeySpec::Cookie(_) => names.push(header::COOKIE),
+            KeySpec::Query(_) | KeySpec::ClientAddr => {}
+        }
+    }
+    for r in &config.routes {
+        names.extend(
+            r.headers
+                .keys()
+                .filter_map(|k| http::HeaderName::from_bytes(k.as_bytes()).ok()),
+        );
+    }
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
 }
 
 /// A route's stack of layers in front of its pool, on handles forked for one serving thread.
@@ -597,11 +636,88 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
 }
 
+/// What is recorded of a request (metrics, access log) once it ends: when `handle` returns,
+/// or, when the client leaves first and the server drops the request, as a 499.
+struct Record<'a> {
+    stack: &'a Stack,
+    metrics: &'a Metrics,
+    start: Instant,
+    client: std::net::SocketAddr,
+    method: Option<http::Method>,
+    path: Option<String>,
+    route: Option<&'a RouteStack>,
+    reason: Option<&'static str>,
+    done: bool,
+}
+
+impl Record<'_> {
+    fn finish(&mut self, status: u16) {
+        self.done = true;
+        let route_name = self.route.map_or("-", |r| r.rule.name.as_str());
+        let elapsed = self.start.elapsed();
+        let metrics = self.metrics;
+        match self.route.and_then(|r| r.hot_metrics.get()) {
+            Some(hot) => {
+                hot.latency.observe(elapsed);
+                if status == 200 {
+                    hot.ok.inc();
+                }
+            }
+            None => {
+                metrics
+                    .latency
+                    .get_or_create(&RouteLabel {
+                        route: route_name.to_string(),
+                    })
+                    .observe(elapsed);
+            }
+        }
+        if status != 200 || self.route.is_none() {
+            metrics
+                .requests
+                .get_or_create(&RouteStatus {
+                    route: route_name.to_string(),
+                    status,
+                })
+                .inc();
+        }
+        if let Some(reason) = self.reason {
+            metrics
+                .rejections
+                .get_or_create(&RouteReason {
+                    route: route_name.to_string(),
+                    reason: reason.to_string(),
+                })
+                .inc();
+        }
+        if let (Some(method), Some(path)) = (self.method.take(), self.path.take()) {
+            self.stack.access_log.value.write(AccessRecord {
+                client: self.client.ip(),
+                method: method.as_str(),
+                path: &path,
+                route: route_name,
+                status,
+                duration: elapsed,
+                rejected: self.reason,
+            });
+        }
+    }
+}
+
+impl Drop for Record<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.reason = Some("client_closed");
+            self.finish(CLIENT_CLOSED_REQUEST.as_u16());
+        }
+    }
+}
+
 /// Handles one client request with the stack it arrived under. Never fails: every outcome,
 /// including a rejection or an upstream failure, is an HTTP answer.
 pub async fn handle<B>(
     running: Arc<Running>,
-    req: Request<B>,
+    mut req: Request<B>,
     peer: Peer,
 ) -> Result<Response<Body>, Infallible>
 where
@@ -609,149 +725,150 @@ where
     B::Error: Into<BoxError>,
 {
     let (stack, metrics) = (&running.stack, &running.metrics);
-    let start = Instant::now();
     let server = &stack.config.server;
-    let client = stack.trusted.client_addr(peer.addr, req.headers());
     let logging = stack.access_log.value.enabled();
-    let method = logging.then(|| req.method().clone());
-    let path = logging.then(|| req.uri().path().to_string());
-    let mut route: Option<&RouteStack> = None;
-    let mut reason: Option<&'static str> = None;
+    let mut record = Record {
+        stack,
+        metrics,
+        start: Instant::now(),
+        client: peer.addr,
+        method: logging.then(|| req.method().clone()),
+        path: None,
+        route: None,
+        reason: None,
+        done: false,
+    };
+    // Host, path and headers settled first: everything below reads the request as the
+    // upstream will receive it.
+    let admitted = stack
+        .inbound
+        .admit(&mut req, stack.trusted.trusts(peer.addr.ip()));
+    record.path = logging.then(|| req.uri().path().to_string());
+    let client = stack.trusted.client_addr(peer.addr, req.headers());
+    record.client = client;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let response = if declared.is_some_and(|n| n > server.max_body_bytes) {
-        reason = Some("body_too_large");
+        .and_then(|v| crate::codec::parse_length(v.as_bytes()));
+    let mut response = if let Err(refused) = admitted {
+        record.reason = Some("bad_request");
+        drain(req.into_body());
+        let mut r = plain(refused.status, refused.reason);
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
+    } else if declared.is_some_and(|n| n > server.max_body_bytes) {
+        record.reason = Some("body_too_large");
         drain(req.into_body());
         plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
     } else {
         let (parts, body) = req.into_parts();
-        // A declared length is enforced by the HTTP layer; only a body without one (chunked,
-        // HTTP/2 data) needs counting on the way.
+        // The client's body errors are told apart from the upstream's on the way
+        // (ClientBodyError). A declared length is enforced by the HTTP layer; only a body
+        // without one (chunked, HTTP/2 data) needs counting on the way.
         let body = if body.is_end_stream() {
             body.map_err(Into::into).boxed()
         } else if declared.is_some() {
-            DrainOnDrop(Some(body)).map_err(Into::into).boxed()
+            DrainOnDrop(Some(body))
+                .map_err(|e| -> BoxError { Box::new(ClientBodyError::new(e)) })
+                .boxed()
         } else {
             let limit = usize::try_from(server.max_body_bytes).unwrap_or(usize::MAX);
-            Limited::new(DrainOnDrop(Some(body)), limit)
+            Limited::new(DrainOnDrop(Some(body)).map_err(ClientBodyError::new), limit)
                 .map_err(|e| -> BoxError { e })
                 .boxed()
         };
-        let mut req = Request::from_parts(parts, body);
+        let req = Request::from_parts(parts, body);
         match match_route(stack.routes.iter().map(|r| &r.rule), &req).map(|(i, _)| i) {
             None => plain(StatusCode::NOT_FOUND, "no route for this request"),
             Some(i) => {
                 let r = &stack.routes[i];
-                route = Some(r);
-                let hot = r
-                    .hot_metrics
-                    .get_or_init(|| HotMetrics::new(metrics, &r.rule.name));
-                // Who the user is matters only to a route that can turn one away; the
-                // client's address is written out only for an event.
-                let user_key = (r.breaker.is_some() || r.limit.is_some())
-                    .then(|| r.user_key.as_ref().and_then(|k| UserKey::of(k, &req)));
-                if r.keys_on_client_addr(&req) {
-                    req.extensions_mut().insert(ClientAddr(client));
-                }
-                strip_hop_by_hop(req.headers_mut());
-                set_forwarded(req.headers_mut(), &peer, &stack.trusted);
-                hot.in_flight.inc();
-                let service = r.services[crate::connections::worker()].clone();
-                let result = call_route(service, req).await;
-                hot.in_flight.dec();
-                let rejected = |why: Reason| {
-                    if let Some(key) = &user_key {
-                        let user = key
-                            .as_ref()
-                            .map_or_else(|| client.ip().to_string(), UserKey::text);
-                        stack.user_rejected(&r.rule.name, &user, why);
-                    }
-                };
-                match result {
-                    Ok(mut resp) => {
-                        strip_hop_by_hop(resp.headers_mut());
-                        if resp.extensions().get::<Degraded>().is_some() {
-                            reason = Some("breaker_open");
-                            rejected(Reason::BreakerOpen);
-                        }
-                        resp
-                    }
-                    Err(e) => {
-                        if let Some(rj) = find_rejected(&e) {
-                            reason = Some(rj.kind.as_str());
-                            match rj.kind {
-                                RejectKind::BreakerOpen => rejected(Reason::BreakerOpen),
-                                RejectKind::RateLimitedKey | RejectKind::RateLimitedTotal => {
-                                    rejected(Reason::RateLimited)
-                                }
-                                _ => {}
-                            }
-                            rj.response()
-                        } else if let Some(u) = e.downcast_ref::<UpstreamError>() {
-                            tracing::debug!(route = %r.rule.name, error = %u, "upstream failed");
-                            if u.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                                reason = Some("body_too_large");
-                            }
-                            plain(u.status(), &format!("upstream: {}", u.message))
-                        } else {
-                            tracing::debug!(route = %r.rule.name, error = %e, "request failed");
-                            plain(StatusCode::BAD_GATEWAY, "upstream request failed")
-                        }
-                    }
-                }
+                record.route = Some(r);
+                let (response, reason) = call(stack, metrics, r, req, &peer, client).await;
+                record.reason = reason;
+                response
             }
         }
     };
-    let status = response.status().as_u16();
-    let route_name = route.map_or("-", |r| r.rule.name.as_str());
-    let elapsed = start.elapsed();
-    match route.and_then(|r| r.hot_metrics.get()) {
-        Some(hot) => {
-            hot.latency.observe(elapsed);
-            if status == 200 {
-                hot.ok.inc();
+    // The gateway's own HTTP version and framing, never the upstream's (crate::codec).
+    *response.version_mut() = http::Version::default();
+    record.finish(response.status().as_u16());
+    Ok(response)
+}
+
+/// Sends a routed request through its route's stack: the answer, and why it was turned away
+/// or failed, for the metrics.
+async fn call(
+    stack: &Stack,
+    metrics: &Metrics,
+    r: &RouteStack,
+    mut req: Request<Body>,
+    peer: &Peer,
+    client: std::net::SocketAddr,
+) -> (Response<Body>, Option<&'static str>) {
+    let mut reason = None;
+    let hot = r
+        .hot_metrics
+        .get_or_init(|| HotMetrics::new(metrics, &r.rule.name));
+    // Who the user is matters only to a route that can turn one away; the client's address
+    // is written out only for an event.
+    let user_key = (r.breaker.is_some() || r.limit.is_some())
+        .then(|| r.user_key.as_ref().and_then(|k| UserKey::of(k, &req)));
+    if r.keys_on_client_addr(&req) {
+        req.extensions_mut().insert(ClientAddr(client));
+    }
+    set_forwarded(req.headers_mut(), peer, &stack.trusted);
+    hot.in_flight.inc();
+    let service = r.services[crate::connections::worker()].clone();
+    let result = call_route(service, req).await;
+    hot.in_flight.dec();
+    let rejected = |why: Reason| {
+        if let Some(key) = &user_key {
+            let user = key
+                .as_ref()
+                .map_or_else(|| client.ip().to_string(), UserKey::text);
+            stack.user_rejected(&r.rule.name, &user, why);
+        }
+    };
+    let response = match result {
+        Ok(mut resp) => {
+            strip_hop_by_hop(resp.headers_mut());
+            if resp.extensions().get::<Degraded>().is_some() {
+                reason = Some("breaker_open");
+                rejected(Reason::BreakerOpen);
+            }
+            resp
+        }
+        Err(e) => {
+            if let Some(rj) = find_rejected(&e) {
+                reason = Some(rj.kind.as_str());
+                match rj.kind {
+                    RejectKind::BreakerOpen => rejected(Reason::BreakerOpen),
+                    RejectKind::RateLimitedKey | RejectKind::RateLimitedTotal => {
+                        rejected(Reason::RateLimited)
+                    }
+                    _ => {}
+                }
+                rj.response()
+            } else if let Some(u) = e.downcast_ref::<UpstreamError>() {
+                tracing::debug!(route = %r.rule.name, error = %u, "upstream failed");
+                reason = match u.kind {
+                    FailureKind::BodyTooLarge => Some("body_too_large"),
+                    FailureKind::ClientBody => Some("bad_request"),
+                    FailureKind::ClientGone => Some("client_closed"),
+                    _ => None,
+                };
+                let text = if u.kind.is_client_fault() {
+                    format!("request body: {}", u.message)
+                } else {
+                    format!("upstream: {}", u.message)
+                };
+                plain(u.status(), &text)
+            } else {
+                tracing::debug!(route = %r.rule.name, error = %e, "request failed");
+                plain(StatusCode::BAD_GATEWAY, "upstream request failed")
             }
         }
-        None => {
-            metrics
-                .latency
-                .get_or_create(&RouteLabel {
-                    route: route_name.to_string(),
-                })
-                .observe(elapsed);
-        }
-    }
-    if status != 200 || route.is_none() {
-        metrics
-            .requests
-            .get_or_create(&RouteStatus {
-                route: route_name.to_string(),
-                status,
-            })
-            .inc();
-    }
-    if let Some(reason) = reason {
-        metrics
-            .rejections
-            .get_or_create(&RouteReason {
-                route: route_name.to_string(),
-                reason: reason.to_string(),
-            })
-            .inc();
-    }
-    if let (Some(method), Some(path)) = (method, path) {
-        stack.access_log.value.write(AccessRecord {
-            client: client.ip(),
-            method: method.as_str(),
-            path: &path,
-            route: route_name,
-            status,
-            duration: elapsed,
-            rejected: reason,
-        });
-    }
-    Ok(response)
+    };
+    (response, reason)
 }

@@ -28,14 +28,11 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::codec::{self, Coding, MAX_HEADERS};
 use crate::layer::{Body, BoxError};
 
 /// The largest response head (status line and headers) read.
 const MAX_HEAD: usize = 64 * 1024;
-/// The most headers a response may have.
-const MAX_HEADERS: usize = 128;
-/// The longest chunk-size or trailer line read.
-const MAX_LINE: usize = 8 * 1024;
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -148,11 +145,26 @@ impl Conn {
     }
 
     /// Whether an idle connection can carry a request: nothing arrived on it since its last
-    /// response (an upstream closing it sends an end of stream). Asks the runtime's record
-    /// of the socket's readiness, not the socket: no system call.
+    /// response (an upstream closing it sends an end of stream; an upstream that wrote more
+    /// than its response would have those bytes read as the next request's answer). The
+    /// runtime's record of the socket's readiness can lag behind bytes that just arrived, so
+    /// the socket itself is asked too: a peek that takes nothing, one system call per reuse.
     pub fn is_clean(&self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        self.rbuf.is_empty() && self.io.poll_read_ready(&mut cx).is_pending()
+        if !self.rbuf.is_empty() || self.io.poll_read_ready(&mut cx).is_ready() {
+            return false;
+        }
+        let mut byte = 0u8;
+        // SAFETY: a one-byte buffer of our own, on a socket this connection owns.
+        let n = unsafe {
+            libc::recv(
+                std::os::fd::AsRawFd::as_raw_fd(&self.io),
+                (&raw mut byte).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
     }
 
     /// Sends a request and reads its response head. On an error that left the body
@@ -333,12 +345,6 @@ impl Conn {
             if let Some(head) = self.parse_head(head_request)? {
                 return Ok(head);
             }
-            if self.rbuf.len() >= MAX_HEAD {
-                return Err(Error::new(
-                    Kind::Protocol,
-                    "the response head is over 64 KiB",
-                ));
-            }
             let n = std::future::poll_fn(|cx| self.poll_fill(cx)).await;
             match n {
                 Ok(0) if !any => {
@@ -447,12 +453,19 @@ fn parse_head(
             &*rbuf,
             &mut headers,
         ) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Ok(None),
+            Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+            Ok(httparse::Status::Partial) if rbuf.len() < MAX_HEAD => return Ok(None),
+            // Checked on every read, during an upload as well as after it.
+            Ok(_) => {
+                return Err(Error::new(
+                    Kind::Protocol,
+                    "the response head is over 64 KiB",
+                ))
+            }
             Err(httparse::Error::TooManyHeaders) => {
                 return Err(Error::new(
                     Kind::Protocol,
-                    "the response has over 128 headers",
+                    "the response has over 100 headers",
                 ))
             }
             Err(_) => {
@@ -499,9 +512,15 @@ fn parse_head(
             map.append(name, parsed_value(&head, value));
         }
         let (framing, keep_alive) = framing(status, version, head_request, &map)?;
+        // The client gets the gateway's own framing and HTTP version, never the upstream's.
+        let length = match framing {
+            Framing::Length(n) => Some(n),
+            _ => None,
+        };
+        let bodiless = head_request || codec::status_has_no_body(status);
+        codec::set_response_length(&mut map, status, bodiless, length);
         let mut parts = http::Response::new(()).into_parts().0;
         parts.status = status;
-        parts.version = version;
         parts.headers = map;
         return Ok(Some(Head {
             parts,
@@ -563,71 +582,55 @@ fn queue_frame(
 }
 
 /// How the body of a response is delimited, and whether its connection can carry another
-/// request (RFC 9112 sections 6.3 and 9.3).
+/// request (RFC 9112 sections 6.3 and 9.3). Lengths are read by [`codec`]'s strict rules; a
+/// transfer coding other than `chunked` alone is refused (it could not be relayed with its
+/// label: the gateway frames what it sends itself).
 fn framing(
     status: StatusCode,
     version: Version,
     head_request: bool,
     headers: &HeaderMap,
 ) -> Result<(Framing, bool), Error> {
-    let connection = |token: &str| {
-        headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
     let mut keep_alive = if version == Version::HTTP_11 {
-        !connection("close")
+        !codec::connection_has(headers, "close")
     } else {
-        connection("keep-alive")
+        codec::connection_has(headers, "keep-alive")
     };
-    if head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    if head_request || codec::status_has_no_body(status) {
         return Ok((Framing::Done, keep_alive));
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|t| !t.is_empty());
-        // With a length as well, the message is suspect: read it, then close (9112 6.3).
-        if headers.contains_key(header::CONTENT_LENGTH) {
-            keep_alive = false;
+    match codec::transfer_coding(headers) {
+        Coding::Chunked if version == Version::HTTP_11 => {
+            // With a length as well, the message is suspect: the coding wins, and the
+            // connection closes after it (9112 6.3).
+            if headers.contains_key(header::CONTENT_LENGTH) {
+                keep_alive = false;
+            }
+            return Ok((Framing::Chunked(Chunk::Size), keep_alive));
         }
-        return Ok(match last {
-            Some(t) if t.eq_ignore_ascii_case("chunked") && version == Version::HTTP_11 => {
-                (Framing::Chunked(Chunk::Size), keep_alive)
-            }
-            _ => (Framing::UntilClose, false),
-        });
-    }
-    let mut length: Option<u64> = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        let text = v
-            .to_str()
-            .map_err(|_| Error::new(Kind::Protocol, "the response's Content-Length is invalid"))?;
-        for part in text.split(',') {
-            let n: u64 = part.trim().parse().map_err(|_| {
-                Error::new(Kind::Protocol, "the response's Content-Length is invalid")
-            })?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Error::new(
-                    Kind::Protocol,
-                    "the response has differing Content-Lengths",
-                ));
-            }
-            length = Some(n);
+        Coding::None => {}
+        _ => {
+            return Err(Error::new(
+                Kind::Protocol,
+                "the response's Transfer-Encoding is not `chunked` alone on HTTP/1.1",
+            ))
         }
     }
-    Ok(match length {
-        Some(n) => (Framing::Length(n), keep_alive),
-        None => (Framing::UntilClose, false),
+    Ok(match codec::content_length(headers) {
+        Ok(Some(n)) => (Framing::Length(n), keep_alive),
+        Ok(None) => (Framing::UntilClose, false),
+        Err(codec::FramingError::InvalidLength) => {
+            return Err(Error::new(
+                Kind::Protocol,
+                "the response's Content-Length is invalid",
+            ))
+        }
+        Err(codec::FramingError::DifferingLengths) => {
+            return Err(Error::new(
+                Kind::Protocol,
+                "the response has differing Content-Lengths",
+            ))
+        }
     })
 }
 
@@ -719,7 +722,7 @@ impl<R: Reuse> http_body::Body for ResponseBody<R> {
                 }
                 Framing::Chunked(Chunk::Size) => match take_line(buf) {
                     Ok(Some(line)) => {
-                        this.framing = match chunk_size(&line) {
+                        this.framing = match codec::chunk_size(&line) {
                             Some(0) => Framing::Chunked(Chunk::Trailers),
                             Some(n) => Framing::Chunked(Chunk::Data(n)),
                             None => {
@@ -788,32 +791,21 @@ impl<R: Reuse> http_body::Body for ResponseBody<R> {
     }
 }
 
-/// A line (without its CRLF) taken off the front of `buf`, `None` until all of it is there.
+/// A chunk-size or trailer line taken off `buf` by [`codec::take_line`].
 fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, Error> {
-    match buf.iter().position(|&b| b == b'\n') {
-        Some(i) => {
-            let mut line = buf.split_to(i + 1);
-            line.truncate(i);
-            if line.last() == Some(&b'\r') {
-                line.truncate(i - 1);
-            }
-            Ok(Some(line))
-        }
-        None if buf.len() > MAX_LINE => Err(Error::new(
+    codec::take_line(buf).map_err(|e| {
+        Error::new(
             Kind::Protocol,
-            "a chunk-size or trailer line in the response is over 8 KiB",
-        )),
-        None => Ok(None),
-    }
-}
-
-/// A chunk-size line's size (hex digits, then optional extensions after `;`).
-fn chunk_size(line: &[u8]) -> Option<u64> {
-    let digits = line.split(|&b| b == b';').next()?.trim_ascii();
-    if digits.is_empty() || digits.len() > 15 {
-        return None;
-    }
-    u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+            match e {
+                codec::LineError::TooLong => {
+                    "a chunk-size or trailer line in the response is over 8 KiB"
+                }
+                codec::LineError::BareLf => {
+                    "a chunk-size or trailer line in the response does not end with CRLF"
+                }
+            },
+        )
+    })
 }
 
 #[cfg(test)]

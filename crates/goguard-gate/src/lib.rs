@@ -10,12 +10,14 @@
 pub mod access_log;
 pub mod breaker;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod connections;
 pub mod drain;
 pub mod events;
 pub mod gateway;
 pub mod h1;
+pub mod inbound;
 pub mod layer;
 pub mod limit;
 pub mod metrics;

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::server::graceful::GracefulConnection;
@@ -29,13 +29,12 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
+use crate::codec::{self, MAX_HEADERS};
 use crate::drain::Graceful;
 use crate::h1::{parsed_value, place, poll_read_more};
 use crate::layer::Body;
 use crate::timer::CoarseTimer;
 
-/// Most headers a plain request may have; more goes to hyper (which refuses over 100).
-const MAX_HEADERS: usize = 100;
 /// Room left in a request's header map for the forwarding headers the gateway adds, so
 /// that it does not grow (and rehash) on the way.
 const ADDED_HEADERS: usize = 4;
@@ -55,14 +54,24 @@ pub enum Ended {
     HandOver(TcpStream, Bytes),
 }
 
+/// What a client connection is allowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The longest wait for a whole request head.
+    pub header_timeout: Duration,
+    /// The longest a write may wait for the client to read.
+    pub send_timeout: Duration,
+    /// The largest request head.
+    pub max_head: usize,
+}
+
 /// Serves plain requests on `io` with `service` until the connection closes or a request
 /// needs hyper. `closing` asks it to close once the response in progress is written (at
 /// once when idle).
 pub async fn serve<S, F>(
     mut io: TcpStream,
     timer: CoarseTimer,
-    header_timeout: Duration,
-    max_head: usize,
+    limits: Limits,
     closing: Arc<AtomicBool>,
     mut service: S,
 ) -> Ended
@@ -70,6 +79,11 @@ where
     S: FnMut(PlainRequest) -> F,
     F: Future<Output = Result<Response<Body>, Infallible>>,
 {
+    let Limits {
+        header_timeout,
+        send_timeout,
+        max_head,
+    } = limits;
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = Vec::with_capacity(1024);
     let mut names = Vec::new();
@@ -78,6 +92,11 @@ where
         let (req, keep_alive) = match timer.timeout(header_timeout, read).await {
             Err(_) | Ok(Read::Closed) => return Ended::Closed,
             Ok(Read::Unusual) => return Ended::HandOver(io, rbuf.freeze()),
+            Ok(Read::TargetTooLong) => {
+                let answer = b"HTTP/1.1 414 URI Too Long\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 30\r\nconnection: close\r\n\r\nthe request target is too long";
+                let _ = timer.timeout(header_timeout, io.write_all(answer)).await;
+                return Ended::Closed;
+            }
             Ok(Read::Request(req, keep_alive)) => (req, keep_alive),
         };
         let head_request = req.method() == Method::HEAD;
@@ -93,6 +112,8 @@ where
         let keep_alive = keep_alive && !closing.load(Ordering::Relaxed);
         let out = Out {
             io: &mut io,
+            timer: &timer,
+            send_timeout,
             rbuf: &mut rbuf,
             wbuf: &mut wbuf,
         };
@@ -125,6 +146,8 @@ enum Read {
     Request(PlainRequest, bool),
     /// Something for hyper; what was read is still in the buffer.
     Unusual,
+    /// A request line over the head's limit: answered 414, and the connection closed.
+    TargetTooLong,
     Closed,
 }
 
@@ -173,6 +196,11 @@ fn parse_request(
     ) {
         Ok(httparse::Status::Complete(len)) if len <= max_head => len,
         Ok(httparse::Status::Partial) if rbuf.len() <= max_head => return None,
+        // A request line longer than the whole head may be: its target is too long
+        // (nginx's 414; hyper would say 431, as for too many header bytes).
+        _ if rbuf.len() > max_head && !rbuf[..max_head].contains(&b'\n') => {
+            return Some(Read::TargetTooLong)
+        }
         _ => return Some(Read::Unusual),
     };
     let (Some(method), Some(path), Some(1)) = (r.method, r.path, r.version) else {
@@ -199,11 +227,7 @@ fn parse_request(
             || name == header::UPGRADE
         {
             return Some(Read::Unusual);
-        } else if name == header::CONNECTION
-            && h.value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-        {
+        } else if name == header::CONNECTION && codec::value_has_token(h.value, "close") {
             keep_alive = false;
         }
         names.push((name, place(rbuf, h.value)));
@@ -240,6 +264,9 @@ enum Framing {
 /// What writing a response needs of the connection.
 struct Out<'a> {
     io: &'a mut TcpStream,
+    /// Each write waits at most `send_timeout` for the client to read.
+    timer: &'a CoarseTimer,
+    send_timeout: Duration,
     /// For [`client_gone`] while the body is awaited.
     rbuf: &'a mut BytesMut,
     wbuf: &'a mut Vec<u8>,
@@ -254,9 +281,20 @@ async fn write_response(
     head_request: bool,
     keep_alive: bool,
 ) -> io::Result<bool> {
-    let Out { io, rbuf, wbuf } = out;
-    let (mut rd, mut wr) = io.split();
-    let io = &mut wr;
+    let Out {
+        io,
+        timer,
+        send_timeout,
+        rbuf,
+        wbuf,
+    } = out;
+    let (mut rd, wr) = io.split();
+    let mut sink = Sink {
+        wr,
+        timer,
+        limit: send_timeout,
+    };
+    let io = &mut sink;
     let (parts, mut body) = resp.into_parts();
     wbuf.clear();
     wbuf.extend_from_slice(b"HTTP/1.1 ");
@@ -264,33 +302,23 @@ async fn write_response(
     wbuf.push(b' ');
     wbuf.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
     wbuf.extend_from_slice(b"\r\n");
-    let (mut date, mut length, mut connection) = (false, None, false);
+    let status = parts.status;
+    let bodiless = head_request || codec::status_has_no_body(status);
+    let (mut date, mut connection) = (false, false);
     for (name, value) in &parts.headers {
-        if name == header::TRANSFER_ENCODING {
-            continue; // ours to choose from the body
+        // The framing is the body's own, never copied: only a bodiless answer (HEAD, 304)
+        // keeps the length it describes, which the gateway has made one valid value.
+        if name == header::TRANSFER_ENCODING || (name == header::CONTENT_LENGTH && !bodiless) {
+            continue;
         } else if name == header::DATE {
             date = true;
         } else if name == header::CONNECTION {
             connection = true;
-        } else if name == header::CONTENT_LENGTH {
-            length = std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            if length.is_none() {
-                continue; // framed from the body instead
-            }
         }
         put_header(wbuf, name.as_str().as_bytes(), value.as_bytes());
     }
-    let status = parts.status;
-    let bodiless = head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
     let framing = if bodiless {
         Framing::None
-    } else if let Some(n) = length {
-        Framing::Length(n)
     } else if let Some(n) = body.size_hint().exact() {
         put_header(wbuf, b"content-length", n.to_string().as_bytes());
         Framing::Length(n)
@@ -385,7 +413,7 @@ fn put_header(wbuf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// Body bytes after what `wbuf` holds: gathered when small, written as they are when large.
-async fn put_data(io: &mut WriteHalf<'_>, wbuf: &mut Vec<u8>, data: Bytes) -> io::Result<()> {
+async fn put_data(io: &mut Sink<'_>, wbuf: &mut Vec<u8>, data: Bytes) -> io::Result<()> {
     if wbuf.len() + data.len() <= WRITE_CHUNK {
         wbuf.extend_from_slice(&data);
         return Ok(());
@@ -393,6 +421,23 @@ async fn put_data(io: &mut WriteHalf<'_>, wbuf: &mut Vec<u8>, data: Bytes) -> io
     io.write_all(wbuf).await?;
     wbuf.clear();
     io.write_all(&data).await
+}
+
+/// The client's end of a connection, for writes that wait at most `limit` each for the
+/// client to read (a client that never reads is closed, not kept for ever).
+struct Sink<'a> {
+    wr: WriteHalf<'a>,
+    timer: &'a CoarseTimer,
+    limit: Duration,
+}
+
+impl Sink<'_> {
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self.timer.timeout(self.limit, self.wr.write_all(buf)).await {
+            Ok(done) => done,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
 }
 
 /// The `Date` header's value for now, formatted once a second per thread.
@@ -591,7 +636,12 @@ mod tests {
         let timer = CoarseTimer::new();
         let ended = tokio::spawn(async move {
             let timeout = Duration::from_secs(10);
-            match serve(server, timer, timeout, 8192, closing, service).await {
+            let limits = Limits {
+                header_timeout: timeout,
+                send_timeout: Duration::from_secs(60),
+                max_head: 8192,
+            };
+            match serve(server, timer, limits, closing, service).await {
                 Ended::Closed => None,
                 Ended::HandOver(_, read) => Some(read),
             }

@@ -102,53 +102,31 @@ impl TrustedProxies {
     }
 }
 
-/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-];
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str()) || name == header::UPGRADE
-}
-
-/// Removes hop-by-hop headers, including those the `Connection` header names. `TE: trailers`
-/// survives (gRPC needs it end to end). `Upgrade` goes too: the gateway does not tunnel.
+/// Removes the hop-by-hop headers of an upstream's answer, and those its `Connection` names.
+/// (A client's request goes through [`crate::inbound::Inbound::strip_hop_by_hop`], which
+/// keeps the headers the gateway relies on.)
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one look at each name, no removal by name (which hashes).
-    if !headers.keys().any(is_hop_by_hop) {
+    if !headers.contains_key(header::CONNECTION)
+        && !headers.keys().any(|n| {
+            matches!(
+                n.as_str(),
+                "keep-alive"
+                    | "proxy-connection"
+                    | "proxy-authenticate"
+                    | "proxy-authorization"
+                    | "te"
+                    | "trailer"
+                    | "transfer-encoding"
+                    | "upgrade"
+            )
+        })
+    {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = crate::codec::connection_tokens(headers)
+        .filter_map(|n| HeaderName::from_bytes(n).ok())
         .collect();
-    let trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    for n in named {
-        headers.remove(n);
-    }
-    for n in HOP_BY_HOP {
-        headers.remove(n);
-    }
-    headers.remove(header::UPGRADE);
-    if trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
+    crate::inbound::remove_hop_by_hop(headers, named);
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -255,23 +233,16 @@ fn specificity(r: &Route) -> (usize, bool, bool, usize) {
     )
 }
 
-/// The route for a request: among those whose host, methods and headers match, the most
-/// specific (longest path prefix, then the most conditions; ties go to the first in the
+/// The route for a request (its path normalised and its Host settled: [`crate::inbound`]):
+/// among those whose path prefix, host, methods and headers match, the most specific (longest path prefix, then the most conditions; ties go to the first in the
 /// file).
 pub fn match_route<'a, B>(
     routes: impl IntoIterator<Item = &'a Route>,
     req: &Request<B>,
 ) -> Option<(usize, &'a Route)> {
-    let host: &str = req
-        .uri()
-        .host()
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name))
-        })
-        .unwrap_or_default();
+    // The Host is settled by the time a request is routed (crate::inbound): the target's
+    // authority when it had one.
+    let host = crate::inbound::route_host(req.headers());
     let path = req.uri().path();
     let mut best: Option<(usize, &Route)> = None;
     for (i, r) in routes.into_iter().enumerate() {
@@ -282,7 +253,7 @@ pub fn match_route<'a, B>(
                     && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
                     && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
             }
-            None => h.eq_ignore_ascii_case(host),
+            None => h.strip_suffix('.').unwrap_or(h).eq_ignore_ascii_case(host),
         });
         let method_ok = r.methods.is_empty()
             || r.methods
@@ -293,7 +264,7 @@ pub fn match_route<'a, B>(
                 .get(k.as_str())
                 .is_some_and(|got| got.as_bytes() == v.as_bytes())
         });
-        if host_ok && method_ok && headers_ok && path.starts_with(&r.path_prefix) {
+        if host_ok && method_ok && headers_ok && r.prefix_match.matches(&r.path_prefix, path) {
             let better = best.is_none_or(|(_, b)| specificity(r) > specificity(b));
             if better {
                 best = Some((i, r));

@@ -44,6 +44,8 @@ struct Inner {
     /// One clone per open client connection, on every serving thread: its count is the
     /// number open.
     open: Arc<()>,
+    /// Open connections per client address.
+    per_client: crate::connections::PerClient,
 }
 
 /// What `/admin/status` answers.
@@ -105,6 +107,7 @@ impl Gateway {
             clock,
             reloading: tokio::sync::Mutex::new(()),
             open: Arc::new(()),
+            per_client: Default::default(),
         })))
     }
 
@@ -227,11 +230,23 @@ impl Gateway {
                     let _ = stream.set_nodelay(true);
                     let server = self.stack().config.server.clone();
                     // Past max_connections a client gets an explicit 503 rather than a
-                    // silent wait in the kernel's backlog.
+                    // silent wait in the kernel's backlog; so does one address holding more
+                    // than its share (a trusted proxy speaks for many clients: not counted).
                     if Arc::strong_count(open) > server.max_connections as usize {
                         tokio::spawn(refuse(stream));
                         continue;
                     }
+                    let per_client = if self.stack().trusted_peer(peer.ip()) {
+                        None
+                    } else {
+                        match self.0.per_client.open(peer.ip(), server.per_client_limit()) {
+                            Some(slot) => Some(slot),
+                            None => {
+                                tokio::spawn(refuse(stream));
+                                continue;
+                            }
+                        }
+                    };
                     let gw = self.clone();
                     let peer = Peer::new(peer);
                     let service = {
@@ -258,8 +273,11 @@ impl Gateway {
                     let plain = plain_h1::serve(
                         stream,
                         timer.clone(),
-                        server.header_timeout,
-                        server.max_header_bytes as usize,
+                        plain_h1::Limits {
+                            header_timeout: server.header_timeout,
+                            send_timeout: server.send_timeout,
+                            max_head: server.max_header_bytes as usize,
+                        },
                         closing.clone(),
                         move |req| {
                             let running = gw.0.running[worker()].load_full();
@@ -273,7 +291,7 @@ impl Gateway {
                     let slot = open.clone();
                     tokio::spawn(async move {
                         let _ = conn.await;
-                        drop(slot);
+                        drop((slot, per_client));
                     });
                 }
                 () = &mut shutdown => break,
@@ -290,8 +308,14 @@ impl Gateway {
 
     async fn serve_admin(self, listener: TcpListener) {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin a core.
+                    tracing::error!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             let gw = self.clone();
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {

@@ -24,7 +24,9 @@ use crate::clock::SharedClock;
 use crate::config::{Balance, Upstream as Rule};
 use crate::connections::{Connections, SendError, WORKER_LISTS};
 use crate::h1::{Conn, Reuse};
-use crate::layer::{full, Body, BoxError, FailureKind, GuardedBody, UpstreamError};
+use crate::layer::{
+    full, Body, BoxError, ClientBodyError, FailureKind, GuardedBody, UpstreamError,
+};
 use crate::metrics::sharded::{Counter, Gauge};
 use crate::timer::CoarseTimer;
 
@@ -353,9 +355,11 @@ impl UpstreamPool {
                 ),
             };
             drop(in_flight);
-            if error.kind != FailureKind::BodyTooLarge {
-                self.outcome(i, true);
+            if error.kind.is_client_fault() {
+                // The client's body broke: nothing to say of the target, nothing to retry.
+                return Err(Box::new(error));
             }
+            self.outcome(i, true);
             // A refused connection never reached the service: safe to try elsewhere.
             let safe = replayable || (error.kind == FailureKind::Connect && empty_body);
             if safe
@@ -439,8 +443,21 @@ impl Inner {
         match &self.h2 {
             Some(client) => {
                 let req = h2_request(parts, &self.targets[i], body)?;
+                let head = parts.method == Method::HEAD;
                 match client.request(req).await {
-                    Ok(resp) => Ok(resp.map(UpstreamBody::H2)),
+                    Ok(mut resp) => {
+                        // As for HTTP/1.1 (crate::h1): the gateway's framing, one length.
+                        let status = resp.status();
+                        let length = http_body::Body::size_hint(resp.body()).exact();
+                        let bodiless = head || crate::codec::status_has_no_body(status);
+                        crate::codec::set_response_length(
+                            resp.headers_mut(),
+                            status,
+                            bodiless,
+                            length,
+                        );
+                        Ok(resp.map(UpstreamBody::H2))
+                    }
                     Err(e) => Err(classify_error(&e, e.is_connect())),
                 }
             }
@@ -541,6 +558,14 @@ fn classify_error(e: &(dyn std::error::Error + 'static), connect: bool) -> Upstr
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
             return UpstreamError::new(FailureKind::BodyTooLarge, "request body over the limit");
+        }
+        if let Some(c) = s.downcast_ref::<ClientBodyError>() {
+            let kind = if c.gone {
+                FailureKind::ClientGone
+            } else {
+                FailureKind::ClientBody
+            };
+            return UpstreamError::new(kind, c.to_string());
         }
         source = s.source();
     }

@@ -240,7 +240,7 @@ pub fn classify<B>(
             match e.downcast_ref::<UpstreamError>().map(|u| u.kind) {
                 Some(FailureKind::Timeout) => classes.timeouts,
                 Some(FailureKind::Connect) => classes.connect_failures,
-                Some(FailureKind::BodyTooLarge) => return None,
+                Some(k) if k.is_client_fault() => return None,
                 _ => true,
             }
         }

@@ -163,6 +163,60 @@ pub enum FailureKind {
     Protocol,
     /// The client's request body was over the limit.
     BodyTooLarge,
+    /// The client's request body was malformed (an invalid chunk, a length that disagrees
+    /// with the data): the client's fault, not the upstream's.
+    ClientBody,
+    /// The client went away in the middle of its request body.
+    ClientGone,
+}
+
+impl FailureKind {
+    /// Whether the client caused the failure: it says nothing of the upstream's health, so
+    /// neither the breaker nor the upstream's ejection counts it.
+    pub fn is_client_fault(self) -> bool {
+        matches!(
+            self,
+            FailureKind::BodyTooLarge | FailureKind::ClientBody | FailureKind::ClientGone
+        )
+    }
+}
+
+/// An error of the client's request body as the gateway received it (wrapping the server's
+/// own error), so that a failure it causes on the way to the upstream is told apart from
+/// the upstream's.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body: {source}")]
+pub struct ClientBodyError {
+    /// The client closed its connection before the body's end.
+    pub gone: bool,
+    pub source: BoxError,
+}
+
+impl ClientBodyError {
+    /// Wraps a server's body error; a hyper error for a connection closed before the
+    /// message's end (or reset) means the client left, any other that the body was invalid.
+    pub fn new(source: impl Into<BoxError>) -> ClientBodyError {
+        let source = source.into();
+        let gone = match source.downcast_ref::<hyper::Error>() {
+            Some(e) => {
+                e.is_incomplete_message()
+                    || e.is_canceled()
+                    || e.is_closed()
+                    || std::error::Error::source(e)
+                        .and_then(|s| s.downcast_ref::<std::io::Error>())
+                        .is_some_and(|io| {
+                            matches!(
+                                io.kind(),
+                                std::io::ErrorKind::ConnectionReset
+                                    | std::io::ErrorKind::BrokenPipe
+                                    | std::io::ErrorKind::UnexpectedEof
+                            )
+                        })
+            }
+            None => false,
+        };
+        ClientBodyError { gone, source }
+    }
 }
 
 impl UpstreamError {
@@ -174,15 +228,24 @@ impl UpstreamError {
     }
 
     /// 502 when the upstream could not be reached or broke, 504 when it did not answer in
-    /// time, 413 when the client sent too much.
+    /// time, 413 when the client sent too much, 400 when its body was malformed, and 499
+    /// (nginx's "client closed request", for the log: nobody reads it) when it left.
     pub fn status(&self) -> StatusCode {
         match self.kind {
             FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             FailureKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            FailureKind::ClientBody => StatusCode::BAD_REQUEST,
+            FailureKind::ClientGone => CLIENT_CLOSED_REQUEST,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
 }
+
+/// The status logged for a request whose client left before its answer (nginx's 499).
+pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => panic!("499 is a status code"),
+};
 
 /// Finds a [`Rejected`] in an error returned by a stack of layers.
 pub fn find_rejected(e: &BoxError) -> Option<Rejected> {

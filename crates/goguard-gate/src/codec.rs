@@ -1,0 +1,355 @@
+//! HTTP/1 message rules, each written once and used by both sides of the gateway: the
+//! server loop for clients ([`crate::plain_h1`]), the client for upstreams ([`crate::h1`]),
+//! and the request path ([`crate::gateway`]) for what hyper parsed. A fix to how a length,
+//! a chunk size, a `Connection` token or a bodiless status is read is made, and tested, here.
+//!
+//! The rules are RFC 9112's, read strictly where a lenient reading has been used to smuggle
+//! requests: lengths and chunk sizes are digits only (no sign, no spaces inside, no
+//! overflow), differing lengths are an error, and a line ends with CRLF.
+
+use bytes::BytesMut;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::StatusCode;
+
+/// The most header lines a message may have, on either side (hyper's server refuses more
+/// than 100 as well, so both server paths agree).
+pub const MAX_HEADERS: usize = 100;
+/// The longest chunk-size or trailer line read.
+pub const MAX_LINE: usize = 8 * 1024;
+
+/// Statuses whose responses never have a body, whatever their headers say (RFC 9110 6.4.1).
+/// A response to HEAD has none either; that depends on the request, not the status.
+pub fn status_has_no_body(status: StatusCode) -> bool {
+    status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
+/// Why a message's framing cannot be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FramingError {
+    /// A `Content-Length` that is not digits only (`+5`, `5 5`, `0x5`, empty, too long).
+    InvalidLength,
+    /// Two `Content-Length` values that differ.
+    DifferingLengths,
+}
+
+impl std::fmt::Display for FramingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FramingError::InvalidLength => "a Content-Length is not a number",
+            FramingError::DifferingLengths => "Content-Length values differ",
+        })
+    }
+}
+
+/// A decimal length: ASCII digits only, at most 18 of them (no overflow), nothing else.
+pub fn parse_length(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 18 || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(text.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The message's `Content-Length`: `None` without one. Several lines, or a list in one line,
+/// are accepted only when every value is the same (RFC 9110 8.6); whitespace around a list
+/// member is allowed, inside a number it is not.
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, FramingError> {
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_length(part.trim_ascii()).ok_or(FramingError::InvalidLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(FramingError::DifferingLengths);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
+}
+
+/// A chunk-size line's size: 1 to 16 hex digits (no sign, no spaces before them), then
+/// optionally extensions after `;`, which are ignored but may not hold control bytes.
+pub fn chunk_size(line: &[u8]) -> Option<u64> {
+    let end = line.iter().position(|&b| b == b';').unwrap_or(line.len());
+    let (digits, ext) = line.split_at(end);
+    // Whitespace before an extension is tolerated (RFC 9112 7.1.1's BWS), not elsewhere.
+    let digits = digits.trim_ascii_end();
+    if digits.is_empty() || digits.len() > 16 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    if ext.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
+/// Why a line of a chunked body cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineError {
+    /// Over [`MAX_LINE`] bytes without its end.
+    TooLong,
+    /// An LF without the CR before it: readers that accept it and readers that do not see
+    /// different messages, a known smuggling shape.
+    BareLf,
+}
+
+/// A line (without its CRLF) taken off the front of `buf`, `None` until all of it is there.
+pub fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, LineError> {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(i) if i > 0 && buf[i - 1] == b'\r' => {
+            let mut line = buf.split_to(i + 1);
+            line.truncate(i - 1);
+            Ok(Some(line))
+        }
+        Some(_) => Err(LineError::BareLf),
+        None if buf.len() > MAX_LINE => Err(LineError::TooLong),
+        None => Ok(None),
+    }
+}
+
+/// The comma-separated tokens of every `Connection` line, trimmed, empty ones skipped.
+pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether `Connection` names `token` (case-insensitive).
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Whether a header value's comma-separated list holds `token` (case-insensitive).
+pub fn value_has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// The transfer codings of a message, in order, lower-cased parameters and all.
+fn transfer_codings(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// What `Transfer-Encoding` says of a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// No `Transfer-Encoding`.
+    None,
+    /// `chunked` alone: the only coding the gateway relays (it re-frames the body itself).
+    Chunked,
+    /// Anything else (`gzip, chunked`, `chunked, chunked`, an unknown coding, a final coding
+    /// that is not chunked): the body cannot be relayed faithfully without its label.
+    Other,
+}
+
+/// The message's transfer coding, as the gateway can relay it.
+pub fn transfer_coding(headers: &HeaderMap) -> Coding {
+    let mut codings = transfer_codings(headers);
+    match (codings.next(), codings.next()) {
+        (None, _) if headers.contains_key(header::TRANSFER_ENCODING) => Coding::Other,
+        (None, _) => Coding::None,
+        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Coding::Chunked,
+        _ => Coding::Other,
+    }
+}
+
+/// Sets a response's framing headers from what the gateway knows of its body, never from
+/// what the upstream wrote: `Transfer-Encoding` goes (the writer frames the body itself),
+/// and `Content-Length` is one canonical value, or none.
+///
+/// - `body_length`: the body's exact length when known.
+/// - `bodiless`: the answer has no body (a HEAD request, or a status without one). A 1xx or
+///   204 answer then carries no length at all (RFC 9110 8.6: MUST NOT); a HEAD or 304 answer
+///   keeps the length it describes when the upstream gave a valid one.
+pub fn set_response_length(
+    headers: &mut HeaderMap,
+    status: StatusCode,
+    bodiless: bool,
+    body_length: Option<u64>,
+) {
+    let described = if bodiless && !status.is_informational() && status != StatusCode::NO_CONTENT {
+        content_length(headers).ok().flatten()
+    } else {
+        None
+    };
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::CONTENT_LENGTH);
+    let length = if bodiless { described } else { body_length };
+    if let Some(n) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderName;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn lengths_are_digits_only() {
+        assert_eq!(parse_length(b"0"), Some(0));
+        assert_eq!(parse_length(b"0005"), Some(5));
+        for bad in [
+            &b"+5"[..],
+            b"-1",
+            b" 5",
+            b"5 5",
+            b"0x5",
+            b"",
+            b"5a",
+            b"1e3",
+            b"9999999999999999999",
+        ] {
+            assert_eq!(
+                parse_length(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_lengths_must_agree() {
+        let cl = |v: &[(&str, &str)]| content_length(&headers(v));
+        assert_eq!(cl(&[]), Ok(None));
+        assert_eq!(cl(&[("content-length", "5")]), Ok(Some(5)));
+        assert_eq!(cl(&[("content-length", "5, 5")]), Ok(Some(5)));
+        assert_eq!(
+            cl(&[("content-length", "5"), ("content-length", "05")]),
+            Ok(Some(5))
+        );
+        assert_eq!(
+            cl(&[("content-length", "5"), ("content-length", "6")]),
+            Err(FramingError::DifferingLengths)
+        );
+        assert_eq!(
+            cl(&[("content-length", "5,")]),
+            Err(FramingError::InvalidLength)
+        );
+        assert_eq!(
+            cl(&[("content-length", "+5")]),
+            Err(FramingError::InvalidLength)
+        );
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_digits_only() {
+        assert_eq!(chunk_size(b"0"), Some(0));
+        assert_eq!(chunk_size(b"1a"), Some(26));
+        assert_eq!(chunk_size(b"A;name=value"), Some(10));
+        assert_eq!(chunk_size(b"5 ;ext"), Some(5));
+        assert_eq!(chunk_size(b"ffffffffffffffff"), Some(u64::MAX));
+        for bad in [
+            &b"+5"[..],
+            b"-5",
+            b"",
+            b" 5",
+            b"0x5",
+            b"5g",
+            b"11111111111111111",
+            b"5;a\nb",
+            b"5;\r",
+        ] {
+            assert_eq!(chunk_size(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn lines_end_with_crlf() {
+        let mut b = BytesMut::from(&b"5\r\nhello\r\n"[..]);
+        assert_eq!(take_line(&mut b).unwrap().as_deref(), Some(&b"5"[..]));
+        assert_eq!(&b[..], b"hello\r\n");
+        let mut b = BytesMut::from(&b"5"[..]);
+        assert_eq!(take_line(&mut b), Ok(None));
+        let mut b = BytesMut::from(&b"5\nhello"[..]);
+        assert_eq!(take_line(&mut b), Err(LineError::BareLf));
+        let mut b = BytesMut::from(&vec![b'a'; MAX_LINE + 1][..]);
+        assert_eq!(take_line(&mut b), Err(LineError::TooLong));
+    }
+
+    #[test]
+    fn connection_tokens_are_a_list() {
+        let h = headers(&[("connection", "Keep-Alive, , X-A"), ("connection", "close")]);
+        let t: Vec<&[u8]> = connection_tokens(&h).collect();
+        assert_eq!(t, [&b"Keep-Alive"[..], b"X-A", b"close"]);
+        assert!(connection_has(&h, "CLOSE"));
+        assert!(!connection_has(&h, "upgrade"));
+    }
+
+    #[test]
+    fn only_chunked_alone_is_relayed() {
+        let te = |v: &[(&str, &str)]| transfer_coding(&headers(v));
+        assert_eq!(te(&[]), Coding::None);
+        assert_eq!(te(&[("transfer-encoding", "chunked")]), Coding::Chunked);
+        assert_eq!(te(&[("transfer-encoding", "Chunked ")]), Coding::Chunked);
+        assert_eq!(te(&[("transfer-encoding", "gzip, chunked")]), Coding::Other);
+        assert_eq!(
+            te(&[
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked")
+            ]),
+            Coding::Other
+        );
+        assert_eq!(
+            te(&[("transfer-encoding", "chunked, chunked")]),
+            Coding::Other
+        );
+        assert_eq!(te(&[("transfer-encoding", "")]), Coding::Other);
+    }
+
+    #[test]
+    fn response_lengths_are_the_gateways_own() {
+        let set = |pairs: &[(&str, &str)], status: u16, bodiless, len| {
+            let mut h = headers(pairs);
+            set_response_length(&mut h, StatusCode::from_u16(status).unwrap(), bodiless, len);
+            h.get_all("content-length")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        let dup = [("content-length", "5"), ("content-length", "05")];
+        assert_eq!(set(&dup, 200, false, Some(5)), ["5"]);
+        assert_eq!(
+            set(&[("content-length", "5, 5")], 200, false, Some(5)),
+            ["5"]
+        );
+        assert_eq!(
+            set(&[("content-length", "5")], 204, true, None),
+            Vec::<String>::new()
+        );
+        assert_eq!(set(&[("content-length", "5")], 304, true, None), ["5"]);
+        assert_eq!(
+            set(&[("content-length", "+5")], 304, true, None),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            set(&[("content-length", "7")], 200, true, None),
+            ["7"],
+            "a HEAD answer"
+        );
+        let te = [("content-length", "5"), ("transfer-encoding", "chunked")];
+        assert_eq!(set(&te, 200, false, None), Vec::<String>::new());
+    }
+}
