@@ -389,6 +389,7 @@ pub fn analyze_last(
         }
         grouper.add(g)
     })?;
+    let stats = stats.for_dump(stats.dumps.saturating_sub(1));
     Ok((grouper.finish(&stats), stats))
 }
 

@@ -180,7 +180,8 @@ pub fn read_dump(
         None => groupers.len() - 1,
     };
     let grouper = groupers.swap_remove(index);
-    let mut stats = stats;
+    // The crash message and the cut of the dump chosen, not of the first one.
+    let mut stats = stats.for_dump(index);
     // The leak endpoint ran Go's leak detector even when it marked nothing.
     stats.leak_checked |= name.contains("/debug/pprof/goroutineleak");
     Ok(Loaded {
@@ -214,6 +215,8 @@ pub fn run(args: DumpArgs) -> Result<u8, String> {
             let mut v = serde_json::to_value(&analysis).map_err(|e| e.to_string())?;
             v["format"] = stats.format.into();
             v["dumps"] = stats.dumps.into();
+            v["carriers"] = stats.carriers.clone().into();
+            v["thread_stacks"] = stats.thread_stacks.into();
             v["source"] = source.into();
             pretty(&v)
         }
@@ -402,10 +405,35 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
         );
     }
     if stats.dumps > 1 {
+        let list: Vec<String> = stats
+            .dump_info
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let from = if d.source.is_empty() {
+                    String::new()
+                } else {
+                    format!(" from {}", d.source)
+                };
+                let mark = if i == stats.chosen { " (this one)" } else { "" };
+                format!("{}: {} goroutines{from}{mark}", i + 1, d.goroutines)
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "the input holds {} dumps; this is one of them (--which N picks another)",
-            stats.dumps
+            "the input holds {} dumps ({}); --which N picks another",
+            stats.dumps,
+            list.join(", ")
+        );
+    }
+    if !stats.carriers.is_empty() {
+        let _ = writeln!(out, "read through {}", stats.carriers.join(", "));
+    }
+    if stats.thread_stacks > 0 {
+        let _ = writeln!(
+            out,
+            "{} per-thread stacks of the crash report (GOTRACEBACK=crash) are not counted as goroutines",
+            stats.thread_stacks
         );
     }
     if let Some(c) = &a.crash {

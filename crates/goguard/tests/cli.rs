@@ -683,6 +683,50 @@ fn dump_reports_groups_and_suspects_as_json_and_text() {
     );
 }
 
+/// Dumps in the shapes users paste them: through a logger (a prefix on the first line
+/// only), interleaved with another process's output, in JSON logs without a dump.
+#[test]
+fn dump_reads_logged_and_interleaved_dumps_and_names_what_it_cannot() {
+    let prog = repo().join("crates/goguard-dump/tests/programs/logged");
+    let t = TempDir::new("dumplogged");
+    let logged = go(&["run", ".", "log"], &prog).stdout;
+    let file = t.write("app.log", &logged);
+    let v = json(&goguard(
+        &["dump", file.to_str().unwrap(), "--format", "json"],
+        &t.0,
+    ));
+    assert_eq!(
+        (v["total"].as_u64(), v["dumps"].as_u64()),
+        (Some(41), Some(1))
+    );
+    assert_eq!(v["groups"][0]["count"], 40);
+    // Two processes interleaved, compose-style: two dumps, each whole, named by prefix.
+    let text = String::from_utf8_lossy(&logged);
+    let mut mixed = String::new();
+    for l in text.lines() {
+        mixed.push_str(&format!("web-1  | {l}\napi-1  | {l}\n"));
+    }
+    let file = t.write("compose.log", mixed);
+    let res = goguard(&["dump", file.to_str().unwrap()], &t.0);
+    let out = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        out.starts_with("41 goroutines")
+            && out.contains(
+                "2 dumps (1: 41 goroutines from web-1, 2: 41 goroutines from api-1 (this one))"
+            ),
+        "{out}"
+    );
+    // JSON logs with no dump in them: the error says what the input is.
+    let file = t.write("json.log", "{\"level\":\"info\",\"msg\":\"up\"}\n");
+    let res = goguard(&["dump", file.to_str().unwrap()], &t.0);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("1 JSON log records (keys: level, msg)"),
+        "{err}"
+    );
+}
+
 /// `goguard dump A B` shows the growing group and fails CI with --fail-on-growth.
 #[test]
 fn dump_diff_shows_growth() {

@@ -200,9 +200,9 @@ impl Carrier {
         let glued = !before.is_empty() && !before.ends_with([' ', '\t']);
         if glued {
             // Stray bytes glued to the anchor: only non-alphanumeric junk (a control byte,
-            // a BOM in the middle of a concatenated file), not a word that happens to end
-            // in `goroutine`.
-            if before.bytes().any(|b| b.is_ascii_alphanumeric()) {
+            // a BOM in the middle of a concatenated file) or a terminal escape sequence,
+            // not a word that happens to end in `goroutine`.
+            if !before.contains('\u{1b}') && before.bytes().any(|b| b.is_ascii_alphanumeric()) {
                 return false;
             }
             self.seen.stray_bytes += before.len();

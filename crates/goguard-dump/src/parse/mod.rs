@@ -12,8 +12,11 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Read};
 
 mod carrier;
+mod decode;
 mod line;
 mod text;
+
+pub use decode::decompressing;
 
 use serde::Serialize;
 
@@ -84,6 +87,8 @@ pub struct ParseStats {
     pub dump_info: Vec<DumpInfo>,
     /// What carried the dump and was taken off: log prefixes, JSON records, stray bytes.
     pub carriers: Vec<String>,
+    /// The dump these statistics were narrowed to by [`ParseStats::for_dump`] (0-based).
+    pub chosen: usize,
 }
 
 /// One dump of an input that holds several.
@@ -103,6 +108,7 @@ impl ParseStats {
     /// These statistics as seen by one dump of the input (0-based): its crash and cut.
     pub fn for_dump(&self, index: usize) -> ParseStats {
         let mut stats = self.clone();
+        stats.chosen = index;
         if let Some(info) = self.dump_info.get(index) {
             stats.crash.clone_from(&info.crash);
             stats.fatal.clone_from(&info.fatal);
@@ -126,18 +132,6 @@ pub enum ParseError {
     NotGoroutines(String),
     #[error("invalid protobuf profile: {0}")]
     Protobuf(String),
-}
-
-/// Wraps a dump source, decompressing it when it is gzip (dumps are often saved `.gz`,
-/// and pprof's debug=0 profiles are gzipped).
-pub fn decompressing<R: BufRead + 'static>(mut r: R) -> std::io::Result<Box<dyn BufRead>> {
-    if r.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(std::io::BufReader::new(
-            flate2::bufread::MultiGzDecoder::new(r),
-        )))
-    } else {
-        Ok(Box::new(r))
-    }
 }
 
 /// Reads a dump, calling `each` for every goroutine as soon as it is complete, so callers

@@ -63,5 +63,36 @@ func main() {
 		}
 		wg.Wait()
 		fmt.Println(counter)
+	// "busy": 120 leaked senders and 4 goroutines spinning on the CPU, so that threads run
+	// goroutines when a signal stops them; it prints "ready" and waits for SIGQUIT.
+	case "busy":
+		for i := 0; i < 120; i++ {
+			go abandoned(make(chan int))
+		}
+		for i := 0; i < 4; i++ {
+			go spin(new(int64))
+		}
+		time.Sleep(100 * time.Millisecond)
+		fmt.Println("ready")
+		time.Sleep(time.Hour)
+	// "deadlock4": 4 senders nobody receives from and main waiting for them: the runtime's
+	// deadlock with a group smaller than the count heuristic's.
+	case "deadlock4":
+		ch := make(chan int)
+		var wg sync.WaitGroup
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ch <- i
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+func spin(n *int64) {
+	for {
+		*n++
 	}
 }

@@ -1,0 +1,3 @@
+module logged
+
+go 1.22
