@@ -62,6 +62,8 @@ pub struct Group {
     /// Label values seen in the group, with counts.
     pub labels: BTreeMap<String, BTreeMap<String, usize>>,
     pub suspect: bool,
+    /// Go's leak profile marked it leaked: a certain leak, not a heuristic.
+    pub leaked: bool,
     /// The goguard check rule this stack most likely comes from.
     pub rule: Option<&'static str>,
     pub reason: String,
@@ -170,7 +172,7 @@ pub enum Similarity {
 #[derive(Debug, Clone, Default)]
 pub struct GroupOptions {
     pub similarity: Similarity,
-    /// Leave out goroutines whose top frame (or first program frame) is one of these.
+    /// Leave out goroutines whose top frame is one of these.
     pub ignore_top: Vec<String>,
     /// Leave out goroutines with one of these functions anywhere in their stack.
     pub ignore_any: Vec<String>,
@@ -211,11 +213,13 @@ impl GroupOptions {
         }
     }
 
-    /// True when an ignore option matches the goroutine.
+    /// True when an ignore option matches the goroutine. `ignore_top` looks at the top
+    /// frame only, as goleak's IgnoreTopFunction does (`main.main` must not drop goroutine
+    /// 1 when it is running pprof's writer).
     pub fn ignores(&self, g: &Goroutine) -> bool {
-        let top = g.frames.first().into_iter().chain(user_frame(&g.frames));
-        top.into_iter()
-            .any(|f| self.ignore_top.iter().any(|p| matches(p, &f.function)))
+        g.frames
+            .first()
+            .is_some_and(|f| self.ignore_top.iter().any(|p| matches(p, &f.function)))
             || g.frames
                 .iter()
                 .any(|f| self.ignore_any.iter().any(|p| matches(p, &f.function)))
@@ -302,6 +306,7 @@ impl Grouper {
             created_by,
             labels: BTreeMap::new(),
             suspect: false,
+            leaked: false,
             rule: None,
             reason: String::new(),
             ids: Vec::new(),
@@ -338,7 +343,15 @@ impl Grouper {
             .groups
             .into_iter()
             .map(|(key, mut g)| {
-                judge(&mut g, self.leaked.contains_key(&key), stats.leak_checked);
+                let context = Context {
+                    leaked: self.leaked.contains_key(&key),
+                    leak_checked: stats.leak_checked,
+                    deadlock: stats
+                        .crash
+                        .as_ref()
+                        .is_some_and(|c| c.kind == crate::race::CrashKind::Deadlock),
+                };
+                judge(&mut g, context);
                 g
             })
             .collect();
@@ -455,6 +468,10 @@ const STD_ROOTS: &[&str] = &[
 /// `example.com/x` or a dotless module path such as `myservice/api`.
 pub fn is_std_frame(f: &Frame) -> bool {
     let name = f.function.as_str();
+    // `panic`, `goexit`: the runtime's frames without a package (GOTRACEBACK=system).
+    if !name.contains('.') {
+        return true;
+    }
     let first = match name.find('/') {
         Some(i) => &name[..i],
         None => name.split('.').next().unwrap_or(""),
@@ -468,8 +485,25 @@ pub fn user_frame(frames: &[Frame]) -> Option<&Frame> {
     frames.iter().find(|f| !is_std_frame(f)).or(frames.first())
 }
 
+/// What the dump says about a group besides its own goroutines.
+#[derive(Clone, Copy)]
+struct Context {
+    /// Go's leak profile marked the group's goroutines leaked.
+    leaked: bool,
+    /// The dump is a leak profile (unmarked goroutines wait on something reachable).
+    leak_checked: bool,
+    /// The runtime stopped the program because every goroutine was blocked.
+    deadlock: bool,
+}
+
 /// Decides whether a group looks leaked, why, and which rule describes it.
-fn judge(g: &mut Group, leaked: bool, leak_checked: bool) {
+fn judge(g: &mut Group, context: Context) {
+    let Context {
+        leaked,
+        leak_checked,
+        deadlock,
+    } = context;
+    g.leaked = leaked;
     let blocked = matches!(g.class, StateClass::Channel | StateClass::Sync);
     // Go's leak detector found this channel reachable: many goroutines waiting on it, even
     // for long, is what an idle worker pool on a live queue looks like. (Lock waits stay
@@ -477,10 +511,12 @@ fn judge(g: &mut Group, leaked: bool, leak_checked: bool) {
     let live_queue = leak_checked && !leaked && g.class == StateClass::Channel;
     let long = g.wait_minutes.is_some_and(|w| w[1] >= SUSPECT_MINUTES);
     let healthy = is_healthy(g);
-    g.rule = match g.state.as_str() {
+    // `chan send (durable)` in a synctest bubble, `chan receive (nil chan)`.
+    let state = g.state.split(" (").next().unwrap_or(&g.state);
+    g.rule = match state {
         "chan send" => Some("G106"),
         "chan receive" => Some("G101"),
-        "select" => Some("G102"),
+        "select" if g.state != "select (no cases)" => Some("G102"),
         "sync.WaitGroup.Wait" => Some("G304"),
         "sync.Mutex.Lock" | "sync.RWMutex.Lock" | "sync.RWMutex.RLock" => Some("G401"),
         _ => None,
@@ -495,6 +531,14 @@ fn judge(g: &mut Group, leaked: bool, leak_checked: bool) {
         g.reason = format!(
             "marked leaked by Go's goroutine leak profile: blocked on {} at {place}",
             g.state
+        );
+    } else if deadlock && blocked && !healthy {
+        // The runtime proved every goroutine blocked for ever: each blocked group is stuck,
+        // whatever its size.
+        g.suspect = true;
+        g.reason = format!(
+            "{} goroutine(s) blocked on {} at {place} when the runtime found every goroutine asleep (a deadlock)",
+            g.count, g.state
         );
     } else if live_queue && !healthy && (long || g.count >= SUSPECT_COUNT) {
         g.reason = format!(
@@ -547,11 +591,17 @@ fn is_healthy(g: &Group) -> bool {
         "testing.tRunner",
         "testing.runTests",
     ];
-    g.frames
-        .iter()
-        .chain(&g.created_by)
-        .any(|f| HEALTHY.iter().any(|h| f.function.starts_with(h)))
-        || g.frames.iter().all(is_std_frame) && g.created_by.as_ref().is_none_or(is_std_frame)
+    let is_healthy_loop = |f: &Frame| HEALTHY.iter().any(|h| f.function.starts_with(h));
+    // A goroutine with no frames (its stack was not printed) is not known to be anything.
+    if g.frames.is_empty() {
+        return false;
+    }
+    // A server loop's own wait is healthy; a handler it runs that blocks in the program's
+    // code is the program's: only the frames above the first program frame count.
+    let mut above_program = g.frames.iter().take_while(|f| is_std_frame(f));
+    let program_below = g.frames.iter().any(|f| !is_std_frame(f));
+    above_program.any(is_healthy_loop)
+        || !program_below && g.created_by.as_ref().is_none_or(is_std_frame)
 }
 
 #[cfg(test)]

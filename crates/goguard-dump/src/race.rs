@@ -95,7 +95,12 @@ pub enum CrashKind {
 impl CrashKind {
     pub fn of(message: &str) -> CrashKind {
         let m = message;
-        if m.contains("all goroutines are asleep - deadlock") {
+        // A synctest bubble's deadlock: `panic: deadlock: all goroutines in bubble are
+        // blocked`, or `... main bubble goroutine has exited but blocked goroutines remain`.
+        if m.contains("all goroutines are asleep - deadlock")
+            || m.contains("deadlock: all goroutines in bubble are blocked")
+            || m.contains("blocked goroutines remain")
+        {
             CrashKind::Deadlock
         } else if m.contains("negative WaitGroup counter") {
             CrashKind::NegativeWaitGroup

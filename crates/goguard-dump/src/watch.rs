@@ -220,12 +220,14 @@ impl Watch {
         }
     }
 
-    /// Groups that grow or that the last dump holds as leak suspects, growing first.
+    /// Groups that grow, or that Go's leak profile marked leaked in the last dump, growing
+    /// first. In a watch the trend decides: a flat pool of 50 idle workers is a suspect in a
+    /// single dump (the count heuristic) but does not leak.
     pub fn alerts(&self) -> Vec<&GroupSeries> {
         let mut v: Vec<&GroupSeries> = self
             .groups
             .iter()
-            .filter(|g| g.trend.growing || g.group.suspect)
+            .filter(|g| g.trend.growing || (g.group.leaked && g.group.count > 0))
             .collect();
         v.sort_by(|a, b| {
             b.trend
@@ -294,6 +296,38 @@ mod tests {
     #[test]
     fn too_few_samples_never_trend() {
         assert!(!trend(&series(&[1, 5, 9])).growing);
+    }
+
+    fn analysis(dump: &str) -> Analysis {
+        crate::analyze(dump).unwrap()
+    }
+
+    /// A steady pool of 50 workers blocked on a channel: a suspect by count in one dump,
+    /// but its trend is flat, so the watch raises no alert.
+    #[test]
+    fn a_flat_pool_is_no_alert_and_a_growing_group_is() {
+        let pool = |n: usize| -> String {
+            (0..n)
+                .map(|i| {
+                    format!(
+                        "goroutine {} [chan receive]:\nmain.worker(...)\n\t/src/main.go:9\ncreated by main.main in goroutine 1\n\t/src/main.go:20 +0x1\n\n",
+                        i + 10
+                    )
+                })
+                .collect()
+        };
+        let mut w = Watch::default();
+        for i in 0..6 {
+            let a = analysis(&pool(50));
+            assert!(a.groups[0].suspect);
+            w.record(i as f64 * 10.0, 0, a);
+        }
+        assert!(w.alerts().is_empty());
+        let mut w = Watch::default();
+        for i in 0..6 {
+            w.record(i as f64 * 10.0, 0, analysis(&pool(50 + 5 * i)));
+        }
+        assert_eq!(w.alerts().len(), 1);
     }
 
     #[test]

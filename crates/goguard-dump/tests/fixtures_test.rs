@@ -67,3 +67,12 @@ fn rarely_seen_header_parts_and_frames() {
         .expect("the goroutine on another thread is still counted");
     assert_eq!(other.created_by.as_ref().unwrap().line, 36);
 }
+
+/// A goroutine whose stack was not printed is not known to be a server loop or a runtime
+/// helper: nothing is said about it.
+#[test]
+fn a_goroutine_without_frames_is_not_called_long_lived() {
+    let a = analyze(&fixture("go121_extras.txt")).unwrap();
+    let other = a.groups.iter().find(|g| g.frames.is_empty()).unwrap();
+    assert!(!other.reason.contains("long-lived"), "{}", other.reason);
+}

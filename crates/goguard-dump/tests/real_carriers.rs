@@ -369,3 +369,96 @@ fn interleaved_processes_are_separated_by_their_prefix() {
         Some(CrashKind::Deadlock)
     );
 }
+
+/// 30 HTTP handlers blocked for ever on a channel: net/http's server runs them, but the
+/// wait is the handler's own, so the group is the application's and a suspect.
+#[test]
+fn handlers_blocked_in_their_own_code_are_suspects() {
+    let out = Command::new(build("handlers")).output().unwrap();
+    assert!(out.status.success());
+    let (a, _) = last(out.stdout);
+    let handlers = group(&a, "main.block");
+    assert_eq!(
+        (handlers.count, handlers.state.as_str()),
+        (30, "chan receive")
+    );
+    assert!(handlers.suspect, "{}", handlers.reason);
+    assert_eq!(handlers.rule, Some("G101"));
+    // The connections' own reads are still the server's business.
+    assert!(a
+        .groups
+        .iter()
+        .filter(|g| g.state == "IO wait")
+        .all(|g| !g.suspect));
+}
+
+/// In the runtime's deadlock every blocked group is stuck, however small; a synctest
+/// bubble's deadlock is a deadlock too.
+#[test]
+fn every_blocked_group_of_a_deadlock_is_a_suspect() {
+    let (a, _) = last(run_crash("deadlock4"));
+    assert_eq!(a.crash.as_ref().map(|c| c.kind), Some(CrashKind::Deadlock));
+    let senders = a
+        .groups
+        .iter()
+        .find(|g| g.state == "chan send")
+        .unwrap_or_else(|| panic!("{:#?}", a.groups));
+    assert_eq!(senders.count, 4);
+    assert!(senders.suspect, "{}", senders.reason);
+    assert!(senders.reason.contains("deadlock"), "{}", senders.reason);
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/bubble");
+    let out = Command::new("go")
+        .args(["test", "-count=1", "."])
+        .current_dir(&dir)
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let (a, _) = last(out.stdout);
+    let crash = a.crash.as_ref().unwrap();
+    assert_eq!(crash.kind, CrashKind::Deadlock, "{}", crash.message);
+    assert_eq!(crash.at.as_ref().map(|f| f.line), Some(10), "{crash:?}");
+    let bubble = group(&a, "bubble.TestBubbleDeadlock.func1.1");
+    assert_eq!(bubble.count, 3);
+    assert!(bubble.suspect && bubble.rule == Some("G106"), "{bubble:?}");
+}
+
+/// With GOTRACEBACK=crash the runtime's own frames are printed: the crash is still placed
+/// at the program's line, not in runtime/panic.go.
+#[test]
+fn a_crash_is_placed_at_the_program_line_at_every_traceback_level() {
+    for level in ["all", "system", "crash"] {
+        let out = Command::new(build("crash"))
+            .arg("negative")
+            .env("GOTRACEBACK", level)
+            .output()
+            .unwrap();
+        let (a, _) = last(out.stderr);
+        let at = a.crash.as_ref().and_then(|c| c.at.as_ref()).unwrap();
+        assert_eq!(
+            (at.function.as_str(), at.line),
+            ("main.main", 38),
+            "{level}"
+        );
+    }
+}
+
+/// `--ignore-top F` matches the goroutine's top frame, as goleak's IgnoreTopFunction: main
+/// writing the dump has pprof's writer on top, so `main.main` leaves it in.
+#[test]
+fn ignore_top_matches_the_top_frame_only() {
+    let out = Command::new(build("leaky")).output().unwrap();
+    assert!(out.status.success());
+    let analyze = |top: &str| {
+        let mut g = goguard_dump::analyze::Grouper::new(goguard_dump::analyze::GroupOptions {
+            ignore_top: vec![top.to_string()],
+            ..Default::default()
+        });
+        let stats = goguard_dump::parse_dump(&out.stdout[..], |x| g.add(x)).unwrap();
+        g.finish(&stats)
+    };
+    assert_eq!(analyze("main.main").ignored, 0);
+    assert_eq!(analyze("runtime/pprof.writeGoroutineStacks").ignored, 1);
+    assert_eq!(analyze("main.abandoned").ignored, 7);
+}

@@ -35,7 +35,7 @@ pub struct WatchArgs {
     /// Show at most this many groups in the live table and the text report.
     #[arg(long, default_value = "10")]
     top: usize,
-    /// Exit 1 when a group grows or the last dump holds a leak suspect (for CI).
+    /// Exit 1 when a group grows, or Go's leak profile marks one leaked (for CI).
     #[arg(long)]
     fail_on_leak: bool,
     #[command(flatten)]
@@ -114,7 +114,7 @@ pub fn run(args: WatchArgs) -> Result<u8, String> {
             }
         };
         show_progress(&watch, live, args.top);
-        // Each group alerts once per verdict (suspect, then growing), not at every poll.
+        // Each group alerts once per verdict (leaked, then growing), not at every poll.
         for g in watch.alerts() {
             let at = g.group.top_frame.as_ref();
             let id = format!(
@@ -184,7 +184,7 @@ fn describe(g: &GroupSeries) -> String {
     let verdict = if g.trend.growing {
         format!("growing {:+.1}/min", g.trend.per_minute)
     } else {
-        "leak suspect".to_string()
+        "leaked (Go's leak profile)".to_string()
     };
     format!("{verdict}: [{}] {at}", g.group.state)
 }
@@ -267,8 +267,8 @@ fn show_progress(watch: &Watch, live: bool, top: usize) {
                 .map_or("?", |f| f.function.as_str()),
             if g.trend.growing {
                 "  GROWING"
-            } else if g.group.suspect {
-                "  SUSPECT"
+            } else if g.group.leaked && g.group.count > 0 {
+                "  LEAKED"
             } else {
                 ""
             }
@@ -296,7 +296,10 @@ fn text_report(watch: &Watch, url: &str, stop: Stop, top: usize) -> String {
     );
     let alerts = watch.alerts();
     if alerts.is_empty() {
-        let _ = writeln!(out, "no group grew and no leak suspect: no leak seen");
+        let _ = writeln!(
+            out,
+            "no group grew and none was marked leaked: no leak seen"
+        );
     }
     for g in watch.ranked().into_iter().take(top) {
         let counts: Vec<String> = g
@@ -304,10 +307,14 @@ fn text_report(watch: &Watch, url: &str, stop: Stop, top: usize) -> String {
             .iter()
             .map(|c| c.map_or("-".into(), |c| c.to_string()))
             .collect();
+        // A suspect by one dump's heuristics (a count, a long wait) whose trend is flat is
+        // not a leak here: a watch lets the trend decide.
         let tag = if g.trend.growing {
             "GROWING"
+        } else if g.group.leaked && g.group.count > 0 {
+            "LEAKED"
         } else if g.group.suspect {
-            "SUSPECT"
+            "flat (a suspect in a single dump)"
         } else {
             ""
         };
