@@ -84,6 +84,13 @@ pub fn chunk_size(line: &[u8]) -> Option<u64> {
     u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
 }
 
+/// Writes a chunk's size line (the data and its CRLF follow); for the last chunk, 0, then
+/// the trailers and an empty line.
+pub fn put_chunk_size(wbuf: &mut Vec<u8>, len: usize) {
+    use std::io::Write;
+    let _ = write!(wbuf, "{len:x}\r\n");
+}
+
 /// Why a line of a chunked body cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineError {

@@ -353,6 +353,35 @@ impl Stack {
             .collect()
     }
 
+    /// Records a request refused before it could be read as one (no method, no path): in
+    /// the metrics (route `-`, reason `malformed`) and the access log.
+    pub fn refused(&self, metrics: &Metrics, client: std::net::IpAddr, status: u16) {
+        let route = "-".to_string();
+        metrics
+            .requests
+            .get_or_create(&RouteStatus {
+                route: route.clone(),
+                status,
+            })
+            .inc();
+        metrics
+            .rejections
+            .get_or_create(&RouteReason {
+                route,
+                reason: "malformed".into(),
+            })
+            .inc();
+        self.access_log.value.write(AccessRecord {
+            client,
+            method: "-",
+            path: "-",
+            route: "-",
+            status,
+            duration: std::time::Duration::ZERO,
+            rejected: Some("malformed"),
+        });
+    }
+
     /// Whether `ip` is a trusted proxy of this configuration.
     pub fn trusted_peer(&self, ip: std::net::IpAddr) -> bool {
         self.trusted.trusts(ip)

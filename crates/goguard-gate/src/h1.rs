@@ -547,7 +547,8 @@ fn queue_frame(
                 ));
             }
             if length.is_none() {
-                wbuf.extend_from_slice(b"0\r\n\r\n");
+                codec::put_chunk_size(wbuf, 0);
+                wbuf.extend_from_slice(b"\r\n");
             }
             return Ok(true);
         }
@@ -572,7 +573,7 @@ fn queue_frame(
         ));
     }
     if length.is_none() {
-        wbuf.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        codec::put_chunk_size(wbuf, data.len());
         wbuf.extend_from_slice(&data);
         wbuf.extend_from_slice(b"\r\n");
     } else {

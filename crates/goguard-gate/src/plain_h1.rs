@@ -51,7 +51,7 @@ pub enum Ended {
     /// error, or for a drain.
     Closed,
     /// A request this loop does not serve: the connection and what was read of it.
-    HandOver(TcpStream, Bytes),
+    HandOver(Prefixed),
 }
 
 /// What a client connection is allowed.
@@ -91,7 +91,14 @@ where
         let read = read_request(&mut io, &mut rbuf, &mut names, max_head, &closing);
         let (req, keep_alive) = match timer.timeout(header_timeout, read).await {
             Err(_) | Ok(Read::Closed) => return Ended::Closed,
-            Ok(Read::Unusual) => return Ended::HandOver(io, rbuf.freeze()),
+            Ok(Read::Unusual) => {
+                return Ended::HandOver(Prefixed {
+                    read: rbuf.freeze(),
+                    io,
+                    send_timeout,
+                    stalled: None,
+                })
+            }
             Ok(Read::TargetTooLong) => {
                 let answer = b"HTTP/1.1 414 URI Too Long\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 30\r\nconnection: close\r\n\r\nthe request target is too long";
                 let _ = timer.timeout(header_timeout, io.write_all(answer)).await;
@@ -382,7 +389,7 @@ async fn write_response(
             }
             Framing::Chunked if data.is_empty() => continue,
             Framing::Chunked => {
-                wbuf.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                codec::put_chunk_size(wbuf, data.len());
                 put_data(io, wbuf, data).await?;
                 wbuf.extend_from_slice(b"\r\n");
             }
@@ -391,7 +398,7 @@ async fn write_response(
     }
     let whole = match framing {
         Framing::Chunked => {
-            wbuf.extend_from_slice(b"0\r\n");
+            codec::put_chunk_size(wbuf, 0);
             for (name, value) in trailers.iter().flatten() {
                 put_header(wbuf, name.as_str().as_bytes(), value.as_bytes());
             }
@@ -491,22 +498,24 @@ where
     G: FnOnce(Prefixed) -> H,
     H: GracefulConnection,
 {
-    type Output = ();
+    /// Hyper's error when it ended the connection on one (a request it refused as
+    /// malformed, say), for the gateway to count and log.
+    type Output = Result<(), H::Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let (conn, closing) = match self.as_mut().project() {
-                ServedProj::Hyper { conn } => return conn.poll(cx).map(|_| ()),
+                ServedProj::Hyper { conn } => return conn.poll(cx),
                 ServedProj::Plain {
                     fut,
                     closing,
                     hand_over,
                 } => match fut.poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ended::Closed) => return Poll::Ready(()),
-                    Poll::Ready(Ended::HandOver(io, read)) => {
+                    Poll::Ready(Ended::Closed) => return Poll::Ready(Ok(())),
+                    Poll::Ready(Ended::HandOver(io)) => {
                         let make = hand_over.take().expect("handed over once");
-                        (make(Prefixed { read, io }), closing.load(Ordering::Relaxed))
+                        (make(io), closing.load(Ordering::Relaxed))
                     }
                 },
             };
@@ -533,11 +542,46 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// A connection handed over to hyper: what was read of it first, then the socket.
+    /// A connection handed over to hyper: what was read of it first, then the socket. A
+    /// write that waits longer than `send_timeout` for the client to read fails (hyper has
+    /// no send timeout of its own), which closes the connection.
     pub struct Prefixed {
         read: Bytes,
         #[pin]
         io: TcpStream,
+        send_timeout: Duration,
+        stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl Prefixed {
+    /// Whether a write still pending has waited too long; arms the wait when it starts.
+    fn stalled_too_long(
+        stalled: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+        limit: Duration,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        let sleep = stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        sleep.as_mut().poll(cx).is_ready()
+    }
+
+    /// A write's outcome with the send timeout applied.
+    fn timed<T>(
+        poll: Poll<io::Result<T>>,
+        stalled: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+        limit: Duration,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Ready(r) => {
+                *stalled = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending if Self::stalled_too_long(stalled, limit, cx) => {
+                Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -564,7 +608,9 @@ impl AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write(cx, buf)
+        let this = self.project();
+        let poll = this.io.poll_write(cx, buf);
+        Prefixed::timed(poll, this.stalled, *this.send_timeout, cx)
     }
 
     fn poll_write_vectored(
@@ -572,7 +618,9 @@ impl AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        let poll = this.io.poll_write_vectored(cx, bufs);
+        Prefixed::timed(poll, this.stalled, *this.send_timeout, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -643,7 +691,7 @@ mod tests {
             };
             match serve(server, timer, limits, closing, service).await {
                 Ended::Closed => None,
-                Ended::HandOver(_, read) => Some(read),
+                Ended::HandOver(p) => Some(p.read),
             }
         });
         (client, ended)

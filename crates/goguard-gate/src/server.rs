@@ -248,6 +248,7 @@ impl Gateway {
                         }
                     };
                     let gw = self.clone();
+                    let client_ip = peer.ip();
                     let peer = Peer::new(peer);
                     let service = {
                         let (gw, peer) = (gw.clone(), peer.clone());
@@ -289,8 +290,11 @@ impl Gateway {
                     };
                     let conn = drain.watch(Served::new(plain, closing, hand_over));
                     let slot = open.clone();
+                    let gw = self.clone();
                     tokio::spawn(async move {
-                        let _ = conn.await;
+                        if let Err(e) = conn.await {
+                            gw.hyper_refused(&*e, client_ip);
+                        }
                         drop((slot, per_client));
                     });
                 }
@@ -304,6 +308,23 @@ impl Gateway {
             Ok(()) => tracing::info!("drained"),
             Err(_) => tracing::warn!(drain = ?deadline, "drain deadline passed; closing the rest"),
         }
+    }
+
+    /// Counts and logs a request hyper refused itself (a head it could not parse: 400, or
+    /// over its limit: 431), which never reached [`handle`].
+    fn hyper_refused(&self, e: &(dyn std::error::Error + 'static), client: std::net::IpAddr) {
+        let Some(e) = e.downcast_ref::<hyper::Error>() else {
+            return;
+        };
+        let status = if e.is_parse_too_large() {
+            431
+        } else if e.is_parse() || e.is_parse_status() {
+            400
+        } else {
+            return;
+        };
+        let running = self.0.running[worker()].load_full();
+        running.stack.refused(&running.metrics, client, status);
     }
 
     async fn serve_admin(self, listener: TcpListener) {

@@ -696,7 +696,7 @@ async fn response_framing_is_the_gateways_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_very_long_target_is_a_414() {
+async fn a_very_long_target_is_a_414_and_refused_heads_are_counted() {
     let up = Recorder::ok().await;
     let gate = TestGate::start(
         &config(
@@ -716,7 +716,21 @@ async fn a_very_long_target_is_a_414() {
         "a".repeat(70_000)
     );
     assert_eq!(status_of(gate.addr, many.as_bytes()).await, 431);
+    let broken = b"GET / HTTP/1.1\r\nhost: shop\r\nno colon here\r\n\r\n";
+    assert_eq!(status_of(gate.addr, broken).await, 400);
     assert!(up.seen().is_empty());
+    // What hyper refuses itself is counted and logged like every other answer.
+    wait_for(
+        Duration::from_secs(5),
+        "hyper's refusals are counted",
+        || async {
+            let m = gate.metrics().await;
+            m.contains("status=\"431\"")
+                && m.contains("status=\"400\"")
+                && m.contains("reason=\"malformed\"")
+        },
+    )
+    .await;
     gate.shutdown().await;
 }
 
@@ -870,5 +884,112 @@ async fn mutated_requests_reach_the_upstream_only_as_logged() {
         !seen.is_empty(),
         "some mutated requests are still valid and forwarded"
     );
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let up = Recorder::ok().await;
+    let gate = TestGate::start(
+        &config(
+            &format!(
+                "[upstreams.u]\ntargets = [\"{}\"]\n[[routes]]\nname = \"r\"\nupstream = \"u\"\n",
+                up.addr
+            ),
+            "max_connections = 40\nmax_connections_per_client = 10\n",
+        ),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let from = |ip: &str| {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        let addr = gate.addr;
+        async move {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind(SocketAddr::new(ip, 0)).unwrap();
+            Raw {
+                conn: s.connect(addr).await.unwrap(),
+                buf: Vec::new(),
+            }
+        }
+    };
+    let get = b"GET / HTTP/1.1\r\nhost: shop\r\n\r\n";
+    // Ten connections kept open (each answered once, so each is surely counted).
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        let mut c = from("127.0.0.1").await;
+        c.send(get).await;
+        assert_eq!(c.answer(false).await.unwrap().status, 200);
+        held.push(c);
+    }
+    let mut over = from("127.0.0.1").await;
+    over.send(get).await;
+    assert_eq!(over.answer(false).await.unwrap().status, 503);
+    let mut other = from("127.0.0.2").await;
+    other.send(get).await;
+    assert_eq!(
+        other.answer(false).await.unwrap().status,
+        200,
+        "another client is served"
+    );
+    // Closing one makes room again.
+    drop(held.pop());
+    wait_for(Duration::from_secs(5), "a slot is given back", || async {
+        let mut c = from("127.0.0.1").await;
+        c.send(get).await;
+        c.answer(false).await.is_some_and(|a| a.status == 200)
+    })
+    .await;
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_after_the_send_timeout() {
+    const BIG: usize = 64 << 20;
+    let up = Recorder::start(Arc::new(|_: &Received| {
+        let mut a = format!("HTTP/1.1 200 OK\r\ncontent-length: {BIG}\r\n\r\n").into_bytes();
+        a.resize(a.len() + BIG, b'x');
+        a
+    }))
+    .await;
+    let gate = TestGate::start(
+        &config(
+            &format!(
+                "[upstreams.u]\ntargets = [\"{}\"]\n[[routes]]\nname = \"r\"\nupstream = \"u\"\n",
+                up.addr
+            ),
+            "send_timeout = \"300ms\"\n",
+        ),
+        Arc::new(SystemClock),
+    )
+    .await;
+    // The plain loop (GET) and hyper (a request with a body).
+    for req in [
+        &b"GET /big HTTP/1.1\r\nhost: shop\r\n\r\n"[..],
+        b"POST /big HTTP/1.1\r\nhost: shop\r\ncontent-length: 1\r\n\r\nx",
+    ] {
+        let mut c = Raw::connect(gate.addr).await;
+        c.send(req).await;
+        // Not reading for a while: the gateway's writes stall, then it gives up.
+        let mut stalled = true;
+        let mut total = 0usize;
+        let mut chunk = vec![0u8; 1 << 16];
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), c.conn.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => total += n,
+                Err(_) => {
+                    stalled = false;
+                    break;
+                }
+            }
+        }
+        assert!(stalled, "the connection ended");
+        assert!(
+            total < BIG,
+            "the gateway closed the connection before the whole answer ({total} bytes of {BIG})"
+        );
+    }
     gate.shutdown().await;
 }
