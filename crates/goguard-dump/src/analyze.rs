@@ -724,33 +724,89 @@ pub struct DiffGroup {
 /// Matches the groups of two dumps (same state, frames and creator) and counts the change,
 /// biggest growth first. Groups present in one dump only have 0 on the other side.
 pub fn diff(before: &Analysis, after: &Analysis) -> Vec<DiffGroup> {
-    let key = |g: &Group| -> Key { g.key.clone() };
+    diff_by(before, after, |g| g.key.clone())
+}
+
+/// Like [`diff`], for two dumps in different formats (a debug=1 or protobuf profile against
+/// a debug=2 dump): they share neither the wait state (debug=1 does not print it), nor the
+/// creator, nor the runtime's frames, so groups are matched on what both have: the
+/// program's frames, function and line (or, for goroutines with none, the standard library
+/// functions outside the runtime). Groups that fall together on one side are added up.
+pub fn diff_across_formats(before: &Analysis, after: &Analysis) -> Vec<DiffGroup> {
+    diff_by(before, after, portable_key)
+}
+
+/// What a group is in every format: see [`diff_across_formats`].
+fn portable_key(g: &Group) -> Key {
+    let program: Vec<Frame> = g
+        .frames
+        .iter()
+        .filter(|f| !is_std_frame(f))
+        .map(|f| Frame {
+            function: f.function.clone(),
+            file: String::new(),
+            line: f.line,
+        })
+        .collect();
+    let frames = if program.is_empty() {
+        g.frames
+            .iter()
+            .filter(|f| !f.function.starts_with("runtime.") && f.function.contains('.'))
+            .map(|f| Frame {
+                function: f.function.clone(),
+                file: String::new(),
+                line: 0,
+            })
+            .collect()
+    } else {
+        program
+    };
+    (String::new(), frames, None, Vec::new())
+}
+
+fn diff_by(before: &Analysis, after: &Analysis, key: impl Fn(&Group) -> Key) -> Vec<DiffGroup> {
     let mut out: Vec<DiffGroup> = Vec::new();
     let mut index: HashMap<Key, usize> = HashMap::new();
     for g in &before.groups {
-        index.insert(key(g), out.len());
-        out.push(DiffGroup {
-            group: g.clone(),
-            before: g.count,
-            after: 0,
-            delta: -(g.count as i64),
-        });
+        match index.get(&key(g)) {
+            Some(&i) => out[i].before += g.count,
+            None => {
+                index.insert(key(g), out.len());
+                out.push(DiffGroup {
+                    group: g.clone(),
+                    before: g.count,
+                    after: 0,
+                    delta: 0,
+                });
+            }
+        }
     }
+    let mut seen_after: rustc_hash::FxHashSet<usize> = Default::default();
     for g in &after.groups {
         match index.get(&key(g)) {
             Some(&i) => {
                 let d = &mut out[i];
-                d.after = g.count;
-                d.delta = g.count as i64 - d.before as i64;
-                d.group = g.clone();
+                d.after += g.count;
+                // The after side's group stands for both (its state, its current verdict);
+                // the biggest when several fall together.
+                if seen_after.insert(i) || g.count > d.group.count {
+                    d.group = g.clone();
+                }
             }
-            None => out.push(DiffGroup {
-                group: g.clone(),
-                before: 0,
-                after: g.count,
-                delta: g.count as i64,
-            }),
+            None => {
+                index.insert(key(g), out.len());
+                seen_after.insert(out.len());
+                out.push(DiffGroup {
+                    group: g.clone(),
+                    before: 0,
+                    after: g.count,
+                    delta: 0,
+                });
+            }
         }
+    }
+    for d in &mut out {
+        d.delta = d.after as i64 - d.before as i64;
     }
     out.sort_by(|a, b| b.delta.cmp(&a.delta).then(b.after.cmp(&a.after)));
     out

@@ -13,7 +13,9 @@ mod proto;
 pub mod race;
 pub mod watch;
 
-pub use analyze::{analyze, analyze_reader, diff, Analysis, DiffGroup, Group, StateClass};
+pub use analyze::{
+    analyze, analyze_reader, diff, diff_across_formats, Analysis, DiffGroup, Group, StateClass,
+};
 pub use parse::{
-    decompressing, for_each_line, parse_dump, Frame, Goroutine, ParseError, ParseStats,
+    decompressing, for_each_line, parse_dump, DumpInfo, Frame, Goroutine, ParseError, ParseStats,
 };

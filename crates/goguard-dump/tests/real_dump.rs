@@ -442,3 +442,36 @@ fn a_big_real_dump_is_grouped_exactly() {
         assert!(g.suspect && g.rule == Some("G101"));
     }
 }
+
+/// A debug=1 or protobuf profile against a debug=2 dump: groups match on the program's
+/// frames, so a steady group stays at +0 and only the growing one shows.
+#[test]
+fn diff_across_formats_matches_groups_on_program_frames() {
+    let after = analyze(&run_leaky_with(9)).unwrap();
+    for debug in ["1", "0"] {
+        let before = analyze_bytes(run_leaky_raw(3, debug, "goroutine"));
+        // Matched on state, frames and creator, nothing matches across formats.
+        assert!(goguard_dump::diff(&before, &after)
+            .iter()
+            .all(|d| d.before == 0 || d.after == 0));
+        let d = goguard_dump::diff_across_formats(&before, &after);
+        let top = &d[0];
+        assert_eq!(
+            top.group.top_frame.as_ref().unwrap().function,
+            "main.abandoned",
+            "debug={debug}"
+        );
+        assert_eq!(
+            (top.before, top.after, top.delta),
+            (3, 9, 6),
+            "debug={debug}"
+        );
+        assert!(
+            d[1..].iter().all(|g| g.delta == 0),
+            "debug={debug}: {:#?}",
+            d.iter()
+                .map(|g| (&g.group.top_frame, g.before, g.after))
+                .collect::<Vec<_>>()
+        );
+    }
+}

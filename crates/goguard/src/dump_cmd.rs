@@ -283,7 +283,22 @@ fn dump_diff(
         crate::source_map::attach(&mut second.analysis, &map)?;
     }
     let (a, b) = (&first.analysis, &second.analysis);
-    let groups = goguard_dump::diff(a, b);
+    // Dumps in different formats share only their program frames: match on those.
+    let base = |f: &str| f.split(" (").next().unwrap_or(f).to_string();
+    let across = base(first.stats.format) != base(second.stats.format);
+    let groups = if across {
+        goguard_dump::diff_across_formats(a, b)
+    } else {
+        goguard_dump::diff(a, b)
+    };
+    let matched_on = if across {
+        format!(
+            "the program's frames (function and line) only: the dumps are in different formats ({} and {})",
+            first.stats.format, second.stats.format
+        )
+    } else {
+        "state, frames and creator".to_string()
+    };
     // Growth per minute, when both dumps say when they were taken.
     let minutes = match (first.stats.time_unix_nanos, second.stats.time_unix_nanos) {
         (Some(t0), Some(t1)) if t1 > t0 => Some((t1 - t0) as f64 / 60e9),
@@ -302,6 +317,7 @@ fn dump_diff(
                 "format": "diff",
                 "total": {"before": a.total, "after": b.total},
                 "minutes_between": minutes,
+                "matched_on": matched_on,
                 "groups": list,
             }))
         }
@@ -344,6 +360,9 @@ fn dump_diff(
                 b.total,
                 b.total as i64 - a.total as i64
             );
+            if across {
+                let _ = writeln!(out, "groups matched on {matched_on}");
+            }
             for d in groups.iter().take(args.top) {
                 let at = d
                     .group

@@ -727,6 +727,38 @@ fn dump_reads_logged_and_interleaved_dumps_and_names_what_it_cannot() {
     );
 }
 
+/// A debug=1 profile against a debug=2 dump of the same unchanged program: nothing grew,
+/// and the report says what the groups were matched on.
+#[test]
+fn dump_diff_across_formats_sees_no_growth_in_a_steady_program() {
+    let prog = repo().join("crates/goguard-dump/tests/programs/leaky");
+    let t = TempDir::new("dumpdiffformats");
+    let mut files = Vec::new();
+    for (name, debug) in [("a.txt", "1"), ("b.txt", "2")] {
+        let out = Command::new("go")
+            .args(["run", ".", "7"])
+            .current_dir(&prog)
+            .env("GOTOOLCHAIN", "local")
+            .env("DUMP_DEBUG", debug)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        files.push(t.write(name, &out.stdout).to_str().unwrap().to_string());
+    }
+    let res = goguard(
+        &["dump", &files[0], &files[1], "--fail-on-growth", "1"],
+        &t.0,
+    );
+    let out = String::from_utf8_lossy(&res.stdout);
+    assert_eq!(res.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("15 goroutines -> 15 (+0)")
+            && out.contains("groups matched on the program's frames (function and line) only"),
+        "{out}"
+    );
+    assert!(!out.contains("] new"), "{out}");
+}
+
 /// `goguard dump A B` shows the growing group and fails CI with --fail-on-growth.
 #[test]
 fn dump_diff_shows_growth() {
