@@ -364,22 +364,31 @@ async fn status_of(addr: SocketAddr, bytes: &[u8]) -> u16 {
     exchange(addr, bytes).await.map_or(0, |a| a.status)
 }
 
-fn config(routes: &str, extra: &str) -> String {
-    format!("{}{extra}\n{routes}", head())
+/// The test configuration: `server` lines (in the `[server]` table) then `routes`
+/// (upstreams and routes).
+fn config(routes: &str, server: &str) -> String {
+    format!("{}{server}\n{routes}", head())
+}
+
+/// One upstream, `u`, at `addr`, and one route, `r`, to it for every request.
+fn one_route(addr: SocketAddr) -> String {
+    format!("[upstreams.u]\ntargets = [\"{addr}\"]\n[[routes]]\nname = \"r\"\nupstream = \"u\"\n")
+}
+
+/// A gateway on the system clock for `routes`, with `server` lines.
+async fn start(routes: &str, server: &str) -> TestGate {
+    TestGate::start(&config(routes, server), Arc::new(SystemClock)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clients_broken_body_is_its_fault_not_the_upstreams() {
     let up = Recorder::ok().await;
-    let gate = TestGate::start(
-        &config(
-            &format!(
+    let gate = start(
+        &format!(
                 "[upstreams.u]\ntargets = [\"{}\"]\neject_after = 2\n[[routes]]\nname = \"orders\"\nupstream = \"u\"\n[routes.breaker]\nmin_requests = 3\nerror_ratio = 0.5\nwindow = \"60s\"\n",
                 up.addr
             ),
-            "",
-        ),
-        Arc::new(SystemClock),
+        "",
     )
     .await;
     // RFC 9112 7.1: a chunk size is hex digits; a chunk's data ends with CRLF.
@@ -440,15 +449,12 @@ async fn a_clients_broken_body_is_its_fault_not_the_upstreams() {
 async fn host_is_required_single_and_valid_and_the_targets_authority_wins() {
     let public = Recorder::ok().await;
     let admin = Recorder::ok().await;
-    let gate = TestGate::start(
-        &config(
-            &format!(
+    let gate = start(
+        &format!(
                 "[upstreams.public]\ntargets = [\"{}\"]\n[upstreams.admin]\ntargets = [\"{}\"]\n[[routes]]\nname = \"public\"\nupstream = \"public\"\n[[routes]]\nname = \"admin\"\nhost = \"admin.example\"\nupstream = \"admin\"\n",
                 public.addr, admin.addr
             ),
-            "",
-        ),
-        Arc::new(SystemClock),
+        "",
     )
     .await;
     // RFC 9112 3.2: no Host, two, or an invalid one is a 400, and nothing is forwarded.
@@ -496,15 +502,12 @@ async fn host_is_required_single_and_valid_and_the_targets_authority_wins() {
 async fn paths_route_as_the_service_will_see_them() {
     let orders = Recorder::ok().await;
     let other = Recorder::ok().await;
-    let gate = TestGate::start(
-        &config(
-            &format!(
+    let gate = start(
+        &format!(
                 "[upstreams.orders]\ntargets = [\"{}\"]\n[upstreams.other]\ntargets = [\"{}\"]\n[[routes]]\nname = \"all\"\nupstream = \"other\"\n[[routes]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"orders\"\n",
                 orders.addr, other.addr
             ),
-            "",
-        ),
-        Arc::new(SystemClock),
+        "",
     )
     .await;
     for path in [
@@ -546,15 +549,12 @@ async fn paths_route_as_the_service_will_see_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_cannot_strip_what_the_gateway_routed_and_limited_on() {
     let up = Recorder::ok().await;
-    let gate = TestGate::start(
-        &config(
-            &format!(
+    let gate = start(
+        &format!(
                 "[upstreams.u]\ntargets = [\"{}\"]\n[[routes]]\nname = \"api\"\nupstream = \"u\"\n[routes.limit]\nper_key = {{ key = \"header:x-api-key\", rate = \"1/m\", burst = 2 }}\n",
                 up.addr
             ),
-            "trusted_proxies = [\"127.0.0.1\"]\n",
-        ),
-        Arc::new(SystemClock),
+        "trusted_proxies = [\"127.0.0.1\"]\n",
     )
     .await;
     let req = b"GET /a HTTP/1.1\r\nhost: shop\r\nx-api-key: k1\r\nx-forwarded-for: 203.0.113.5\r\nauthorization: Bearer t\r\nx-hop: 1\r\nconnection: x-api-key, host, x-forwarded-for, authorization, x-hop\r\n\r\n";
@@ -573,15 +573,12 @@ async fn connection_cannot_strip_what_the_gateway_routed_and_limited_on() {
     assert_eq!(r.header("x-hop"), None, "other named headers still go");
     assert_eq!(r.header("connection"), None);
     // A client that is not a trusted proxy cannot forge its address in other headers.
-    let gate2 = TestGate::start(
-        &config(
-            &format!(
-                "[upstreams.u]\ntargets = [\"{}\"]\n[[routes]]\nname = \"api\"\nupstream = \"u\"\n",
-                up.addr
-            ),
-            "",
+    let gate2 = start(
+        &format!(
+            "[upstreams.u]\ntargets = [\"{}\"]\n[[routes]]\nname = \"api\"\nupstream = \"u\"\n",
+            up.addr
         ),
-        Arc::new(SystemClock),
+        "",
     )
     .await;
     let forged = b"GET /b HTTP/1.1\r\nhost: shop\r\nx-real-ip: 6.6.6.6\r\ntrue-client-ip: 6.6.6.6\r\nx-forwarded-port: 1\r\nx-forwarded-prefix: /admin\r\nx_forwarded_for: 6.6.6.6\r\n\r\n";
@@ -635,15 +632,12 @@ fn scripted() -> Script {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_framing_is_the_gateways_own() {
     let up = Recorder::start(scripted()).await;
-    let gate = TestGate::start(
-        &config(
-            &format!(
+    let gate = start(
+        &format!(
                 "[upstreams.u]\ntargets = [\"{}\"]\neject_after = 1000\n[[routes]]\nname = \"r\"\nupstream = \"u\"\n",
                 up.addr
             ),
-            "",
-        ),
-        Arc::new(SystemClock),
+        "",
     )
     .await;
     // Both server paths: the plain loop (GET) and hyper (a request with a body).
@@ -698,17 +692,7 @@ async fn response_framing_is_the_gateways_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_very_long_target_is_a_414_and_refused_heads_are_counted() {
     let up = Recorder::ok().await;
-    let gate = TestGate::start(
-        &config(
-            &format!(
-                "[upstreams.u]\ntargets = [\"{}\"]\n[[routes]]\nname = \"r\"\nupstream = \"u\"\n",
-                up.addr
-            ),
-            "",
-        ),
-        Arc::new(SystemClock),
-    )
-    .await;
+    let gate = start(&one_route(up.addr), "").await;
     let long = format!("GET /{} HTTP/1.1\r\nhost: shop\r\n\r\n", "a".repeat(70_000));
     assert_eq!(status_of(gate.addr, long.as_bytes()).await, 414);
     let many = format!(
@@ -890,15 +874,9 @@ async fn mutated_requests_reach_the_upstream_only_as_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_take_every_connection() {
     let up = Recorder::ok().await;
-    let gate = TestGate::start(
-        &config(
-            &format!(
-                "[upstreams.u]\ntargets = [\"{}\"]\n[[routes]]\nname = \"r\"\nupstream = \"u\"\n",
-                up.addr
-            ),
-            "max_connections = 40\nmax_connections_per_client = 10\n",
-        ),
-        Arc::new(SystemClock),
+    let gate = start(
+        &one_route(up.addr),
+        "max_connections = 40\nmax_connections_per_client = 10\n",
     )
     .await;
     let from = |ip: &str| {
@@ -952,17 +930,7 @@ async fn a_client_that_never_reads_is_closed_after_the_send_timeout() {
         a
     }))
     .await;
-    let gate = TestGate::start(
-        &config(
-            &format!(
-                "[upstreams.u]\ntargets = [\"{}\"]\n[[routes]]\nname = \"r\"\nupstream = \"u\"\n",
-                up.addr
-            ),
-            "send_timeout = \"300ms\"\n",
-        ),
-        Arc::new(SystemClock),
-    )
-    .await;
+    let gate = start(&one_route(up.addr), "send_timeout = \"300ms\"\n").await;
     // The plain loop (GET) and hyper (a request with a body).
     for req in [
         &b"GET /big HTTP/1.1\r\nhost: shop\r\n\r\n"[..],
