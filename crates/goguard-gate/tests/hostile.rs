@@ -961,3 +961,59 @@ async fn a_client_that_never_reads_is_closed_after_the_send_timeout() {
     }
     gate.shutdown().await;
 }
+
+/// An HTTP/2 connection to the gateway (prior knowledge), for requests whose `:authority`
+/// is not the address connected to.
+async fn h2_client(
+    addr: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>> {
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_are_settled_like_http1_ones() {
+    let up = Recorder::ok().await;
+    let gate = start(&one_route(up.addr), "").await;
+    let mut h2 = h2_client(gate.addr).await;
+    let mut send = |req: http::Request<http_body_util::Full<bytes::Bytes>>| {
+        let fut = h2.send_request(req);
+        async move { fut.await.map(|r| r.status().as_u16()) }
+    };
+    let get = http::Request::get("http://Shop.Example./%6Frders//1")
+        .body(http_body_util::Full::default())
+        .unwrap();
+    assert_eq!(send(get).await.unwrap(), 200);
+    let r = up.seen().pop().unwrap();
+    // RFC 9113 8.3.1: the authority is the host, and the forwarding headers say so.
+    assert_eq!(r.header("host"), Some("Shop.Example."));
+    assert_eq!(r.header("x-forwarded-host"), Some("Shop.Example."));
+    assert_eq!(r.target, "/orders/1");
+    // A Host that names another authority is malformed.
+    let two = http::Request::get("http://shop.example/x")
+        .header("host", "admin.example")
+        .body(http_body_util::Full::default())
+        .unwrap();
+    assert_eq!(send(two).await.unwrap(), 400);
+    // DATA that disagrees with the declared length makes the request malformed: the stream
+    // is reset with PROTOCOL_ERROR (RFC 9113 8.1.1), and the upstream's health is untouched.
+    for _ in 0..3 {
+        let short = http::Request::post("http://shop.example/upload")
+            .header("content-length", "10")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"hello",
+            )))
+            .unwrap();
+        let e = send(short).await.expect_err("a malformed request");
+        assert!(format!("{e:?}").contains("PROTOCOL_ERROR"), "{e:?}");
+    }
+    let status = gate.status().await;
+    assert_eq!(status["upstreams"]["u"][0]["failures"], 0, "{status}");
+    assert_eq!(status["upstreams"]["u"][0]["ejections"], 0, "{status}");
+    gate.shutdown().await;
+}
