@@ -67,8 +67,11 @@ pub struct Group {
     /// The goguard check rule this stack most likely comes from.
     pub rule: Option<&'static str>,
     pub reason: String,
-    /// A few goroutine ids of the group, to find them in the dump.
+    /// The first goroutine ids of the group (at most [`MAX_IDS`]), to find them in the dump.
     pub ids: Vec<u64>,
+    /// `ids` lists every goroutine of the group (false when the group has more than
+    /// [`MAX_IDS`], or comes from a profile that prints no ids).
+    pub ids_complete: bool,
     /// Source lines around the top frame, when `--source` maps it to a checkout.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub source: Vec<SourceLine>,
@@ -114,6 +117,24 @@ pub struct Analysis {
     pub groups: Vec<Group>,
 }
 
+/// The JSON report of one dump: the analysis and what the parser saw. Serialized straight
+/// to its writer, so that a dump of 500,000 distinct stacks is never held as a JSON tree.
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    #[serde(flatten)]
+    pub analysis: &'a Analysis,
+    /// `debug=2`, `debug=1`, `proto`, with `(goroutineleak)` for the leak profile.
+    pub format: &'a str,
+    /// How many dumps the input held.
+    pub dumps: usize,
+    /// What was taken off the lines (log prefixes, JSON records, stray bytes).
+    pub carriers: &'a [String],
+    /// Per-thread stacks of a GOTRACEBACK=crash report, not counted as goroutines.
+    pub thread_stacks: usize,
+    /// The file, or the URL that answered.
+    pub source: &'a str,
+}
+
 /// A data race and how many times it was reported.
 #[derive(Debug, Clone, Serialize)]
 pub struct RaceReport {
@@ -143,6 +164,9 @@ pub fn dedup_races(races: &[crate::race::Race]) -> Vec<RaceReport> {
     }
     out
 }
+
+/// How many goroutine ids a group lists.
+pub const MAX_IDS: usize = 5;
 
 /// Goroutines blocked at the same place in at least this number are suspect (a leak grows;
 /// a healthy program rarely parks this many at one operation).
@@ -310,6 +334,7 @@ impl Grouper {
             rule: None,
             reason: String::new(),
             ids: Vec::new(),
+            ids_complete: true,
             source: Vec::new(),
             findings: Vec::new(),
         };
@@ -321,9 +346,10 @@ impl Group {
     /// Counts one more goroutine (or a weighted record) into the group.
     fn absorb(&mut self, g: Goroutine, weight: usize) {
         self.count += weight;
-        if self.ids.len() < 5 {
+        if self.ids.len() < MAX_IDS && g.weight <= 1 && g.id != 0 {
             self.ids.push(g.id);
         }
+        self.ids_complete = self.ids.len() == self.count;
         if let Some(m) = g.wait_minutes {
             self.wait_minutes = Some(match self.wait_minutes {
                 Some([lo, hi]) => [lo.min(m), hi.max(m)],

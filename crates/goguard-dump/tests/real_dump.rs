@@ -475,3 +475,48 @@ fn diff_across_formats_matches_groups_on_program_frames() {
         );
     }
 }
+
+/// Wherever a dump is cut (mid-line, after a function line, between a goroutine's frames),
+/// the analysis says so; only a cut between two whole records, inside a line or offset
+/// number, or in goroutine 1 (which has no `created by`) cannot be told from a whole dump.
+#[test]
+fn a_dump_cut_anywhere_is_flagged_truncated() {
+    let dump = run_leaky();
+    let mut checked = 0;
+    for at in (40..dump.len() - 1).step_by(7) {
+        let cut = &dump[..at];
+        let mut lines = cut.lines().rev().filter(|l| !l.trim().is_empty());
+        let last_header = cut.rfind("\ngoroutine ").map(|i| &cut[i + 1..]);
+        let whole_record = cut.ends_with('\n')
+            && lines.next().is_some_and(|l| l.starts_with('\t'))
+            && lines.next().is_some_and(|l| l.starts_with("created by "));
+        // A file line cut in its line number or its hex offset still looks whole.
+        let in_number = cut.ends_with(|c: char| c.is_ascii_hexdigit())
+            && cut.rsplit('\n').next().is_some_and(|l| l.starts_with('\t'));
+        if whole_record || in_number || last_header.is_none_or(|h| h.starts_with("goroutine 1 ")) {
+            continue;
+        }
+        let a = analyze(cut).unwrap();
+        assert!(
+            a.truncated,
+            "cut at {at}: {:?}",
+            &cut[cut.len().saturating_sub(60)..]
+        );
+        checked += 1;
+    }
+    assert!(checked > 100, "{checked}");
+    assert!(!analyze(&dump).unwrap().truncated);
+}
+
+/// pprof's debug=2 writer stops at 64 MiB: a real dump of 20,000 goroutines 40 calls deep
+/// is cut there, and the analysis says so.
+#[test]
+fn a_dump_cut_at_pprofs_64_mib_is_flagged() {
+    let bin = build_program("many");
+    let out = Command::new(&bin).args(["20000", "40"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), 64 << 20);
+    let (a, stats) = goguard_dump::analyze::analyze_last(std::io::Cursor::new(out.stdout)).unwrap();
+    assert!(a.truncated && stats.cut_at_cap);
+    assert!(a.total < 20_000, "{}", a.total);
+}

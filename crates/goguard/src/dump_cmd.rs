@@ -212,13 +212,21 @@ pub fn run(args: DumpArgs) -> Result<u8, String> {
     }
     let rendered = match args.format {
         DumpFormat::Json => {
-            let mut v = serde_json::to_value(&analysis).map_err(|e| e.to_string())?;
-            v["format"] = stats.format.into();
-            v["dumps"] = stats.dumps.into();
-            v["carriers"] = stats.carriers.clone().into();
-            v["thread_stacks"] = stats.thread_stacks.into();
-            v["source"] = source.into();
-            pretty(&v)
+            // Streamed: a dump of 500,000 distinct stacks must not be built as a JSON tree
+            // in memory first.
+            let report = goguard_dump::analyze::Report {
+                analysis: &analysis,
+                format: stats.format,
+                dumps: stats.dumps,
+                carriers: &stats.carriers,
+                thread_stacks: stats.thread_stacks,
+                source: &source,
+            };
+            emit_json(
+                |w| serde_json::to_writer_pretty(w, &report),
+                args.output.as_deref(),
+            )?;
+            return Ok(exit_code(&args, &analysis));
         }
         DumpFormat::Text => render_dump(&analysis, args.top, &stats),
         DumpFormat::Html => {
@@ -260,12 +268,41 @@ pub fn run(args: DumpArgs) -> Result<u8, String> {
         }
     };
     emit(&rendered, args.output.as_deref())?;
+    Ok(exit_code(&args, &analysis))
+}
+
+fn exit_code(args: &DumpArgs, analysis: &goguard_dump::Analysis) -> u8 {
     let suspects = analysis.groups.iter().any(|g| g.suspect);
-    Ok(if args.fail_on_suspect && suspects {
+    if args.fail_on_suspect && suspects {
         EXIT_FINDINGS
     } else {
         EXIT_CLEAN
-    })
+    }
+}
+
+/// Writes JSON (`to_json` serializes it), streamed to the file or to standard output (a closed pipe
+/// is not an error).
+pub fn emit_json(
+    to_json: impl Fn(&mut dyn Write) -> serde_json::Result<()>,
+    output: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let write = |w: &mut dyn Write| -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+        to_json(&mut w)?;
+        w.write_all(b"\n")?;
+        w.flush()
+    };
+    match output {
+        Some(path) => {
+            let mut f = std::fs::File::create(path)
+                .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+            write(&mut f).map_err(|e| format!("{}: cannot write: {e}", path.display()))
+        }
+        None => {
+            let _ = write(&mut std::io::stdout().lock());
+            Ok(())
+        }
+    }
 }
 
 fn dump_diff(

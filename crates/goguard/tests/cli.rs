@@ -616,6 +616,14 @@ fn dump_reports_groups_and_suspects_as_json_and_text() {
         (Some(7), Some("chan send"), Some(true), Some("G106"))
     );
     assert_eq!(g["top_frame"]["function"], "main.abandoned");
+    // The group lists its first 5 ids of 7, and says the list is not complete.
+    assert_eq!(
+        (
+            g["ids"].as_array().map(Vec::len),
+            g["ids_complete"].as_bool()
+        ),
+        (Some(5), Some(false))
+    );
     // The same dump gzipped, and with a Kubernetes log prefix on every line.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, &out.stdout).unwrap();

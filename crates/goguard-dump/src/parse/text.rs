@@ -280,10 +280,18 @@ pub(crate) fn parse_text<R: std::io::BufRead>(
     };
     let mut buf = Vec::new();
     let mut bytes = 0u64;
-    let mut terminated = true;
+    // The input stops in the middle of a line (only the last line can lack its newline).
+    // A file line is taken as whole: a dump pasted without its final newline ends so.
+    let mut cut_mid_line = false;
     while let Some(raw) = super::next_line(&mut input, &mut buf)? {
         bytes += raw.len;
-        terminated = raw.terminated;
+        if !raw.terminated {
+            // (An unterminated line of whitespace is the indent of a file line, cut.)
+            cut_mid_line = match classify(&raw.text) {
+                Line::Location(l) => raw.text.ends_with([' ', '\t']) || !location_looks_whole(l),
+                _ => true,
+            };
+        }
         carrier.feed(&raw.text, &mut machine);
     }
     let Machine {
@@ -293,13 +301,23 @@ pub(crate) fn parse_text<R: std::io::BufRead>(
     } = machine;
     for s in &mut streams {
         if s.current.is_some() {
-            // No closing blank line: the last goroutine of a dump, or a cut one.
+            // No closing blank line: the last goroutine of a dump, or a cut one. It is cut
+            // when the input stops mid-line, after a function line, before any frame, or
+            // before the `created by` every goroutine but main (1) ends with.
             let cut = matches!(s.state, State::Location { .. })
-                || !terminated
-                || s.current
-                    .as_ref()
-                    .is_some_and(|g| g.frames.is_empty() && !s.stack_unavailable);
+                || cut_mid_line
+                || s.current.as_ref().is_some_and(|g| {
+                    (g.frames.is_empty() && !s.stack_unavailable)
+                        || (s.state == State::Record && g.id != 1 && g.created_by.is_none())
+                });
             shared.complete(s, cut);
+        }
+    }
+    if cut_mid_line {
+        // Cut between records, in a header: no record was open to flag.
+        shared.stats.truncated = true;
+        if let Some(last) = shared.dumps.last_mut() {
+            last.truncated = true;
         }
     }
     if bytes == PPROF_CAP {
@@ -325,4 +343,15 @@ pub(crate) fn parse_text<R: std::io::BufRead>(
     stats.dump_info = shared.dumps;
     stats.carriers = super::describe_carriers(&carrier);
     Ok(stats)
+}
+
+/// A file line that may be whole: it ends with its line number or a hex value (`+0x2b7`,
+/// `pc=0x4c40a1`). `main.go:29 +` or `fp=` is cut; `main.go:2` (of `:29`) cannot be told.
+fn location_looks_whole(line: &str) -> bool {
+    let last = line.rsplit(' ').next().unwrap_or(line);
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match last.split_once("0x") {
+        Some((before, digits)) => matches!(before, "+" | "pc=" | "sp=" | "fp=") && hex(digits),
+        None => last.ends_with(|c: char| c.is_ascii_digit()) && !line.contains(" +"),
+    }
 }
