@@ -115,6 +115,8 @@ pub struct Analysis {
     /// Data races, one entry per distinct pair of access locations.
     pub races: Vec<RaceReport>,
     pub groups: Vec<Group>,
+    /// The highest goroutine id of the dump (text dumps only).
+    pub max_id: Option<u64>,
 }
 
 /// The JSON report of one dump: the analysis and what the parser saw. Serialized straight
@@ -394,6 +396,7 @@ impl Grouper {
             crash: stats.crash.clone(),
             races: dedup_races(&stats.races),
             groups,
+            max_id: stats.max_id,
         }
     }
 }

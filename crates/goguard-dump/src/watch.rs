@@ -142,10 +142,46 @@ pub fn trend(points: &[(f64, usize)]) -> Trend {
     }
 }
 
+/// Something that happened to the service during a watch.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Seconds since the watch started, and Unix time in milliseconds.
+    pub seconds: f64,
+    pub unix_ms: u128,
+    pub kind: EventKind,
+    /// What was seen: the error, or the goroutine ids that went back.
+    pub detail: String,
+}
+
+/// What happened to the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The endpoint stopped answering.
+    Disappeared,
+    /// It answers again.
+    Reappeared,
+    /// Goroutine ids went back: a new process (ids only grow within one).
+    Restarted,
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.kind {
+            EventKind::Disappeared => "the endpoint stopped answering",
+            EventKind::Reappeared => "the endpoint answers again",
+            EventKind::Restarted => "the service restarted",
+        };
+        write!(f, "at {:.0}s {what}: {}", self.seconds, self.detail)
+    }
+}
+
 /// Everything a watch has seen.
 #[derive(Debug, Default, Serialize)]
 pub struct Watch {
     pub samples: Vec<Sample>,
+    /// The endpoint going away and coming back, the service restarting, in order.
+    pub events: Vec<Event>,
     /// Groups in order of first appearance.
     pub groups: Vec<GroupSeries>,
     #[serde(skip)]
@@ -159,6 +195,31 @@ impl Watch {
     /// Records a successful poll.
     pub fn record(&mut self, seconds: f64, unix_ms: u128, analysis: Analysis) {
         let at = self.samples.len();
+        if let Some(gap) = self.samples.last().filter(|s| s.total.is_none()) {
+            let since = self
+                .events
+                .iter()
+                .rev()
+                .find(|e| e.kind == EventKind::Disappeared)
+                .map_or(gap.seconds, |e| e.seconds);
+            self.push_event(
+                seconds,
+                unix_ms,
+                EventKind::Reappeared,
+                format!("after {:.0}s away", seconds - since),
+            );
+        }
+        let before = self.last.as_ref().and_then(|a| a.max_id);
+        if let (Some(before), Some(now)) = (before, analysis.max_id) {
+            if now < before {
+                self.push_event(
+                    seconds,
+                    unix_ms,
+                    EventKind::Restarted,
+                    format!("goroutine ids went back from {before} to {now}; counts before and after are two processes"),
+                );
+            }
+        }
         self.samples.push(Sample {
             seconds,
             unix_ms,
@@ -197,6 +258,9 @@ impl Watch {
 
     /// Records a poll the endpoint did not answer: a gap in every series.
     pub fn record_gap(&mut self, seconds: f64, unix_ms: u128, error: String) {
+        if self.samples.last().is_none_or(|s| s.total.is_some()) {
+            self.push_event(seconds, unix_ms, EventKind::Disappeared, error.clone());
+        }
         self.samples.push(Sample {
             seconds,
             unix_ms,
@@ -206,6 +270,15 @@ impl Watch {
         for series in &mut self.groups {
             series.counts.push(None);
         }
+    }
+
+    fn push_event(&mut self, seconds: f64, unix_ms: u128, kind: EventKind, detail: String) {
+        self.events.push(Event {
+            seconds,
+            unix_ms,
+            kind,
+            detail,
+        });
     }
 
     fn update_trends(&mut self) {
@@ -328,6 +401,35 @@ mod tests {
             w.record(i as f64 * 10.0, 0, analysis(&pool(50 + 5 * i)));
         }
         assert_eq!(w.alerts().len(), 1);
+    }
+
+    /// The endpoint going away and coming back, and goroutine ids going back, are events.
+    #[test]
+    fn disappearing_and_restarting_are_events() {
+        let dump = |first: u64| {
+            format!(
+                "goroutine 1 [running]:\nmain.main()\n\t/src/main.go:5 +0x1\n\ngoroutine {first} [select]:\nmain.loop()\n\t/src/main.go:9 +0x1\ncreated by main.main in goroutine 1\n\t/src/main.go:6 +0x1\n"
+            )
+        };
+        let mut w = Watch::default();
+        w.record(0.0, 0, analysis(&dump(900)));
+        w.record_gap(10.0, 0, "connection refused".into());
+        w.record_gap(20.0, 0, "connection refused".into());
+        w.record(30.0, 0, analysis(&dump(7)));
+        let kinds: Vec<EventKind> = w.events.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::Disappeared,
+                EventKind::Reappeared,
+                EventKind::Restarted
+            ]
+        );
+        assert_eq!(
+            w.events[1].to_string(),
+            "at 30s the endpoint answers again: after 20s away"
+        );
+        assert!(w.events[2].detail.contains("from 900 to 7"));
     }
 
     #[test]

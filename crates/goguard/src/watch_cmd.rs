@@ -94,6 +94,7 @@ pub fn run(args: WatchArgs) -> Result<u8, String> {
         let unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
+        let events = watch.events.len();
         let wait = match read_dump(Path::new(&url), &fetcher, &options, None) {
             Ok(loaded) => {
                 // Keep asking the endpoint that answered (no fallback chain every time).
@@ -113,6 +114,11 @@ pub fn run(args: WatchArgs) -> Result<u8, String> {
                 backoff.min(MAX_BACKOFF.max(args.interval))
             }
         };
+        // The endpoint going away or coming back, the service restarting: said once, when
+        // it happens.
+        for event in &watch.events[events..] {
+            eprintln!("goguard: {event}");
+        }
         show_progress(&watch, live, args.top);
         // Each group alerts once per verdict (leaked, then growing), not at every poll.
         for g in watch.alerts() {
@@ -294,6 +300,9 @@ fn text_report(watch: &Watch, url: &str, stop: Stop, top: usize) -> String {
         totals.first().unwrap_or(&0),
         totals.last().unwrap_or(&0)
     );
+    for event in &watch.events {
+        let _ = writeln!(out, "{event}");
+    }
     let alerts = watch.alerts();
     if alerts.is_empty() {
         let _ = writeln!(

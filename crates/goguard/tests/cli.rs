@@ -1097,6 +1097,11 @@ fn dump_html_report_renders_in_a_real_browser() {
     let dom = browser_dom(&page, "");
     assert!(dom.contains("Goroutines over time") && dom.contains("<polyline"));
     assert!(dom.contains(">+6<"), "the grown group shows its change");
+    // The chart's x axis names the two points, not their long paths.
+    assert!(
+        dom.contains(">before</text>") && dom.contains(">after</text>"),
+        "{dom}"
+    );
 }
 
 fn group_by<'a>(groups: &'a serde_json::Value, function: &str) -> &'a serde_json::Value {
@@ -1171,14 +1176,17 @@ fn watch_finds_the_growing_group() {
     );
 }
 
-/// The endpoint goes away mid-watch: the gap is marked and retried; Ctrl-C (SIGINT) stops
-/// the watch cleanly and the report is still written.
+/// The endpoint goes away mid-watch: the gap is marked and retried, and the watch says when
+/// the endpoint went away, when it came back and that the service restarted; Ctrl-C
+/// (SIGINT) stops the watch cleanly and the report is still written.
 #[test]
 fn watch_survives_the_endpoint_going_away_and_stops_on_ctrl_c() {
     use std::io::BufRead;
     let t = TempDir::new("watch-gap");
-    let server = PprofServer::start(&t.0);
+    // It leaks on every scrape, so its goroutine ids grow as a long-running service's do.
+    let server = PprofServer::start_with(&t.0, &[("LEAK_PER_SCRAPE", "3")]);
     let base = format!("http://{}", server.addr);
+    let addr = server.addr.clone();
     let report = t.0.join("report.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_goguard"))
         .args([
@@ -1199,8 +1207,26 @@ fn watch_survives_the_endpoint_going_away_and_stops_on_ctrl_c() {
     // Two answered polls, then the service stops.
     while !next_line().contains("sample 2 ") {}
     drop(server);
-    // Wait until the watch has noticed the gap.
+    // Wait until the watch has noticed the gap, and said so once.
     while !next_line().contains("(gap; retrying)") {}
+    // The service comes back on the same address: a new process, its ids start again.
+    let _restarted = PprofServer::start_with(&t.0, &[("LISTEN", &addr)]);
+    let mut said = Vec::new();
+    while !said
+        .iter()
+        .any(|l: &String| l.contains("the service restarted"))
+    {
+        let l = next_line();
+        if l.contains("the endpoint") || l.contains("the service") {
+            said.push(l);
+        }
+    }
+    assert!(
+        said[0].contains("the endpoint stopped answering")
+            && said[1].contains("the endpoint answers again")
+            && said[2].contains("goroutine ids went back"),
+        "{said:?}"
+    );
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -1220,6 +1246,13 @@ fn watch_survives_the_endpoint_going_away_and_stops_on_ctrl_c() {
         .find(|s| s["total"].is_null())
         .expect("a gap is recorded");
     assert!(gap["error"].as_str().unwrap().contains(&base), "{gap}");
+    let kinds: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["disappeared", "reappeared", "restarted"], "{v}");
     // Every group's series has a hole at the gap, not a zero.
     let g = group_by(&v["groups"], "main.abandoned");
     assert!(

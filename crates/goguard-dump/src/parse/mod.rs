@@ -89,6 +89,9 @@ pub struct ParseStats {
     pub carriers: Vec<String>,
     /// The dump these statistics were narrowed to by [`ParseStats::for_dump`] (0-based).
     pub chosen: usize,
+    /// The highest goroutine id (text dumps): ids only grow in a process, so a watch that
+    /// sees them go back has seen the service restart.
+    pub max_id: Option<u64>,
 }
 
 /// One dump of an input that holds several.
@@ -102,6 +105,8 @@ pub struct DumpInfo {
     pub crash: Option<crate::race::Crash>,
     /// Its last goroutine is cut.
     pub truncated: bool,
+    /// Its highest goroutine id.
+    pub max_id: Option<u64>,
 }
 
 impl ParseStats {
@@ -114,6 +119,7 @@ impl ParseStats {
             stats.fatal.clone_from(&info.fatal);
             stats.truncated =
                 info.truncated || (self.cut_at_cap && index + 1 == self.dump_info.len());
+            stats.max_id = info.max_id;
         }
         stats
     }

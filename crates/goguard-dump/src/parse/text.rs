@@ -115,6 +115,8 @@ impl<F: FnMut(Goroutine)> Shared<F> {
         s.pending.clear();
         let info = &mut self.dumps[g.dump];
         info.goroutines += 1;
+        info.max_id = info.max_id.max(Some(g.id));
+        self.stats.max_id = self.stats.max_id.max(Some(g.id));
         info.truncated |= truncated;
         if let Some(crash) = info.crash.as_mut() {
             if crash.goroutine == Some(g.id) && crash.at.is_none() {
