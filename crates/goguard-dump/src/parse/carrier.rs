@@ -54,7 +54,7 @@ pub(crate) struct Seen {
 /// A learned log prefix: the shape of each field, and which fields name the stream.
 #[derive(Debug, Clone, PartialEq)]
 struct Prefix {
-    shapes: Vec<String>,
+    shapes: Vec<Vec<u8>>,
     /// Fields that are the same on every line of one process (not a time or a date).
     names_stream: Vec<bool>,
 }
@@ -64,7 +64,7 @@ struct Prefix {
 /// ordinary log line is not a crash report).
 struct PendingCrash {
     content: String,
-    shapes: Vec<String>,
+    shapes: Vec<Vec<u8>>,
     stream: usize,
 }
 
@@ -150,36 +150,34 @@ impl Carrier {
             return (raw, self.current);
         };
         let mut rest = raw;
-        let mut name: Option<String> = None;
-        for (shape, names) in prefix.shapes.iter().zip(&prefix.names_stream) {
+        // The fields that name the stream (no allocation: most lines are the same stream).
+        let mut names: [&str; 8] = [""; 8];
+        let mut n_names = 0;
+        for (shape, names_stream) in prefix.shapes.iter().zip(&prefix.names_stream) {
             let trimmed = rest.trim_start_matches([' ', '\t']);
-            let end = trimmed.find([' ', '\t']).unwrap_or(trimmed.len());
-            let field = &trimmed[..end];
-            if field.is_empty() || !same_shape(field, shape) {
+            let Some(end) = field_of_shape(trimmed, shape) else {
                 return (raw, self.current);
-            }
-            if *names {
-                let n = name.get_or_insert_with(String::new);
-                if !n.is_empty() {
-                    n.push(' ');
-                }
-                n.push_str(field);
+            };
+            let field = &trimmed[..end];
+            if *names_stream && n_names < names.len() {
+                names[n_names] = field;
+                n_names += 1;
             }
             // The field and the one separator after it (`stderr F \t/x.go:1` keeps the tab).
             rest = trimmed.get(end + 1..).unwrap_or("");
         }
         self.seen.prefixed += 1;
-        if let Some(name) = name {
-            self.current = self.stream_index(name);
+        if n_names > 0 {
+            let names = &names[..n_names];
+            let current = &self.streams[self.current];
+            if !current.split(' ').eq(names.iter().copied()) {
+                self.current = self.stream_index(names.join(" "));
+            }
         }
         (rest, self.current)
     }
 
     fn stream_index(&mut self, name: String) -> usize {
-        // Compare with the current stream first: consecutive lines are mostly one stream.
-        if self.streams[self.current] == name {
-            return self.current;
-        }
         match self.streams.iter().position(|s| *s == name) {
             Some(i) => i,
             None => {
@@ -213,7 +211,7 @@ impl Carrier {
             .split([' ', '\t'])
             .filter(|f| !f.is_empty())
             .collect();
-        let shapes: Vec<String> = fields.iter().map(|f| shape(f)).collect();
+        let shapes: Vec<Vec<u8>> = fields.iter().map(|f| shape(f)).collect();
         if anchor == Anchor::Crash && self.prefix.as_ref().is_none_or(|p| p.shapes != shapes) {
             // Wait for a header to confirm this prefix carries a dump.
             self.pending = Some(PendingCrash {
@@ -410,28 +408,59 @@ fn unquote(s: &str) -> String {
     out
 }
 
-/// The class of each character, runs collapsed: `2026-11-26T10:00:00.1Z` is
-/// `9-9-9a9:9:9.9a`, `web1` is `a9`, `app[812]:` is `a[9]:`.
-fn shape_chars(field: &str) -> impl Iterator<Item = char> + '_ {
-    let mut last = None;
-    field.chars().filter_map(move |c| {
-        let class = if c.is_ascii_digit() {
-            '9'
-        } else if c.is_ascii_alphabetic() {
-            'a'
+/// The class of each byte, runs collapsed: `2026-11-26T10:00:00.1Z` is `9-9-9a9:9:9.9a`,
+/// `web1` is `a9`, `app[812]:` is `a[9]:`. Bytes, not characters: it runs on every line of a
+/// prefixed log.
+fn shape_bytes(field: &str) -> impl Iterator<Item = u8> + '_ {
+    let mut last = 0u8;
+    field.bytes().filter_map(move |b| {
+        let class = if b.is_ascii_digit() {
+            b'9'
+        } else if b.is_ascii_alphabetic() {
+            b'a'
         } else {
-            c
+            b
         };
-        (last.replace(class) != Some(class)).then_some(class)
+        (std::mem::replace(&mut last, class) != class).then_some(class)
     })
 }
 
-fn shape(field: &str) -> String {
-    shape_chars(field).collect()
+fn shape(field: &str) -> Vec<u8> {
+    shape_bytes(field).collect()
 }
 
-fn same_shape(field: &str, shape: &str) -> bool {
-    shape_chars(field).eq(shape.chars())
+/// The length of the field `text` starts with (up to a space or tab) when it has `shape`,
+/// in one pass over its bytes.
+fn field_of_shape(text: &str, shape: &[u8]) -> Option<usize> {
+    let mut expected = shape.iter();
+    let mut last = 0u8;
+    for (i, &b) in text.as_bytes().iter().enumerate() {
+        if b == b' ' || b == b'\t' {
+            return (i > 0 && expected.next().is_none()).then_some(i);
+        }
+        let class = if b.is_ascii_digit() {
+            b'9'
+        } else if b.is_ascii_alphabetic() {
+            b'a'
+        } else {
+            b
+        };
+        if std::mem::replace(&mut last, class) != class && expected.next() != Some(&class) {
+            return None;
+        }
+    }
+    (!text.is_empty() && expected.next().is_none()).then_some(text.len())
+}
+
+#[cfg(test)]
+fn same_shape(field: &str, shape: &[u8]) -> bool {
+    let mut expected = shape.iter();
+    for class in shape_bytes(field) {
+        if expected.next() != Some(&class) {
+            return false;
+        }
+    }
+    expected.next().is_none()
 }
 
 /// True for a prefix field that stays the same for one process: not a time, a date, a
@@ -441,7 +470,7 @@ fn names_stream(field: &str) -> bool {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let s = shape(field);
-    !(s.contains("9:9")
+    !(s.windows(3).any(|w| w == b"9:9")
         || !field.bytes().any(|b| b.is_ascii_alphabetic())
         || MONTHS.contains(&field)
         || field == "F"
@@ -485,9 +514,14 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert_eq!(shape("2026-11-26T10:00:00.123Z"), "9-9-9a9:9:9.9a");
-        assert!(same_shape("2026-11-26T10:00:00.1Z", "9-9-9a9:9:9.9a"));
-        assert_eq!(shape("app[812]:"), "a[9]:");
+        assert_eq!(shape("2026-11-26T10:00:00.123Z"), b"9-9-9a9:9:9.9a");
+        assert!(same_shape("2026-11-26T10:00:00.1Z", b"9-9-9a9:9:9.9a"));
+        assert!(!same_shape("2026-11-26T10:00:00", b"9-9-9a9:9:9.9a"));
+        assert_eq!(shape("app[812]:"), b"a[9]:");
+        assert_eq!(field_of_shape("web-1  | x", b"a-9"), Some(5));
+        assert_eq!(field_of_shape("web-1", b"a-9"), Some(5));
+        assert_eq!(field_of_shape("web-x | x", b"a-9"), None);
+        assert_eq!(field_of_shape("web | x", b"a-9"), None);
         assert!(names_stream("web-1") && names_stream("app[812]:") && names_stream("stderr"));
         assert!(!names_stream("10:00:00") && !names_stream("2026/12/05") && !names_stream("|"));
     }
