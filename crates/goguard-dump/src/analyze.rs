@@ -322,7 +322,8 @@ impl Grouper {
             (key.1.clone(), key.2.clone())
         };
         let group = Group {
-            key: key.clone(),
+            // The map holds the key; the group gets it when the grouping is done.
+            key: Key::default(),
             count: 0,
             class: classify(&key.0),
             state: key.0.clone(),
@@ -367,7 +368,7 @@ impl Group {
 impl Grouper {
     /// The groups, judged and sorted: suspects first, then by count and wait.
     pub fn finish(self, stats: &ParseStats) -> Analysis {
-        let mut groups: Vec<Group> = self
+        let groups: Vec<Group> = self
             .groups
             .into_iter()
             .map(|(key, mut g)| {
@@ -380,14 +381,21 @@ impl Grouper {
                         .is_some_and(|c| c.kind == crate::race::CrashKind::Deadlock),
                 };
                 judge(&mut g, context);
+                g.key = key;
                 g
             })
             .collect();
-        groups.sort_by(|a, b| {
+        // Sorted through indices: a group is hundreds of bytes, and a dump can hold
+        // hundreds of thousands of them.
+        let mut order: Vec<usize> = (0..groups.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&groups[a], &groups[b]);
             (b.suspect, b.count, b.wait_minutes.map(|w| w[1]))
                 .cmp(&(a.suspect, a.count, a.wait_minutes.map(|w| w[1])))
                 .then_with(|| a.frames.cmp(&b.frames))
         });
+        let mut slots: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
+        let groups: Vec<Group> = order.iter().filter_map(|&i| slots[i].take()).collect();
         Analysis {
             total: self.total,
             ignored: self.ignored,
