@@ -94,7 +94,7 @@ impl<'a> Checker<'a> {
 
     /// True when the type node is `context.Context`.
     pub fn is_context_type(&self, ty: Node) -> bool {
-        ty.kind() == "qualified_type"
+        ty.kind() == "qualified_identifier"
             && ty.child_by_field_name("package").is_some_and(|p| {
                 self.index.imports.get(self.text(p)).map(String::as_str) == Some("context")
             })

@@ -1,6 +1,6 @@
 //! goguard-check: static analysis of Go source for concurrency bugs.
 //!
-//! Each file is parsed once with tree-sitter-go; the files of a package are indexed
+//! Each file is parsed once with tree-sitter-golang (Go 1.27 syntax); the files of a package are indexed
 //! together; every selected rule runs over the same trees. See [`registry`] for the rules
 //! and [`engine::check_paths`] for the entry point.
 

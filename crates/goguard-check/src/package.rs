@@ -120,7 +120,7 @@ impl<'a> FileIndex<'a> {
         {
             let mut out: Declarations<'a> = HashMap::new();
             for &n in &self.assignments {
-                if n.kind() == "assignment_statement" {
+                if n.kind() == "assignment" {
                     continue;
                 }
                 let Some(func) = self.enclosing_function(n) else {
@@ -253,20 +253,20 @@ enum Slot {
 fn kind_slots() -> &'static [Slot] {
     static SLOTS: std::sync::OnceLock<Vec<Slot>> = std::sync::OnceLock::new();
     SLOTS.get_or_init(|| {
-        let lang: tree_sitter::Language = tree_sitter_go::LANGUAGE.into();
+        let lang = syntax::language();
         let mut slots = vec![Slot::None; lang.node_kind_count()];
         let table = [
             ("function_declaration", Slot::Function),
             ("method_declaration", Slot::Function),
-            ("func_literal", Slot::Function),
+            ("function_literal", Slot::Function),
             ("call_expression", Slot::Call),
             ("go_statement", Slot::Go),
             ("for_statement", Slot::For),
             ("select_statement", Slot::Select),
             ("send_statement", Slot::Send),
-            ("type_spec", Slot::TypeSpec),
+            ("type_definition", Slot::TypeSpec),
             ("short_var_declaration", Slot::Assignment),
-            ("assignment_statement", Slot::Assignment),
+            ("assignment", Slot::Assignment),
             ("var_spec", Slot::Assignment),
             ("return_statement", Slot::Return),
             ("range_clause", Slot::Range),
@@ -277,10 +277,9 @@ fn kind_slots() -> &'static [Slot] {
             ("for_statement", Slot::For),
             ("expression_switch_statement", Slot::Scope),
             ("type_switch_statement", Slot::Scope),
-            ("communication_case", Slot::Scope),
-            ("expression_case", Slot::Scope),
-            ("type_case", Slot::Scope),
-            ("default_case", Slot::Scope),
+            ("communication_clause", Slot::Scope),
+            ("expression_case_clause", Slot::Scope),
+            ("type_case_clause", Slot::Scope),
         ];
         for (kind, slot) in table {
             let id = lang.id_for_node_kind(kind, true) as usize;
@@ -471,7 +470,7 @@ impl<'a> PackageIndex<'a> {
     /// struct holding one). Pointers, slices, maps and channels hold none.
     pub fn sync_kinds_of_type(&self, ty: Node, src: &str) -> Vec<SyncKind> {
         match ty.kind() {
-            "qualified_type" => {
+            "qualified_identifier" => {
                 let pkg = ty
                     .child_by_field_name("package")
                     .map(|p| &src[p.byte_range()]);
@@ -512,25 +511,19 @@ impl<'a> PackageIndex<'a> {
     }
 }
 
-/// A struct type spec's name and its fields held by value, as (field, type) pairs. An
-/// embedded `*T` (a `*` token before the type name) holds nothing and is left out.
+/// A struct type definition's name and its fields, as (field, type) pairs. (An embedded
+/// `*T`, like any pointer field, has a pointer type: it holds nothing by value.)
 fn struct_fields(spec: Node) -> Option<(Node, Vec<(Node, Node)>)> {
     let name = spec.child_by_field_name("name")?;
     let ty = spec.child_by_field_name("type")?;
     if ty.kind() != "struct_type" {
         return None;
     }
-    let mut out = Vec::new();
-    for list in syntax::named_children(ty) {
-        for field in syntax::named_children(list) {
-            if field.child(0).is_some_and(|c| c.kind() == "*") {
-                continue;
-            }
-            if let Some(t) = field.child_by_field_name("type") {
-                out.push((field, t));
-            }
-        }
-    }
+    let out = syntax::named_children(ty)
+        .into_iter()
+        .filter(|f| f.kind() == "field_declaration")
+        .filter_map(|f| Some((f, f.child_by_field_name("type")?)))
+        .collect();
     Some((name, out))
 }
 
@@ -541,7 +534,7 @@ pub fn direct_sync_kind(ty: Node, src: &str) -> Option<SyncKind> {
     } else {
         ty
     };
-    if ty.kind() != "qualified_type" {
+    if ty.kind() != "qualified_identifier" {
         return None;
     }
     let pkg = &src[ty.child_by_field_name("package")?.byte_range()];

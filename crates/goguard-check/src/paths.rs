@@ -104,38 +104,30 @@ impl<'q, 't> Flow<'q, 't> {
             }
         }
         match node.kind() {
-            "block" | "statement_list" => {
+            "block" => {
                 let mut s = s;
                 for child in syntax::block_statements(node) {
                     s = self.stmt(child, s, None);
                 }
-                if node.kind() == "statement_list" {
-                    return s;
-                }
                 s
             }
             "labeled_statement" => {
-                let name = node
-                    .child_by_field_name("label")
-                    .map(|l| self.tracker.src[l.byte_range()].to_string());
-                let inner = syntax::named_children(node)
-                    .into_iter()
-                    .find(|n| n.kind() != "label_name" && n.kind() != "comment");
-                match inner {
+                let name = syntax::label(node, self.tracker.src).map(str::to_string);
+                match node.child_by_field_name("statement") {
                     Some(inner) => self.stmt(inner, s, name),
                     None => s,
                 }
             }
             "if_statement" => {
-                let s = match node.child_by_field_name("initializer") {
+                let s = match node.child_by_field_name("init_statement") {
                     Some(init) => self.stmt(init, s, None),
                     None => s,
                 };
-                let cons = match node.child_by_field_name("consequence") {
+                let cons = match node.child_by_field_name("body") {
                     Some(c) => self.stmt(c, s, None),
                     None => s,
                 };
-                let alt = match node.child_by_field_name("alternative") {
+                let alt = match node.child_by_field_name("else") {
                     Some(a) => self.stmt(a, s, None),
                     None => s,
                 };
@@ -177,10 +169,7 @@ impl<'q, 't> Flow<'q, 't> {
 
     fn jump(&mut self, node: Node<'t>, s: u8) {
         let is_continue = node.kind() == "continue_statement";
-        let label = syntax::named_children(node)
-            .into_iter()
-            .find(|n| n.kind() == "label_name")
-            .map(|l| self.tracker.src[l.byte_range()].to_string());
+        let label = syntax::label(node, self.tracker.src).map(str::to_string);
         let target = self.frames.iter_mut().rev().find(|f| match &label {
             Some(l) => f.label.as_deref() == Some(l.as_str()),
             None => f.is_loop || !is_continue,
@@ -226,7 +215,7 @@ impl<'q, 't> Flow<'q, 't> {
     }
 
     fn switch_stmt(&mut self, node: Node<'t>, s: u8, label: Option<String>) -> u8 {
-        let s = match node.child_by_field_name("initializer") {
+        let s = match node.child_by_field_name("init_statement") {
             Some(init) => self.stmt(init, s, None),
             None => s,
         };
@@ -239,20 +228,16 @@ impl<'q, 't> Flow<'q, 't> {
         let mut out = 0;
         let mut has_default = false;
         for case in syntax::named_children(node) {
-            if !matches!(
-                case.kind(),
-                "expression_case" | "type_case" | "communication_case" | "default_case"
-            ) {
+            if !syntax::is_case_clause(case) {
                 continue;
             }
-            has_default |= case.kind() == "default_case";
+            has_default |= syntax::is_default_clause(case);
             let mut cs = s;
-            for child in syntax::named_children(case) {
-                if child.kind() == "statement_list" {
-                    cs = self.stmt(child, cs, None);
-                } else if child.kind() == "receive_statement" || child.kind() == "send_statement" {
-                    cs = self.simple(child, cs);
-                }
+            if let Some(comm) = case.child_by_field_name("communication") {
+                cs = self.simple(comm, cs);
+            }
+            for child in syntax::clause_statements(case) {
+                cs = self.stmt(child, cs, None);
             }
             out |= cs;
         }

@@ -32,7 +32,9 @@ impl SourceFile {
             let mut slot = cell.borrow_mut();
             if slot.is_none() {
                 let mut parser = Parser::new();
-                parser.set_language(&tree_sitter_go::LANGUAGE.into()).ok()?;
+                parser
+                    .set_language(&tree_sitter_golang::LANGUAGE.into())
+                    .ok()?;
                 *slot = Some(parser);
             }
             slot.as_mut()?.parse(&text, None)

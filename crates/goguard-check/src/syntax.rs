@@ -1,4 +1,6 @@
-//! Small helpers over tree-sitter-go nodes, shared by the rules.
+//! Small helpers over the Go grammar's nodes (tree-sitter-golang: Go 1.27 syntax in the
+//! shape of `go/ast`), shared by the rules. What a rule needs to know of the grammar's node
+//! kinds and fields beyond the obvious is said here once: case clauses, labels, blocks.
 //!
 //! Rules look inside ERROR nodes too: tree-sitter keeps well-formed subtrees under them, and a
 //! file using syntax newer than the grammar should still be analysed where it can be.
@@ -11,7 +13,7 @@ use tree_sitter::Node;
 pub fn is_function(node: Node) -> bool {
     matches!(
         node.kind(),
-        "function_declaration" | "method_declaration" | "func_literal"
+        "function_declaration" | "method_declaration" | "function_literal"
     )
 }
 
@@ -21,13 +23,15 @@ pub fn named_children<'t>(node: Node<'t>) -> Vec<Node<'t>> {
     node.named_children(&mut cursor).collect()
 }
 
-/// The kind id of `func_literal` in the Go grammar, looked up once.
+/// The Go grammar.
+pub fn language() -> tree_sitter::Language {
+    tree_sitter_golang::LANGUAGE.into()
+}
+
+/// The kind id of `function_literal` in the Go grammar, looked up once.
 fn func_literal_id() -> u16 {
     static ID: OnceLock<u16> = OnceLock::new();
-    *ID.get_or_init(|| {
-        let lang: tree_sitter::Language = tree_sitter_go::LANGUAGE.into();
-        lang.id_for_node_kind("func_literal", true)
-    })
+    *ID.get_or_init(|| language().id_for_node_kind("function_literal", true))
 }
 
 /// Field ids of the Go grammar used on hot paths. Looking a field up by name scans the
@@ -49,7 +53,7 @@ pub struct Fields {
 pub fn fields() -> &'static Fields {
     static F: OnceLock<Fields> = OnceLock::new();
     F.get_or_init(|| {
-        let lang: tree_sitter::Language = tree_sitter_go::LANGUAGE.into();
+        let lang = language();
         let id = |n: &str| lang.field_id_for_name(n).map_or(0, |i| i.get());
         Fields {
             function: id("function"),
@@ -120,21 +124,72 @@ pub fn enclosing_function(node: Node) -> Option<Node> {
     None
 }
 
-/// The statements of a block (`{ ... }`), looking through the `statement_list` wrapper.
+/// The statements of a block (`{ ... }`), without comments and empty statements.
 pub fn block_statements(block: Node) -> Vec<Node> {
+    named_children(block)
+        .into_iter()
+        .filter(|n| !matches!(n.kind(), "comment" | "empty_statement"))
+        .collect()
+}
+
+/// Whether `node` is a clause of a switch or select: `case ...:` or `default:`.
+pub fn is_case_clause(node: Node) -> bool {
+    matches!(
+        node.kind(),
+        "expression_case_clause" | "type_case_clause" | "communication_clause"
+    )
+}
+
+/// Whether a clause is `default:`: it has no value, type or communication.
+pub fn is_default_clause(node: Node) -> bool {
+    let field = match node.kind() {
+        "expression_case_clause" => "value",
+        "type_case_clause" => "type",
+        "communication_clause" => "communication",
+        _ => return false,
+    };
+    node.child_by_field_name(field).is_none()
+}
+
+/// Whether `node` is a select case with a send or receive (`case v := <-ch:`).
+pub fn is_comm_case(node: Node) -> bool {
+    node.kind() == "communication_clause" && node.child_by_field_name("communication").is_some()
+}
+
+/// Whether `node` is the send or receive of a select case (not a statement in its body).
+pub fn is_select_communication(node: Node) -> bool {
+    node.parent().is_some_and(|p| {
+        p.kind() == "communication_clause"
+            && p.child_by_field_name("communication").map(|c| c.id()) == Some(node.id())
+    })
+}
+
+/// The statements of a case clause, after its `case ...:` (the clause's value, types or
+/// communication are fields of it, the statements are not).
+pub fn clause_statements(clause: Node) -> Vec<Node> {
     let mut out = Vec::new();
-    for child in named_children(block) {
-        if child.kind() == "statement_list" {
-            out.extend(
-                named_children(child)
-                    .into_iter()
-                    .filter(|n| n.kind() != "comment"),
-            );
-        } else if child.kind() != "comment" {
-            out.push(child);
+    let mut cursor = clause.walk();
+    if cursor.goto_first_child() {
+        loop {
+            let n = cursor.node();
+            if n.is_named()
+                && cursor.field_name().is_none()
+                && !matches!(n.kind(), "comment" | "empty_statement")
+            {
+                out.push(n);
+            }
+            if !cursor.goto_next_sibling() {
+                break;
+            }
         }
     }
     out
+}
+
+/// The label of a labeled statement, `break` or `continue`, as written.
+pub fn label<'s>(node: Node, src: &'s str) -> Option<&'s str> {
+    node.child_by_field_name("label")
+        .and_then(|l| src.get(l.byte_range()))
 }
 
 /// A call split into its callee parts: `recv.name(args)` or `name(args)`.
@@ -208,7 +263,7 @@ pub fn stmt_call(stmt: Node) -> Option<Node> {
 pub fn stmt_func_literal(stmt: Node) -> Option<Node> {
     let call = stmt_call(stmt)?;
     let f = unparen(call.child_by_field_name("function")?);
-    (f.kind() == "func_literal").then_some(f)
+    (f.kind() == "function_literal").then_some(f)
 }
 
 /// True when `ancestor` contains `node` (or is it), by source range.
@@ -257,14 +312,11 @@ pub fn params<'t>(func: Node<'t>, src: &'t str) -> Vec<(&'t str, Node<'t>)> {
     param_list(list, src)
 }
 
-/// The entries of a `parameter_list` as (name, type node) pairs.
+/// The entries of a parameter list (`parameters`) as (name, type node) pairs.
 pub fn param_list<'t>(list: Node<'t>, src: &'t str) -> Vec<(&'t str, Node<'t>)> {
     let mut out = Vec::new();
     for decl in named_children(list) {
-        if !matches!(
-            decl.kind(),
-            "parameter_declaration" | "variadic_parameter_declaration"
-        ) {
+        if decl.kind() != "parameter_declaration" {
             continue;
         }
         let Some(ty) = decl.child_by_field_id(fields().type_) else {
@@ -297,7 +349,7 @@ pub fn base_type_name<'t>(ty: Node<'t>, src: &'t str) -> Option<&'t str> {
         match ty.kind() {
             "pointer_type" | "parenthesized_type" => ty = ty.named_child(0)?,
             "generic_type" => ty = ty.child_by_field_name("type")?,
-            "qualified_type" => ty = ty.child_by_field_name("name")?,
+            "qualified_identifier" => ty = ty.child_by_field_name("name")?,
             "type_identifier" => return src.get(ty.byte_range()),
             _ => return None,
         }
@@ -307,7 +359,7 @@ pub fn base_type_name<'t>(ty: Node<'t>, src: &'t str) -> Option<&'t str> {
 /// The left-hand identifiers and right-hand values of a `:=`, `=` or `var` statement.
 pub fn assignment_sides(node: Node) -> Option<(Vec<Node>, Vec<Node>)> {
     let (left, right) = match node.kind() {
-        "short_var_declaration" | "assignment_statement" => (
+        "short_var_declaration" | "assignment" => (
             node.child_by_field_id(fields().left)?,
             node.child_by_field_id(fields().right),
         ),

@@ -89,7 +89,7 @@ fn plain_send<'a>(cx: &Checker<'a>, lit: Node<'a>, name: &str) -> Option<Node<'a
         n.kind() == "send_statement"
             && n.child_by_field_name("channel")
                 .is_some_and(|c| cx.text(c) == name)
-            && n.parent().is_none_or(|p| p.kind() != "communication_case")
+            && !syntax::is_select_communication(*n)
     })
 }
 
@@ -117,7 +117,7 @@ fn receiver_gives_up(cx: &Checker, body: Node, go: Node, name: &str) -> Option<S
     let case = recv.parent().and_then(|p| {
         let mut c = Some(p);
         while let Some(n) = c {
-            if n.kind() == "communication_case" {
+            if syntax::is_comm_case(n) {
                 return Some(n);
             }
             if !matches!(
@@ -137,7 +137,7 @@ fn receiver_gives_up(cx: &Checker, body: Node, go: Node, name: &str) -> Option<S
         if in_loop && !leaves(cx, other) {
             continue;
         }
-        if other.id() == case.id() || other.kind() != "communication_case" {
+        if other.id() == case.id() || !syntax::is_comm_case(other) {
             continue;
         }
         let Some(comm) = other.child_by_field_name("communication") else {
@@ -162,9 +162,7 @@ fn leaves(cx: &Checker, case: Node) -> bool {
         .into_iter()
         .any(|m| match m.kind() {
             "return_statement" | "goto_statement" => true,
-            "break_statement" => syntax::named_children(m)
-                .iter()
-                .any(|c| c.kind() == "label_name"),
+            "break_statement" => m.child_by_field_name("label").is_some(),
             "call_expression" => crate::paths::is_noreturn_call(m, cx.src()),
             _ => false,
         })

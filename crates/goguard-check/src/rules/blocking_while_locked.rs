@@ -154,10 +154,7 @@ fn unbuffered_channel_names<'a>(cx: &Checker<'a>) -> std::collections::HashSet<&
             continue;
         };
         let target = match parent.kind() {
-            "literal_element" => parent
-                .parent()
-                .filter(|k| k.kind() == "keyed_element")
-                .and_then(|k| k.named_child(0)),
+            "keyed_element" => parent.child_by_field_name("key"),
             "expression_list" => parent.parent().and_then(|stmt| {
                 let (lhs, rhs) = crate::syntax::assignment_sides(stmt)?;
                 let i = rhs.iter().position(|r| r.id() == call.id())?;

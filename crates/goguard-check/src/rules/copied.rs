@@ -187,7 +187,7 @@ pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
     }
     // Channel element types anywhere in the file (parameters, fields, make calls).
     for &n in &cx.index.channel_types {
-        if let Some(v) = n.child_by_field_name("value") {
+        if let Some(v) = n.child_by_field_name("element") {
             if holds(cx, v, kind) {
                 findings.push(Finding {
                     node: n,
@@ -218,7 +218,7 @@ fn range_elem_holding<'a>(cx: &Checker<'a>, e: Node<'a>, kind: SyncKind) -> Opti
         "slice_type" | "array_type" | "implicit_length_array_type" => {
             ty.child_by_field_name("element")?
         }
-        "map_type" => ty.child_by_field_name("value")?,
+        "map_type" => ty.child_by_field_name("element")?,
         _ => return None,
     };
     holds(cx, elem, kind).then(|| what(cx, elem))

@@ -109,7 +109,7 @@ fn context_in_reach<'a>(cx: &Checker<'a>, f: Node<'a>, go: Node<'a>) -> Option<&
     if let Some((name, _)) = own {
         return Some(name);
     }
-    if f.kind() != "func_literal" {
+    if f.kind() != "function_literal" {
         return None;
     }
     let mut outer = cx.enclosing_function(go);

@@ -113,7 +113,7 @@ pub fn check(cx: &mut Checker) {
                     first
                         .parent()
                         .map(|p| match p.kind() {
-                            "argument_list" => p.parent().unwrap_or(p),
+                            "arguments" => p.parent().unwrap_or(p),
                             _ => p,
                         })
                         .map_or(name, |p| cx.text(p)),
@@ -136,7 +136,7 @@ fn partial_use(cx: &Checker, ident: Node) -> bool {
     };
     match parent.kind() {
         "index_expression" => parent.child_by_field_name("operand") == Some(ident),
-        "argument_list" => parent
+        "arguments" => parent
             .parent()
             .and_then(|call| call.child_by_field_name("function"))
             .is_some_and(|f| matches!(cx.text(f), "len" | "cap")),

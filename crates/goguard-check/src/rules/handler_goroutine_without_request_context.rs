@@ -110,7 +110,7 @@ pub fn check(cx: &mut Checker) {
         let passes_request = |n: &Node| {
             n.kind() == "identifier"
                 && Some(cx.text(*n)) == request
-                && n.parent().is_some_and(|p| p.kind() == "argument_list")
+                && n.parent().is_some_and(|p| p.kind() == "arguments")
         };
         let bound = nodes.iter().any(|n| uses_ctx(n) || passes_request(n))
             || call.is_some_and(|c| {

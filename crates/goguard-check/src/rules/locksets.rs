@@ -127,7 +127,12 @@ pub fn identity<'a>(cx: &Checker<'a>, func: Node<'a>, expr: Node<'a>) -> Option<
 impl<'c, 'a> Walker<'c, 'a> {
     /// Returns false when the statements always leave (return, panic).
     fn block(&mut self, node: Node<'a>, held: &mut HashMap<String, Held<'a>>) -> bool {
-        for s in syntax::block_statements(node) {
+        self.statements(syntax::block_statements(node), held)
+    }
+
+    /// Statements in order; false when control cannot go on past them.
+    fn statements(&mut self, list: Vec<Node<'a>>, held: &mut HashMap<String, Held<'a>>) -> bool {
+        for s in list {
             if !self.stmt(s, held) {
                 return false;
             }
@@ -143,7 +148,7 @@ impl<'c, 'a> Walker<'c, 'a> {
                 false
             }
             "if_statement" => {
-                if let Some(init) = s.child_by_field_name("initializer") {
+                if let Some(init) = s.child_by_field_name("init_statement") {
                     self.scan(init, held);
                 }
                 if let Some(cond) = s.child_by_field_name("condition") {
@@ -151,11 +156,11 @@ impl<'c, 'a> Walker<'c, 'a> {
                 }
                 let mut a = held.clone();
                 let a_goes = s
-                    .child_by_field_name("consequence")
+                    .child_by_field_name("body")
                     .is_none_or(|c| self.stmt(c, &mut a));
                 let mut b = held.clone();
                 let b_goes = s
-                    .child_by_field_name("alternative")
+                    .child_by_field_name("else")
                     .is_none_or(|c| self.stmt(c, &mut b));
                 *held = match (a_goes, b_goes) {
                     (true, true) => intersect(&a, &b),
@@ -176,21 +181,15 @@ impl<'c, 'a> Walker<'c, 'a> {
                 let mut outs: Vec<HashMap<String, Held<'a>>> = Vec::new();
                 let mut has_default = false;
                 for case in syntax::named_children(s) {
-                    if !matches!(
-                        case.kind(),
-                        "expression_case" | "type_case" | "communication_case" | "default_case"
-                    ) {
+                    if !syntax::is_case_clause(case) {
                         continue;
                     }
-                    has_default |= case.kind() == "default_case";
+                    has_default |= syntax::is_default_clause(case);
                     let mut h = held.clone();
                     if let Some(comm) = case.child_by_field_name("communication") {
                         self.scan(comm, &h);
                     }
-                    let goes = syntax::named_children(case)
-                        .into_iter()
-                        .filter(|n| n.kind() == "statement_list")
-                        .all(|l| self.block(l, &mut h));
+                    let goes = self.statements(syntax::clause_statements(case), &mut h);
                     if goes {
                         outs.push(h);
                     }
@@ -206,10 +205,7 @@ impl<'c, 'a> Walker<'c, 'a> {
                     None => false,
                 }
             }
-            "labeled_statement" => match syntax::named_children(s)
-                .into_iter()
-                .find(|n| n.kind() != "label_name")
-            {
+            "labeled_statement" => match s.child_by_field_name("statement") {
                 Some(inner) => self.stmt(inner, held),
                 None => true,
             },
@@ -427,23 +423,28 @@ fn intersect<'a>(
 
 /// A send or receive used as a case of a select that has a default never blocks.
 fn in_select_with_default(n: Node) -> bool {
+    let mut child = n;
     let mut cur = n.parent();
     while let Some(p) = cur {
         match p.kind() {
-            "communication_case" => {
-                return p.parent().is_some_and(|sel| {
-                    syntax::named_children(sel)
-                        .iter()
-                        .any(|c| c.kind() == "default_case")
-                });
+            "communication_clause" => {
+                return syntax::is_select_communication(child)
+                    && p.parent().is_some_and(|sel| {
+                        syntax::named_children(sel)
+                            .into_iter()
+                            .any(syntax::is_default_clause)
+                    });
             }
             "expression_statement"
             | "receive_statement"
             | "send_statement"
             | "short_var_declaration"
-            | "assignment_statement"
+            | "assignment"
             | "expression_list"
-            | "unary_expression" => cur = p.parent(),
+            | "unary_expression" => {
+                child = p;
+                cur = p.parent();
+            }
             _ => return false,
         }
     }

@@ -35,10 +35,7 @@ pub fn has_exit(cx: &Checker, for_stmt: Node) -> bool {
         .into_iter()
         .any(|n| match n.kind() {
             "return_statement" | "goto_statement" => true,
-            "break_statement" => match syntax::named_children(n)
-                .into_iter()
-                .find(|c| c.kind() == "label_name")
-            {
+            "break_statement" => match n.child_by_field_name("label") {
                 Some(l) => Some(cx.text(l)) == label,
                 None => break_target(n).is_some_and(|t| t.id() == for_stmt.id()),
             },

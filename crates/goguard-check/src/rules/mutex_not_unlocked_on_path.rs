@@ -169,7 +169,7 @@ fn runs_here(n: Node, func: Node) -> bool {
         if p.id() == func.id() {
             return true;
         }
-        if p.kind() == "func_literal" {
+        if p.kind() == "function_literal" {
             let launched = p
                 .parent()
                 .and_then(|c| c.parent())

@@ -158,7 +158,7 @@ fn fate<'a>(cx: &Checker<'a>, body: Node<'a>, name: &str, depth: usize) -> Fate<
         }
         let Some(parent) = n.parent() else { continue };
         match parent.kind() {
-            "argument_list" => {
+            "arguments" => {
                 let Some(call) = parent.parent().and_then(Call::of) else {
                     continue;
                 };
@@ -199,7 +199,7 @@ fn fate<'a>(cx: &Checker<'a>, body: Node<'a>, name: &str, depth: usize) -> Fate<
                 }
             }
             // Stored, returned, or aliased: it may be closed elsewhere.
-            "expression_list" | "keyed_element" | "literal_element" | "return_statement"
+            "expression_list" | "keyed_element" | "literal_value" | "return_statement"
             | "composite_literal" => {
                 let gp = parent.parent().map(|p| p.kind());
                 let is_lhs_of_decl = matches!(gp, Some("short_var_declaration" | "var_spec"))

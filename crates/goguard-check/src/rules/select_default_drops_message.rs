@@ -47,13 +47,13 @@ pub fn check(cx: &mut Checker) {
     for &sel in &cx.index.selects {
         let cases = syntax::named_children(sel);
         let send = cases.iter().find_map(|c| {
-            (c.kind() == "communication_case")
+            (c.kind() == "communication_clause")
                 .then(|| c.child_by_field_name("communication"))
                 .flatten()
                 .filter(|s| s.kind() == "send_statement")
         });
         let Some(send) = send else { continue };
-        let Some(default) = cases.iter().find(|c| c.kind() == "default_case") else {
+        let Some(default) = cases.iter().find(|c| syntax::is_default_clause(**c)) else {
             continue;
         };
         if !is_silent(cx, *default) {
@@ -81,10 +81,8 @@ pub fn check(cx: &mut Checker) {
 
 /// True when a default branch only logs, breaks or continues.
 pub(crate) fn is_silent(cx: &Checker, default: Node) -> bool {
-    syntax::named_children(default)
+    syntax::clause_statements(default)
         .into_iter()
-        .filter(|n| n.kind() == "statement_list")
-        .flat_map(syntax::block_statements)
         .all(|s| match s.kind() {
             "break_statement" | "continue_statement" | "empty_statement" => true,
             "expression_statement" => s

@@ -71,14 +71,12 @@ pub fn check(cx: &mut Checker) {
         }
         let Some(default) = syntax::named_children(*sel)
             .into_iter()
-            .find(|c| c.kind() == "default_case")
+            .find(|c| c.kind() == "communication_clause" && syntax::is_default_clause(*c))
         else {
             continue;
         };
-        let empty = syntax::named_children(default)
+        let empty = syntax::clause_statements(default)
             .into_iter()
-            .filter(|n| n.kind() == "statement_list")
-            .flat_map(syntax::block_statements)
             .all(|s| matches!(s.kind(), "continue_statement" | "empty_statement"));
         if !empty {
             continue;

@@ -188,7 +188,7 @@ fn stopped_or_escapes(cx: &Checker, body: Node, var: &str, creation: Node) -> bo
                 let field = parent.child_by_field_name("field").map(|f| cx.text(f));
                 field == Some("Stop")
             }
-            "argument_list" | "return_statement" | "keyed_element" | "literal_element" => true,
+            "arguments" | "return_statement" | "keyed_element" | "literal_value" => true,
             "expression_list" => {
                 // On the right of an assignment: aliased or returned.
                 parent.parent().is_some_and(|gp| {

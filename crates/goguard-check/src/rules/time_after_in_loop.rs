@@ -109,20 +109,17 @@ pub fn check(cx: &mut Checker) {
 fn timeout_case_leaves_loop(cx: &Checker, call: Node, lp: Node) -> bool {
     let mut cur = call.parent();
     while let Some(n) = cur {
-        if n.kind() == "communication_case" {
+        if syntax::is_comm_case(n) {
             return syntax::descendants(n, false)
                 .into_iter()
                 .any(|m| match m.kind() {
                     "return_statement" | "goto_statement" => true,
-                    "break_statement" => syntax::named_children(m)
-                        .into_iter()
-                        .find(|c| c.kind() == "label_name")
-                        .is_some_and(|l| {
-                            lp.parent()
-                                .filter(|p| p.kind() == "labeled_statement")
-                                .and_then(|p| p.child_by_field_name("label"))
-                                .is_some_and(|pl| cx.text(pl) == cx.text(l))
-                        }),
+                    "break_statement" => m.child_by_field_name("label").is_some_and(|l| {
+                        lp.parent()
+                            .filter(|p| p.kind() == "labeled_statement")
+                            .and_then(|p| p.child_by_field_name("label"))
+                            .is_some_and(|pl| cx.text(pl) == cx.text(l))
+                    }),
                     "call_expression" => crate::paths::is_noreturn_call(m, cx.src()),
                     _ => false,
                 });

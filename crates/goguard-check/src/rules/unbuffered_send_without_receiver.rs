@@ -68,7 +68,7 @@ pub(crate) fn unbuffered_locals<'a>(cx: &Checker<'a>, body: Node<'a>) -> Vec<(&'
     for n in syntax::descendants(body, false) {
         if !matches!(
             n.kind(),
-            "short_var_declaration" | "var_spec" | "assignment_statement"
+            "short_var_declaration" | "var_spec" | "assignment"
         ) {
             continue;
         }
@@ -117,9 +117,7 @@ pub fn check(cx: &mut Checker) {
             continue;
         }
         // Sends in a select or in a goroutine or closure are not this rule's concern.
-        let in_select = send
-            .parent()
-            .is_some_and(|p| p.kind() == "communication_case");
+        let in_select = syntax::is_select_communication(send);
         let own_func = cx.enclosing_function(send).map(|n| n.id()) == Some(f.id());
         // Any goroutine started between make and send could be a receiver through other
         // means (a struct, a global); only a send with no goroutine started at all is certain.

@@ -96,7 +96,7 @@ fn add_after<'a>(cx: &Checker<'a>, go: Node<'a>) -> Option<Finding<'a>> {
         .into_iter()
         .find_map(|n| wg_method(cx, n, &["Done"]).map(|(wg, _)| wg))?;
     // Inside a named function the WaitGroup may be a parameter with another name.
-    if f.kind() != "func_literal" {
+    if f.kind() != "function_literal" {
         return None;
     }
     let parent = go.parent()?;
