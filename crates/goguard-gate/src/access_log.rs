@@ -24,7 +24,14 @@ pub struct AccessRecord<'a> {
 
 /// Where access lines go; `off` costs nothing.
 #[derive(Clone)]
-pub struct AccessLog(Option<(SyncSender<String>, Arc<AtomicU64>)>);
+pub struct AccessLog(Option<(SyncSender<Msg>, Arc<AtomicU64>)>);
+
+/// What the writer thread is sent.
+enum Msg {
+    Line(String),
+    /// Everything sent before is written: say so on the channel.
+    Flush(SyncSender<()>),
+}
 
 /// Lines waiting for the writer.
 const QUEUE: usize = 16_384;
@@ -50,16 +57,24 @@ impl AccessLog {
                 )
             }
         };
-        let (tx, rx) = sync_channel::<String>(QUEUE);
+        let (tx, rx) = sync_channel::<Msg>(QUEUE);
         std::thread::spawn(move || {
             let mut out = std::io::BufWriter::new(out);
-            while let Ok(line) = rx.recv() {
-                let _ = out.write_all(line.as_bytes());
+            let mut waiting = Vec::new();
+            while let Ok(first) = rx.recv() {
                 // Write what is queued, then flush once: a burst costs one write.
-                for more in rx.try_iter() {
-                    let _ = out.write_all(more.as_bytes());
+                for msg in std::iter::once(first).chain(rx.try_iter()) {
+                    match msg {
+                        Msg::Line(line) => {
+                            let _ = out.write_all(line.as_bytes());
+                        }
+                        Msg::Flush(done) => waiting.push(done),
+                    }
                 }
                 let _ = out.flush();
+                for done in waiting.drain(..) {
+                    let _ = done.try_send(());
+                }
             }
         });
         Ok(AccessLog(Some((tx, Arc::new(AtomicU64::new(0))))))
@@ -87,8 +102,20 @@ impl AccessLog {
             "ms": (r.duration.as_secs_f64() * 1e6).round() / 1e3,
             "rejected": r.rejected,
         });
-        if tx.try_send(format!("{line}\n")).is_err() {
+        if tx.try_send(Msg::Line(format!("{line}\n"))).is_err() {
             dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits (a second at most) until every line queued so far is written: at shutdown, so
+    /// that the last requests' lines do not go with the process.
+    pub fn flush(&self) {
+        let Some((tx, _)) = &self.0 else {
+            return;
+        };
+        let (done, written) = sync_channel(1);
+        if tx.send(Msg::Flush(done)).is_ok() {
+            let _ = written.recv_timeout(Duration::from_secs(1));
         }
     }
 

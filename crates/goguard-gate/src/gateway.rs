@@ -382,6 +382,11 @@ impl Stack {
         });
     }
 
+    /// Writes out the access log's queued lines (at shutdown).
+    pub fn flush_access_log(&self) {
+        self.access_log.value.flush();
+    }
+
     /// Whether `ip` is a trusted proxy of this configuration.
     pub fn trusted_peer(&self, ip: std::net::IpAddr) -> bool {
         self.trusted.trusts(ip)

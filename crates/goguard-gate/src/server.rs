@@ -308,6 +308,7 @@ impl Gateway {
             Ok(()) => tracing::info!("drained"),
             Err(_) => tracing::warn!(drain = ?deadline, "drain deadline passed; closing the rest"),
         }
+        self.stack().flush_access_log();
     }
 
     /// Counts and logs a request hyper refused itself (a head it could not parse: 400, or
