@@ -1,5 +1,6 @@
 //! A bounded fuzz run over the dump parsers: random bytes and mutated real dumps (debug=2,
-//! debug=1, a crash) from a Go program the test runs. Nothing may panic; every input either
+//! debug=1, a crash) from a Go program the test runs, and the carriers' tokens (log prefixes,
+//! JSON records, byte order marks). Nothing may panic or run for ever; every input either
 //! parses or is rejected with an error. GOGUARD_FUZZ_SECS (default 5) and GOGUARD_FUZZ_SEED.
 
 use std::path::Path;
@@ -89,6 +90,19 @@ const TOKENS: &[&str] = &[
     " (leaked)",
     "goroutineleak profile: total ",
     "\u{a}\u{4}\u{8}\u{1}\u{10}\u{2}",
+    // Carriers: log prefixes, JSON records, quoted values, byte order marks, crash sections.
+    "2026-12-05T10:00:00.1Z stderr F ",
+    "web-1  | ",
+    "{\"log\":\"goroutine 1 [running]:\\n\",\"stream\":\"stderr\"}\n",
+    "{\"msg\":\"",
+    "stack=\"goroutine 2 [select]:\\nmain.f()\\n\\t/x.go:1\"",
+    "\u{feff}",
+    "\u{ff}\u{fe}",
+    "g\u{0}o\u{0}",
+    "\n-----\n\nSIGQUIT: quit\nPC=0x1 m=1 sigcode=0\n\ngoroutine 0 gp=0x1 m=1 [idle]:\n",
+    "    \t",
+    "        ",
+    "panic: deadlock: all goroutines in bubble are blocked\n",
 ];
 
 #[test]
@@ -137,18 +151,28 @@ fn no_input_panics_the_parsers() {
             }
         }
         let input = b.clone();
-        let outcome = std::panic::catch_unwind(move || {
-            let reader = goguard_dump::decompressing(std::io::Cursor::new(b)).unwrap();
-            let mut g = goguard_dump::analyze::Grouper::default();
-            if let Ok(stats) = goguard_dump::parse_dump(reader, |x| g.add(x)) {
-                let _ = g.finish(&stats);
-            }
+        // On a thread of its own, so that an input the parser never finishes is caught too.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let outcome = std::panic::catch_unwind(move || {
+                let reader = goguard_dump::decompressing(std::io::Cursor::new(b)).unwrap();
+                let mut g = goguard_dump::analyze::Grouper::default();
+                if let Ok(stats) = goguard_dump::parse_dump(reader, |x| g.add(x)) {
+                    let _ = g.finish(&stats);
+                }
+            });
+            let _ = done_tx.send(outcome.is_ok());
         });
-        if outcome.is_err() {
+        let verdict = match done_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(true) => None,
+            Ok(false) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some("panicked"),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Some("did not finish in 10 s"),
+        };
+        if let Some(what) = verdict {
             let path = std::env::temp_dir().join(format!("goguard-dump-fuzz-{seed}.txt"));
             std::fs::write(&path, &input).unwrap();
             panic!(
-                "seed {seed}: the parser panicked; input saved to {}",
+                "seed {seed}: the parser {what}; input saved to {}",
                 path.display()
             );
         }

@@ -345,6 +345,9 @@ fn find_anchor(raw: &str) -> Option<(usize, Anchor)> {
 
 /// `key="..."` in a text log line, unquoted (Go's `strconv.Quote` escapes).
 fn quoted_value(raw: &str, key: &str) -> Option<String> {
+    if key.is_empty() {
+        return None;
+    }
     let mut from = 0;
     while let Some(i) = raw[from..].find(key) {
         let at = from + i;
@@ -368,7 +371,10 @@ pub(crate) fn find_quoted_key(raw: &str) -> Option<&str> {
         let value = unquote(&raw[at + 2..]);
         if value.split('\n').next().and_then(anchor_kind).is_some() {
             let key_start = raw[..at].rfind(' ').map_or(0, |s| s + 1);
-            return Some(&raw[key_start..at]);
+            let key = &raw[key_start..at];
+            if !key.is_empty() {
+                return Some(key);
+            }
         }
         from = at + 2;
     }
@@ -597,5 +603,8 @@ mod tests {
             Some("stack")
         );
         assert_eq!(unquote(r#"a\n\tb\"c" rest"#), "a\n\tb\"c");
+        // A quote with no key before it (found by the fuzz test: it looped for ever).
+        assert_eq!(find_quoted_key(r#"="goroutine 1 [running]:"#), None);
+        assert_eq!(quoted_value(r#"x="y""#, ""), None);
     }
 }
