@@ -311,6 +311,10 @@ fn anchor_kind(content: &str) -> Option<Anchor> {
 }
 
 /// The first place in `raw` where an anchor starts, and its kind.
+/// How far into a line a carrier's prefix may reach: the search for an anchor looks no
+/// further, so a long line full of `goroutine ` costs a bounded time, not its square.
+const MAX_PREFIX: usize = 512;
+
 fn find_anchor(raw: &str) -> Option<(usize, Anchor)> {
     const STARTS: &[&str] = &[
         "goroutine ",
@@ -319,10 +323,15 @@ fn find_anchor(raw: &str) -> Option<(usize, Anchor)> {
         "fatal error: ",
         "panic: ",
     ];
+    let mut end = raw.len().min(MAX_PREFIX);
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &raw[..end];
     let mut best: Option<(usize, Anchor)> = None;
     for start in STARTS {
         let mut from = 0;
-        while let Some(i) = raw[from..].find(start) {
+        while let Some(i) = head[from..].find(start) {
             let at = from + i;
             if best.is_some_and(|(b, _)| b <= at) {
                 break;
@@ -368,7 +377,8 @@ pub(crate) fn find_quoted_key(raw: &str) -> Option<&str> {
     let mut from = 0;
     while let Some(i) = raw[from..].find("=\"") {
         let at = from + i;
-        let value = unquote(&raw[at + 2..]);
+        // Only the value's first line matters: unquote no more than a header's length.
+        let value = unquote_upto(&raw[at + 2..], MAX_PREFIX);
         if value.split('\n').next().and_then(anchor_kind).is_some() {
             let key_start = raw[..at].rfind(' ').map_or(0, |s| s + 1);
             let key = &raw[key_start..at];
@@ -383,9 +393,19 @@ pub(crate) fn find_quoted_key(raw: &str) -> Option<&str> {
 
 /// The text of a Go-quoted string (its opening quote already taken), up to the closing one.
 fn unquote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    unquote_upto(s, usize::MAX)
+}
+
+/// [`unquote`], stopping after `max` characters of input.
+fn unquote_upto(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
     let mut chars = s.chars();
+    let mut read = 0;
     while let Some(c) = chars.next() {
+        read += 1;
+        if read > max {
+            break;
+        }
         match c {
             '"' => break,
             '\\' => match chars.next() {
@@ -606,5 +626,23 @@ mod tests {
         // A quote with no key before it (found by the fuzz test: it looped for ever).
         assert_eq!(find_quoted_key(r#"="goroutine 1 [running]:"#), None);
         assert_eq!(quoted_value(r#"x="y""#, ""), None);
+    }
+
+    /// A long line full of would-be anchors is searched in bounded time.
+    #[test]
+    fn long_lines_of_near_anchors_are_cheap() {
+        let started = std::time::Instant::now();
+        for near in [
+            "goroutine x ",
+            "SIGx",
+            "panic:",
+            "a=\"goroutine ",
+            "fatal error:",
+        ] {
+            let line = near.repeat((1 << 20) / near.len());
+            let (lines, _) = carry(&format!("{line}\n{line}\n"));
+            assert!(lines.is_empty());
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }
