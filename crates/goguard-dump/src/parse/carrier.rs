@@ -111,7 +111,15 @@ impl Carrier {
             return;
         }
         let (content, stream) = self.strip(raw);
-        if sink.line(content, stream, &self.streams[stream]) || self.search(raw, sink) {
+        if sink.line(content, stream, &self.streams[stream]) {
+            return;
+        }
+        // A prefix of plain words (`app goroutine 1 ...`) has the shape of a dump line's
+        // first word (`created by ...`): the line may be the dump's own.
+        if content.len() != raw.len() && sink.line(raw, stream, &self.streams[stream]) {
+            return;
+        }
+        if self.search(raw, sink) {
             return;
         }
         if self.quoted_key.is_none() && raw.contains("=\"") {
@@ -514,7 +522,10 @@ mod tests {
         fn line(&mut self, content: &str, stream: usize, _: &str) -> bool {
             // Like the parser between records: a file line needs a function line first.
             let location = matches!(classify(content), Line::Location(_))
-                && !self.0.last().is_some_and(|(l, _)| l.ends_with(')'));
+                && !self
+                    .0
+                    .last()
+                    .is_some_and(|(l, _)| l.ends_with(')') || l.starts_with("created by "));
             if matches!(classify(content), Line::Other) || location {
                 return false;
             }
@@ -564,6 +575,15 @@ mod tests {
                 "\t/x/main.go:5 +0x1"
             ]
         );
+    }
+
+    #[test]
+    fn a_prefix_shaped_like_a_word() {
+        let (lines, _) = carry(
+            "app goroutine 1 [select]:\nmain.f()\n\t/x/main.go:5 +0x1\ncreated by main.main in goroutine 1\n\t/x/main.go:9 +0x1\n",
+        );
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert_eq!(lines[3], "created by main.main in goroutine 1");
     }
 
     #[test]
