@@ -239,9 +239,15 @@ pub fn run(args: DumpArgs) -> Result<u8, String> {
                 ("leak suspect groups".to_string(), suspects.to_string()),
             ];
             if analysis.truncated {
+                summary.push(("truncated".into(), cut_note(&stats).into()));
+            }
+            if !stats.carriers.is_empty() {
+                summary.push(("read through".into(), stats.carriers.join(", ")));
+            }
+            if stats.thread_stacks > 0 {
                 summary.push((
-                    "truncated".into(),
-                    "yes: the last goroutine is incomplete".into(),
+                    "per-thread stacks (not counted)".into(),
+                    stats.thread_stacks.to_string(),
                 ));
             }
             if analysis.ignored > 0 {
@@ -446,9 +452,9 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
             suspects,
             if suspects == 1 { "" } else { "s" },
             if a.truncated {
-                " (the dump is cut: the last goroutine is incomplete)"
+                format!(" ({})", cut_note(stats))
             } else {
-                ""
+                String::new()
             }
         );
     }
@@ -609,6 +615,15 @@ fn render_dump(a: &goguard_dump::Analysis, top: usize, stats: &goguard_dump::Par
         );
     }
     out
+}
+
+/// What a cut dump is missing.
+fn cut_note(stats: &goguard_dump::ParseStats) -> &'static str {
+    if stats.cut_at_cap {
+        "the dump is cut at 64 MiB, where Go's debug=2 endpoint stops writing: the goroutines after that point are missing"
+    } else {
+        "the dump is cut: the last goroutine is incomplete"
+    }
 }
 
 /// Writes a report to the file, or to standard output (a closed pipe is not an error).

@@ -724,6 +724,11 @@ fn dump_reads_logged_and_interleaved_dumps_and_names_what_it_cannot() {
             ),
         "{out}"
     );
+    assert!(
+        out.contains("read through a log prefix on")
+            && out.contains("2 interleaved streams: web-1, api-1"),
+        "{out}"
+    );
     // JSON logs with no dump in them: the error says what the input is.
     let file = t.write("json.log", "{\"level\":\"info\",\"msg\":\"up\"}\n");
     let res = goguard(&["dump", file.to_str().unwrap()], &t.0);
