@@ -41,6 +41,8 @@ pub struct FileIndex<'a> {
     pub returns: Vec<Node<'a>>,
     pub range_clauses: Vec<Node<'a>>,
     pub channel_types: Vec<Node<'a>>,
+    /// The `{...}` of composite literals.
+    pub literals: Vec<Node<'a>>,
     /// Blocks and statements that open a scope, in source order, with their parents.
     pub scopes: Vec<Node<'a>>,
     scope_parent: Vec<Option<usize>>,
@@ -85,6 +87,7 @@ impl<'a> FileIndex<'a> {
                 Slot::Return => ix.returns.push(node),
                 Slot::Range => ix.range_clauses.push(node),
                 Slot::ChannelType => ix.channel_types.push(node),
+                Slot::Literal => ix.literals.push(node),
                 Slot::Import => ix.add_import(file, node),
                 Slot::Scope => ix.scopes.push(node),
             }
@@ -245,6 +248,7 @@ enum Slot {
     Return,
     Range,
     ChannelType,
+    Literal,
     Import,
     Scope,
 }
@@ -271,6 +275,7 @@ fn kind_slots() -> &'static [Slot] {
             ("return_statement", Slot::Return),
             ("range_clause", Slot::Range),
             ("channel_type", Slot::ChannelType),
+            ("literal_value", Slot::Literal),
             ("import_spec", Slot::Import),
             ("block", Slot::Scope),
             ("if_statement", Slot::Scope),
@@ -335,6 +340,8 @@ pub struct PackageIndex<'a> {
     pub embeds: HashMap<&'a str, SyncKind>,
     /// Package-level variables holding a sync value.
     pub sync_globals: HashMap<&'a str, SyncKind>,
+    /// The buffers of the channels kept in fields and package variables.
+    pub channels: crate::channels::ChannelFacts<'a>,
 }
 
 impl<'a> PackageIndex<'a> {
@@ -350,7 +357,12 @@ impl<'a> PackageIndex<'a> {
             sync_fields: HashMap::new(),
             embeds: HashMap::new(),
             sync_globals: HashMap::new(),
+            channels: Default::default(),
         };
+        for (file, ix) in pkg.files.iter().zip(&pkg.file_indexes) {
+            pkg.channels
+                .add_file(file.text.as_str(), &ix.assignments, &ix.literals);
+        }
         pkg.index_declarations();
         pkg.index_sync_types();
         pkg.index_globals();

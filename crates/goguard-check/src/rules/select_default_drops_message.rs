@@ -2,20 +2,25 @@
 
 use tree_sitter::Node;
 
+use crate::channels::Capacity;
 use crate::checker::{Checker, Finding};
 use crate::syntax::{self, Call};
 
 pub const DOC: &str = r#"# G202 select-default-drops-message
 
 ## What it does
-Reports `select { case ch <- v: ... default: ... }` where the `default` branch discards the
-message silently: it is empty, or it only logs (no error returned, no retry, no counter).
+Reports a fire-and-forget send, `select { case ch <- v: default: }`, that loses the message
+without anyone knowing: nothing happens when the send succeeds, and the `default` is empty
+or only logs (no error returned, no retry, no counter).
 
 ## Why is this bad?
 With a `default`, the send happens only if a receiver or buffer space is ready *right now*;
-otherwise the message is dropped. That may be intended (best-effort telemetry), but done
-silently it hides overload: there is no back-pressure, no error to the caller and no metric
-that says how much was lost. The reference (3.2) loses messages 3 and 4 this way.
+otherwise the message is dropped. On a channel without a buffer that is whenever the
+receiver is not already parked in a receive at that instant, so messages are lost even when
+nothing is overloaded: a request whose caller then waits for ever on its reply channel, a
+fatal error that never stops the service. With a buffer it happens under load, and done
+silently it hides the overload: no back-pressure, no error, no metric. The reference (3.2)
+loses messages 3 and 4 this way.
 
 ## Example
 ```go
@@ -34,42 +39,95 @@ default:
 }
 ```
 
+## Not reported
+The idioms in which dropping is the point:
+- a signal (`struct{}{}`): a wake-up already pending says the same thing;
+- a channel with a buffer of exactly one: the first (or the latest) value wins, as in a
+  first-error or a latest-state slot;
+- a send whose success case does something (pops a queue, returns, sets a flag): the code
+  tracks whether the value went;
+- a `default` with a comment on a line of its own (the author says why dropping is fine),
+  or one that logs the drop at debug level;
+- with a buffer the package makes, an empty `default`: the usual best-effort send
+  (telemetry, a free list of buffers, a hint); it is reported when the `default` logs the
+  drop as an incident and does nothing else. A channel that comes from elsewhere (a
+  parameter) is reported when a loop sends a stream of values into it, not for a single
+  send;
+- test files: a test hook reports events without blocking the code under test.
+
 ## Known limits
 Any statement other than a logging call (an assignment, a counter, a return, a call) counts
-as handling the drop.
+as handling the drop. A channel's buffer is known when the package makes it where it is
+kept (a local, a field, a package variable); one passed in from elsewhere is not.
 
 ## References
 - https://go.dev/ref/spec#Select_statements
 "#;
 
 pub fn check(cx: &mut Checker) {
+    // A test's hooks drop on purpose: the code under test must not block on them.
+    if cx.file.path.to_string_lossy().ends_with("_test.go") {
+        return;
+    }
     let mut findings = Vec::new();
     for &sel in &cx.index.selects {
         let cases = syntax::named_children(sel);
-        let send = cases.iter().find_map(|c| {
-            (c.kind() == "communication_clause")
-                .then(|| c.child_by_field_name("communication"))
-                .flatten()
-                .filter(|s| s.kind() == "send_statement")
-        });
-        let Some(send) = send else { continue };
+        let Some(case) = cases.iter().copied().find(|c| {
+            syntax::is_comm_case(*c)
+                && c.child_by_field_name("communication")
+                    .is_some_and(|s| s.kind() == "send_statement")
+        }) else {
+            continue;
+        };
+        let Some(send) = case.child_by_field_name("communication") else {
+            continue;
+        };
         let Some(default) = cases.iter().find(|c| syntax::is_default_clause(**c)) else {
             continue;
         };
-        if !is_silent(cx, *default) {
+        // The success case tracks the send (a queue popped, a return): not fire and forget.
+        if !syntax::clause_statements(case).is_empty() || !is_silent(cx, *default) {
             continue;
         }
-        let chan = send
-            .child_by_field_name("channel")
-            .map(|c| cx.text(c))
-            .unwrap_or("ch");
-        let value = send
-            .child_by_field_name("value")
-            .map(|c| cx.text(c))
-            .unwrap_or("the value");
+        let Some(chan_node) = send.child_by_field_name("channel") else {
+            continue;
+        };
+        let value_node = send.child_by_field_name("value");
+        if value_node.is_some_and(|v| is_signal(cx, v)) {
+            continue;
+        }
+        // A comment in the `default` says why dropping is fine; a drop logged at debug
+        // level is routine to its author.
+        if explained(sel, *default) {
+            continue;
+        }
+        let logged = drop_log_level(cx, *default);
+        if logged == Some(LogLevel::Debug) {
+            continue;
+        }
+        let chan = cx.text(chan_node);
+        let value = value_node.map(|c| cx.text(c)).unwrap_or("the value");
+        let message = match crate::channels::capacity(cx, chan_node) {
+            Capacity::Buffered(1) => continue,
+            Capacity::Unbuffered => format!(
+                "`{chan}` has no buffer: unless its receiver is waiting at that instant, this `default` drops `{value}` without an error, a retry or a metric"
+            ),
+            // With a buffer the package chose, an empty `default` is the usual best-effort
+            // send; one that logs the drop as an incident and does nothing else is the
+            // reference's shape.
+            Capacity::Buffered(_) if logged.is_none() => continue,
+            // A channel from elsewhere: the function drops a stream of values (a loop) into
+            // a buffer it cannot see; a single send is a one-shot notification.
+            Capacity::Unknown if logged.is_none() && syntax::enclosing_loop(sel).is_none() => {
+                continue
+            }
+            Capacity::Buffered(_) | Capacity::Unknown => format!(
+                "when `{chan}` is full, this `default` drops `{value}` without an error, a retry or a metric"
+            ),
+        };
         findings.push(Finding {
             node: default.child(0).unwrap_or(*default),
-            message: format!("when `{chan}` is not ready, this `default` drops `{value}` without an error, a retry or a metric"),
+            message,
             help: "count the drop (a metric), return an error to the caller, or block with a timeout instead of dropping".into(),
             severity: None,
         });
@@ -77,6 +135,53 @@ pub fn check(cx: &mut Checker) {
     for f in findings {
         cx.report(f);
     }
+}
+
+/// Whether a comment on a line of its own follows `default:` before the next clause (the
+/// grammar puts a comment that ends the clause after it, in the select).
+fn explained(select: Node, default: Node) -> bool {
+    let line = default.start_position().row;
+    let end = syntax::named_children(select)
+        .into_iter()
+        .find(|c| syntax::is_case_clause(*c) && c.start_byte() > default.start_byte())
+        .map_or(select.end_byte(), |c| c.start_byte());
+    syntax::descendants(select, false).into_iter().any(|n| {
+        n.kind() == "comment"
+            && n.start_byte() > default.start_byte()
+            && n.start_byte() < end
+            && n.start_position().row > line
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LogLevel {
+    Debug,
+    Other,
+}
+
+/// How a `default` logs its drop: `None` without a log call, `Debug` when every log call is
+/// at debug level.
+fn drop_log_level(cx: &Checker, default: Node) -> Option<LogLevel> {
+    let mut level = None;
+    for s in syntax::clause_statements(default) {
+        let Some(call) = s.named_child(0).and_then(Call::of) else {
+            continue;
+        };
+        if !is_log_call(cx, &call) {
+            continue;
+        }
+        let debug = cx.text(call.name).starts_with("Debug");
+        level = match (level, debug) {
+            (Some(LogLevel::Other), _) | (_, false) => Some(LogLevel::Other),
+            _ => Some(LogLevel::Debug),
+        };
+    }
+    level
+}
+
+/// A value that carries no information beyond its arrival: `struct{}{}`.
+fn is_signal(cx: &Checker, v: Node) -> bool {
+    syntax::normalize(cx.text(v)) == "struct{}{}"
 }
 
 /// True when a default branch only logs, breaks or continues.
