@@ -20,6 +20,7 @@ mod rules;
 pub mod source;
 pub mod suppress;
 pub mod syntax;
+pub mod testfail;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use engine::{check_paths, ConfigChoice, Options, Report};

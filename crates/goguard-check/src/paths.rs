@@ -75,7 +75,11 @@ pub fn is_noreturn_call(node: Node, src: &str) -> bool {
             let recv = &src[r.byte_range()];
             matches!(
                 (recv, name),
-                ("os", "Exit") | ("runtime", "Goexit") | ("syscall", "Exit")
+                ("os", "Exit")
+                    | ("runtime", "Goexit")
+                    | ("syscall", "Exit")
+                    | ("require", "Fail" | "Failf" | "FailNow" | "FailNowf")
+                    | ("assert", "FailNow" | "FailNowf")
             ) || (matches!(
                 name,
                 "Fatal"

@@ -40,6 +40,11 @@ func fetch(ctx context.Context) (Result, error) {
 ```
 or make the sender select on `ctx.Done()` too.
 
+## Not reported
+A receiver that gives up only where a test has already failed (a timeout case that calls
+`t.Fatal`, `t.Errorf`, `t.FailNow`, testify's `require.Fail`...): the test is failing, and
+a goroutine it leaks on the way out is not the bug to fix.
+
 ## Known limits
 The channel must be made in the same function that starts the goroutine. A send that is
 itself a `select` case next to `ctx.Done()` or a `default` is safe and not reported.
@@ -106,11 +111,14 @@ fn receiver_gives_up(cx: &Checker, body: Node, go: Node, name: &str) -> Option<S
             && n.child_by_field_name("operand")
                 .is_some_and(|o| cx.text(o) == name)
     })?;
-    // A return between the go statement and the receive.
-    if let Some(ret) = after
-        .iter()
-        .find(|n| n.kind() == "return_statement" && n.end_byte() <= recv.start_byte())
-    {
+    // A return between the go statement and the receive (not one after the test failed).
+    if let Some(ret) = after.iter().find(|n| {
+        n.kind() == "return_statement"
+            && n.end_byte() <= recv.start_byte()
+            && !n
+                .parent()
+                .is_some_and(|block| crate::testfail::reports_failure(cx, block))
+    }) {
         return Some(format!("the `return` at line {}", cx.line(*ret)));
     }
     // The receive is a select case next to a timeout or cancellation case.
@@ -140,6 +148,15 @@ fn receiver_gives_up(cx: &Checker, body: Node, go: Node, name: &str) -> Option<S
         if other.id() == case.id() || !syntax::is_comm_case(other) {
             continue;
         }
+        // Giving up there fails the test: a leak on a failed test's way out.
+        if crate::testfail::reports_failure(cx, other) {
+            continue;
+        }
+        // A case that goes on past the select to receive `name` after all (a timeout that
+        // only logs) does not give up.
+        if !leaves(cx, other) && receives_after(cx, &after, select, name) {
+            continue;
+        }
         let Some(comm) = other.child_by_field_name("communication") else {
             continue;
         };
@@ -153,6 +170,17 @@ fn receiver_gives_up(cx: &Checker, body: Node, go: Node, name: &str) -> Option<S
         }
     }
     None
+}
+
+/// Whether `name` is received again after `select` (among the nodes `after` the go).
+fn receives_after(cx: &Checker, after: &[Node], select: Node, name: &str) -> bool {
+    after.iter().any(|n| {
+        n.start_byte() >= select.end_byte()
+            && n.kind() == "unary_expression"
+            && n.child(0).is_some_and(|o| cx.text(o) == "<-")
+            && n.child_by_field_name("operand")
+                .is_some_and(|o| cx.text(o) == name)
+    })
 }
 
 /// True when a select case leaves the enclosing loop: `return`, `goto`, a labeled `break`, or
