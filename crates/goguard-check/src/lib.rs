@@ -18,6 +18,7 @@ pub mod registry;
 pub mod resolve;
 mod rules;
 pub mod source;
+pub mod summary;
 pub mod suppress;
 pub mod syntax;
 pub mod testfail;

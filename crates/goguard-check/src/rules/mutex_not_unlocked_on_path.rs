@@ -77,10 +77,12 @@ pub fn check(cx: &mut Checker) {
         };
         // An unlock counts when this function runs it: directly, or in a deferred closure.
         // One inside another closure (a callback, a hook) runs at someone else's time.
+        // So does a call of a package method that unlocks it (`cc.updateAndUnlock()`).
         let unlocks = |n: Node| {
-            syntax::descendants(n, true)
-                .into_iter()
-                .any(|m| is_unlock(cx, m, &mu, unlock) && runs_here(m, func))
+            syntax::descendants(n, true).into_iter().any(|m| {
+                (is_unlock(cx, m, &mu, unlock) || crate::summary::call_releases(cx, m, &mu, unlock))
+                    && runs_here(m, func)
+            })
         };
         if !unlocks(body) || expects_held_or_hands_off(cx, body, node, &mu, unlock) {
             continue;

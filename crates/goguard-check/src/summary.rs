@@ -1,0 +1,65 @@
+//! What a function of the package does that its callers' rules need to know, read from its
+//! body: for now, whether a method releases a lock kept in a field of its receiver (grpc's
+//! `cc.updateResolverStateAndUnlock()` unlocks `cc.mu`), so that a caller that locked
+//! `cc.mu` and calls it has released the lock.
+
+use tree_sitter::Node;
+
+use crate::checker::Checker;
+use crate::syntax::{self, Call};
+
+/// Whether `call` releases the lock `lock` (as written, `ccr.cc.mu`) with `unlock`
+/// (`Unlock`, `RUnlock`): it is `X.m(...)` with `lock` = `X.f`, and every method `m` of the
+/// package unlocks its receiver's `f` in its own body (directly or deferred).
+pub fn call_releases(cx: &Checker, call: Node, lock: &str, unlock: &str) -> bool {
+    let Some(c) = Call::of(syntax::unparen(call)) else {
+        return false;
+    };
+    let Some(operand) = c.receiver else {
+        return false;
+    };
+    let operand = syntax::normalize(cx.text(operand));
+    let Some(field) = lock
+        .strip_prefix(operand.as_str())
+        .and_then(|rest| rest.strip_prefix('.'))
+    else {
+        return false;
+    };
+    if field.contains('.') {
+        return false;
+    }
+    let name = cx.text(c.name);
+    let mut methods = cx
+        .pkg
+        .methods
+        .iter()
+        .filter(|((_, m), _)| *m == name)
+        .peekable();
+    methods.peek().is_some()
+        && methods.all(|(_, decl)| {
+            let src = cx.pkg.files[decl.file].text.as_str();
+            method_unlocks(decl.node, src, field, unlock)
+        })
+}
+
+/// Whether `method`'s body calls `recv.field.unlock()` outside nested function literals
+/// other than deferred ones.
+fn method_unlocks(method: Node, src: &str, field: &str, unlock: &str) -> bool {
+    let Some((recv, _)) = syntax::receiver(method, src) else {
+        return false;
+    };
+    if recv.is_empty() || recv == "_" {
+        return false;
+    }
+    let want = format!("{recv}.{field}");
+    let Some(body) = method.child_by_field_name("body") else {
+        return false;
+    };
+    syntax::descendants(body, true).into_iter().any(|n| {
+        Call::of(n).is_some_and(|c| {
+            &src[c.name.byte_range()] == unlock
+                && c.receiver
+                    .is_some_and(|r| syntax::normalize(&src[r.byte_range()]) == want)
+        })
+    })
+}
