@@ -112,7 +112,27 @@ pub fn check(cx: &mut Checker) {
                     let Some(fbody) = func.child_by_field_name("body") else { continue };
                     let close_id = close.id();
                     let is_release = |n: Node| syntax::descendants(n, true).iter().any(|m| m.id() == close_id);
-                    let tracker = Tracker { is_start: None, is_release: &is_release, src: cx.src() };
+                    // Nothing ranges before the range loop starts (here, or in a goroutine
+                    // started here) or, when it runs elsewhere, before the channel is made:
+                    // a return before that point skips nothing.
+                    // A range in the closing goroutine itself is not left waiting by it.
+                    if cx.enclosing_function(for_stmt).map(|f| f.id()) == Some(func.id()) {
+                        continue;
+                    }
+                    let start = if syntax::contains(fbody, for_stmt) {
+                        statement_in(func, for_stmt)
+                    } else if syntax::contains(fbody, v) {
+                        statement_in(func, v)
+                    } else {
+                        None
+                    };
+                    let start_id = start.map(|n| n.id());
+                    let is_start = |n: Node| Some(n.id()) == start_id;
+                    let tracker = Tracker {
+                        is_start: start.is_some().then_some(&is_start as &dyn Fn(Node) -> bool),
+                        is_release: &is_release,
+                        src: cx.src(),
+                    };
                     let exits: Vec<_> = paths::leaking_exits(fbody, &tracker)
                         .into_iter()
                         .filter(|e| e.kind() == "return_statement")
@@ -136,6 +156,21 @@ pub fn check(cx: &mut Checker) {
     }
     for f in findings {
         cx.report(f);
+    }
+}
+
+/// The statement of `func`'s own body (not of a function literal in it) that holds `x`.
+fn statement_in<'a>(func: Node<'a>, x: Node<'a>) -> Option<Node<'a>> {
+    let mut n = x;
+    loop {
+        let p = n.parent()?;
+        if p.kind() == "block" && syntax::enclosing_function(p).map(|f| f.id()) == Some(func.id()) {
+            return Some(n);
+        }
+        if p.id() == func.id() {
+            return None;
+        }
+        n = p;
     }
 }
 
