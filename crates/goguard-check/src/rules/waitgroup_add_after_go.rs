@@ -64,6 +64,9 @@ pub fn check(cx: &mut Checker) {
             if let Some(body) = f.child_by_field_name("body") {
                 for n in syntax::descendants(body, false) {
                     if let Some((wg, call)) = wg_method(cx, n, &["Add"]) {
+                        if !counts_itself(cx, body, &wg, n) {
+                            continue;
+                        }
                         findings.push(Finding {
                             node: call.node,
                             message: format!(
@@ -84,6 +87,34 @@ pub fn check(cx: &mut Checker) {
     for f in findings {
         cx.report(f);
     }
+}
+
+/// Whether the `Add` at `add`, in a goroutine's `body`, counts that goroutine itself: the
+/// goroutine signals `wg` done (not only goroutines it starts), and starts no goroutine
+/// after the `Add` that it could be counting instead (a counted goroutine may Add for its
+/// children, as the sync documentation allows).
+fn counts_itself(cx: &Checker, body: Node, wg: &str, add: Node) -> bool {
+    let nodes = syntax::descendants(body, true);
+    let in_nested_go = |n: Node| {
+        let mut cur = n.parent();
+        while let Some(p) = cur {
+            if p.id() == body.id() {
+                return false;
+            }
+            if p.kind() == "go_statement" {
+                return true;
+            }
+            cur = p.parent();
+        }
+        false
+    };
+    let done_here = nodes
+        .iter()
+        .any(|n| wg_method(cx, *n, &["Done"]).is_some_and(|(w, _)| w == wg) && !in_nested_go(*n));
+    let go_after = nodes
+        .iter()
+        .any(|n| n.kind() == "go_statement" && n.start_byte() > add.start_byte());
+    done_here && !go_after
 }
 
 /// An `Add` among the statements following `go` in the same block, with no `Add` for the same
@@ -117,9 +148,15 @@ fn add_after<'a>(cx: &Checker<'a>, go: Node<'a>) -> Option<Finding<'a>> {
     if covered {
         return None;
     }
+    // A Wait ends a phase: an Add after it counts the next phase's goroutines.
+    let is_wait = |s: Node<'a>| {
+        syntax::descendants(s, false)
+            .into_iter()
+            .any(|n| wg_method(cx, n, &["Wait"]).is_some_and(|(w, _)| w == wg))
+    };
     let late = siblings[pos + 1..]
         .iter()
-        .take_while(|s| !is_go(**s))
+        .take_while(|s| !is_go(**s) && !is_wait(**s))
         .find(|s| is_add(**s))?;
     let call = syntax::descendants(*late, false)
         .into_iter()
