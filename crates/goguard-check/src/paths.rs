@@ -22,6 +22,10 @@ pub struct Tracker<'q, 't> {
     pub is_start: Option<&'q dyn Fn(Node<'t>) -> bool>,
     /// Does this simple statement release (or hand off) the resource?
     pub is_release: &'q dyn Fn(Node<'t>) -> bool,
+    /// Is this `if` statement one that releases whenever the resource is held, because its
+    /// condition is the one the acquisition was made under (`if changed { mu.Lock() }` ...
+    /// `if changed { mu.Unlock() }`)? Its other branch then only runs on paths without it.
+    pub guarded_release: Option<&'q dyn Fn(Node<'t>) -> bool>,
     /// The source text, to read labels and call names.
     pub src: &'t str,
 }
@@ -121,6 +125,18 @@ impl<'q, 't> Flow<'q, 't> {
                     Some(inner) => self.stmt(inner, s, name),
                     None => s,
                 }
+            }
+            "if_statement"
+                if s & HELD != 0 && self.tracker.guarded_release.is_some_and(|g| g(node)) =>
+            {
+                // Held only where the condition holds, and released there.
+                let rest = s & !HELD;
+                let out = if rest == 0 {
+                    0
+                } else {
+                    self.stmt(node, rest, None)
+                };
+                out | RELEASED
             }
             "if_statement" => {
                 let s = match node.child_by_field_name("init_statement") {

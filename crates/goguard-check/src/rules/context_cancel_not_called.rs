@@ -105,6 +105,7 @@ pub fn check(cx: &mut Checker) {
         let tracker = Tracker {
             is_start: Some(&is_start),
             is_release: &is_release,
+            guarded_release: None,
             src: cx.src(),
         };
         let exits = paths::leaking_exits(body, &tracker);

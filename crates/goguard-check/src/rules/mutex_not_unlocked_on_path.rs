@@ -88,9 +88,22 @@ pub fn check(cx: &mut Checker) {
             continue;
         }
         let is_start = |n: Node| n.id() == stmt.id();
+        // Conditions true exactly when this lock was taken: the `if` it is taken under, and
+        // a flag set right after it (`held = true`).
+        let guards = lock_guards(cx, stmt);
+        let guarded = |n: Node| {
+            n.child_by_field_name("else").is_none()
+                && n.child_by_field_name("init_statement").is_none()
+                && n.child_by_field_name("condition").is_some_and(|c| {
+                    guards.contains(&syntax::normalize(cx.text(c)))
+                        && !changed_between(cx, body, stmt, n, c)
+                })
+                && n.child_by_field_name("body").is_some_and(|b| unlocks(b))
+        };
         let tracker = Tracker {
             is_start: Some(&is_start),
             is_release: &unlocks,
+            guarded_release: (!guards.is_empty()).then_some(&guarded as &dyn Fn(Node) -> bool),
             src: cx.src(),
         };
         let exits = paths::leaking_exits(body, &tracker);
@@ -111,6 +124,82 @@ pub fn check(cx: &mut Checker) {
     for f in findings {
         cx.report(f);
     }
+}
+
+/// Whether a variable of `cond` is assigned between `from` and `to` (other than set to
+/// `true`, as a flag right after the lock is).
+fn changed_between(cx: &Checker, body: Node, from: Node, to: Node, cond: Node) -> bool {
+    // The variables and fields the condition reads (`tw.changes`), as written.
+    let reads: Vec<String> = syntax::descendants(cond, false)
+        .into_iter()
+        .filter(|n| {
+            matches!(n.kind(), "identifier" | "selector_expression")
+                && n.parent().is_none_or(|p| p.kind() != "selector_expression")
+        })
+        .map(|n| syntax::normalize(cx.text(n)))
+        .collect();
+    // Assigning `t` changes a read `r` when one is the other or a part of it.
+    let touches = |t: &str| {
+        reads.iter().any(|r| {
+            r == t
+                || r.strip_prefix(t).is_some_and(|rest| rest.starts_with('.'))
+                || t.strip_prefix(r.as_str())
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        })
+    };
+    syntax::descendants(body, true).into_iter().any(|n| {
+        if n.start_byte() <= from.end_byte() || n.end_byte() > to.start_byte() {
+            return false;
+        }
+        let targets: Vec<Node> = match n.kind() {
+            "assignment" | "short_var_declaration" => match syntax::assignment_sides(n) {
+                Some((lhs, rhs)) if !(rhs.len() == 1 && cx.text(rhs[0]) == "true") => lhs,
+                _ => Vec::new(),
+            },
+            "inc_dec_statement" => n.child_by_field_name("operand").into_iter().collect(),
+            _ => Vec::new(),
+        };
+        targets
+            .iter()
+            .any(|t| touches(&syntax::normalize(cx.text(*t))))
+    })
+}
+
+/// The conditions that hold exactly when the lock statement `stmt` ran: the condition of the
+/// `if` whose body it is in (unless that `if` has an initializer, whose variables are gone
+/// later), and `flag` for a `flag = true` among the statements right after it. The
+/// variables in them must not change in between for this to be sound; the rule accepts
+/// that, as a reader of the code does.
+fn lock_guards(cx: &Checker, stmt: Node) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(block) = stmt.parent().filter(|b| b.kind() == "block") else {
+        return out;
+    };
+    if let Some(ifs) = block.parent().filter(|p| p.kind() == "if_statement") {
+        if ifs.child_by_field_name("body").map(|b| b.id()) == Some(block.id())
+            && ifs.child_by_field_name("init_statement").is_none()
+        {
+            if let Some(c) = ifs.child_by_field_name("condition") {
+                out.push(syntax::normalize(cx.text(c)));
+            }
+        }
+    }
+    for s in syntax::block_statements(block)
+        .into_iter()
+        .filter(|s| s.start_byte() > stmt.start_byte())
+    {
+        if s.kind() != "assignment" {
+            continue;
+        }
+        if let Some((lhs, rhs)) = syntax::assignment_sides(s) {
+            if let ([l], [r]) = (lhs.as_slice(), rhs.as_slice()) {
+                if l.kind() == "identifier" && cx.text(*r) == "true" {
+                    out.push(cx.text(*l).to_string());
+                }
+            }
+        }
+    }
+    out
 }
 
 fn is_unlock(cx: &Checker, n: Node, mu: &str, unlock: &str) -> bool {

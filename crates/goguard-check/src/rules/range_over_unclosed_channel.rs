@@ -131,6 +131,7 @@ pub fn check(cx: &mut Checker) {
                     let tracker = Tracker {
                         is_start: start.is_some().then_some(&is_start as &dyn Fn(Node) -> bool),
                         is_release: &is_release,
+        guarded_release: None,
                         src: cx.src(),
                     };
                     let exits: Vec<_> = paths::leaking_exits(fbody, &tracker)

@@ -110,6 +110,7 @@ fn skipped<'a>(
     let tracker = Tracker {
         is_start: None,
         is_release: &is_release,
+        guarded_release: None,
         src: cx.src(),
     };
     let exits = paths::leaking_exits(region, &tracker);
