@@ -98,7 +98,7 @@ pub fn check(cx: &mut Checker) {
                     guards.contains(&syntax::normalize(cx.text(c)))
                         && !changed_between(cx, body, stmt, n, c)
                 })
-                && n.child_by_field_name("body").is_some_and(|b| unlocks(b))
+                && n.child_by_field_name("body").is_some_and(&unlocks)
         };
         let tracker = Tracker {
             is_start: Some(&is_start),
