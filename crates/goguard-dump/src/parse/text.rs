@@ -172,12 +172,12 @@ impl<F: FnMut(Goroutine)> Sink for Machine<F> {
                 }
                 shared.complete(s, false);
                 s.state = State::Between;
-                let dump = shared.dump(s, name);
+                // A crash message opens its dump: the goroutines it describes follow it.
+                let mut dump = shared.dump(s, name);
                 if shared.dumps[dump].goroutines > 0 {
                     shared.new_dump(s, name);
+                    dump = shared.dumps.len() - 1;
                 }
-                let dump = shared.dumps.len() - 1;
-                let dump = s.dump.unwrap_or(dump);
                 let info = &mut shared.dumps[dump];
                 if info.crash.is_none() {
                     info.fatal = Some(message.to_string());
