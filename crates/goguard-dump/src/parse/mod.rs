@@ -540,6 +540,28 @@ mod tests {
         assert!(parse_header("goroutine profile: total 4").is_none());
     }
 
+    /// Real output (trimmed): a SIGQUIT under GOTRACEBACK=system that landed on the sysmon
+    /// thread prints that thread's system stack first, as goroutine 0. It is no goroutine.
+    #[test]
+    fn a_leading_system_stack_is_not_a_goroutine() {
+        let text = "SIGQUIT: quit\nPC=0x486b77 m=1 sigcode=0\n\n\
+goroutine 0 gp=0xe5433eba5a0 m=1 mp=0xe5433f00008 [idle]:\n\
+runtime.usleep(0x2710)\n\
+\t/go/src/runtime/sys_linux_amd64.s:135 +0x37 fp=0xe5433ee3f20 sp=0xe5433ee3f00 pc=0x486b77\n\
+runtime.sysmon()\n\
+\t/go/src/runtime/proc.go:6557 +0xb2 fp=0xe5433ee3fa0 sp=0xe5433ee3f20 pc=0x456f12\n\n\
+goroutine 1 gp=0xe5433eba1e0 m=nil [sleep]:\n\
+time.Sleep(0x34630b8a000)\n\
+\t/go/src/runtime/time.go:368 +0x165 fp=0xe5433f2cdd0 sp=0xe5433f2cd78 pc=0x4828a5\n\
+main.main()\n\
+\t/app/main.go:77 +0x619 fp=0xe5433f2ceb8 sp=0xe5433f2cdd0 pc=0x4c3e19\n\n";
+        let mut seen = Vec::new();
+        let stats = parse_dump(text.as_bytes(), |g| seen.push(g)).unwrap();
+        assert_eq!(seen.iter().map(|g| g.id).collect::<Vec<_>>(), [1]);
+        assert_eq!(stats.thread_stacks, 1);
+        assert_eq!(seen[0].frames.len(), 2);
+    }
+
     #[test]
     fn a_cut_dump_is_flagged_and_what_was_read_kept() {
         let text = "goroutine 1 [running]:\nmain.main()\n\t/x/main.go:5 +0x1\n\ngoroutine 2 [chan send]:\nmain.f(...)\n";

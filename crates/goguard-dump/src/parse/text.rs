@@ -7,6 +7,7 @@
 //! | state | line | goes to |
 //! |---|---|---|
 //! | `Between` | header | `Record` (a new dump if the id was seen in this one) |
+//! | any | `goroutine 0` header | `Record`, its frames skipped (a thread's stack) |
 //! | `Between` | crash message | `Between` (a new dump if this one has goroutines) |
 //! | `Record` | function / `created by` | `Location` |
 //! | `Record` | `...frames elided...`, `stack unavailable` | `Record` |
@@ -150,8 +151,15 @@ impl<F: FnMut(Goroutine)> Sink for Machine<F> {
                     return true;
                 }
                 shared.complete(s, false);
+                // Goroutine 0 is a thread's system stack (GOTRACEBACK=system and crash print
+                // the signalled thread's first), not a goroutine: its frames are skipped.
+                if g.id == 0 {
+                    shared.stats.thread_stacks += 1;
+                    s.current = None;
+                    s.state = State::Record;
+                    return true;
+                }
                 let mut dump = shared.dump(s, name);
-                // Goroutine 0 is a thread's system stack: it may repeat within one dump.
                 if g.id != 0 && !s.seen_ids.insert(g.id) {
                     shared.new_dump(s, name);
                     s.seen_ids.insert(g.id);
