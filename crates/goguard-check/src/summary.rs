@@ -63,3 +63,42 @@ fn method_unlocks(method: Node, src: &str, field: &str, unlock: &str) -> bool {
         })
     })
 }
+
+/// Whether `func` runs for the life of the process by design: a function of package `main`
+/// whose every use in the package is a call (or `go` statement) in `main` itself, such as a
+/// daemon goroutine started once from `main`. A loop in it that never ends is the program's
+/// own lifetime, not a leak.
+pub fn runs_for_process_lifetime(cx: &Checker, func: Node) -> bool {
+    if func.kind() != "function_declaration" || cx.file.package_name() != Some("main") {
+        return false;
+    }
+    let Some(name) = func.child_by_field_name("name").map(|n| cx.text(n)) else {
+        return false;
+    };
+    if name == "main" {
+        return true;
+    }
+    let mut uses = 0;
+    for (file, ix) in cx.pkg.files.iter().zip(&cx.pkg.file_indexes) {
+        let src = file.text.as_str();
+        for &call in ix.calls_by_name.get(name).into_iter().flatten() {
+            let Some(c) = Call::of(call) else { continue };
+            if c.receiver.is_some() {
+                continue;
+            }
+            uses += 1;
+            let mut outer = call;
+            while let Some(f) = ix.enclosing_function(outer) {
+                outer = f;
+            }
+            let in_main = outer.kind() == "function_declaration"
+                && outer
+                    .child_by_field_name("name")
+                    .is_some_and(|n| &src[n.byte_range()] == "main");
+            if !in_main {
+                return false;
+            }
+        }
+    }
+    uses > 0
+}

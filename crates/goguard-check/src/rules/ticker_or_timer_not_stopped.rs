@@ -112,6 +112,14 @@ pub fn check(cx: &mut Checker) {
             let Some(lp) = forever_loop_using(cx, body, var) else {
                 continue;
             };
+            // A daemon started from `main` is meant to run as long as the process.
+            let mut outer = func;
+            while let Some(f) = cx.enclosing_function(outer) {
+                outer = f;
+            }
+            if crate::summary::runs_for_process_lifetime(cx, outer) {
+                continue;
+            }
             findings.push(Finding {
                 node,
                 message: format!(
