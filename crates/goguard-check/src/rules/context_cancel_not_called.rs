@@ -100,6 +100,12 @@ pub fn check(cx: &mut Checker) {
         let Some(body) = func.child_by_field_name("body") else {
             continue;
         };
+        // Kept where other code can call it: a variable of an enclosing function (the
+        // closure assigns it for its owner), or one a closure here captures (`stop := func()
+        // { cancel() }`) and may call at any time.
+        if owned_elsewhere(cx, *cancel, func) || captured(cx, body, name) {
+            continue;
+        }
         let is_start = |n: Node| n.id() == stmt.id();
         let is_release = |n: Node| uses_cancel(cx, n, name, stmt);
         let tracker = Tracker {
@@ -129,6 +135,39 @@ pub fn check(cx: &mut Checker) {
     for f in findings {
         cx.report(f);
     }
+}
+
+/// Whether the variable `cancel` is declared in a function enclosing `func`.
+fn owned_elsewhere<'a>(cx: &Checker<'a>, cancel: Node<'a>, func: Node<'a>) -> bool {
+    let name = cx.text(cancel);
+    let mut outer = cx.enclosing_function(func);
+    while let Some(f) = outer {
+        let declared_here = cx
+            .index
+            .declarations()
+            .get(&f.id())
+            .is_some_and(|m| m.contains_key(name))
+            || syntax::params(f, cx.src()).iter().any(|(p, _)| *p == name);
+        if declared_here {
+            // Unless `func` declares its own.
+            let own = cx
+                .index
+                .declarations()
+                .get(&func.id())
+                .is_some_and(|m| m.contains_key(name));
+            return !own;
+        }
+        outer = cx.enclosing_function(f);
+    }
+    false
+}
+
+/// Whether a function literal in `body` refers to `name`.
+fn captured(cx: &Checker, body: Node, name: &str) -> bool {
+    syntax::descendants(body, false)
+        .into_iter()
+        .filter(|n| n.kind() == "function_literal")
+        .any(|lit| syntax::mentions(lit, cx.src(), name))
 }
 
 /// True when the statement calls `name()` or hands `name` to other code (any reference
