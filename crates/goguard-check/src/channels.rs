@@ -88,6 +88,7 @@ impl<'a> ChannelFacts<'a> {
                 let Some(name) = name else { continue };
                 // `a, b = f()`: one value for several places, none of them known.
                 let cap = match (rhs.len() == lhs.len()).then(|| rhs[i]) {
+                    Some(v) if !maybe_channel(src, v) => continue,
                     Some(v) => Capacity::of_value(src, v).unwrap_or(Capacity::Unknown),
                     None => Capacity::Unknown,
                 };
@@ -105,7 +106,7 @@ impl<'a> ChannelFacts<'a> {
                 ) else {
                     continue;
                 };
-                if key.kind() != "identifier" {
+                if key.kind() != "identifier" || !maybe_channel(src, value) {
                     continue;
                 }
                 let cap = Capacity::of_value(src, value).unwrap_or(Capacity::Unknown);
@@ -124,6 +125,30 @@ impl<'a> ChannelFacts<'a> {
     /// What the package's stores say of a field or package variable named `name`.
     pub fn stored(&self, name: &str) -> Capacity {
         self.stored.get(name).copied().unwrap_or(Capacity::Unknown)
+    }
+}
+
+/// Whether `v` can be a channel at all: a literal, a composite literal or a `make` of a map
+/// or slice cannot, so a store of one is a field of the same name in another struct type.
+fn maybe_channel(src: &str, v: Node) -> bool {
+    let v = syntax::unparen(v);
+    match v.kind() {
+        "composite_literal"
+        | "function_literal"
+        | "int_literal"
+        | "float_literal"
+        | "imaginary_literal"
+        | "rune_literal"
+        | "interpreted_string_literal"
+        | "raw_string_literal"
+        | "binary_expression" => false,
+        "call_expression" => match Call::of(v) {
+            Some(c) if c.receiver.is_none() && &src[c.name.byte_range()] == "make" => {
+                c.args.first().is_some_and(|t| t.kind() == "channel_type")
+            }
+            _ => true,
+        },
+        _ => true,
     }
 }
 
