@@ -1017,3 +1017,22 @@ async fn http2_requests_are_settled_like_http1_ones() {
     assert_eq!(status["upstreams"]["u"][0]["ejections"], 0, "{status}");
     gate.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_limit_under_8_kib_holds_on_both_server_paths() {
+    let up = Recorder::ok().await;
+    let gate = start(&one_route(up.addr), "max_header_bytes = 1024\n").await;
+    let big = "a".repeat(2000);
+    // The plain loop (GET) and hyper (a body), whose own limit is at least 8 KiB.
+    let get = format!("GET / HTTP/1.1\r\nhost: shop\r\nx-big: {big}\r\n\r\n");
+    let post =
+        format!("POST / HTTP/1.1\r\nhost: shop\r\ncontent-length: 1\r\nx-big: {big}\r\n\r\nx");
+    for req in [get, post] {
+        let status = status_of(gate.addr, req.as_bytes()).await;
+        assert_eq!(status, 431, "{}", &req[..20]);
+    }
+    assert!(up.seen().is_empty());
+    let ok = b"POST / HTTP/1.1\r\nhost: shop\r\ncontent-length: 1\r\n\r\nx";
+    assert_eq!(status_of(gate.addr, ok).await, 200);
+    gate.shutdown().await;
+}
