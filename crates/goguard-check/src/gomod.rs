@@ -79,6 +79,19 @@ pub fn go_directive(go_mod: &str) -> Option<GoVersion> {
     })
 }
 
+/// Reads the `module` directive from go.mod text (`module example.com/app`, quoted or not).
+pub fn module_path(go_mod: &str) -> Option<String> {
+    go_mod.lines().find_map(|line| {
+        let line = line.split("//").next()?.trim();
+        let rest = line.strip_prefix("module")?;
+        if !rest.starts_with([' ', '\t']) {
+            return None;
+        }
+        let path = rest.trim().trim_matches('"');
+        (!path.is_empty()).then(|| path.to_string())
+    })
+}
+
 /// Finds and caches the governing go.mod of directories.
 #[derive(Default)]
 pub struct ModuleResolver {
@@ -124,6 +137,16 @@ impl ModuleResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_paths() {
+        assert_eq!(
+            module_path("// c\nmodule example.com/app // x\n\ngo 1.22\n").as_deref(),
+            Some("example.com/app")
+        );
+        assert_eq!(module_path("module \"a/b\"\n").as_deref(), Some("a/b"));
+        assert_eq!(module_path("modules x\ngo 1.22\n"), None);
+    }
 
     #[test]
     fn parses_directives() {

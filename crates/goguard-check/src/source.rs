@@ -49,6 +49,23 @@ impl SourceFile {
         })
     }
 
+    /// The lines (1-based, inclusive) of the top-level function or method declaration that
+    /// holds line `line`, if one does.
+    pub fn function_lines(&self, line: u32) -> Option<(u32, u32)> {
+        let row = (line as usize).checked_sub(1)?;
+        let root = self.root();
+        let mut cursor = root.walk();
+        let found = root.named_children(&mut cursor).find(|n| {
+            matches!(n.kind(), "function_declaration" | "method_declaration")
+                && n.start_position().row <= row
+                && row <= n.end_position().row
+        })?;
+        Some((
+            found.start_position().row as u32 + 1,
+            found.end_position().row as u32 + 1,
+        ))
+    }
+
     pub fn root(&self) -> Node<'_> {
         self.tree.root_node()
     }

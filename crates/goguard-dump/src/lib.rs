@@ -11,6 +11,7 @@ pub mod html;
 pub mod parse;
 mod proto;
 pub mod race;
+pub mod source;
 pub mod watch;
 
 pub use analyze::{

@@ -207,8 +207,8 @@ pub fn run(args: DumpArgs) -> Result<u8, String> {
         args.which,
     )?;
     if let Some(dir) = &args.source {
-        let map = crate::source_map::SourceMap::new(dir)?;
-        crate::source_map::attach(&mut analysis, &map)?;
+        let map = goguard_dump::source::SourceMap::new(dir)?;
+        goguard_dump::source::attach(&mut analysis, &map)?;
     }
     let rendered = match args.format {
         DumpFormat::Json => {
@@ -322,8 +322,8 @@ fn dump_diff(
     let first = read_dump(before, &fetcher, &options, args.which)?;
     let mut second = read_dump(after, &fetcher, &options, args.which)?;
     if let Some(dir) = &args.source {
-        let map = crate::source_map::SourceMap::new(dir)?;
-        crate::source_map::attach(&mut second.analysis, &map)?;
+        let map = goguard_dump::source::SourceMap::new(dir)?;
+        goguard_dump::source::attach(&mut second.analysis, &map)?;
     }
     let (a, b) = (&first.analysis, &second.analysis);
     // Dumps in different formats share only their program frames: match on those.

@@ -9,7 +9,6 @@ mod dump_cmd;
 mod gate_cmd;
 mod lab_cmd;
 mod run_cmd;
-mod source_map;
 mod trace_cmd;
 mod watch_cmd;
 

@@ -96,11 +96,11 @@ pub fn run(args: RunArgs) -> Result<u8, String> {
 /// Static findings for the functions in the suspect stacks (see `goguard dump --source`).
 fn attach_source(args: &RunArgs, report: &mut RunReport) {
     let dir = args.source.clone().unwrap_or_else(|| PathBuf::from("."));
-    let Ok(map) = crate::source_map::SourceMap::new(&dir) else {
+    let Ok(map) = goguard_dump::source::SourceMap::new(&dir) else {
         return;
     };
     for d in &mut report.dumps {
-        let _ = crate::source_map::attach(&mut d.analysis, &map);
+        let _ = goguard_dump::source::attach(&mut d.analysis, &map);
     }
     let stacks: Vec<Vec<goguard_dump::Frame>> = report
         .races
@@ -114,7 +114,7 @@ fn attach_source(args: &RunArgs, report: &mut RunReport) {
                 .collect()
         })
         .collect();
-    if let Ok(found) = crate::source_map::findings_in_stacks(&map, &stacks) {
+    if let Ok(found) = goguard_dump::source::findings_in_stacks(&map, &stacks) {
         for (race, findings) in report.races.iter_mut().zip(found) {
             race.findings = findings;
         }

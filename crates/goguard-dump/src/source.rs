@@ -1,12 +1,16 @@
-//! `--source DIR`: maps the frames of a dump (paths of the machine that built the binary) to
-//! a local checkout, shows the lines, and runs the static rules on the functions involved,
-//! so the runtime evidence and the static finding appear together.
+//! Frames to source (`goguard dump --source DIR`): maps the frames of a dump (paths of the
+//! machine that built the binary) to a local checkout, shows the lines, and runs the static
+//! rules on the functions involved, so the runtime evidence and the static finding appear
+//! together. go.mod files and Go sources are read by goguard-check's own readers (its go.mod
+//! reader and its parser), not by a second heuristic.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use goguard_dump::analyze::{is_std_frame, SourceLine, StaticFinding};
-use goguard_dump::{Analysis, Frame};
+use goguard_check::source::SourceFile;
+
+use crate::analyze::{is_std_frame, SourceLine, StaticFinding};
+use crate::{Analysis, Frame};
 
 /// The modules of a checkout: module path -> directory.
 pub struct SourceMap {
@@ -36,11 +40,7 @@ impl SourceMap {
             let Ok(text) = std::fs::read_to_string(entry.path()) else {
                 continue;
             };
-            if let Some(module) = text
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("module "))
-                .map(|m| m.trim().trim_matches('"').to_string())
-            {
+            if let Some(module) = goguard_check::gomod::module_path(&text) {
                 let dir = entry.path().parent().unwrap_or(root).to_path_buf();
                 modules.push((module, dir));
             }
@@ -89,18 +89,10 @@ fn package_path(function: &str) -> &str {
     &function[..dir.len() + pkg_len]
 }
 
-/// The lines of the top-level function holding `line`, by gofmt's layout: from the last
-/// `func ` line at or before it to the first `}` line after that.
-fn function_span(lines: &[&str], line: u32) -> Option<(u32, u32)> {
-    let at = (line as usize).checked_sub(1)?;
-    if at >= lines.len() {
-        return None;
-    }
-    let start = (0..=at).rev().find(|&i| lines[i].starts_with("func "))?;
-    let end = (start..lines.len())
-        .find(|&i| lines[i] == "}" || (i == start && lines[i].ends_with('}')))
-        .unwrap_or(lines.len() - 1);
-    Some((start as u32 + 1, end as u32 + 1))
+/// The lines of the top-level function holding `line` in the Go source `text`, as the
+/// parser sees it (whatever the file's layout).
+fn function_span(path: &Path, text: &str, line: u32) -> Option<(u32, u32)> {
+    SourceFile::parse(path, text.to_string())?.function_lines(line)
 }
 
 /// Reads files once.
@@ -215,8 +207,7 @@ pub fn findings_in_stacks(
         let Some(text) = files.read(&path) else {
             continue;
         };
-        let lines: Vec<&str> = text.lines().collect();
-        let Some((lo, hi)) = function_span(&lines, line) else {
+        let Some((lo, hi)) = function_span(&path, text, line) else {
             continue;
         };
         for d in &report.diagnostics {
@@ -252,11 +243,21 @@ mod tests {
     }
 
     #[test]
-    fn function_spans_follow_gofmt() {
-        let src = "package main\n\nfunc a() {\n\tx()\n}\n\nfunc b() {\n\tgo func() {\n\t}()\n}\n";
-        let lines: Vec<&str> = src.lines().collect();
-        assert_eq!(function_span(&lines, 4), Some((3, 5)));
-        assert_eq!(function_span(&lines, 9), Some((7, 10)));
-        assert_eq!(function_span(&lines, 1), None);
+    fn function_spans_come_from_the_parser() {
+        let src = "package main\n\nfunc a() {\n\tx()\n}\n\nfunc b() {\n\tgo func() {\n\t}()\n}\n\nfunc c() { y() }\n\nfunc (t *T) d(\n\tn int,\n) {\n\t_ = n\n}\n";
+        let p = Path::new("x.go");
+        assert_eq!(function_span(p, src, 4), Some((3, 5)));
+        assert_eq!(function_span(p, src, 9), Some((7, 10)));
+        assert_eq!(
+            function_span(p, src, 12),
+            Some((12, 12)),
+            "a one-line function"
+        );
+        assert_eq!(
+            function_span(p, src, 16),
+            Some((14, 18)),
+            "a method over several lines"
+        );
+        assert_eq!(function_span(p, src, 1), None);
     }
 }
