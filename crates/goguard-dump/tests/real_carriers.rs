@@ -4,6 +4,8 @@
 //! carrier applies (a kubectl prefix, docker's json-file, UTF-16) where no program here can
 //! produce it.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,24 +14,7 @@ use goguard_dump::{Analysis, Group};
 
 /// Builds a test program and returns its path.
 fn build(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/programs")
-        .join(name);
-    let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-carriers"));
-    let out = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&bin)
-        .arg(".")
-        .current_dir(&dir)
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .expect("the Go toolchain must be installed (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
+    support::build_program(name, "carriers")
 }
 
 fn logged(mode: &str) -> String {

@@ -1,6 +1,8 @@
 //! Dumps from a real Go program, built and run by the test with the Go toolchain: a known
 //! number of goroutines stuck at each kind of operation.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -315,26 +317,9 @@ fn the_goroutine_leak_profile_marks_certain_leaks() {
     }
 }
 
-/// Builds a test program once per test binary run and returns its path.
+/// Builds a test program and returns its path.
 fn build_program(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/programs")
-        .join(name);
-    let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-program"));
-    let out = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&bin)
-        .arg(".")
-        .current_dir(&dir)
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .expect("the Go toolchain must be installed (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
+    support::build_program(name, "program")
 }
 
 /// pprof labels, printed in debug=2 headers (Go 1.27, `{k: v}`, quoted when needed) and as
@@ -390,12 +375,16 @@ fn sigquit_dumps_are_read_at_every_traceback_level() {
         std::io::BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
+        // Its standard input stays open until it has died of the signal: closed, it would
+        // exit on its own, and on a loaded machine that can come before the traceback.
+        let stdin = child.stdin.take();
         let kill = Command::new("kill")
             .args(["-QUIT", &child.id().to_string()])
             .status()
             .unwrap();
         assert!(kill.success());
         let out = child.wait_with_output().unwrap();
+        drop(stdin);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let a = analyze(&stderr).unwrap_or_else(|e| panic!("{level}: {e}\n{stderr}"));
         let crash = a.crash.as_ref().unwrap();
