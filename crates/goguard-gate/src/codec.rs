@@ -170,9 +170,80 @@ pub fn transfer_coding(headers: &HeaderMap) -> Coding {
     }
 }
 
+/// What a message's headers say of its framing, read in one pass over them (no lookup by
+/// name: each hashes the name, and a response is read on every request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramingHeaders {
+    /// Every `Content-Length` value read together ([`content_length`]'s rules).
+    pub length: Result<Option<u64>, FramingError>,
+    /// How many `Content-Length` lines there are, and values in them (`5, 5` is two).
+    pub length_lines: usize,
+    pub length_values: usize,
+    /// What `Transfer-Encoding` says ([`transfer_coding`]'s rules).
+    pub coding: Coding,
+    /// `Connection: close`.
+    pub close: bool,
+    /// `Connection: keep-alive`.
+    pub keep_alive: bool,
+}
+
+impl FramingHeaders {
+    pub fn scan(headers: &HeaderMap) -> FramingHeaders {
+        let mut length: Result<Option<u64>, FramingError> = Ok(None);
+        let (mut length_lines, mut length_values, mut te_lines, mut te_tokens) = (0, 0, 0, 0);
+        let mut chunked_first = false;
+        let (mut close, mut keep_alive) = (false, false);
+        for (name, value) in headers {
+            if name == header::CONTENT_LENGTH {
+                length_lines += 1;
+                for part in value.as_bytes().split(|&b| b == b',') {
+                    length_values += 1;
+                    length = match (length, parse_length(part.trim_ascii())) {
+                        (Err(e), _) => Err(e),
+                        (_, None) => Err(FramingError::InvalidLength),
+                        (Ok(Some(l)), Some(n)) if l != n => Err(FramingError::DifferingLengths),
+                        (Ok(_), Some(n)) => Ok(Some(n)),
+                    };
+                }
+            } else if name == header::TRANSFER_ENCODING {
+                te_lines += 1;
+                for t in value
+                    .as_bytes()
+                    .split(|&b| b == b',')
+                    .map(<[u8]>::trim_ascii)
+                {
+                    if t.is_empty() {
+                        continue;
+                    }
+                    if te_tokens == 0 {
+                        chunked_first = t.eq_ignore_ascii_case(b"chunked");
+                    }
+                    te_tokens += 1;
+                }
+            } else if name == header::CONNECTION {
+                close |= value_has_token(value.as_bytes(), "close");
+                keep_alive |= value_has_token(value.as_bytes(), "keep-alive");
+            }
+        }
+        let coding = match (te_lines, te_tokens) {
+            (0, _) => Coding::None,
+            (_, 1) if chunked_first => Coding::Chunked,
+            _ => Coding::Other,
+        };
+        FramingHeaders {
+            length,
+            length_lines,
+            length_values,
+            coding,
+            close,
+            keep_alive,
+        }
+    }
+}
+
 /// Sets a response's framing headers from what the gateway knows of its body, never from
 /// what the upstream wrote: `Transfer-Encoding` goes (the writer frames the body itself),
-/// and `Content-Length` is one canonical value, or none.
+/// and `Content-Length` is one valid value, or none.
 ///
 /// - `body_length`: the body's exact length when known.
 /// - `bodiless`: the answer has no body (a HEAD request, or a status without one). A 1xx or
@@ -184,14 +255,36 @@ pub fn set_response_length(
     bodiless: bool,
     body_length: Option<u64>,
 ) {
-    let described = if bodiless && !status.is_informational() && status != StatusCode::NO_CONTENT {
-        content_length(headers).ok().flatten()
-    } else {
-        None
+    let scan = FramingHeaders::scan(headers);
+    set_response_length_scanned(headers, &scan, status, bodiless, body_length);
+}
+
+/// [`set_response_length`] with the headers already scanned.
+pub fn set_response_length_scanned(
+    headers: &mut HeaderMap,
+    scan: &FramingHeaders,
+    status: StatusCode,
+    bodiless: bool,
+    body_length: Option<u64>,
+) {
+    let keeps_described =
+        bodiless && !status.is_informational() && status != StatusCode::NO_CONTENT;
+    let length = match (bodiless, keeps_described) {
+        (false, _) => body_length,
+        (true, true) => scan.length.ok().flatten(),
+        (true, false) => None,
     };
+    // The usual answer already has exactly that one length and no coding: left as it is.
+    let as_is = scan.coding == Coding::None
+        && match length {
+            Some(n) => scan.length_values == 1 && scan.length == Ok(Some(n)),
+            None => scan.length_lines == 0,
+        };
+    if as_is {
+        return;
+    }
     headers.remove(header::TRANSFER_ENCODING);
     headers.remove(header::CONTENT_LENGTH);
-    let length = if bodiless { described } else { body_length };
     if let Some(n) = length {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
@@ -324,6 +417,35 @@ mod tests {
             Coding::Other
         );
         assert_eq!(te(&[("transfer-encoding", "")]), Coding::Other);
+    }
+
+    #[test]
+    fn one_scan_reads_what_the_lookups_read() {
+        let cases: [&[(&str, &str)]; 7] = [
+            &[],
+            &[("content-length", "5"), ("connection", "Keep-Alive")],
+            &[("content-length", "5, 5"), ("content-length", "05")],
+            &[("content-length", "5"), ("content-length", "6")],
+            &[("content-length", "+5")],
+            &[
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked"),
+                ("connection", "close"),
+            ],
+            &[("transfer-encoding", "chunked"), ("content-length", "3")],
+        ];
+        for pairs in cases {
+            let h = headers(pairs);
+            let scan = FramingHeaders::scan(&h);
+            assert_eq!(scan.length, content_length(&h), "{pairs:?}");
+            assert_eq!(scan.coding, transfer_coding(&h), "{pairs:?}");
+            assert_eq!(scan.close, connection_has(&h, "close"), "{pairs:?}");
+            assert_eq!(
+                scan.keep_alive,
+                connection_has(&h, "keep-alive"),
+                "{pairs:?}"
+            );
+        }
     }
 
     #[test]

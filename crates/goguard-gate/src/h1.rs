@@ -511,14 +511,15 @@ fn parse_head(
                 .map_err(|_| Error::new(Kind::Protocol, "a response header name is invalid"))?;
             map.append(name, parsed_value(&head, value));
         }
-        let (framing, keep_alive) = framing(status, version, head_request, &map)?;
+        let scan = codec::FramingHeaders::scan(&map);
+        let (framing, keep_alive) = framing(status, version, head_request, &scan)?;
         // The client gets the gateway's own framing and HTTP version, never the upstream's.
         let length = match framing {
             Framing::Length(n) => Some(n),
             _ => None,
         };
         let bodiless = head_request || codec::status_has_no_body(status);
-        codec::set_response_length(&mut map, status, bodiless, length);
+        codec::set_response_length_scanned(&mut map, &scan, status, bodiless, length);
         let mut parts = http::Response::new(()).into_parts().0;
         parts.status = status;
         parts.headers = map;
@@ -590,21 +591,21 @@ fn framing(
     status: StatusCode,
     version: Version,
     head_request: bool,
-    headers: &HeaderMap,
+    headers: &codec::FramingHeaders,
 ) -> Result<(Framing, bool), Error> {
     let mut keep_alive = if version == Version::HTTP_11 {
-        !codec::connection_has(headers, "close")
+        !headers.close
     } else {
-        codec::connection_has(headers, "keep-alive")
+        headers.keep_alive
     };
     if head_request || codec::status_has_no_body(status) {
         return Ok((Framing::Done, keep_alive));
     }
-    match codec::transfer_coding(headers) {
+    match headers.coding {
         Coding::Chunked if version == Version::HTTP_11 => {
             // With a length as well, the message is suspect: the coding wins, and the
             // connection closes after it (9112 6.3).
-            if headers.contains_key(header::CONTENT_LENGTH) {
+            if headers.length_lines > 0 {
                 keep_alive = false;
             }
             return Ok((Framing::Chunked(Chunk::Size), keep_alive));
@@ -617,7 +618,7 @@ fn framing(
             ))
         }
     }
-    Ok(match codec::content_length(headers) {
+    Ok(match headers.length {
         Ok(Some(n)) => (Framing::Length(n), keep_alive),
         Ok(None) => (Framing::UntilClose, false),
         Err(codec::FramingError::InvalidLength) => {
