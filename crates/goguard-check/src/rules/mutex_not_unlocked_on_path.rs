@@ -87,6 +87,15 @@ pub fn check(cx: &mut Checker) {
         if !unlocks(body) || expects_held_or_hands_off(cx, body, node, &mu, unlock) {
             continue;
         }
+        // Taken on every turn of a loop that never releases it: the unlocks are counted
+        // elsewhere (n RLocks, then n RUnlocks), not paired on a path; a second Lock of a
+        // Mutex there would be G403's double lock, not a lock left held.
+        if syntax::enclosing_loop(node)
+            .and_then(|lp| lp.child_by_field_name("body"))
+            .is_some_and(|lb| !unlocks(lb))
+        {
+            continue;
+        }
         let is_start = |n: Node| n.id() == stmt.id();
         // Conditions true exactly when this lock was taken: the `if` it is taken under, and
         // a flag set right after it (`held = true`).
