@@ -54,10 +54,11 @@ fn is_testing_value(cx: &Checker, recv: Node) -> bool {
 
 /// Whether `node` (a select case, a block) calls something that marks the test failed,
 /// outside the function literals in it.
+/// Test helpers outside `_test.go` files (cgo's tests, shared test packages) count: the
+/// call's receiver is a `*testing.T` whatever the file.
 pub fn reports_failure(cx: &Checker, node: Node) -> bool {
-    is_test_file(cx)
-        && syntax::descendants(node, false)
-            .into_iter()
-            .filter_map(Call::of)
-            .any(|c| is_failure_call(cx, &c))
+    syntax::descendants(node, false)
+        .into_iter()
+        .filter_map(Call::of)
+        .any(|c| is_failure_call(cx, &c))
 }

@@ -152,9 +152,11 @@ fn receiver_gives_up(cx: &Checker, body: Node, go: Node, name: &str) -> Option<S
         if crate::testfail::reports_failure(cx, other) {
             continue;
         }
-        // A case that goes on past the select to receive `name` after all (a timeout that
-        // only logs) does not give up.
-        if !leaves(cx, other) && receives_after(cx, &after, select, name) {
+        // A case that receives `name` itself (`ln.Close(); <-ch`), or goes on past the
+        // select to receive it after all (a timeout that only logs), does not give up.
+        if receives(cx, &syntax::descendants(other, false), name)
+            || (!leaves(cx, other) && receives_after(cx, &after, select, name))
+        {
             continue;
         }
         let Some(comm) = other.child_by_field_name("communication") else {
@@ -174,9 +176,18 @@ fn receiver_gives_up(cx: &Checker, body: Node, go: Node, name: &str) -> Option<S
 
 /// Whether `name` is received again after `select` (among the nodes `after` the go).
 fn receives_after(cx: &Checker, after: &[Node], select: Node, name: &str) -> bool {
-    after.iter().any(|n| {
-        n.start_byte() >= select.end_byte()
-            && n.kind() == "unary_expression"
+    let later: Vec<Node> = after
+        .iter()
+        .copied()
+        .filter(|n| n.start_byte() >= select.end_byte())
+        .collect();
+    receives(cx, &later, name)
+}
+
+/// Whether one of `nodes` is a receive `<-name`.
+fn receives(cx: &Checker, nodes: &[Node], name: &str) -> bool {
+    nodes.iter().any(|n| {
+        n.kind() == "unary_expression"
             && n.child(0).is_some_and(|o| cx.text(o) == "<-")
             && n.child_by_field_name("operand")
                 .is_some_and(|o| cx.text(o) == name)

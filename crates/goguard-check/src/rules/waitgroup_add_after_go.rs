@@ -154,10 +154,23 @@ fn add_after<'a>(cx: &Checker<'a>, go: Node<'a>) -> Option<Finding<'a>> {
             .into_iter()
             .any(|n| wg_method(cx, n, &["Wait"]).is_some_and(|(w, _)| w == wg))
     };
+    // An Add followed, in the same statement, by the `go` it counts (`if extra { wg.Add(1);
+    // go f() }`) is not late.
+    let counts_own_go = |s: Node<'a>| {
+        let nodes = syntax::descendants(s, false);
+        let add = nodes
+            .iter()
+            .find(|n| wg_method(cx, **n, &["Add"]).is_some_and(|(w, _)| w == wg));
+        add.is_some_and(|a| {
+            nodes
+                .iter()
+                .any(|n| n.kind() == "go_statement" && n.start_byte() > a.start_byte())
+        })
+    };
     let late = siblings[pos + 1..]
         .iter()
         .take_while(|s| !is_go(**s) && !is_wait(**s))
-        .find(|s| is_add(**s))?;
+        .find(|s| is_add(**s) && !counts_own_go(**s))?;
     let call = syntax::descendants(*late, false)
         .into_iter()
         .find(|n| wg_method(cx, *n, &["Add"]).is_some())?;
