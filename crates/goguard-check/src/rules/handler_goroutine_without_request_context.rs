@@ -118,7 +118,7 @@ pub fn check(cx: &mut Checker) {
                     .iter()
                     .any(uses_ctx)
             });
-        if bound {
+        if bound || handler_waits_for(cx, go, &nodes) {
             continue;
         }
         findings.push(Finding {
@@ -134,6 +134,54 @@ pub fn check(cx: &mut Checker) {
     for f in findings {
         cx.report(f);
     }
+}
+
+/// Whether the goroutine is not the request's: the function that starts it waits for it
+/// before returning (it calls `Wait` on a WaitGroup the goroutine signals `Done` on, or
+/// receives on a channel the goroutine sends on, after the `go` statement), or it serves a
+/// connection the handler hijacked.
+fn handler_waits_for<'a>(cx: &Checker<'a>, go: Node<'a>, goroutine: &[Node<'a>]) -> bool {
+    let Some(starter) = cx.enclosing_function(go) else {
+        return false;
+    };
+    let Some(body) = starter.child_by_field_name("body") else {
+        return false;
+    };
+    let receiver_of = |n: &Node, method: &str| {
+        Call::of(*n)
+            .filter(|c| cx.text(c.name) == method)
+            .and_then(|c| c.receiver)
+            .map(|r| syntax::normalize(cx.text(r)))
+    };
+    let dones: Vec<String> = goroutine
+        .iter()
+        .filter_map(|n| receiver_of(n, "Done"))
+        .collect();
+    let sends: Vec<String> = goroutine
+        .iter()
+        .filter(|n| n.kind() == "send_statement")
+        .filter_map(|n| n.child_by_field_name("channel"))
+        .map(|c| syntax::normalize(cx.text(c)))
+        .collect();
+    let nodes = syntax::descendants(body, false);
+    // After `Hijack()` the connection is the handler's own, not the request's: goroutines
+    // serving it are meant to outlive the handler (a CONNECT tunnel, a protocol switch).
+    if nodes
+        .iter()
+        .any(|n| n.start_byte() < go.start_byte() && receiver_of(n, "Hijack").is_some())
+    {
+        return true;
+    }
+    nodes
+        .into_iter()
+        .filter(|n| n.start_byte() >= go.end_byte())
+        .any(|n| {
+            receiver_of(&n, "Wait").is_some_and(|wg| dones.contains(&wg))
+                || (n.kind() == "unary_expression"
+                    && n.child(0).is_some_and(|o| cx.text(o) == "<-")
+                    && n.child_by_field_name("operand")
+                        .is_some_and(|c| sends.contains(&syntax::normalize(cx.text(c)))))
+        })
 }
 
 /// The handler's name and its request parameter when `node` is inside one.
