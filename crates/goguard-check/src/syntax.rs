@@ -266,6 +266,14 @@ pub fn stmt_func_literal(stmt: Node) -> Option<Node> {
     (f.kind() == "function_literal").then_some(f)
 }
 
+/// The channel a receive expression `<-ch` reads from; `None` for any other node.
+pub fn received_channel(node: Node) -> Option<Node> {
+    if node.kind() != "unary_expression" || node.child(0).is_none_or(|o| o.kind() != "<-") {
+        return None;
+    }
+    node.child_by_field_name("operand")
+}
+
 /// True when `ancestor` contains `node` (or is it), by source range.
 pub fn contains(ancestor: Node, node: Node) -> bool {
     ancestor.start_byte() <= node.start_byte() && node.end_byte() <= ancestor.end_byte()

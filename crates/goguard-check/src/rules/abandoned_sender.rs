@@ -105,12 +105,7 @@ fn receiver_gives_up(cx: &Checker, body: Node, go: Node, name: &str) -> Option<S
         .filter(|n| n.start_byte() >= go.end_byte())
         .collect();
     // The first receive of `name` after the go statement.
-    let recv = after.iter().find(|n| {
-        n.kind() == "unary_expression"
-            && n.child(0).is_some_and(|o| cx.text(o) == "<-")
-            && n.child_by_field_name("operand")
-                .is_some_and(|o| cx.text(o) == name)
-    })?;
+    let recv = after.iter().find(|n| receives_from(cx, **n, name))?;
     // A return between the go statement and the receive (not one after the test failed).
     if let Some(ret) = after.iter().find(|n| {
         n.kind() == "return_statement"
@@ -186,12 +181,12 @@ fn receives_after(cx: &Checker, after: &[Node], select: Node, name: &str) -> boo
 
 /// Whether one of `nodes` is a receive `<-name`.
 fn receives(cx: &Checker, nodes: &[Node], name: &str) -> bool {
-    nodes.iter().any(|n| {
-        n.kind() == "unary_expression"
-            && n.child(0).is_some_and(|o| cx.text(o) == "<-")
-            && n.child_by_field_name("operand")
-                .is_some_and(|o| cx.text(o) == name)
-    })
+    nodes.iter().any(|n| receives_from(cx, *n, name))
+}
+
+/// Whether `n` is the receive `<-name`.
+fn receives_from(cx: &Checker, n: Node, name: &str) -> bool {
+    syntax::received_channel(n).is_some_and(|c| cx.text(c) == name)
 }
 
 /// True when a select case leaves the enclosing loop: `return`, `goto`, a labeled `break`, or

@@ -177,10 +177,8 @@ fn handler_waits_for<'a>(cx: &Checker<'a>, go: Node<'a>, goroutine: &[Node<'a>])
         .filter(|n| n.start_byte() >= go.end_byte())
         .any(|n| {
             receiver_of(&n, "Wait").is_some_and(|wg| dones.contains(&wg))
-                || (n.kind() == "unary_expression"
-                    && n.child(0).is_some_and(|o| cx.text(o) == "<-")
-                    && n.child_by_field_name("operand")
-                        .is_some_and(|c| sends.contains(&syntax::normalize(cx.text(c)))))
+                || syntax::received_channel(n)
+                    .is_some_and(|c| sends.contains(&syntax::normalize(cx.text(c))))
         })
 }
 
@@ -212,7 +210,7 @@ fn enclosing_handler<'a>(cx: &Checker<'a>, node: Node<'a>) -> Option<(&'a str, &
 fn is_slow(cx: &Checker, n: Node) -> bool {
     match n.kind() {
         "send_statement" | "select_statement" | "for_statement" => true,
-        "unary_expression" => n.child(0).is_some_and(|o| cx.text(o) == "<-"),
+        "unary_expression" => syntax::received_channel(n).is_some(),
         "call_expression" => Call::of(n)
             .is_some_and(|c| c.receiver.is_some() && SLOW_CALLS.contains(&cx.text(c.name))),
         _ => false,

@@ -324,10 +324,9 @@ impl<'c, 'a> Walker<'c, 'a> {
                     self.block_event(n, Op::Send, n.child_by_field_name("channel"), held);
                 }
                 "unary_expression"
-                    if n.child(0).is_some_and(|o| cx.text(o) == "<-")
-                        && !in_select_with_default(n) =>
+                    if syntax::received_channel(n).is_some() && !in_select_with_default(n) =>
                 {
-                    self.block_event(n, Op::Receive, n.child_by_field_name("operand"), held);
+                    self.block_event(n, Op::Receive, syntax::received_channel(n), held);
                 }
                 _ => {}
             }
