@@ -51,23 +51,6 @@ pub fn parse_length(text: &[u8]) -> Option<u64> {
     Some(text.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-/// The message's `Content-Length`: `None` without one. Several lines, or a list in one line,
-/// are accepted only when every value is the same (RFC 9110 8.6); whitespace around a list
-/// member is allowed, inside a number it is not.
-pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, FramingError> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let n = parse_length(part.trim_ascii()).ok_or(FramingError::InvalidLength)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(FramingError::DifferingLengths);
-            }
-            length = Some(n);
-        }
-    }
-    Ok(length)
-}
-
 /// A chunk-size line's size: 1 to 16 hex digits (no sign, no spaces before them), then
 /// optionally extensions after `;`, which are ignored but may not hold control bytes.
 pub fn chunk_size(line: &[u8]) -> Option<u64> {
@@ -115,36 +98,24 @@ pub fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, LineError> {
     }
 }
 
-/// The comma-separated tokens of every `Connection` line, trimmed, empty ones skipped.
+/// The members of a header value's comma-separated list, trimmed (empty ones kept: where a
+/// rule forbids them, it sees them).
+fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// The tokens of every `Connection` line, empty ones skipped.
 pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
+        .flat_map(|v| list_items(v.as_bytes()))
         .filter(|t| !t.is_empty())
-}
-
-/// Whether `Connection` names `token` (case-insensitive).
-pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// Whether a header value's comma-separated list holds `token` (case-insensitive).
 pub fn value_has_token(value: &[u8], token: &str) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-}
-
-/// The transfer codings of a message, in order, lower-cased parameters and all.
-fn transfer_codings(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
-    headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
+    list_items(value).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// What `Transfer-Encoding` says of a body.
@@ -159,27 +130,18 @@ pub enum Coding {
     Other,
 }
 
-/// The message's transfer coding, as the gateway can relay it.
-pub fn transfer_coding(headers: &HeaderMap) -> Coding {
-    let mut codings = transfer_codings(headers);
-    match (codings.next(), codings.next()) {
-        (None, _) if headers.contains_key(header::TRANSFER_ENCODING) => Coding::Other,
-        (None, _) => Coding::None,
-        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Coding::Chunked,
-        _ => Coding::Other,
-    }
-}
-
 /// What a message's headers say of its framing, read in one pass over them (no lookup by
 /// name: each hashes the name, and a response is read on every request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FramingHeaders {
-    /// Every `Content-Length` value read together ([`content_length`]'s rules).
+    /// Every `Content-Length` value read together: `None` without one. Several lines, or a
+    /// list in one line, are accepted only when every value is the same (RFC 9110 8.6);
+    /// whitespace around a list member is allowed, inside a number it is not.
     pub length: Result<Option<u64>, FramingError>,
     /// How many `Content-Length` lines there are, and values in them (`5, 5` is two).
     pub length_lines: usize,
     pub length_values: usize,
-    /// What `Transfer-Encoding` says ([`transfer_coding`]'s rules).
+    /// What `Transfer-Encoding` says, as the gateway can relay it.
     pub coding: Coding,
     /// `Connection: close`.
     pub close: bool,
@@ -196,9 +158,9 @@ impl FramingHeaders {
         for (name, value) in headers {
             if name == header::CONTENT_LENGTH {
                 length_lines += 1;
-                for part in value.as_bytes().split(|&b| b == b',') {
+                for part in list_items(value.as_bytes()) {
                     length_values += 1;
-                    length = match (length, parse_length(part.trim_ascii())) {
+                    length = match (length, parse_length(part)) {
                         (Err(e), _) => Err(e),
                         (_, None) => Err(FramingError::InvalidLength),
                         (Ok(Some(l)), Some(n)) if l != n => Err(FramingError::DifferingLengths),
@@ -207,14 +169,7 @@ impl FramingHeaders {
                 }
             } else if name == header::TRANSFER_ENCODING {
                 te_lines += 1;
-                for t in value
-                    .as_bytes()
-                    .split(|&b| b == b',')
-                    .map(<[u8]>::trim_ascii)
-                {
-                    if t.is_empty() {
-                        continue;
-                    }
+                for t in list_items(value.as_bytes()).filter(|t| !t.is_empty()) {
                     if te_tokens == 0 {
                         chunked_first = t.eq_ignore_ascii_case(b"chunked");
                     }
@@ -291,11 +246,11 @@ pub fn set_response_length_scanned(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use http::HeaderName;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.append(
@@ -332,7 +287,7 @@ mod tests {
 
     #[test]
     fn duplicate_lengths_must_agree() {
-        let cl = |v: &[(&str, &str)]| content_length(&headers(v));
+        let cl = |v: &[(&str, &str)]| FramingHeaders::scan(&headers(v)).length;
         assert_eq!(cl(&[]), Ok(None));
         assert_eq!(cl(&[("content-length", "5")]), Ok(Some(5)));
         assert_eq!(cl(&[("content-length", "5, 5")]), Ok(Some(5)));
@@ -391,16 +346,17 @@ mod tests {
 
     #[test]
     fn connection_tokens_are_a_list() {
-        let h = headers(&[("connection", "Keep-Alive, , X-A"), ("connection", "close")]);
+        let h = headers(&[("connection", "Keep-Alive, , X-A"), ("connection", "CLOSE")]);
         let t: Vec<&[u8]> = connection_tokens(&h).collect();
-        assert_eq!(t, [&b"Keep-Alive"[..], b"X-A", b"close"]);
-        assert!(connection_has(&h, "CLOSE"));
-        assert!(!connection_has(&h, "upgrade"));
+        assert_eq!(t, [&b"Keep-Alive"[..], b"X-A", b"CLOSE"]);
+        let scan = FramingHeaders::scan(&h);
+        assert!(scan.close && scan.keep_alive);
+        assert!(!connection_tokens(&h).any(|t| t.eq_ignore_ascii_case(b"upgrade")));
     }
 
     #[test]
     fn only_chunked_alone_is_relayed() {
-        let te = |v: &[(&str, &str)]| transfer_coding(&headers(v));
+        let te = |v: &[(&str, &str)]| FramingHeaders::scan(&headers(v)).coding;
         assert_eq!(te(&[]), Coding::None);
         assert_eq!(te(&[("transfer-encoding", "chunked")]), Coding::Chunked);
         assert_eq!(te(&[("transfer-encoding", "Chunked ")]), Coding::Chunked);
@@ -420,32 +376,41 @@ mod tests {
     }
 
     #[test]
-    fn one_scan_reads_what_the_lookups_read() {
-        let cases: [&[(&str, &str)]; 7] = [
-            &[],
-            &[("content-length", "5"), ("connection", "Keep-Alive")],
-            &[("content-length", "5, 5"), ("content-length", "05")],
-            &[("content-length", "5"), ("content-length", "6")],
-            &[("content-length", "+5")],
-            &[
+    fn one_scan_reads_length_coding_and_connection() {
+        let scan = |v: &[(&str, &str)]| {
+            let f = FramingHeaders::scan(&headers(v));
+            (f.length, f.coding, f.close, f.keep_alive)
+        };
+        let none = Coding::None;
+        assert_eq!(scan(&[]), (Ok(None), none, false, false));
+        assert_eq!(
+            scan(&[("content-length", "5"), ("connection", "Keep-Alive")]),
+            (Ok(Some(5)), none, false, true)
+        );
+        assert_eq!(
+            scan(&[("content-length", "5, 5"), ("content-length", "05")]).0,
+            Ok(Some(5))
+        );
+        assert_eq!(
+            scan(&[("content-length", "5"), ("content-length", "6")]).0,
+            Err(FramingError::DifferingLengths)
+        );
+        assert_eq!(
+            scan(&[("content-length", "+5")]).0,
+            Err(FramingError::InvalidLength)
+        );
+        assert_eq!(
+            scan(&[
                 ("transfer-encoding", "gzip"),
                 ("transfer-encoding", "chunked"),
                 ("connection", "close"),
-            ],
-            &[("transfer-encoding", "chunked"), ("content-length", "3")],
-        ];
-        for pairs in cases {
-            let h = headers(pairs);
-            let scan = FramingHeaders::scan(&h);
-            assert_eq!(scan.length, content_length(&h), "{pairs:?}");
-            assert_eq!(scan.coding, transfer_coding(&h), "{pairs:?}");
-            assert_eq!(scan.close, connection_has(&h, "close"), "{pairs:?}");
-            assert_eq!(
-                scan.keep_alive,
-                connection_has(&h, "keep-alive"),
-                "{pairs:?}"
-            );
-        }
+            ]),
+            (Ok(None), Coding::Other, true, false)
+        );
+        assert_eq!(
+            scan(&[("transfer-encoding", "chunked"), ("content-length", "3")]),
+            (Ok(Some(3)), Coding::Chunked, false, false)
+        );
     }
 
     #[test]

@@ -119,20 +119,22 @@ impl Inbound {
     /// Removes hop-by-hop headers and those `Connection` names, except the ones the gateway
     /// relies on. `TE: trailers` survives (gRPC needs it end to end).
     pub fn strip_hop_by_hop(&self, headers: &mut HeaderMap) {
-        // Most requests carry none: one look at each name, no removal by name (which hashes).
-        if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
-            return;
-        }
-        let named: Vec<HeaderName> = crate::codec::connection_tokens(headers)
-            .filter_map(|n| HeaderName::from_bytes(n).ok())
-            .filter(|n| !self.kept(n))
-            .collect();
-        remove_hop_by_hop(headers, named);
+        strip_hop_by_hop_except(headers, |n| self.kept(n));
     }
 }
 
-/// Removes `named` and the hop-by-hop headers, keeping `TE: trailers`.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap, named: Vec<HeaderName>) {
+/// Removes the hop-by-hop headers and those `Connection` names, but for the named ones
+/// `kept` says stay; `TE: trailers` survives (gRPC needs it end to end). Used for requests
+/// ([`Inbound::strip_hop_by_hop`]) and answers ([`crate::proxy::strip_hop_by_hop`]).
+pub fn strip_hop_by_hop_except(headers: &mut HeaderMap, kept: impl Fn(&HeaderName) -> bool) {
+    // Most messages carry none: one look at each name, no removal by name (which hashes).
+    if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
+    let named: Vec<HeaderName> = crate::codec::connection_tokens(headers)
+        .filter_map(|n| HeaderName::from_bytes(n).ok())
+        .filter(|n| !kept(n))
+        .collect();
     let trailers = headers
         .get_all(header::TE)
         .iter()

@@ -106,27 +106,7 @@ impl TrustedProxies {
 /// (A client's request goes through [`crate::inbound::Inbound::strip_hop_by_hop`], which
 /// keeps the headers the gateway relies on.)
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.contains_key(header::CONNECTION)
-        && !headers.keys().any(|n| {
-            matches!(
-                n.as_str(),
-                "keep-alive"
-                    | "proxy-connection"
-                    | "proxy-authenticate"
-                    | "proxy-authorization"
-                    | "te"
-                    | "trailer"
-                    | "transfer-encoding"
-                    | "upgrade"
-            )
-        })
-    {
-        return;
-    }
-    let named: Vec<HeaderName> = crate::codec::connection_tokens(headers)
-        .filter_map(|n| HeaderName::from_bytes(n).ok())
-        .collect();
-    crate::inbound::remove_hop_by_hop(headers, named);
+    crate::inbound::strip_hop_by_hop_except(headers, |_| false);
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -277,20 +257,10 @@ pub fn match_route<'a, B>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::tests::headers;
 
     fn trusted(list: &[&str]) -> TrustedProxies {
         TrustedProxies::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
     }
 
     #[test]
