@@ -290,21 +290,7 @@ fn run_crash(arg: &str) -> String {
 }
 
 fn run_crash_race() -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/crash");
-    let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("crash-race-carriers");
-    let out = Command::new("go")
-        .args(["build", "-race", "-o"])
-        .arg(&bin)
-        .arg(".")
-        .current_dir(&dir)
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let bin = support::build_program_with("crash", "race-carriers", &["-race"]);
     let out = Command::new(&bin).arg("race").output().unwrap();
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

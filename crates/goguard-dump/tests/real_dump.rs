@@ -145,27 +145,11 @@ fn debug1_profiles_are_read_with_counts_and_inferred_states() {
 
 /// Builds the crash program (with -race when asked) and runs it with `arg`: its stderr.
 fn run_crash(arg: &str, race: bool) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/crash");
-    let bin =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(if race { "crash-race" } else { "crash" });
-    let mut build = Command::new("go");
-    build.arg("build");
-    if race {
-        build.arg("-race");
-    }
-    let out = build
-        .arg("-o")
-        .arg(&bin)
-        .arg(".")
-        .current_dir(&dir)
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .expect("the Go toolchain must be installed (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let bin = if race {
+        support::build_program_with("crash", "race-program", &["-race"])
+    } else {
+        support::build_program("crash", "program")
+    };
     let out = Command::new(&bin).arg(arg).output().unwrap();
     assert!(!out.status.success(), "{arg} must fail");
     String::from_utf8_lossy(&out.stderr).into_owned()
