@@ -5,9 +5,11 @@
 //! and [`engine::check_paths`] for the entry point.
 
 pub mod baseline;
+pub mod cfg;
 pub mod channels;
 pub mod checker;
 pub mod config;
+pub mod dataflow;
 pub mod diagnostic;
 pub mod engine;
 pub mod gomod;

@@ -1,16 +1,17 @@
 //! Path analysis over the structured statements of one function: "is X released on every
 //! way out after it was acquired?"
 //!
-//! Go's structured control flow lets us follow paths on the syntax tree directly. The state on
-//! a path is one of three (not yet acquired, held, released); a set of them is carried through
-//! each statement, branches are joined by union and loops are iterated to a fixed point. Every
-//! way out of the region (`return`, falling off its end, a `break`/`continue` that leaves it)
-//! reached while "held" is a leak. `goto` ends path tracking (no report), and so do calls that
-//! never return (`panic`, `os.Exit`, `log.Fatal`, `runtime.Goexit`).
+//! A dataflow analysis on the region's control-flow graph ([`crate::cfg`]). The state on a
+//! path is one of three (not yet acquired, held, released); a set of them is carried through
+//! the graph, joined by union. Every way out of the region (`return`, falling off its end, a
+//! `break`/`continue` that leaves it) reached while "held" is a leak. Calls that never return
+//! (`panic`, `os.Exit`, `log.Fatal`, `t.Fatal`) end a path without a leak, and so does a
+//! `goto` out of the region.
 
 use tree_sitter::Node;
 
-use crate::syntax::{self, Call};
+use crate::cfg::{self, Edge, Item};
+use crate::dataflow::{self, Analysis};
 
 const BEFORE: u8 = 1;
 const HELD: u8 = 2;
@@ -30,240 +31,149 @@ pub struct Tracker<'q, 't> {
     pub src: &'t str,
 }
 
-struct Frame {
-    label: Option<String>,
-    is_loop: bool,
-    breaks: u8,
-    continues: u8,
+/// The "not yet / held / released" states of one resource, joined by union: a path on which
+/// it is held is never hidden by another on which it was released.
+struct Held<'q, 't> {
+    tracker: &'q Tracker<'q, 't>,
 }
 
-struct Flow<'q, 't> {
-    tracker: &'q Tracker<'q, 't>,
-    frames: Vec<Frame>,
-    leaks: Vec<Node<'t>>,
+impl<'t> Analysis<'t> for Held<'_, 't> {
+    type State = u8;
+
+    fn apply(&self, item: Item<'t>, s: &mut u8) {
+        let t = self.tracker;
+        match item {
+            Item::Stmt(n) | Item::Done(n) if t.is_start.is_some_and(|f| f(n)) => *s = HELD,
+            Item::Stmt(n) | Item::Comm(n) if *s & HELD != 0 && (t.is_release)(n) => {
+                *s = (*s & !HELD) | RELEASED
+            }
+            _ => {}
+        }
+    }
+
+    fn edge(&self, edge: Edge<'t>, s: &mut u8) {
+        // Paths that hold the resource always enter an `if` that releases under the
+        // acquisition's own condition.
+        if let Edge::Else(n) = edge {
+            if self.tracker.guarded_release.is_some_and(|g| g(n)) {
+                *s &= !HELD;
+            }
+        }
+    }
+
+    fn join(&self, into: &mut u8, other: &u8) {
+        *into |= *other;
+    }
 }
 
 /// The ways out of `region` (a block) on which the resource is still held: `return`,
 /// `break` and `continue` statements leaving the region, or the region's closing brace.
 pub fn leaking_exits<'t>(region: Node<'t>, tracker: &Tracker<'_, 't>) -> Vec<Node<'t>> {
-    let mut flow = Flow {
-        tracker,
-        frames: Vec::new(),
-        leaks: Vec::new(),
-    };
+    let cfg = cfg::build(region, tracker.src);
+    let analysis = Held { tracker };
     let entry = if tracker.is_start.is_some() {
         BEFORE
     } else {
         HELD
     };
-    let out = flow.stmt(region, entry, None);
-    if out & HELD != 0 {
-        let end = region
-            .child((region.child_count() as u32).saturating_sub(1))
-            .unwrap_or(region);
-        flow.leaks.push(end);
-    }
-    flow.leaks
+    let solution = dataflow::solve(&cfg, &analysis, entry);
+    dataflow::exits(&cfg, &analysis, &solution)
+        .into_iter()
+        .filter(|(_, s)| s & HELD != 0)
+        .map(|(e, _)| e.node())
+        .collect()
 }
 
-/// True for calls that do not return: `panic`, `os.Exit`, `log.Fatal*`, `runtime.Goexit`,
-/// `t.Fatal*`/`b.Fatal*`-style test helpers.
-pub fn is_noreturn_call(node: Node, src: &str) -> bool {
-    let Some(call) = Call::of(syntax::unparen(node)) else {
-        return false;
-    };
-    let name = &src[call.name.byte_range()];
-    match call.receiver {
-        None => name == "panic",
-        Some(r) => {
-            let recv = &src[r.byte_range()];
-            matches!(
-                (recv, name),
-                ("os", "Exit")
-                    | ("runtime", "Goexit")
-                    | ("syscall", "Exit")
-                    | ("require", "Fail" | "Failf" | "FailNow" | "FailNowf")
-                    | ("assert", "FailNow" | "FailNowf")
-            ) || (matches!(
-                name,
-                "Fatal"
-                    | "Fatalf"
-                    | "Fatalln"
-                    | "Panic"
-                    | "Panicf"
-                    | "Panicln"
-                    | "FailNow"
-                    | "Skip"
-                    | "Skipf"
-                    | "SkipNow"
-            ) && recv != "errors")
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl<'q, 't> Flow<'q, 't> {
-    fn stmt(&mut self, node: Node<'t>, s: u8, label: Option<String>) -> u8 {
-        if s == 0 {
-            return 0;
-        }
-        if let Some(is_start) = self.tracker.is_start {
-            if is_start(node) {
-                return HELD;
-            }
-        }
-        match node.kind() {
-            "block" => {
-                let mut s = s;
-                for child in syntax::block_statements(node) {
-                    s = self.stmt(child, s, None);
-                }
-                s
-            }
-            "labeled_statement" => {
-                let name = syntax::label(node, self.tracker.src).map(str::to_string);
-                match node.child_by_field_name("statement") {
-                    Some(inner) => self.stmt(inner, s, name),
-                    None => s,
-                }
-            }
-            "if_statement"
-                if s & HELD != 0 && self.tracker.guarded_release.is_some_and(|g| g(node)) =>
-            {
-                // Held only where the condition holds, and released there.
-                let rest = s & !HELD;
-                let out = if rest == 0 {
-                    0
-                } else {
-                    self.stmt(node, rest, None)
-                };
-                out | RELEASED
-            }
-            "if_statement" => {
-                let s = match node.child_by_field_name("init_statement") {
-                    Some(init) => self.stmt(init, s, None),
-                    None => s,
-                };
-                let cons = match node.child_by_field_name("body") {
-                    Some(c) => self.stmt(c, s, None),
-                    None => s,
-                };
-                let alt = match node.child_by_field_name("else") {
-                    Some(a) => self.stmt(a, s, None),
-                    None => s,
-                };
-                cons | alt
-            }
-            "for_statement" => self.for_stmt(node, s, label),
-            "expression_switch_statement" | "type_switch_statement" | "select_statement" => {
-                self.switch_stmt(node, s, label)
-            }
-            "return_statement" => {
-                if s & HELD != 0 && !(self.tracker.is_release)(node) {
-                    self.leaks.push(node);
-                }
-                0
-            }
-            "break_statement" | "continue_statement" => {
-                self.jump(node, s);
-                0
-            }
-            "goto_statement" => 0,
-            "expression_statement" => {
-                let expr = node.named_child(0);
-                if expr.is_some_and(|e| is_noreturn_call(e, self.tracker.src)) {
-                    return 0;
-                }
-                self.simple(node, s)
-            }
-            _ => self.simple(node, s),
-        }
-    }
-
-    fn simple(&self, node: Node<'t>, s: u8) -> u8 {
-        if (self.tracker.is_release)(node) && s & HELD != 0 {
-            (s & !HELD) | RELEASED
-        } else {
-            s
-        }
-    }
-
-    fn jump(&mut self, node: Node<'t>, s: u8) {
-        let is_continue = node.kind() == "continue_statement";
-        let label = syntax::label(node, self.tracker.src).map(str::to_string);
-        let target = self.frames.iter_mut().rev().find(|f| match &label {
-            Some(l) => f.label.as_deref() == Some(l.as_str()),
-            None => f.is_loop || !is_continue,
-        });
-        match target {
-            Some(f) if is_continue => f.continues |= s,
-            Some(f) => f.breaks |= s,
-            None => {
-                // Leaves the region being analysed.
-                if s & HELD != 0 {
-                    self.leaks.push(node);
-                }
-            }
-        }
-    }
-
-    fn for_stmt(&mut self, node: Node<'t>, s: u8, label: Option<String>) -> u8 {
-        let infinite = syntax::is_infinite_for(node);
-        let Some(body) = node.child_by_field_name("body") else {
-            return s;
+    /// The lines of the leaking exits of `f`'s body, where the resource is held from the
+    /// start and a `release()` statement releases it.
+    fn leaks(body: &str) -> Vec<usize> {
+        let src = format!("package p\n\nfunc f() {{\n{body}\n}}\n");
+        let mut parser = tree_sitter::Parser::new();
+        parser.set_language(&crate::syntax::language()).unwrap();
+        let tree = parser.parse(&src, None).unwrap();
+        let func = tree.root_node().named_child(1).unwrap();
+        let block = func.child_by_field_name("body").unwrap();
+        let is_release = |n: Node| &src[n.byte_range()] == "release()";
+        let tracker = Tracker {
+            is_start: None,
+            is_release: &is_release,
+            guarded_release: None,
+            src: &src,
         };
-        self.frames.push(Frame {
-            label,
-            is_loop: true,
-            breaks: 0,
-            continues: 0,
-        });
-        let mut entry = s;
-        let leaks_before = self.leaks.len();
-        for _ in 0..4 {
-            self.leaks.truncate(leaks_before);
-            let out = self.stmt(body, entry, None);
-            let cont = self.frames.last().map_or(0, |f| f.continues);
-            let next = entry | out | cont;
-            if next == entry {
-                break;
-            }
-            entry = next;
-        }
-        let frame = self.frames.pop().map_or(0, |f| f.breaks);
-        let fallthrough = if infinite { 0 } else { entry };
-        fallthrough | frame
+        leaking_exits(block, &tracker)
+            .into_iter()
+            .map(|n| n.start_position().row + 1 - 3)
+            .collect()
     }
 
-    fn switch_stmt(&mut self, node: Node<'t>, s: u8, label: Option<String>) -> u8 {
-        let s = match node.child_by_field_name("init_statement") {
-            Some(init) => self.stmt(init, s, None),
-            None => s,
-        };
-        self.frames.push(Frame {
-            label,
-            is_loop: false,
-            breaks: 0,
-            continues: 0,
-        });
-        let mut out = 0;
-        let mut has_default = false;
-        for case in syntax::named_children(node) {
-            if !syntax::is_case_clause(case) {
-                continue;
-            }
-            has_default |= syntax::is_default_clause(case);
-            let mut cs = s;
-            if let Some(comm) = case.child_by_field_name("communication") {
-                cs = self.simple(comm, cs);
-            }
-            for child in syntax::clause_statements(case) {
-                cs = self.stmt(child, cs, None);
-            }
-            out |= cs;
-        }
-        let breaks = self.frames.pop().map_or(0, |f| f.breaks);
-        // A switch without default may match no case; a select without default always runs one.
-        let passes = node.kind() != "select_statement" && !has_default;
-        out | breaks | if passes { s } else { 0 }
+    #[test]
+    fn straight_line_and_branches() {
+        assert_eq!(leaks("release()"), Vec::<usize>::new());
+        assert_eq!(leaks("if x {\nreturn\n}\nrelease()"), vec![2]);
+        assert_eq!(
+            leaks("if x {\nrelease()\n} else {\nrelease()\n}"),
+            Vec::<usize>::new()
+        );
+        // The closing brace of the function is the exit when a branch skips the release.
+        assert_eq!(leaks("if x {\nrelease()\n}"), vec![4]);
+    }
+
+    #[test]
+    fn calls_that_never_return_end_the_path() {
+        assert_eq!(leaks("if x {\npanic(1)\n}\nrelease()"), Vec::<usize>::new());
+        assert_eq!(
+            leaks("if x {\nt.Fatal(1)\n}\nrelease()"),
+            Vec::<usize>::new()
+        );
+        assert_eq!(leaks("select {}"), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn loops_break_continue_and_labels() {
+        // `for {}` without a break never falls out: only the return leaves.
+        assert_eq!(
+            leaks("for {\nif x {\nrelease()\nreturn\n}\n}"),
+            Vec::<usize>::new()
+        );
+        // A break in a select leaves the select, not the loop.
+        assert_eq!(
+            leaks("for {\nselect {\ncase <-c:\nbreak\n}\nif y {\nrelease()\nreturn\n}\n}"),
+            Vec::<usize>::new()
+        );
+        // A labelled break leaves the loop, past the release.
+        assert_eq!(
+            leaks("L:\nfor {\nselect {\ncase <-c:\nbreak L\n}\n}\nrelease()"),
+            Vec::<usize>::new()
+        );
+        assert_eq!(
+            leaks("L:\nfor {\nselect {\ncase <-c:\nbreak L\n}\n}\nreturn"),
+            vec![8]
+        );
+        // `continue` goes round the loop again, it does not leave.
+        assert_eq!(
+            leaks("for i := 0; i < n; i++ {\nif x {\ncontinue\n}\n}\nrelease()"),
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn goto_and_fallthrough() {
+        assert_eq!(
+            leaks("if x {\ngoto done\n}\nrelease()\ndone:\nreturn"),
+            vec![6]
+        );
+        assert_eq!(leaks("goto done\ndone:\nrelease()"), Vec::<usize>::new());
+        assert_eq!(
+            leaks("switch {\ncase a:\nfallthrough\ncase b:\nrelease()\ndefault:\nrelease()\n}"),
+            Vec::<usize>::new()
+        );
+        assert_eq!(
+            leaks("switch {\ncase a:\ncase b:\nrelease()\ndefault:\nrelease()\n}"),
+            vec![8]
+        );
     }
 }

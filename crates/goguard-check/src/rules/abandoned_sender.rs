@@ -197,7 +197,7 @@ fn leaves(cx: &Checker, case: Node) -> bool {
         .any(|m| match m.kind() {
             "return_statement" | "goto_statement" => true,
             "break_statement" => m.child_by_field_name("label").is_some(),
-            "call_expression" => crate::paths::is_noreturn_call(m, cx.src()),
+            "call_expression" => crate::cfg::is_noreturn_call(m, cx.src()),
             _ => false,
         })
 }

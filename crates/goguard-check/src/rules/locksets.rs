@@ -234,7 +234,7 @@ impl<'c, 'a> Walker<'c, 'a> {
                         return done;
                     }
                 }
-                if expr.is_some_and(|e| crate::paths::is_noreturn_call(e, self.cx.src())) {
+                if expr.is_some_and(|e| crate::cfg::is_noreturn_call(e, self.cx.src())) {
                     return false;
                 }
                 self.scan(s, held);

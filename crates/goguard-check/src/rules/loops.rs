@@ -2,8 +2,8 @@
 
 use tree_sitter::Node;
 
+use crate::cfg::is_noreturn_call;
 use crate::checker::Checker;
-use crate::paths::is_noreturn_call;
 use crate::syntax;
 
 /// True when a loop never ends by itself: `for { }`, `for range t.C`, `for range time.Tick(d)`.

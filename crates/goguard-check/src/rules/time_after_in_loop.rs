@@ -120,7 +120,7 @@ fn timeout_case_leaves_loop(cx: &Checker, call: Node, lp: Node) -> bool {
                             .and_then(|p| p.child_by_field_name("label"))
                             .is_some_and(|pl| cx.text(pl) == cx.text(l))
                     }),
-                    "call_expression" => crate::paths::is_noreturn_call(m, cx.src()),
+                    "call_expression" => crate::cfg::is_noreturn_call(m, cx.src()),
                     _ => false,
                 });
         }
