@@ -2,7 +2,7 @@
 
 use tree_sitter::Node;
 
-use super::locksets::{self, Event, Op};
+use super::locksets::{self, Event, LockId, Op};
 use crate::checker::{Checker, Finding};
 
 pub const DOC: &str = r#"# G405 blocking-while-locked
@@ -45,8 +45,8 @@ receiver, a package-level variable, or a local shared with a closure.
 "#;
 
 pub fn check(cx: &mut Checker) {
-    let mut blocks: Vec<(Node, String, Op, String)> = Vec::new();
-    let mut counterparts: Vec<(String, Op, String, Node)> = Vec::new();
+    let mut blocks: Vec<(Node, LockId, Op, LockId)> = Vec::new();
+    let mut counterparts: Vec<(LockId, Op, LockId, Node)> = Vec::new();
     for f in cx.index.functions_calling(cx.src(), &["Lock", "RLock"]) {
         for e in locksets::events(cx, f) {
             if let Event::Block {
@@ -70,8 +70,7 @@ pub fn check(cx: &mut Checker) {
     for (node, held, op, target) in &blocks {
         // A send or receive can only deadlock here if the channel may be unbuffered: it must
         // be made without a buffer somewhere in this file.
-        let last = target.rsplit(['.', ':']).next().unwrap_or(target);
-        if *op != Op::Wait && !unbuffered.contains(last) {
+        if *op != Op::Wait && !unbuffered.contains(target.last()) {
             continue;
         }
         let want = match op {
@@ -96,8 +95,7 @@ pub fn check(cx: &mut Checker) {
         findings.push(Finding {
             node: *node,
             message: format!(
-                "{what} `{}` while holding `{held}`; the other side (line {}) needs `{held}` first: deadlock",
-                target.rsplit(':').next().unwrap_or(target),
+                "{what} `{target}` while holding `{held}`; the other side (line {}) needs `{held}` first: deadlock",
                 cx.line(*other)
             ),
             help: format!("release `{held}` before blocking, or do not hold it around the channel operation"),
@@ -114,13 +112,13 @@ fn is_done(cx: &Checker, n: Node) -> bool {
 }
 
 /// `wg.Done()` calls made while holding a lock, as counterparts of `Wait`.
-fn dones_under_lock<'a>(cx: &Checker<'a>, f: Node<'a>) -> Vec<(String, Op, String, Node<'a>)> {
+fn dones_under_lock<'a>(cx: &Checker<'a>, f: Node<'a>) -> Vec<(LockId, Op, LockId, Node<'a>)> {
     let mut out = Vec::new();
     let Some(body) = f.child_by_field_name("body") else {
         return out;
     };
     let nodes = crate::syntax::descendants(body, false);
-    let locks: Vec<(Node, String)> = nodes
+    let locks: Vec<(Node, LockId)> = nodes
         .iter()
         .filter_map(|n| {
             let c = crate::resolve::sync_call(cx, *n, crate::package::SyncKind::Mutex, &["Lock"])?;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use tree_sitter::Node;
 
-use super::locksets::{self, Event};
+use super::locksets::{self, Event, LockId};
 use crate::checker::{Checker, Finding};
 
 pub const DOC: &str = r#"# G404 lock-order-inversion
@@ -51,7 +51,7 @@ functions of the same file are compared.
 
 pub fn check(cx: &mut Checker) {
     // Sites per direction: (held, acquired) -> lock calls.
-    let mut sites: HashMap<(String, String), Vec<Node>> = HashMap::new();
+    let mut sites: HashMap<(LockId, LockId), Vec<Node>> = HashMap::new();
     for f in cx.index.functions_calling(cx.src(), &["Lock", "RLock"]) {
         for e in locksets::events(cx, f) {
             if let Event::Order {
@@ -60,7 +60,9 @@ pub fn check(cx: &mut Checker) {
                 acquired,
             } = e
             {
-                if held.contains("func@") || acquired.contains("func@") || held == acquired {
+                // Locals are compared only within their function: the same names in two
+                // functions are different locks.
+                if !held.is_shared() || !acquired.is_shared() || held == acquired {
                     continue;
                 }
                 sites.entry((held, acquired)).or_default().push(node);

@@ -1,16 +1,21 @@
 //! The locks held along the statements of a function, shared by G403 (double lock),
 //! G404 (lock-order inversion) and G405 (blocking while locked).
 //!
-//! Statements are walked in order with the set of held locks; branches start from a copy and
-//! join by intersection (a lock counts as held after a branch only if every path still holds
-//! it), loops are walked once. Locks are keyed by their expression text (`s.mu`) within a
-//! function and by an identity (`Server.mu`, a global's name) across functions.
+//! A "must" dataflow analysis on the function's control-flow graph ([`crate::cfg`]): the
+//! state is the set of locks held, joined by intersection (a lock counts as held after a join
+//! only if every path into it holds it), so `break`, `continue`, loops and calls that never
+//! return are followed as Go runs them. Events are read off the fixed point, once per
+//! statement. Locks are keyed by their expression text (`s.mu`) within a function and by a
+//! [`LockId`] across functions.
 
 use std::collections::HashMap;
+use std::fmt;
 
 use tree_sitter::Node;
 
+use crate::cfg::{self, Item};
 use crate::checker::Checker;
+use crate::dataflow::{self, Analysis};
 use crate::package::SyncKind;
 use crate::resolve;
 use crate::syntax::{self, Call};
@@ -31,18 +36,18 @@ pub enum Event<'a> {
         method: String,
         first: Node<'a>,
     },
-    /// `acquired` locked while `held` is held (identities).
+    /// `acquired` locked while `held` is held.
     Order {
         node: Node<'a>,
-        held: String,
-        acquired: String,
+        held: LockId,
+        acquired: LockId,
     },
-    /// A channel operation or Wait while holding `held` (identity).
+    /// A channel operation or Wait while holding `held`.
     Block {
         node: Node<'a>,
-        held: String,
+        held: LockId,
         op: Op,
-        target: String,
+        target: LockId,
     },
 }
 
@@ -54,30 +59,67 @@ pub enum Op {
     Wait,
 }
 
-#[derive(Clone)]
+/// What a lock, channel or WaitGroup expression denotes, the same in every function that
+/// can reach it.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum LockId {
+    /// A field reached from a method's receiver, `Type.path` (`Server.mu`): the same object
+    /// in every method of the type (for one value of it).
+    Field(String),
+    /// A package-level variable.
+    Global(String),
+    /// A variable of one function and the closures inside it (`func`: start of the
+    /// outermost function).
+    Local { func: usize, expr: String },
+}
+
+impl LockId {
+    /// True when other functions can reach the same object: a receiver's field or a global.
+    pub fn is_shared(&self) -> bool {
+        !matches!(self, LockId::Local { .. })
+    }
+
+    /// The name it is written with, last element (`mu` for `Server.mu`).
+    pub fn last(&self) -> &str {
+        let text = match self {
+            LockId::Field(t) | LockId::Global(t) => t,
+            LockId::Local { expr, .. } => expr,
+        };
+        text.rsplit('.').next().unwrap_or(text)
+    }
+}
+
+impl fmt::Display for LockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockId::Field(t) | LockId::Global(t) => f.write_str(t),
+            LockId::Local { expr, .. } => f.write_str(expr),
+        }
+    }
+}
+
+#[derive(Clone, PartialEq)]
 struct Held<'a> {
     node: Node<'a>,
     reader: bool,
 }
 
-struct Walker<'c, 'a> {
-    cx: &'c Checker<'a>,
-    func: Node<'a>,
-    events: Vec<Event<'a>>,
-}
+type Locks<'a> = HashMap<String, Held<'a>>;
 
 /// The lock events of one function (not entering nested function literals).
 pub fn events<'a>(cx: &Checker<'a>, func: Node<'a>) -> Vec<Event<'a>> {
     let Some(body) = func.child_by_field_name("body") else {
         return Vec::new();
     };
-    let mut w = Walker {
+    let graph = cfg::build(body, cx.src());
+    let flow = LockFlow { cx };
+    let solution = dataflow::solve(&graph, &flow, HashMap::new());
+    let mut w = Events {
         cx,
         func,
         events: Vec::new(),
     };
-    let mut held = HashMap::new();
-    w.block(body, &mut held);
+    dataflow::visit(&graph, &flow, &solution, |item, held| w.item(item, held));
     w.events
 }
 
@@ -94,15 +136,13 @@ pub fn method_receiver<'a>(cx: &Checker<'a>, func: Node<'a>) -> Option<(&'a str,
     None
 }
 
-/// A name for a lock or channel that is the same in every function of the file:
-/// `Type.field` for receiver fields, the name for package-level variables, and
-/// `func@offset:name` for locals of one function (shared by its closures).
-pub fn identity<'a>(cx: &Checker<'a>, func: Node<'a>, expr: Node<'a>) -> Option<String> {
+/// What a lock or channel expression denotes (see [`LockId`]).
+pub fn identity<'a>(cx: &Checker<'a>, func: Node<'a>, expr: Node<'a>) -> Option<LockId> {
     let text = syntax::normalize(cx.text(expr));
     let head = text.split('.').next()?;
     if let Some((rname, rtype)) = method_receiver(cx, func) {
         if head == rname {
-            return Some(format!("{rtype}{}", &text[head.len()..]));
+            return Some(LockId::Field(format!("{rtype}{}", &text[head.len()..])));
         }
     }
     let first = syntax::unparen(expr);
@@ -115,104 +155,33 @@ pub fn identity<'a>(cx: &Checker<'a>, func: Node<'a>, expr: Node<'a>) -> Option<
     };
     let ident = ident?;
     if resolve::declaration(cx, ident, head).is_none() {
-        return Some(text); // package level
+        return Some(LockId::Global(text));
     }
     let mut outer = func;
     while let Some(o) = cx.enclosing_function(outer) {
         outer = o;
     }
-    Some(format!("func@{}:{text}", outer.start_byte()))
+    Some(LockId::Local {
+        func: outer.start_byte(),
+        expr: text,
+    })
 }
 
-impl<'c, 'a> Walker<'c, 'a> {
-    /// Returns false when the statements always leave (return, panic).
-    fn block(&mut self, node: Node<'a>, held: &mut HashMap<String, Held<'a>>) -> bool {
-        self.statements(syntax::block_statements(node), held)
-    }
+/// The analysis: which locks are held.
+struct LockFlow<'c, 'a> {
+    cx: &'c Checker<'a>,
+}
 
-    /// Statements in order; false when control cannot go on past them.
-    fn statements(&mut self, list: Vec<Node<'a>>, held: &mut HashMap<String, Held<'a>>) -> bool {
-        for s in list {
-            if !self.stmt(s, held) {
-                return false;
-            }
-        }
-        true
-    }
+impl<'a> Analysis<'a> for LockFlow<'_, 'a> {
+    type State = Locks<'a>;
 
-    fn stmt(&mut self, s: Node<'a>, held: &mut HashMap<String, Held<'a>>) -> bool {
+    fn apply(&self, item: Item<'a>, held: &mut Locks<'a>) {
+        let Item::Stmt(s) = item else { return };
+        let cx = self.cx;
         match s.kind() {
-            "block" => self.block(s, held),
-            "return_statement" => {
-                self.scan(s, held);
-                false
-            }
-            "if_statement" => {
-                if let Some(init) = s.child_by_field_name("init_statement") {
-                    self.scan(init, held);
-                }
-                if let Some(cond) = s.child_by_field_name("condition") {
-                    self.scan(cond, held);
-                }
-                let mut a = held.clone();
-                let a_goes = s
-                    .child_by_field_name("body")
-                    .is_none_or(|c| self.stmt(c, &mut a));
-                let mut b = held.clone();
-                let b_goes = s
-                    .child_by_field_name("else")
-                    .is_none_or(|c| self.stmt(c, &mut b));
-                *held = match (a_goes, b_goes) {
-                    (true, true) => intersect(&a, &b),
-                    (true, false) => a,
-                    (false, true) => b,
-                    (false, false) => return false,
-                };
-                true
-            }
-            "for_statement" => {
-                if let Some(body) = s.child_by_field_name("body") {
-                    let mut inner = held.clone();
-                    self.block(body, &mut inner);
-                }
-                true
-            }
-            "expression_switch_statement" | "type_switch_statement" | "select_statement" => {
-                let mut outs: Vec<HashMap<String, Held<'a>>> = Vec::new();
-                let mut has_default = false;
-                for case in syntax::named_children(s) {
-                    if !syntax::is_case_clause(case) {
-                        continue;
-                    }
-                    has_default |= syntax::is_default_clause(case);
-                    let mut h = held.clone();
-                    if let Some(comm) = case.child_by_field_name("communication") {
-                        self.scan(comm, &h);
-                    }
-                    let goes = self.statements(syntax::clause_statements(case), &mut h);
-                    if goes {
-                        outs.push(h);
-                    }
-                }
-                if s.kind() != "select_statement" && !has_default {
-                    outs.push(held.clone());
-                }
-                match outs.split_first() {
-                    Some((first, rest)) => {
-                        *held = rest.iter().fold(first.clone(), |acc, h| intersect(&acc, h));
-                        true
-                    }
-                    None => false,
-                }
-            }
-            "labeled_statement" => match s.child_by_field_name("statement") {
-                Some(inner) => self.stmt(inner, held),
-                None => true,
-            },
             "go_statement" => {
                 // A goroutine that unlocks a held mutex takes the lock over (a mutex used as
                 // a semaphore): it is no longer held here.
-                let cx = self.cx;
                 if let Some(lit) = syntax::stmt_func_literal(s) {
                     for n in syntax::descendants(lit, true) {
                         if let Some(c) = Call::of(n) {
@@ -224,87 +193,112 @@ impl<'c, 'a> Walker<'c, 'a> {
                         }
                     }
                 }
-                true
             }
-            "defer_statement" => true, // a deferred unlock keeps the lock held to the end
             "expression_statement" => {
-                let expr = s.named_child(0);
-                if let Some(call) = expr.and_then(Call::of) {
-                    if let Some(done) = self.lock_call(call, held) {
-                        return done;
+                if let Some((call, key)) = lock_call(cx, s) {
+                    match cx.text(call.name) {
+                        name @ ("Lock" | "RLock") => {
+                            let reader = name == "RLock";
+                            held.insert(
+                                key,
+                                Held {
+                                    node: call.node,
+                                    reader,
+                                },
+                            );
+                        }
+                        _ => {
+                            held.remove(&key);
+                        }
                     }
                 }
-                if expr.is_some_and(|e| crate::cfg::is_noreturn_call(e, self.cx.src())) {
-                    return false;
-                }
-                self.scan(s, held);
-                true
             }
-            _ => {
-                self.scan(s, held);
-                true
+            _ => {}
+        }
+    }
+
+    fn join(&self, into: &mut Locks<'a>, other: &Locks<'a>) {
+        into.retain(|k, _| other.contains_key(k));
+    }
+}
+
+/// `m.Lock()`-family call of a mutex as a statement, with the lock's key (its text).
+fn lock_call<'a>(cx: &Checker<'a>, stmt: Node<'a>) -> Option<(Call<'a>, String)> {
+    let call = Call::of(stmt.named_child(0)?)?;
+    let recv = call.receiver?;
+    if !matches!(cx.text(call.name), "Lock" | "RLock" | "Unlock" | "RUnlock")
+        || resolve::sync_kind(cx, recv) != Some(SyncKind::Mutex)
+    {
+        return None;
+    }
+    let key = syntax::normalize(cx.text(recv));
+    Some((call, key))
+}
+
+/// Collects the events of one function from the held locks before each item.
+struct Events<'c, 'a> {
+    cx: &'c Checker<'a>,
+    func: Node<'a>,
+    events: Vec<Event<'a>>,
+}
+
+impl<'c, 'a> Events<'c, 'a> {
+    fn item(&mut self, item: Item<'a>, held: &Locks<'a>) {
+        let node = item.node();
+        match item {
+            Item::Done(_) => {}
+            Item::Stmt(s) if matches!(s.kind(), "go_statement" | "defer_statement") => {}
+            Item::Stmt(s) => match lock_call(self.cx, s) {
+                Some((call, key)) => self.acquire(call, key, held),
+                None => self.scan(node, held),
+            },
+            Item::Cond(_) | Item::Comm(_) => self.scan(node, held),
+        }
+    }
+
+    /// A lock call: taking a lock already held, or one lock while holding another.
+    fn acquire(&mut self, call: Call<'a>, key: String, held: &Locks<'a>) {
+        let cx = self.cx;
+        let name = cx.text(call.name);
+        if !matches!(name, "Lock" | "RLock") {
+            return;
+        }
+        if let Some(h) = held.get(&key) {
+            self.events.push(Event::Relock {
+                node: call.node,
+                key: key.clone(),
+                first: h.node,
+                reader: name == "RLock" && h.reader,
+            });
+        }
+        let Some(acquired) = call.receiver.and_then(|r| identity(cx, self.func, r)) else {
+            return;
+        };
+        for (k, h) in held {
+            if *k == key {
+                continue;
+            }
+            if let Some(held) = self.held_identity(h) {
+                self.events.push(Event::Order {
+                    node: call.node,
+                    held,
+                    acquired: acquired.clone(),
+                });
             }
         }
     }
 
-    /// Handles `m.Lock()`-family calls; returns Some(true) when it was one.
-    fn lock_call(&mut self, call: Call<'a>, held: &mut HashMap<String, Held<'a>>) -> Option<bool> {
-        let cx = self.cx;
-        let recv = call.receiver?;
-        let name = cx.text(call.name);
-        if !matches!(name, "Lock" | "RLock" | "Unlock" | "RUnlock")
-            || resolve::sync_kind(cx, recv) != Some(SyncKind::Mutex)
-        {
-            return None;
-        }
-        let key = syntax::normalize(cx.text(recv));
-        match name {
-            "Lock" | "RLock" => {
-                let reader = name == "RLock";
-                if let Some(h) = held.get(&key) {
-                    self.events.push(Event::Relock {
-                        node: call.node,
-                        key: key.clone(),
-                        first: h.node,
-                        reader: reader && h.reader,
-                    });
-                }
-                if let Some(acq) = identity(cx, self.func, recv) {
-                    for (k, h) in held.iter() {
-                        if *k == key {
-                            continue;
-                        }
-                        let held_recv = h
-                            .node
-                            .child_by_field_name("function")
-                            .and_then(|f| f.child_by_field_name("operand"));
-                        if let Some(hid) = held_recv.and_then(|r| identity(cx, self.func, r)) {
-                            self.events.push(Event::Order {
-                                node: call.node,
-                                held: hid,
-                                acquired: acq.clone(),
-                            });
-                        }
-                    }
-                }
-                held.insert(
-                    key,
-                    Held {
-                        node: call.node,
-                        reader,
-                    },
-                );
-            }
-            _ => {
-                held.remove(&key);
-            }
-        }
-        Some(true)
+    fn held_identity(&self, h: &Held<'a>) -> Option<LockId> {
+        let recv = h
+            .node
+            .child_by_field_name("function")
+            .and_then(|f| f.child_by_field_name("operand"))?;
+        identity(self.cx, self.func, recv)
     }
 
     /// Looks through an expression or simple statement for calls of locking methods of the
     /// same receiver and for blocking operations.
-    fn scan(&mut self, s: Node<'a>, held: &HashMap<String, Held<'a>>) {
+    fn scan(&mut self, s: Node<'a>, held: &Locks<'a>) {
         if held.is_empty() {
             return;
         }
@@ -333,22 +327,12 @@ impl<'c, 'a> Walker<'c, 'a> {
         }
     }
 
-    fn block_event(
-        &mut self,
-        node: Node<'a>,
-        op: Op,
-        target: Option<Node<'a>>,
-        held: &HashMap<String, Held<'a>>,
-    ) {
+    fn block_event(&mut self, node: Node<'a>, op: Op, target: Option<Node<'a>>, held: &Locks<'a>) {
         let Some(target) = target.and_then(|t| identity(self.cx, self.func, t)) else {
             return;
         };
         for h in held.values() {
-            let recv = h
-                .node
-                .child_by_field_name("function")
-                .and_then(|f| f.child_by_field_name("operand"));
-            if let Some(hid) = recv.and_then(|r| identity(self.cx, self.func, r)) {
+            if let Some(hid) = self.held_identity(h) {
                 self.events.push(Event::Block {
                     node,
                     held: hid,
@@ -360,7 +344,7 @@ impl<'c, 'a> Walker<'c, 'a> {
     }
 
     /// `s.other()` where `other` is a method of this receiver's type that locks `s.<field>`.
-    fn call_relock(&mut self, call: Call<'a>, held: &HashMap<String, Held<'a>>) {
+    fn call_relock(&mut self, call: Call<'a>, held: &Locks<'a>) {
         let cx = self.cx;
         let Some(recv) = call.receiver else { return };
         let Some((rname, rtype)) = method_receiver(cx, self.func) else {
@@ -408,16 +392,6 @@ impl<'c, 'a> Walker<'c, 'a> {
             }
         }
     }
-}
-
-fn intersect<'a>(
-    a: &HashMap<String, Held<'a>>,
-    b: &HashMap<String, Held<'a>>,
-) -> HashMap<String, Held<'a>> {
-    a.iter()
-        .filter(|(k, _)| b.contains_key(*k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
 }
 
 /// A send or receive used as a case of a select that has a default never blocks.
