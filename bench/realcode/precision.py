@@ -2,7 +2,7 @@
 """Precision of `goguard check` on real code, against the verdicts in triage.tsv.
 
 Runs `goguard check --format json` on each code base of the corpora (etcd, grpc-go,
-prometheus, syncthing), matches every finding to a verdict row of triage.tsv on
+prometheus, syncthing) and on Go's own source (GOROOT/src, verdicts in goroot-triage.tsv), matches every finding to a verdict row of triage.tsv on
 (repo, file, rule, line) -- a row whose line is off by up to 3 still matches a finding of the
 same rule in the same file when both are otherwise unmatched -- and prints a markdown table
 per rule, the totals at default severity and at `error`, and false findings per 20,000 lines
@@ -27,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 REPOS = ["etcd", "grpc-go", "prometheus", "syncthing"]
 TRIAGE = os.path.join(HERE, "triage.tsv")
+GOROOT_TRIAGE = os.path.join(HERE, "goroot-triage.tsv")
 LINE_SLACK = 3
 VERDICTS = ("TRUE", "FALSE", "DEBATABLE")
 
@@ -75,10 +76,10 @@ def load_triage(path):
     return rows
 
 
-def count_go_lines(corpora, repos):
+def count_go_lines(dirs):
     total = 0
-    for repo in repos:
-        for dirpath, _dirs, files in os.walk(os.path.join(corpora, repo)):
+    for top in dirs:
+        for dirpath, _dirs, files in os.walk(top):
             for name in files:
                 if name.endswith(".go"):
                     with open(os.path.join(dirpath, name), "rb") as f:
@@ -173,6 +174,9 @@ def main():
     ap.add_argument("--triage", default=TRIAGE, help="verdicts (default bench/realcode/triage.tsv)")
     ap.add_argument("--json-dir", default=None,
                     help="read NAME.json reports saved from `goguard check --format json` instead of running goguard")
+    ap.add_argument("--goroot", default=None,
+                    help="Go source tree judged in goroot-triage.tsv (default: `go env GOROOT`/src)")
+    ap.add_argument("--no-goroot", action="store_true", help="only the corpora")
     ap.add_argument("--check", action="store_true",
                     help="exit 1 when a finding judged TRUE is no longer reported")
     args = ap.parse_args()
@@ -181,12 +185,68 @@ def main():
     if not args.json_dir and not os.path.isfile(goguard):
         sys.exit("no goguard binary at %s: build it (cargo build --release -p goguard) or pass --goguard" % goguard)
 
-    findings = []
-    for repo in REPOS:
-        repo_dir = os.path.join(args.corpora, repo)
+    corpora = [(repo, os.path.join(args.corpora, repo)) for repo in REPOS]
+    for _, repo_dir in corpora:
         if not os.path.isdir(repo_dir):
             sys.exit("no code base at %s (pass --corpora)" % repo_dir)
-        report = run_goguard(goguard, repo_dir, args.json_dir, repo)
+    sets = [("the corpora (%s)" % ", ".join(REPOS), corpora, args.triage)]
+    goroot = args.goroot or go_root()
+    if goroot and not args.no_goroot:
+        sets.append(("Go's own source (GOROOT/src)",
+                     [("goroot", goroot)], GOROOT_TRIAGE))
+
+    lost_any = []
+    for title, repos, triage in sets:
+        findings = collect(goguard, repos, args.json_dir)
+        rows = load_triage(triage)
+        verdict_of, used = match(findings, rows)
+        lost = [r for i, r in enumerate(rows) if i not in used and r["verdict"] == "TRUE"]
+        lost_any += lost
+        if args.check:
+            print("%s: %d findings judged TRUE, %d lost" % (title, sum(r["verdict"] == "TRUE" for r in rows), len(lost)))
+            continue
+        print("## %s" % title)
+        print()
+        print("goguard: %s" % os.path.relpath(goguard) if not args.json_dir else "reports: %s" % args.json_dir)
+        print()
+        total = print_table("Default severity, per rule", table(findings, verdict_of, rows, lambda f: True))
+        print_table("Severity `error` only", table(findings, verdict_of, rows, lambda f: f["severity"] == "error"))
+        lines = count_go_lines([d for _, d in repos])
+        print("Go lines: %d. FALSE findings per 20,000 lines: %.2f (default severity)."
+              % (lines, total["FALSE"] * 20000.0 / lines if lines else 0.0))
+        gone = [r for i, r in enumerate(rows) if i not in used]
+        gone_by = Counter(r["verdict"] for r in gone)
+        print()
+        print("Verdict rows no longer matched by a finding: %d (TRUE %d, FALSE %d, DEBATABLE %d)."
+              % (len(gone), gone_by["TRUE"], gone_by["FALSE"], gone_by["DEBATABLE"]))
+        if lost:
+            print("Lost TRUE findings: " + ", ".join("%s/%s:%d %s" % (r["repo"], r["file"], r["line"], r["rule"]) for r in lost))
+        print()
+    if args.check:
+        if lost_any:
+            print("lost TRUE findings (judged TRUE, no longer reported):")
+            for r in lost_any:
+                print("  %s/%s:%d %s  %s" % (r["repo"], r["file"], r["line"], r["rule"], r["reason"]))
+            sys.exit(1)
+        print("ok: every finding judged TRUE is still reported")
+
+
+def go_root():
+    """GOROOT/src of the `go` on PATH, or None."""
+    try:
+        out = subprocess.run(["go", "env", "GOROOT"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False)
+    except OSError:
+        return None
+    root = out.stdout.decode().strip()
+    src = os.path.join(root, "src")
+    return src if root and os.path.isdir(src) else None
+
+
+def collect(goguard, repos, json_dir):
+    """Every default-severity finding of goguard on the (name, dir) code bases."""
+    findings = []
+    for repo, repo_dir in repos:
+        report = run_goguard(goguard, repo_dir, json_dir, repo)
         for d in report["diagnostics"]:
             findings.append({
                 "repo": repo,
@@ -196,34 +256,7 @@ def main():
                 "severity": d["severity"],
             })
     findings.sort(key=lambda f: (f["repo"], f["file"], f["line"], f["rule"]))
-    rows = load_triage(args.triage)
-    verdict_of, used = match(findings, rows)
-
-    lost = [r for i, r in enumerate(rows) if i not in used and r["verdict"] == "TRUE"]
-    if args.check:
-        if lost:
-            print("lost TRUE findings (judged TRUE in %s, no longer reported):" % os.path.relpath(args.triage))
-            for r in lost:
-                print("  %s/%s:%d %s  %s" % (r["repo"], r["file"], r["line"], r["rule"], r["reason"]))
-            sys.exit(1)
-        print("ok: every finding judged TRUE is still reported (%d)" % sum(r["verdict"] == "TRUE" for r in rows))
-        return
-
-    print("goguard: %s" % os.path.relpath(goguard) if not args.json_dir else "reports: %s" % args.json_dir)
-    print()
-    total = print_table("Default severity, per rule", table(findings, verdict_of, rows, lambda f: True))
-    print_table("Severity `error` only", table(findings, verdict_of, rows, lambda f: f["severity"] == "error"))
-
-    lines = count_go_lines(args.corpora, REPOS)
-    print("Go lines in the corpora: %d. FALSE findings per 20,000 lines: %.2f (default severity)."
-          % (lines, total["FALSE"] * 20000.0 / lines if lines else 0.0))
-    gone = [r for i, r in enumerate(rows) if i not in used]
-    gone_by = Counter(r["verdict"] for r in gone)
-    print()
-    print("Verdict rows no longer matched by a finding: %d (TRUE %d, FALSE %d, DEBATABLE %d)."
-          % (len(gone), gone_by["TRUE"], gone_by["FALSE"], gone_by["DEBATABLE"]))
-    if lost:
-        print("Lost TRUE findings: " + ", ".join("%s/%s:%d %s" % (r["repo"], r["file"], r["line"], r["rule"]) for r in lost))
+    return findings
 
 
 if __name__ == "__main__":

@@ -13,9 +13,13 @@ use tree_sitter::Node;
 use crate::cfg::{self, Edge, Item};
 use crate::dataflow::{self, Analysis};
 
+// A state is a set of path states: three for paths on which the test (if any) has not
+// failed, the same three shifted by `FAILED_SHIFT` for paths after a call that marks it failed.
 const BEFORE: u8 = 1;
 const HELD: u8 = 2;
 const RELEASED: u8 = 4;
+const FAILED_SHIFT: u8 = 3;
+const PASSING: u8 = 0b111;
 
 /// What the analysis needs to know about the resource being tracked.
 pub struct Tracker<'q, 't> {
@@ -27,6 +31,9 @@ pub struct Tracker<'q, 't> {
     /// condition is the one the acquisition was made under (`if changed { mu.Lock() }` ...
     /// `if changed { mu.Unlock() }`)? Its other branch then only runs on paths without it.
     pub guarded_release: Option<&'q dyn Fn(Node<'t>) -> bool>,
+    /// Does this statement mark a test failed (`t.Errorf(...)`, see [`crate::testfail`])?
+    /// A leak only on paths after one is on a test's failure path and is not reported.
+    pub fails_test: Option<&'q dyn Fn(Node<'t>) -> bool>,
     /// The source text, to read labels and call names.
     pub src: &'t str,
 }
@@ -37,15 +44,36 @@ struct Held<'q, 't> {
     tracker: &'q Tracker<'q, 't>,
 }
 
+/// Applies `f` to the passing and the failed half of a state separately.
+fn each_half(s: u8, f: impl Fn(u8) -> u8) -> u8 {
+    let passing = s & PASSING;
+    let failed = s >> FAILED_SHIFT;
+    let map = |half: u8| if half == 0 { 0 } else { f(half) };
+    map(passing) | (map(failed) << FAILED_SHIFT)
+}
+
 impl<'t> Analysis<'t> for Held<'_, 't> {
     type State = u8;
 
     fn apply(&self, item: Item<'t>, s: &mut u8) {
         let t = self.tracker;
         match item {
-            Item::Stmt(n) | Item::Done(n) if t.is_start.is_some_and(|f| f(n)) => *s = HELD,
-            Item::Stmt(n) | Item::Comm(n) if *s & HELD != 0 && (t.is_release)(n) => {
-                *s = (*s & !HELD) | RELEASED
+            Item::Stmt(n) | Item::Done(n) if t.is_start.is_some_and(|f| f(n)) => {
+                *s = each_half(*s, |_| HELD);
+            }
+            Item::Stmt(n) | Item::Comm(n)
+                if *s & (HELD | HELD << FAILED_SHIFT) != 0 && (t.is_release)(n) =>
+            {
+                *s = each_half(*s, |h| {
+                    if h & HELD != 0 {
+                        (h & !HELD) | RELEASED
+                    } else {
+                        h
+                    }
+                });
+            }
+            Item::Stmt(n) if t.fails_test.is_some_and(|f| f(n)) => {
+                *s = ((*s & PASSING) | (*s >> FAILED_SHIFT)) << FAILED_SHIFT;
             }
             _ => {}
         }
@@ -56,7 +84,7 @@ impl<'t> Analysis<'t> for Held<'_, 't> {
         // acquisition's own condition.
         if let Edge::Else(n) = edge {
             if self.tracker.guarded_release.is_some_and(|g| g(n)) {
-                *s &= !HELD;
+                *s = each_half(*s, |h| h & !HELD);
             }
         }
     }
@@ -79,7 +107,7 @@ pub fn leaking_exits<'t>(region: Node<'t>, tracker: &Tracker<'_, 't>) -> Vec<Nod
     let solution = dataflow::solve(&cfg, &analysis, entry);
     dataflow::exits(&cfg, &analysis, &solution)
         .into_iter()
-        .filter(|(_, s)| s & HELD != 0)
+        .filter(|(_, s)| s & PASSING & HELD != 0)
         .map(|(e, _)| e.node())
         .collect()
 }
@@ -102,6 +130,7 @@ mod tests {
             is_start: None,
             is_release: &is_release,
             guarded_release: None,
+            fails_test: None,
             src: &src,
         };
         leaking_exits(block, &tracker)

@@ -62,3 +62,12 @@ pub fn reports_failure(cx: &Checker, node: Node) -> bool {
         .filter_map(Call::of)
         .any(|c| is_failure_call(cx, &c))
 }
+
+/// Whether a statement is a call that marks the test failed (`t.Errorf(...);`).
+pub fn is_failure_stmt(cx: &Checker, stmt: Node) -> bool {
+    stmt.kind() == "expression_statement"
+        && stmt
+            .named_child(0)
+            .and_then(|e| Call::of(syntax::unparen(e)))
+            .is_some_and(|c| is_failure_call(cx, &c))
+}

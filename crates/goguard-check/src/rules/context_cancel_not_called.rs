@@ -108,10 +108,12 @@ pub fn check(cx: &mut Checker) {
         }
         let is_start = |n: Node| n.id() == stmt.id();
         let is_release = |n: Node| uses_cancel(cx, n, name, stmt);
+        let fails = |n: Node| crate::testfail::is_failure_stmt(cx, n);
         let tracker = Tracker {
             is_start: Some(&is_start),
             is_release: &is_release,
             guarded_release: None,
+            fails_test: Some(&fails),
             src: cx.src(),
         };
         let exits = paths::leaking_exits(body, &tracker);

@@ -1,6 +1,8 @@
 //! G403 double-lock.
 
-use super::locksets::{self, Event};
+use tree_sitter::Node;
+
+use super::locksets::{self, Event, LockId};
 use crate::checker::{Checker, Finding};
 
 pub const DOC: &str = r#"# G403 double-lock
@@ -61,6 +63,7 @@ pub fn check(cx: &mut Checker) {
     for f in cx.index.functions_calling(cx.src(), &["Lock", "RLock"]) {
         for e in locksets::events(cx, f) {
             match e {
+                Event::Relock { node, .. } if unlocked_by_other_function(cx, f, node) => {}
                 Event::Relock { node, key, first, reader } => findings.push(Finding {
                     node,
                     message: if reader {
@@ -84,4 +87,25 @@ pub fn check(cx: &mut Checker) {
     for f in findings {
         cx.report(f);
     }
+}
+
+/// Whether the mutex locked again at `relock` is a variable of this function that a closure
+/// of it (a goroutine) unlocks: Go mutexes belong to no goroutine, so the second `Lock` waits
+/// for that one (a mutex used as a signal), it does not deadlock on itself.
+fn unlocked_by_other_function<'a>(cx: &Checker<'a>, f: Node<'a>, relock: Node<'a>) -> bool {
+    let Some(recv) = crate::syntax::Call::of(relock).and_then(|c| c.receiver) else {
+        return false;
+    };
+    let Some(id @ LockId::Local { .. }) = locksets::identity(cx, f, recv) else {
+        return false;
+    };
+    cx.index.calls_named(&["Unlock"]).into_iter().any(|u| {
+        let Some(g) = cx.enclosing_function(u).filter(|g| g.id() != f.id()) else {
+            return false;
+        };
+        crate::syntax::Call::of(u)
+            .and_then(|c| c.receiver)
+            .and_then(|r| locksets::identity(cx, g, r))
+            .is_some_and(|other| other == id)
+    })
 }

@@ -51,7 +51,9 @@ For work that must outlive the request on purpose, say so with
 "Slow work" is recognised by its shape (sleep, channel operation, select, loop, or a call
 named like I/O: `Do`, `Get`, `Post`, `Query`, `Exec`, `Send`, `Publish`, `Dial`, ...).
 Any use of an identifier named like a context (`ctx`, a variable assigned from
-`r.Context()`) counts as binding the goroutine.
+`r.Context()`) counts as binding the goroutine. A goroutine counted on a WaitGroup of a
+longer-lived object (`h.wg.Done()`, a package variable) belongs to that object and is not
+reported. Test files are not checked: a test's handlers serve only that test.
 
 ## References
 - https://pkg.go.dev/net/http#Request.Context
@@ -83,6 +85,11 @@ const SLOW_CALLS: &[&str] = &[
 ];
 
 pub fn check(cx: &mut Checker) {
+    // A handler in a test serves that test's requests: its goroutines end with the test
+    // binary, and tests often start exactly the work that outlives a handler to check it.
+    if crate::testfail::is_test_file(cx) {
+        return;
+    }
     let mut findings = Vec::new();
     for &go in &cx.index.go_stmts {
         let Some((handler, request)) = enclosing_handler(cx, go) else {
@@ -118,7 +125,7 @@ pub fn check(cx: &mut Checker) {
                     .iter()
                     .any(uses_ctx)
             });
-        if bound || handler_waits_for(cx, go, &nodes) {
+        if bound || handler_waits_for(cx, go, &nodes) || owned_by_waitgroup(cx, go, &nodes) {
             continue;
         }
         findings.push(Finding {
@@ -180,6 +187,21 @@ fn handler_waits_for<'a>(cx: &Checker<'a>, go: Node<'a>, goroutine: &[Node<'a>])
                 || syntax::received_channel(n)
                     .is_some_and(|c| sends.contains(&syntax::normalize(cx.text(c))))
         })
+}
+
+/// Whether the goroutine is counted on a WaitGroup that outlives the handler (a field of its
+/// receiver, a package variable): its lifetime is that object's, whose `Close`/`Shutdown`
+/// waits for it, not the request's.
+fn owned_by_waitgroup<'a>(cx: &Checker<'a>, go: Node<'a>, goroutine: &[Node<'a>]) -> bool {
+    let Some(starter) = cx.enclosing_function(go) else {
+        return false;
+    };
+    goroutine.iter().any(|n| {
+        crate::resolve::sync_call(cx, *n, crate::package::SyncKind::WaitGroup, &["Done"])
+            .and_then(|c| c.receiver)
+            .and_then(|r| super::locksets::identity(cx, starter, r))
+            .is_some_and(|id| id.is_shared())
+    })
 }
 
 /// The handler's name and its request parameter when `node` is inside one.

@@ -109,10 +109,12 @@ pub fn check(cx: &mut Checker) {
                 })
                 && n.child_by_field_name("body").is_some_and(&unlocks)
         };
+        let fails = |n: Node| crate::testfail::is_failure_stmt(cx, n);
         let tracker = Tracker {
             is_start: Some(&is_start),
             is_release: &unlocks,
             guarded_release: (!guards.is_empty()).then_some(&guarded as &dyn Fn(Node) -> bool),
+            fails_test: Some(&fails),
             src: cx.src(),
         };
         let exits = paths::leaking_exits(body, &tracker);

@@ -128,10 +128,12 @@ pub fn check(cx: &mut Checker) {
                     };
                     let start_id = start.map(|n| n.id());
                     let is_start = |n: Node| Some(n.id()) == start_id;
+                    let fails = |n: Node| crate::testfail::is_failure_stmt(cx, n);
                     let tracker = Tracker {
                         is_start: start.is_some().then_some(&is_start as &dyn Fn(Node) -> bool),
                         is_release: &is_release,
         guarded_release: None,
+        fails_test: Some(&fails),
                         src: cx.src(),
                     };
                     let exits: Vec<_> = paths::leaking_exits(fbody, &tracker)

@@ -46,8 +46,12 @@ The idioms in which dropping is the point:
   first-error or a latest-state slot;
 - a send whose success case does something (pops a queue, returns, sets a flag): the code
   tracks whether the value went;
-- a `default` with a comment on a line of its own (the author says why dropping is fine),
-  or one that logs the drop at debug level;
+- a `default` with a comment on a line of its own, or a comment on the line just above the
+  select (the author says why dropping is fine: "send but do not block for it"), or a
+  `default` that logs the drop at debug level;
+- a send to each channel of a set of subscribers in turn (`for c := range subscribers`):
+  each subscriber sizes its own buffer and a slow one must not stall the others, as
+  `signal.Notify` documents;
 - with a buffer the package makes, an empty `default`: the usual best-effort send
   (telemetry, a free list of buffers, a hint); it is reported when the `default` logs the
   drop as an incident and does nothing else. A channel that comes from elsewhere (a
@@ -98,11 +102,17 @@ pub fn check(cx: &mut Checker) {
         }
         // A comment in the `default` says why dropping is fine; a drop logged at debug
         // level is routine to its author.
-        if explained(sel, *default) {
+        if explained(sel, *default) || commented_above(sel) {
             continue;
         }
         let logged = drop_log_level(cx, *default);
         if logged == Some(LogLevel::Debug) {
+            continue;
+        }
+        // Each of a set of subscribers' channels in turn (`for c := range subscribers`): a
+        // subscriber sizes its own buffer, and one that is not keeping up must not stall the
+        // others (`signal.Notify`'s contract). Publish/subscribe, not a lost message.
+        if is_fan_out(cx, sel, chan_node) {
             continue;
         }
         let chan = cx.text(chan_node);
@@ -151,6 +161,50 @@ fn explained(select: Node, default: Node) -> bool {
             && n.start_byte() < end
             && n.start_position().row > line
     })
+}
+
+/// Whether a comment ends on the line just above the select: the author's note on this
+/// non-blocking send ("send but do not block for it", "if we are ready right away").
+fn commented_above(select: Node) -> bool {
+    select.prev_sibling().is_some_and(|p| {
+        p.kind() == "comment" && p.end_position().row + 1 == select.start_position().row
+    })
+}
+
+/// Whether the channel sent on is (a field of) the variable of a `range` around the select.
+fn is_fan_out(cx: &Checker, select: Node, chan: Node) -> bool {
+    let mut root = syntax::unparen(chan);
+    while root.kind() == "selector_expression" {
+        match root.child_by_field_name("operand") {
+            Some(o) => root = syntax::unparen(o),
+            None => return false,
+        }
+    }
+    if root.kind() != "identifier" {
+        return false;
+    }
+    let name = cx.text(root);
+    let mut cur = select.parent();
+    while let Some(n) = cur {
+        if syntax::is_function(n) {
+            return false;
+        }
+        if n.kind() == "for_statement" {
+            let ranged = syntax::named_children(n)
+                .into_iter()
+                .find(|c| c.kind() == "range_clause")
+                .and_then(|rc| rc.child_by_field_name("left"));
+            if ranged.is_some_and(|left| {
+                syntax::named_children(left)
+                    .iter()
+                    .any(|v| v.kind() == "identifier" && cx.text(*v) == name)
+            }) {
+                return true;
+            }
+        }
+        cur = n.parent();
+    }
+    false
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! G203 spinning-select-default.
 
+use tree_sitter::Node;
+
 use crate::checker::{Checker, Finding};
 use crate::syntax;
 
@@ -43,7 +45,8 @@ for {
 ## Known limits
 Only `for { }` and `for cond { }` loops are reported (a `range` or counting loop ends), and
 only those whose body is the select alone; a loop that also sleeps, calls
-something or receives elsewhere is assumed to pace itself.
+something or receives elsewhere is assumed to pace itself. Benchmarks (`func BenchmarkXxx` in a test file) are not reported:
+a busy core is what they measure.
 
 ## References
 - https://go.dev/ref/spec#Select_statements
@@ -59,6 +62,10 @@ pub fn check(cx: &mut Checker) {
             .iter()
             .any(|c| matches!(c.kind(), "range_clause" | "for_clause"))
         {
+            continue;
+        }
+        // In a benchmark, keeping a core busy is the workload being measured.
+        if in_benchmark(cx, lp) {
             continue;
         }
         let Some(body) = lp.child_by_field_name("body") else {
@@ -91,4 +98,21 @@ pub fn check(cx: &mut Checker) {
     for f in findings {
         cx.report(f);
     }
+}
+
+/// Whether `node` is in a `func BenchmarkXxx` of a test file (or a closure inside one).
+fn in_benchmark(cx: &Checker, node: Node) -> bool {
+    if !crate::testfail::is_test_file(cx) {
+        return false;
+    }
+    let mut f = cx.enclosing_function(node);
+    while let Some(func) = f {
+        if func.kind() == "function_declaration" {
+            return func
+                .child_by_field_name("name")
+                .is_some_and(|n| cx.text(n).starts_with("Benchmark"));
+        }
+        f = cx.enclosing_function(func);
+    }
+    false
 }

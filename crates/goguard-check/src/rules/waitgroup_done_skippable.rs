@@ -97,20 +97,24 @@ fn skipped<'a>(
     done: Node<'a>,
     recovers: bool,
 ) -> Option<Finding<'a>> {
-    // A Done inside a loop of the goroutine pays for one iteration; otherwise for the goroutine.
+    // A Done inside a loop of the goroutine pays for one iteration, unless every path from it
+    // leaves the loop (`wg.Done(); return`): then it pays for the goroutine.
     let region = syntax::enclosing_loop(done)
         .filter(|l| syntax::contains(body, *l))
         .and_then(|l| l.child_by_field_name("body"))
+        .filter(|lb| goes_round_after(cx, *lb, done))
         .unwrap_or(body);
     let is_release = |n: Node<'a>| {
         syntax::descendants(n, true)
             .into_iter()
             .any(|m| wg_method(cx, m, &["Done"]).is_some_and(|(w, _)| w == wg))
     };
+    let fails = |n: Node| crate::testfail::is_failure_stmt(cx, n);
     let tracker = Tracker {
         is_start: None,
         is_release: &is_release,
         guarded_release: None,
+        fails_test: Some(&fails),
         src: cx.src(),
     };
     let exits = paths::leaking_exits(region, &tracker);
@@ -156,4 +160,24 @@ fn is_deferred_recover(cx: &Checker, n: Node) -> bool {
                     .is_some_and(|c| c.receiver.is_none() && cx.text(c.name) == "recover")
             })
         })
+}
+
+/// Whether a path from `done` reaches the end of the loop body `lb` or a `continue`, that is
+/// goes round the loop again.
+fn goes_round_after<'a>(cx: &Checker<'a>, lb: Node<'a>, done: Node<'a>) -> bool {
+    let Some(stmt) = done.parent().filter(|p| p.kind() == "expression_statement") else {
+        return true;
+    };
+    let is_start = |n: Node| n.id() == stmt.id();
+    let never = |_: Node| false;
+    let tracker = Tracker {
+        is_start: Some(&is_start),
+        is_release: &never,
+        guarded_release: None,
+        fails_test: None,
+        src: cx.src(),
+    };
+    paths::leaking_exits(lb, &tracker)
+        .iter()
+        .any(|e| !matches!(e.kind(), "return_statement" | "break_statement"))
 }
