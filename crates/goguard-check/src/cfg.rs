@@ -371,6 +371,20 @@ impl<'t> Builder<'t> {
     }
 }
 
+/// Whether a function body never returns: no `return` and no fall off its end is reachable
+/// (it ends in `select {}`, a `for {}` with no way out, `os.Exit`, ...).
+pub fn never_returns(body: Node, src: &str) -> bool {
+    struct Reach;
+    impl<'t> crate::dataflow::Analysis<'t> for Reach {
+        type State = ();
+        fn apply(&self, _: Item<'t>, _: &mut ()) {}
+        fn join(&self, _: &mut (), _: &()) {}
+    }
+    let graph = build(body, src);
+    let solution = crate::dataflow::solve(&graph, &Reach, ());
+    crate::dataflow::exits(&graph, &Reach, &solution).is_empty()
+}
+
 /// True for calls that do not return: `panic`, `os.Exit`, `log.Fatal*`, `runtime.Goexit`,
 /// `t.Fatal*`/`b.Fatal*`-style test helpers, testify's `require.Fail*`.
 pub fn is_noreturn_call(node: Node, src: &str) -> bool {

@@ -424,11 +424,7 @@ pub mod prefilter {
 
     /// True when `word` occurs in `text` as a whole identifier.
     pub fn contains_word(text: &str, word: &str) -> bool {
-        let ident = |c: char| c.is_alphanumeric() || c == '_';
-        text.match_indices(word).any(|(i, _)| {
-            !text[..i].chars().next_back().is_some_and(ident)
-                && !text[i + word.len()..].chars().next().is_some_and(ident)
-        })
+        crate::syntax::word_positions(text, word).next().is_some()
     }
 
     /// `go` followed by white space and `func`.

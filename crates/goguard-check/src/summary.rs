@@ -64,18 +64,21 @@ fn method_unlocks(method: Node, src: &str, field: &str, unlock: &str) -> bool {
     })
 }
 
-/// Whether `func` runs for the life of the process by design: a function of package `main`
-/// whose every use in the package is a call (or `go` statement) in `main` itself, such as a
-/// daemon goroutine started once from `main`. A loop in it that never ends is the program's
-/// own lifetime, not a leak.
+/// Whether `func` runs for the life of the process by design: `main` of package `main`, or a
+/// function whose every use in the package is a call (or `go` statement) in a function that
+/// itself runs for the process: `main`, or one that never returns (it ends in `select {}` or
+/// a loop with no way out), where the call is not inside a loop (it starts one daemon, not
+/// one per turn). A loop in such a function that never ends is the program's own lifetime,
+/// not a leak.
 pub fn runs_for_process_lifetime(cx: &Checker, func: Node) -> bool {
-    if func.kind() != "function_declaration" || cx.file.package_name() != Some("main") {
+    if func.kind() != "function_declaration" {
         return false;
     }
     let Some(name) = func.child_by_field_name("name").map(|n| cx.text(n)) else {
         return false;
     };
-    if name == "main" {
+    let package_main = cx.file.package_name() == Some("main");
+    if name == "main" && package_main {
         return true;
     }
     let mut uses = 0;
@@ -91,11 +94,18 @@ pub fn runs_for_process_lifetime(cx: &Checker, func: Node) -> bool {
             while let Some(f) = ix.enclosing_function(outer) {
                 outer = f;
             }
-            let in_main = outer.kind() == "function_declaration"
+            let is_main = package_main
+                && outer.kind() == "function_declaration"
                 && outer
                     .child_by_field_name("name")
                     .is_some_and(|n| &src[n.byte_range()] == "main");
-            if !in_main {
+            let from_daemon = || {
+                syntax::enclosing_loop(call).is_none()
+                    && outer
+                        .child_by_field_name("body")
+                        .is_some_and(|b| crate::cfg::never_returns(b, src))
+            };
+            if !is_main && !from_daemon() {
                 return false;
             }
         }

@@ -428,3 +428,12 @@ pub fn normalize(text: &str) -> String {
 pub fn is_before(a: Node, b: Node) -> bool {
     a.end_byte() <= b.start_byte()
 }
+
+/// Where `word` occurs in `text` as a whole identifier (not inside a longer name).
+pub fn word_positions<'s>(text: &'s str, word: &'s str) -> impl Iterator<Item = usize> + 's {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(word).map(|(i, _)| i).filter(move |&i| {
+        !text[..i].chars().next_back().is_some_and(ident)
+            && !text[i + word.len()..].chars().next().is_some_and(ident)
+    })
+}

@@ -4,7 +4,7 @@ use tree_sitter::Node;
 
 use super::loops;
 use crate::checker::{Checker, Finding};
-use crate::syntax;
+use crate::syntax::{self, Call};
 
 pub const DOC: &str = r#"# G102 goroutine-ignores-context
 
@@ -51,7 +51,9 @@ func poll(ctx context.Context) {
 Only goroutines started with `go` on a function literal or a function of this file are
 checked. A loop that ends by a call that never returns (`panic`, `os.Exit`) counts as having
 an exit. A loop that watches another stop channel (`<-done` leading to `return`) has an exit
-and is not reported.
+and is not reported. A context that the package shows is never cancelled is not reported
+either: the parameter of an unexported function that every caller in the package passes
+`context.Background()` or `context.TODO()` (a command's body), or of one nothing calls.
 
 ## References
 - https://pkg.go.dev/context
@@ -64,7 +66,7 @@ pub fn check(cx: &mut Checker) {
         let Some(f) = super::goroutine_function(cx, go) else {
             continue;
         };
-        let Some(ctx_name) = context_in_reach(cx, f, go) else {
+        let Some((ctx_name, owner)) = context_in_reach(cx, f, go) else {
             continue;
         };
         let Some(body) = f.child_by_field_name("body") else {
@@ -80,7 +82,7 @@ pub fn check(cx: &mut Checker) {
                     && m.child_by_field_name("field")
                         .is_some_and(|fl| matches!(cx.text(fl), "Done" | "Err"))
             });
-            if checks_ctx {
+            if checks_ctx || never_cancelled(cx, owner, ctx_name) {
                 continue;
             }
             findings.push(Finding {
@@ -99,15 +101,19 @@ pub fn check(cx: &mut Checker) {
     }
 }
 
-/// The name of a context the goroutine's function can see: its own parameter, or (for a
-/// literal) a context parameter or variable of an enclosing function.
-fn context_in_reach<'a>(cx: &Checker<'a>, f: Node<'a>, go: Node<'a>) -> Option<&'a str> {
+/// The name of a context the goroutine's function can see, and the function that declares
+/// it: its own parameter, or (for a literal) a context parameter of an enclosing function.
+fn context_in_reach<'a>(
+    cx: &Checker<'a>,
+    f: Node<'a>,
+    go: Node<'a>,
+) -> Option<(&'a str, Node<'a>)> {
     let src = cx.src();
     let own = syntax::params(f, src)
         .into_iter()
         .find(|(_, t)| cx.is_context_type(*t));
     if let Some((name, _)) = own {
-        return Some(name);
+        return Some((name, f));
     }
     if f.kind() != "function_literal" {
         return None;
@@ -118,9 +124,67 @@ fn context_in_reach<'a>(cx: &Checker<'a>, f: Node<'a>, go: Node<'a>) -> Option<&
             .into_iter()
             .find(|(n, t)| !n.is_empty() && cx.is_context_type(*t))
         {
-            return Some(name);
+            return Some((name, o));
         }
         outer = cx.enclosing_function(o);
     }
     None
+}
+
+/// Whether the package shows that the context parameter `ctx` of `owner` is never cancelled:
+/// `owner` is unexported (no caller outside the package), is not used as a function value,
+/// and every call of it passes `context.Background()` or `context.TODO()` there (a command's
+/// body run once per process). An unexported function nothing calls starts nothing either.
+/// Cancelling such a context cannot happen, so the goroutine's lifetime is not the context's.
+fn never_cancelled(cx: &Checker, owner: Node, ctx: &str) -> bool {
+    if !matches!(owner.kind(), "function_declaration" | "method_declaration") {
+        return false;
+    }
+    let Some(name) = owner.child_by_field_name("name").map(|n| cx.text(n)) else {
+        return false;
+    };
+    if name.starts_with(|c: char| c.is_uppercase()) {
+        return false;
+    }
+    let Some(index) = syntax::params(owner, cx.src())
+        .iter()
+        .position(|(n, _)| *n == ctx)
+    else {
+        return false;
+    };
+    let is_method = owner.kind() == "method_declaration";
+    let mut calls = 0;
+    let mut mentions = 0;
+    for (file, ix) in cx.pkg.files.iter().zip(&cx.pkg.file_indexes) {
+        let src = file.text.as_str();
+        let root = file.tree.root_node();
+        mentions += syntax::word_positions(src, name)
+            .filter(|&i| {
+                // Code only: a comment or string naming the function is not a use.
+                root.descendant_for_byte_range(i, i + name.len())
+                    .is_some_and(|n| matches!(n.kind(), "identifier" | "field_identifier"))
+            })
+            .count();
+        for &call in ix.calls_by_name.get(name).into_iter().flatten() {
+            let Some(c) = Call::of(call) else { continue };
+            if c.receiver.is_some() != is_method {
+                continue;
+            }
+            calls += 1;
+            let arg = call
+                .child_by_field_name("arguments")
+                .and_then(|a| syntax::named_children(a).get(index).copied());
+            let background = arg.is_some_and(|a| {
+                matches!(
+                    syntax::normalize(&src[a.byte_range()]).as_str(),
+                    "context.Background()" | "context.TODO()"
+                )
+            });
+            if !background {
+                return false;
+            }
+        }
+    }
+    // The declaration and the calls are all the mentions: no use as a value (`f := makeMirror`).
+    mentions <= calls + 1
 }

@@ -21,7 +21,9 @@ stopped (no `Stop` call, and the value is not returned or handed to other code),
   reported.
 - **`go 1.23` or newer**: unreferenced Timers and Tickers are collected even without `Stop`,
   so only the leak that remains is reported: a Ticker whose goroutine loops on it forever
-  with no way out (see also G102).
+  with no way out (see also G102). A daemon meant to run as long as the program is not
+  reported: one started once from `main`, or from a function that never returns (it ends in
+  `select {}` or a loop with no way out), outside a loop there.
 
 ## Why is this bad?
 Before Go 1.23 every unstopped Ticker is a permanent allocation and a recurring wake-up of
