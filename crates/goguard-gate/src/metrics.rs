@@ -285,21 +285,10 @@ pub mod sharded {
     use prometheus_client::metrics::{MetricType, TypedMetric};
 
     use crate::connections::{worker, WORKER_LISTS};
-
-    /// One thread's value, alone on its cache line(s).
-    #[derive(Default)]
-    #[repr(align(128))]
-    pub(crate) struct Padded<T>(T);
-
-    impl<T> std::ops::Deref for Padded<T> {
-        type Target = T;
-        fn deref(&self) -> &T {
-            &self.0
-        }
-    }
+    use crate::layer::per_thread::Padded;
 
     /// A value per serving thread ([`worker`]), each alone on its cache line(s).
-    pub(crate) fn shards<T: Default>() -> Arc<[Padded<T>]> {
+    fn shards<T: Default>() -> Arc<[Padded<T>]> {
         (0..WORKER_LISTS).map(|_| Padded::default()).collect()
     }
 

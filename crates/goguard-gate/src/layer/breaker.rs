@@ -3,7 +3,7 @@
 //! there is one, or fail at once with [`Rejected`] (`breaker_open`).
 //!
 //! The busy path shares no lock between threads: a closed breaker admits on a flag, and
-//! counts successes per serving thread; the window is checked, under the breaker's lock,
+//! counts successes per thread; the window is checked, under the breaker's lock,
 //! at each call that fails or is slow.
 
 use std::future::Future;
@@ -17,12 +17,11 @@ use http::{Request, Response};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
+use super::per_thread::PerThread;
 use super::{BoxError, FailureKind, RejectKind, Rejected, UpstreamError};
 use crate::breaker::{BucketClock, CircuitBreaker, Outcome, State, Window};
 use crate::clock::SharedClock;
 use crate::config::{Breaker as Rule, ErrorClasses};
-use crate::connections::worker;
-use crate::metrics::sharded::{shards, Padded};
 
 /// The breaker's state, shared by every clone of the service and kept across reloads while
 /// its rule is unchanged.
@@ -31,11 +30,11 @@ pub struct BreakerHandle(crate::layer::Forked<Shared>);
 
 struct Shared {
     breaker: Mutex<CircuitBreaker>,
-    /// Successes of a closed breaker, counted by each serving thread on a line of its own
+    /// Successes of a closed breaker, counted by each thread on a line of its own
     /// and carried into the breaker's window when the thread moves to the next bucket, or
     /// when the window is read (at a failure, for the status page): most calls succeed,
     /// and a lock shared by all threads on each would bounce between them.
-    successes: Arc<[Padded<Mutex<Successes>>]>,
+    successes: PerThread<Mutex<Successes>>,
     /// The breaker's buckets, for counting a success without its lock.
     buckets: BucketClock,
     /// Whether the breaker was closed when last left: a closed breaker admits every
@@ -99,7 +98,7 @@ impl BreakerHandle {
             buckets: breaker.bucket_clock(),
             rule,
             breaker: Mutex::new(breaker),
-            successes: shards(),
+            successes: PerThread::default(),
             closed: AtomicBool::new(true),
             clock,
             transitions: Default::default(),
@@ -173,7 +172,10 @@ impl BreakerHandle {
         }
         let bucket = self.0.buckets.index(now);
         let carried = {
-            let mut s = self.0.successes[worker()]
+            let mut s = self
+                .0
+                .successes
+                .mine()
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             let carried = (s.bucket != bucket && s.count > 0).then_some((s.bucket, s.count));

@@ -18,11 +18,11 @@ use std::time::Duration;
 use http::Request;
 use tower::{Layer, Service};
 
+use super::per_thread::Counter;
 use super::{BoxError, RejectKind, Rejected};
 use crate::clock::SharedClock;
 use crate::config::{KeySpec, Limit as Rule};
 use crate::limit::{Decision, KeyedLimiter, Limiter};
-use crate::metrics::sharded::Counter;
 use crate::shared_limits::SharedLimits;
 
 /// The client's address, put in the request's extensions by the server (after the

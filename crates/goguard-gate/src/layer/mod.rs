@@ -6,6 +6,7 @@
 pub mod breaker;
 pub mod concurrency;
 pub mod limit;
+pub mod per_thread;
 
 use std::time::Duration;
 
