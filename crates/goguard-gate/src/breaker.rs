@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::Breaker as Rule;
+use crate::layer::breaker::Rule;
 
 /// Where the breaker stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

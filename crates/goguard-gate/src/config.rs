@@ -27,7 +27,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::layer::serde_duration as human_duration;
+use crate::layer::string_serde;
+
+// Each protection's section is its layer's rule (a layer reads its own configuration).
+pub use crate::layer::breaker::{ErrorClasses, Rule as Breaker, Scope as BreakerScope};
+pub use crate::layer::concurrency::Rule as Concurrency;
+pub use crate::layer::limit::{KeySpec, KeyedRate, Rate, RateLimit, Rule as Limit};
 
 /// A configuration that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -273,229 +281,6 @@ impl PrefixMatch {
     }
 }
 
-/// 5.1: trips only when the window holds enough traffic AND the error (or slow) ratio is
-/// reached.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Breaker {
-    #[serde(default = "default_window", with = "human_duration")]
-    pub window: Duration,
-    /// Time buckets in the window.
-    #[serde(default = "default_buckets")]
-    pub buckets: u32,
-    /// The throughput floor, in requests per second over the window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_rps: Option<f64>,
-    /// The floor as a request count over the window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_requests: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_ratio: Option<f64>,
-    /// A call slower than this counts as slow.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "human_duration_opt"
-    )]
-    pub slow_call: Option<Duration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slow_ratio: Option<f64>,
-    #[serde(default = "default_open_for", with = "human_duration")]
-    pub open_for: Duration,
-    /// When set, each consecutive trip doubles `open_for` up to this.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "human_duration_opt"
-    )]
-    pub open_for_max: Option<Duration>,
-    #[serde(default = "default_probes")]
-    pub half_open_probes: u32,
-    #[serde(default)]
-    pub errors: ErrorClasses,
-    /// `route` (default): this route's own breaker. `upstream`: one breaker for the upstream,
-    /// shared by every route that sends to it with the same rule.
-    #[serde(default)]
-    pub scope: BreakerScope,
-}
-
-impl Breaker {
-    /// Whether a call that took `latency` counts as slow.
-    pub fn is_slow(&self, latency: Duration) -> bool {
-        self.slow_call.is_some_and(|s| latency > s)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum BreakerScope {
-    #[default]
-    Route,
-    Upstream,
-}
-
-fn default_window() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_buckets() -> u32 {
-    10
-}
-fn default_open_for() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_probes() -> u32 {
-    5
-}
-
-/// What counts as an error for the breaker.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ErrorClasses {
-    pub status_5xx: bool,
-    pub timeouts: bool,
-    pub connect_failures: bool,
-    /// Extra statuses counted as errors (4xx and 429 are not, by default).
-    pub statuses: Vec<u16>,
-}
-
-impl Default for ErrorClasses {
-    fn default() -> Self {
-        ErrorClasses {
-            status_5xx: true,
-            timeouts: true,
-            connect_failures: true,
-            statuses: Vec::new(),
-        }
-    }
-}
-
-/// 5.5: per key at the edge, per route behind it, and in flight.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limit {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub per_key: Option<KeyedRate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<RateLimit>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub concurrency: Option<Concurrency>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyedRate {
-    pub key: KeySpec,
-    pub rate: Rate,
-    /// Defaults to one second's worth of the rate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub burst: Option<u32>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimit {
-    pub rate: Rate,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub burst: Option<u32>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Concurrency {
-    pub max_in_flight: u32,
-    /// Requests that may wait for a slot (bounded; more are rejected at once).
-    #[serde(default)]
-    pub queue: u32,
-    #[serde(default = "default_queue_wait", with = "human_duration")]
-    pub queue_wait: Duration,
-}
-
-fn default_queue_wait() -> Duration {
-    Duration::from_millis(100)
-}
-
-/// Where the per-key limit's key comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySpec {
-    /// Parsed once here: a lookup by a name given as text parses it on every request.
-    Header(http::HeaderName),
-    Cookie(String),
-    Query(String),
-    ClientAddr,
-}
-
-impl std::str::FromStr for KeySpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let non_empty = |v: &str, what: &str| {
-            if v.is_empty() {
-                Err(format!("`{s}`: the {what} name is empty"))
-            } else {
-                Ok(v.to_string())
-            }
-        };
-        match s.split_once(':') {
-            Some(("header", v)) => http::HeaderName::from_bytes(non_empty(v, "header")?.as_bytes())
-                .map(KeySpec::Header)
-                .map_err(|_| format!("`{s}`: `{v}` is not a header name")),
-            Some(("cookie", v)) => Ok(KeySpec::Cookie(non_empty(v, "cookie")?)),
-            Some(("query", v)) => Ok(KeySpec::Query(non_empty(v, "query parameter")?)),
-            None if s == "client_addr" => Ok(KeySpec::ClientAddr),
-            _ => Err(format!(
-                "`{s}`: expected header:NAME, cookie:NAME, query:NAME or client_addr"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for KeySpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeySpec::Header(n) => write!(f, "header:{n}"),
-            KeySpec::Cookie(n) => write!(f, "cookie:{n}"),
-            KeySpec::Query(n) => write!(f, "query:{n}"),
-            KeySpec::ClientAddr => write!(f, "client_addr"),
-        }
-    }
-}
-
-/// `50/s`, `3000/m`, `100000/h`: a number of requests per unit of time.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rate {
-    pub per_second: f64,
-}
-
-impl std::str::FromStr for Rate {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (n, unit) = s
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}`: expected N/s, N/m or N/h"))?;
-        let n: f64 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}`: `{n}` is not a number"))?;
-        let seconds = match unit.trim() {
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            other => return Err(format!("`{s}`: unknown unit `{other}` (s, m or h)")),
-        };
-        if !(n > 0.0 && n.is_finite()) {
-            return Err(format!("`{s}`: the rate must be more than zero"));
-        }
-        Ok(Rate {
-            per_second: n / seconds,
-        })
-    }
-}
-
-impl std::fmt::Display for Rate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/s", self.per_second)
-    }
-}
-
 /// What a route answers when its breaker is open.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -574,23 +359,6 @@ impl std::fmt::Display for Sink {
     }
 }
 
-macro_rules! string_serde {
-    ($t:ty) => {
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-string_serde!(KeySpec);
-string_serde!(Rate);
 string_serde!(Sink);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -635,37 +403,6 @@ pub struct Redis {
 
 fn default_redis_timeout() -> Duration {
     Duration::from_millis(50)
-}
-
-mod human_duration {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map_err(|e| serde::de::Error::custom(format!("`{s}`: {e} (write 30s, 500ms, 1m)")))
-    }
-}
-
-mod human_duration_opt {
-    use serde::{Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::human_duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        super::human_duration::deserialize(d).map(Some)
-    }
 }
 
 /// Reads, parses and validates a configuration file.
@@ -845,66 +582,13 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         if !r.path_prefix.starts_with('/') {
             out.push((at(&["path_prefix"]), "must start with /".into()));
         }
-        if let Some(b) = &r.breaker {
-            if b.error_ratio.is_none() && b.slow_ratio.is_none() {
-                out.push((
-                    at(&["breaker"]),
-                    "set error_ratio, slow_ratio or both: otherwise it never trips".into(),
-                ));
-            }
-            for (key, v) in [("error_ratio", b.error_ratio), ("slow_ratio", b.slow_ratio)] {
-                if v.is_some_and(|v| !(v > 0.0 && v <= 1.0)) {
-                    out.push((
-                        at(&["breaker", key]),
-                        "must be more than 0 and at most 1".into(),
-                    ));
-                }
-            }
-            if b.slow_ratio.is_some() != b.slow_call.is_some() {
-                out.push((
-                    at(&["breaker", "slow_call"]),
-                    "slow_call and slow_ratio go together".into(),
-                ));
-            }
-            if b.min_rps.is_none() && b.min_requests.is_none() {
-                out.push((
-                    at(&["breaker"]),
-                    "set min_rps or min_requests: without a traffic floor a quiet hour's single error trips it (5.1)".into(),
-                ));
-            }
-            if b.buckets == 0 || b.window.is_zero() {
-                out.push((
-                    at(&["breaker", "window"]),
-                    "the window needs a length and at least one bucket".into(),
-                ));
-            }
-            if b.half_open_probes == 0 {
-                out.push((
-                    at(&["breaker", "half_open_probes"]),
-                    "at least one probe".into(),
-                ));
-            }
-            if b.open_for_max.is_some_and(|m| m < b.open_for) {
-                out.push((
-                    at(&["breaker", "open_for_max"]),
-                    "must be at least open_for".into(),
-                ));
-            }
-        }
-        if let Some(l) = &r.limit {
-            if let Some(cn) = &l.concurrency {
-                if cn.max_in_flight == 0 {
-                    out.push((
-                        at(&["limit", "concurrency", "max_in_flight"]),
-                        "at least 1".into(),
-                    ));
-                }
-            }
-            if l.per_key.is_none() && l.total.is_none() && l.concurrency.is_none() {
-                out.push((
-                    at(&["limit"]),
-                    "empty: set per_key, total or concurrency".into(),
-                ));
+        let sections = [
+            ("breaker", r.breaker.as_ref().map(Breaker::problems)),
+            ("limit", r.limit.as_ref().map(Limit::problems)),
+        ];
+        for (section, problems) in sections {
+            for (rest, message) in problems.into_iter().flatten() {
+                out.push((at(&[&[section][..], &rest].concat()), message));
             }
         }
         if let Some(f) = &r.fallback {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use crate::config::Rate;
+use crate::layer::limit::Rate;
 
 /// The answer to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

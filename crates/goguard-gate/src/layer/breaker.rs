@@ -14,14 +14,156 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
+use serde::{Deserialize, Serialize};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
 use super::per_thread::PerThread;
-use super::{BoxError, FailureKind, RejectKind, Rejected, UpstreamError};
+use super::{BoxError, FailureKind, Problems, RejectKind, Rejected, UpstreamError};
 use crate::breaker::{BucketClock, CircuitBreaker, Outcome, State, Window};
 use crate::clock::SharedClock;
-use crate::config::{Breaker as Rule, ErrorClasses};
+
+/// 5.1: trips only when the window holds enough traffic AND the error (or slow) ratio is
+/// reached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default = "default_window", with = "crate::layer::serde_duration")]
+    pub window: Duration,
+    /// Time buckets in the window.
+    #[serde(default = "default_buckets")]
+    pub buckets: u32,
+    /// The throughput floor, in requests per second over the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_rps: Option<f64>,
+    /// The floor as a request count over the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_requests: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_ratio: Option<f64>,
+    /// A call slower than this counts as slow.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::layer::serde_duration::option"
+    )]
+    pub slow_call: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_ratio: Option<f64>,
+    #[serde(default = "default_open_for", with = "crate::layer::serde_duration")]
+    pub open_for: Duration,
+    /// When set, each consecutive trip doubles `open_for` up to this.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::layer::serde_duration::option"
+    )]
+    pub open_for_max: Option<Duration>,
+    #[serde(default = "default_probes")]
+    pub half_open_probes: u32,
+    #[serde(default)]
+    pub errors: ErrorClasses,
+    /// `route` (default): this route's own breaker. `upstream`: one breaker for the upstream,
+    /// shared by every route that sends to it with the same rule.
+    #[serde(default)]
+    pub scope: Scope,
+}
+
+impl Rule {
+    /// Whether a call that took `latency` counts as slow.
+    pub fn is_slow(&self, latency: Duration) -> bool {
+        self.slow_call.is_some_and(|s| latency > s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    #[default]
+    Route,
+    Upstream,
+}
+
+fn default_window() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_buckets() -> u32 {
+    10
+}
+fn default_open_for() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_probes() -> u32 {
+    5
+}
+
+/// What counts as an error for the breaker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErrorClasses {
+    pub status_5xx: bool,
+    pub timeouts: bool,
+    pub connect_failures: bool,
+    /// Extra statuses counted as errors (4xx and 429 are not, by default).
+    pub statuses: Vec<u16>,
+}
+
+impl Default for ErrorClasses {
+    fn default() -> Self {
+        ErrorClasses {
+            status_5xx: true,
+            timeouts: true,
+            connect_failures: true,
+            statuses: Vec::new(),
+        }
+    }
+}
+
+impl Rule {
+    /// What serde cannot check: a breaker that could never trip or never close again.
+    pub fn problems(&self) -> Problems {
+        let mut out: Problems = Vec::new();
+        if self.error_ratio.is_none() && self.slow_ratio.is_none() {
+            out.push((
+                vec![],
+                "set error_ratio, slow_ratio or both: otherwise it never trips".into(),
+            ));
+        }
+        for (key, v) in [
+            ("error_ratio", self.error_ratio),
+            ("slow_ratio", self.slow_ratio),
+        ] {
+            if v.is_some_and(|v| !(v > 0.0 && v <= 1.0)) {
+                out.push((vec![key], "must be more than 0 and at most 1".into()));
+            }
+        }
+        if self.slow_ratio.is_some() != self.slow_call.is_some() {
+            out.push((
+                vec!["slow_call"],
+                "slow_call and slow_ratio go together".into(),
+            ));
+        }
+        if self.min_rps.is_none() && self.min_requests.is_none() {
+            out.push((
+                vec![],
+                "set min_rps or min_requests: without a traffic floor a quiet hour's single error trips it (5.1)".into(),
+            ));
+        }
+        if self.buckets == 0 || self.window.is_zero() {
+            out.push((
+                vec!["window"],
+                "the window needs a length and at least one bucket".into(),
+            ));
+        }
+        if self.half_open_probes == 0 {
+            out.push((vec!["half_open_probes"], "at least one probe".into()));
+        }
+        if self.open_for_max.is_some_and(|m| m < self.open_for) {
+            out.push((vec!["open_for_max"], "must be at least open_for".into()));
+        }
+        out
+    }
+}
 
 /// The breaker's state, shared by every clone of the service and kept across reloads while
 /// its rule is unchanged.

@@ -11,11 +11,37 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Request;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
-use super::{BoxError, GuardedBody, RejectKind, Rejected};
-use crate::config::Concurrency as Rule;
+use super::{BoxError, GuardedBody, Problems, RejectKind, Rejected};
+
+/// At most `max_in_flight` requests inside, `queue` more waiting for at most `queue_wait`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub max_in_flight: u32,
+    /// Requests that may wait for a slot (bounded; more are rejected at once).
+    #[serde(default)]
+    pub queue: u32,
+    #[serde(default = "default_queue_wait", with = "crate::layer::serde_duration")]
+    pub queue_wait: Duration,
+}
+
+fn default_queue_wait() -> Duration {
+    Duration::from_millis(100)
+}
+
+impl Rule {
+    /// What serde cannot check: a limit that lets nothing in.
+    pub fn problems(&self) -> Problems {
+        if self.max_in_flight == 0 {
+            return vec![(vec!["max_in_flight"], "at least 1".into())];
+        }
+        Vec::new()
+    }
+}
 
 /// The slots, shared by every clone of the service and kept across reloads while the rule is
 /// unchanged.

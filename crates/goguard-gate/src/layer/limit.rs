@@ -16,14 +16,146 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Request;
+use serde::{Deserialize, Serialize};
 use tower::{Layer, Service};
 
 use super::per_thread::Counter;
-use super::{BoxError, RejectKind, Rejected};
+use super::{BoxError, Problems, RejectKind, Rejected};
 use crate::clock::SharedClock;
-use crate::config::{KeySpec, Limit as Rule};
 use crate::limit::{Decision, KeyedLimiter, Limiter};
 use crate::shared_limits::SharedLimits;
+
+/// 5.5: per key at the edge, per route behind it, and in flight.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_key: Option<KeyedRate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<RateLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<super::concurrency::Rule>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyedRate {
+    pub key: KeySpec,
+    pub rate: Rate,
+    /// Defaults to one second's worth of the rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub rate: Rate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+/// Where the per-key limit's key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySpec {
+    /// Parsed once here: a lookup by a name given as text parses it on every request.
+    Header(http::HeaderName),
+    Cookie(String),
+    Query(String),
+    ClientAddr,
+}
+
+impl std::str::FromStr for KeySpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let non_empty = |v: &str, what: &str| {
+            if v.is_empty() {
+                Err(format!("`{s}`: the {what} name is empty"))
+            } else {
+                Ok(v.to_string())
+            }
+        };
+        match s.split_once(':') {
+            Some(("header", v)) => http::HeaderName::from_bytes(non_empty(v, "header")?.as_bytes())
+                .map(KeySpec::Header)
+                .map_err(|_| format!("`{s}`: `{v}` is not a header name")),
+            Some(("cookie", v)) => Ok(KeySpec::Cookie(non_empty(v, "cookie")?)),
+            Some(("query", v)) => Ok(KeySpec::Query(non_empty(v, "query parameter")?)),
+            None if s == "client_addr" => Ok(KeySpec::ClientAddr),
+            _ => Err(format!(
+                "`{s}`: expected header:NAME, cookie:NAME, query:NAME or client_addr"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for KeySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySpec::Header(n) => write!(f, "header:{n}"),
+            KeySpec::Cookie(n) => write!(f, "cookie:{n}"),
+            KeySpec::Query(n) => write!(f, "query:{n}"),
+            KeySpec::ClientAddr => write!(f, "client_addr"),
+        }
+    }
+}
+
+/// `50/s`, `3000/m`, `100000/h`: a number of requests per unit of time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (n, unit) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}`: expected N/s, N/m or N/h"))?;
+        let n: f64 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: `{n}` is not a number"))?;
+        let seconds = match unit.trim() {
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            other => return Err(format!("`{s}`: unknown unit `{other}` (s, m or h)")),
+        };
+        if !(n > 0.0 && n.is_finite()) {
+            return Err(format!("`{s}`: the rate must be more than zero"));
+        }
+        Ok(Rate {
+            per_second: n / seconds,
+        })
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/s", self.per_second)
+    }
+}
+
+crate::layer::string_serde!(KeySpec);
+crate::layer::string_serde!(Rate);
+
+impl Rule {
+    /// What serde cannot check: an empty section, and its concurrency limit's problems.
+    pub fn problems(&self) -> Problems {
+        let mut out: Problems = Vec::new();
+        if let Some(c) = &self.concurrency {
+            for (mut field, message) in c.problems() {
+                field.insert(0, "concurrency");
+                out.push((field, message));
+            }
+        }
+        if self.per_key.is_none() && self.total.is_none() && self.concurrency.is_none() {
+            out.push((vec![], "empty: set per_key, total or concurrency".into()));
+        }
+        out
+    }
+}
 
 /// The client's address, put in the request's extensions by the server (after the
 /// trusted-proxy rules): what `client_addr` keys on.

@@ -2,11 +2,15 @@
 //! service (hyper, axum, tonic): it wraps a `Service<http::Request<B>>`, and turns a request
 //! away with a [`Rejected`] error that says why and when to retry. The gateway stacks them
 //! in front of its upstream client and turns `Rejected` into a 429 or 503 answer.
+//!
+//! Each layer's file holds its rule too (the configuration section the gateway embeds, with
+//! its checks): a layer needs nothing of the gateway's.
 
 pub mod breaker;
 pub mod concurrency;
 pub mod limit;
 pub mod per_thread;
+pub mod serde_duration;
 
 use std::time::Duration;
 
@@ -17,6 +21,28 @@ use http_body_util::{BodyExt, Full};
 pub use breaker::{BreakerHandle, BreakerLayer};
 pub use concurrency::{ConcurrencyHandle, ConcurrencyLayer};
 pub use limit::{LimitHandle, LimitLayer};
+
+/// Serde for a type read from and written as text (its `FromStr` and `Display`).
+macro_rules! string_serde {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use string_serde;
+
+/// A rule's problems that its types cannot express, each with the path of the field in the
+/// rule's section (empty: the section itself) and the message.
+pub type Problems = Vec<(Vec<&'static str>, String)>;
 
 /// The error type of the layers' services (tower's convention).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
