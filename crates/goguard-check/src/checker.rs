@@ -12,6 +12,8 @@ use crate::syntax::{self, Call};
 /// What a rule sees while checking one file.
 pub struct Checker<'a> {
     pub file: &'a SourceFile,
+    /// This file's position in `pkg.files`.
+    pub file_in_pkg: usize,
     pub index: &'a FileIndex<'a>,
     pub pkg: &'a PackageIndex<'a>,
     pub module: &'a ModuleInfo,
@@ -113,14 +115,20 @@ impl<'a> Checker<'a> {
     /// A function declared in this package *and this file* (rules read its text through
     /// this file's source, so declarations of other files are out of reach).
     pub fn local_func(&self, name: &str) -> Option<Node<'a>> {
-        let decl = self.pkg.funcs.get(name)?;
-        std::ptr::eq(self.pkg.files[decl.file], self.file).then_some(decl.node)
+        let decls = self.pkg.funcs.get(name)?;
+        decls
+            .iter()
+            .find(|d| d.file == self.file_in_pkg)
+            .map(|d| d.node)
     }
 
     /// A method of type `ty` declared in this file.
     pub fn local_method(&self, ty: &str, name: &str) -> Option<Node<'a>> {
-        let decl = self.pkg.methods.get(&(ty, name))?;
-        std::ptr::eq(self.pkg.files[decl.file], self.file).then_some(decl.node)
+        let decls = self.pkg.methods.get(&(ty, name))?;
+        decls
+            .iter()
+            .find(|d| d.file == self.file_in_pkg)
+            .map(|d| d.node)
     }
 
     /// The innermost function enclosing `node` (fast; see [`FileIndex::enclosing_function`]).

@@ -485,6 +485,7 @@ fn check_file(
     for &(rule, severity, show_info) in rules {
         let mut checker = Checker {
             file,
+            file_in_pkg: pkg_file,
             index: &pkg.file_indexes[pkg_file],
             pkg,
             module,

@@ -5,6 +5,7 @@
 //! and [`engine::check_paths`] for the entry point.
 
 pub mod baseline;
+pub mod buildtags;
 pub mod cfg;
 pub mod channels;
 pub mod checker;

@@ -326,10 +326,13 @@ pub struct FuncDecl<'a> {
 pub struct PackageIndex<'a> {
     pub files: Vec<&'a SourceFile>,
     pub file_indexes: Vec<FileIndex<'a>>,
-    /// Top-level functions by name.
-    pub funcs: HashMap<&'a str, FuncDecl<'a>>,
-    /// Methods by (receiver base type, method name).
-    pub methods: HashMap<(&'a str, &'a str), FuncDecl<'a>>,
+    /// Each file's build constraints (same order as `files`).
+    pub constraints: Vec<crate::buildtags::Constraint>,
+    /// Top-level functions by name: one per file that declares it (several only under
+    /// different build constraints: `run_linux.go`, `run_windows.go`).
+    pub funcs: HashMap<&'a str, Vec<FuncDecl<'a>>>,
+    /// Methods by (receiver base type, method name), as `funcs`.
+    pub methods: HashMap<(&'a str, &'a str), Vec<FuncDecl<'a>>>,
     /// Struct types of the package holding a sync value by value.
     pub sync_types: HashMap<&'a str, HashSet<SyncKind>>,
     /// Field names `f` for which the package calls `close(x.f)` somewhere.
@@ -347,9 +350,17 @@ pub struct PackageIndex<'a> {
 impl<'a> PackageIndex<'a> {
     pub fn build(files: Vec<&'a SourceFile>) -> PackageIndex<'a> {
         let file_indexes: Vec<FileIndex<'a>> = files.iter().map(|f| FileIndex::build(f)).collect();
+        let constraints = files
+            .iter()
+            .map(|f| {
+                let name = f.path.file_name().map(|n| n.to_string_lossy());
+                crate::buildtags::Constraint::of_file(name.as_deref().unwrap_or(""), &f.text)
+            })
+            .collect();
         let mut pkg = PackageIndex {
             files,
             file_indexes,
+            constraints,
             funcs: HashMap::new(),
             methods: HashMap::new(),
             sync_types: HashMap::new(),
@@ -377,14 +388,20 @@ impl<'a> PackageIndex<'a> {
                 match f.kind() {
                     "function_declaration" => {
                         if let Some(name) = f.child_by_field_name("name") {
-                            self.funcs.insert(&src[name.byte_range()], decl);
+                            self.funcs
+                                .entry(&src[name.byte_range()])
+                                .or_default()
+                                .push(decl);
                         }
                     }
                     "method_declaration" => {
                         let ty = syntax::receiver(f, src)
                             .and_then(|(_, t)| syntax::base_type_name(t, src));
                         if let (Some(ty), Some(name)) = (ty, f.child_by_field_name("name")) {
-                            self.methods.insert((ty, &src[name.byte_range()]), decl);
+                            self.methods
+                                .entry((ty, &src[name.byte_range()]))
+                                .or_default()
+                                .push(decl);
                         }
                     }
                     _ => {}
@@ -511,15 +528,9 @@ impl<'a> PackageIndex<'a> {
         }
     }
 
-    /// The declaration a call resolves to within the package: `f(...)` to a function,
-    /// `recv.m(...)` to a method of `recv_type` when given.
-    pub fn callee(&self, call: &Call, src: &str, recv_type: Option<&str>) -> Option<FuncDecl<'a>> {
-        let name = &src[call.name.byte_range()];
-        match (call.receiver, recv_type) {
-            (None, _) => self.funcs.get(name).copied(),
-            (Some(_), Some(ty)) => self.methods.get(&(ty, name)).copied(),
-            (Some(_), None) => None,
-        }
+    /// Whether files `a` and `b` (indexes in `files`) can be in one build.
+    pub fn builds_with(&self, a: usize, b: usize) -> bool {
+        a == b || crate::buildtags::compatible(&self.constraints[a], &self.constraints[b])
     }
 }
 

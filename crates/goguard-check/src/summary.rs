@@ -34,9 +34,11 @@ pub fn call_releases(cx: &Checker, call: Node, lock: &str, unlock: &str) -> bool
         .methods
         .iter()
         .filter(|((_, m), _)| *m == name)
+        .flat_map(|(_, decls)| decls)
+        .filter(|d| cx.pkg.builds_with(cx.file_in_pkg, d.file))
         .peekable();
     methods.peek().is_some()
-        && methods.all(|(_, decl)| {
+        && methods.all(|decl| {
             let src = cx.pkg.files[decl.file].text.as_str();
             method_unlocks(decl.node, src, field, unlock)
         })
@@ -82,7 +84,11 @@ pub fn runs_for_process_lifetime(cx: &Checker, func: Node) -> bool {
         return true;
     }
     let mut uses = 0;
-    for (file, ix) in cx.pkg.files.iter().zip(&cx.pkg.file_indexes) {
+    for (i, (file, ix)) in cx.pkg.files.iter().zip(&cx.pkg.file_indexes).enumerate() {
+        // A call in a file never built with this one calls another function of that name.
+        if !cx.pkg.builds_with(cx.file_in_pkg, i) {
+            continue;
+        }
         let src = file.text.as_str();
         for &call in ix.calls_by_name.get(name).into_iter().flatten() {
             let Some(c) = Call::of(call) else { continue };
