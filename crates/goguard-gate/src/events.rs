@@ -14,16 +14,44 @@ use serde::Serialize;
 
 use crate::config::Sink;
 
-/// Why a request of the user was turned away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    RateLimited,
-    BreakerOpen,
+/// Why a request of the user was turned away (a protection names its own: a rejection's
+/// `user_event`), or what happened to the gateway: the name written in the event.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Reason(&'static str);
+
+// Named like the variants of the enum it once was.
+#[allow(non_upper_case_globals)]
+impl Reason {
+    pub const RateLimited: Reason = Reason("rate_limited");
+    pub const BreakerOpen: Reason = Reason("breaker_open");
     /// The gateway lost Redis and limits each instance on its own (or fails closed).
-    SharedLimitsUnavailable,
+    pub const SharedLimitsUnavailable: Reason = Reason("shared_limits_unavailable");
     /// Redis is back: the limits are shared again.
-    SharedLimitsRecovered,
+    pub const SharedLimitsRecovered: Reason = Reason("shared_limits_recovered");
+
+    /// The reason of that name (`rate_limited`).
+    pub const fn named(name: &'static str) -> Reason {
+        Reason(name)
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+/// As the log has always shown it: `RateLimited`.
+impl std::fmt::Debug for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for word in self.0.split('_') {
+            let mut chars = word.chars();
+            if let Some(first) = chars.next() {
+                write!(f, "{}{}", first.to_ascii_uppercase(), chars.as_str())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Event {

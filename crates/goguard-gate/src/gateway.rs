@@ -28,8 +28,8 @@ use crate::layer::concurrency::{ConcurrencyService, ConcurrencyStatus};
 use crate::layer::limit::{request_key, ClientAddr, LimitService, LimitStatus};
 use crate::layer::{
     find_rejected, full, Body, BoxError, BreakerHandle, BreakerLayer, ClientBodyError,
-    ConcurrencyHandle, ConcurrencyLayer, FailureKind, GuardedBody, LimitHandle, LimitLayer,
-    RejectKind, UpstreamError, CLIENT_CLOSED_REQUEST,
+    ConcurrencyHandle, ConcurrencyLayer, Degraded, FailureKind, GuardedBody, LimitHandle,
+    LimitLayer, UpstreamError, CLIENT_CLOSED_REQUEST,
 };
 use crate::metrics::{Metrics, RouteLabel, RouteReason, RouteStatus};
 use crate::proxy::{match_route, set_forwarded, strip_hop_by_hop, Peer, TrustedProxies};
@@ -43,10 +43,6 @@ type WithBreaker = Either<BreakerService<UpstreamPool, Body, Body>, UpstreamPool
 type Unguard = fn(Response<GuardedBody<Body>>) -> Response<Body>;
 type WithConcurrency = Either<MapResponse<ConcurrencyService<WithBreaker>, Unguard>, WithBreaker>;
 type RouteService = Either<LimitService<WithConcurrency>, WithConcurrency>;
-
-/// Marks an answer given by a route's fallback while its breaker is open.
-#[derive(Debug, Clone, Copy)]
-pub struct Degraded;
 
 /// The metrics every request of a route touches, resolved once from their families.
 struct HotMetrics {
@@ -506,10 +502,7 @@ fn fallback_service(
             .ok_or_else(|| format!("fallback: no upstream `{u}`"))?
             .value
             .clone();
-        return Ok(BoxCloneSyncService::new(pool.map_response(|mut r| {
-            r.extensions_mut().insert(Degraded);
-            r
-        })));
+        return Ok(BoxCloneSyncService::new(pool));
     }
     let body: Bytes = match (&f.body, &f.file) {
         (Some(b), _) => Bytes::from(b.clone()),
@@ -548,7 +541,6 @@ fn fallback_service(
             if let Some(l) = &location {
                 r.headers_mut().insert(header::LOCATION, l.clone());
             }
-            r.extensions_mut().insert(Degraded);
             std::future::ready(Ok::<_, BoxError>(r))
         },
     )))
@@ -867,21 +859,19 @@ async fn call(
     let response = match result {
         Ok(mut resp) => {
             strip_hop_by_hop(resp.headers_mut());
-            if resp.extensions().get::<Degraded>().is_some() {
-                reason = Some("breaker_open");
-                rejected(Reason::BreakerOpen);
+            if let Some(Degraded(kind)) = resp.extensions().get::<Degraded>().copied() {
+                reason = Some(kind.as_str());
+                if let Some(event) = kind.user_event() {
+                    rejected(Reason::named(event));
+                }
             }
             resp
         }
         Err(e) => {
             if let Some(rj) = find_rejected(&e) {
                 reason = Some(rj.kind.as_str());
-                match rj.kind {
-                    RejectKind::BreakerOpen => rejected(Reason::BreakerOpen),
-                    RejectKind::RateLimitedKey | RejectKind::RateLimitedTotal => {
-                        rejected(Reason::RateLimited)
-                    }
-                    _ => {}
+                if let Some(event) = rj.kind.user_event() {
+                    rejected(Reason::named(event));
                 }
                 rj.response()
             } else if let Some(u) = e.downcast_ref::<UpstreamError>() {

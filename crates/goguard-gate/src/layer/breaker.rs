@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
 use super::per_thread::PerThread;
-use super::{BoxError, FailureKind, Problems, RejectKind, Rejected, UpstreamError};
+use super::{BoxError, Degraded, FailureKind, Problems, RejectKind, Rejected, UpstreamError};
 use crate::breaker::{BucketClock, CircuitBreaker, Outcome, State, Window};
 use crate::clock::SharedClock;
 
@@ -163,6 +163,18 @@ impl Rule {
         }
         out
     }
+}
+
+// Named like the variant of the enum it once was.
+#[allow(non_upper_case_globals)]
+impl RejectKind {
+    /// The breaker is open: without a fallback the request is refused; with one, the
+    /// fallback's answer is marked [`Degraded`] with this kind.
+    pub const BreakerOpen: RejectKind = RejectKind::new(
+        "breaker_open",
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some("breaker_open"),
+    );
 }
 
 /// The breaker's state, shared by every clone of the service and kept across reloads while
@@ -488,7 +500,14 @@ where
             Err(retry_after) => {
                 handle.0.rejected.fetch_add(1, Ordering::Relaxed);
                 return match &self.fallback {
-                    Some(f) => Box::pin(Fallback::clone(f).oneshot(req)),
+                    Some(f) => {
+                        let answer = Fallback::clone(f).oneshot(req);
+                        Box::pin(async move {
+                            let mut r = answer.await?;
+                            r.extensions_mut().insert(Degraded(RejectKind::BreakerOpen));
+                            Ok(r)
+                        })
+                    }
                     None => Box::pin(std::future::ready(Err(Rejected {
                         kind: RejectKind::BreakerOpen,
                         retry_after,

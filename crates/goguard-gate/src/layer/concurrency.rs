@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Request;
+use http::{Request, StatusCode};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
@@ -41,6 +41,14 @@ impl Rule {
         }
         Vec::new()
     }
+}
+
+// Named like the variant of the enum it once was.
+#[allow(non_upper_case_globals)]
+impl RejectKind {
+    /// Too many requests in flight and the wait queue full or timed out.
+    pub const Overloaded: RejectKind =
+        RejectKind::new("concurrency", StatusCode::SERVICE_UNAVAILABLE, None);
 }
 
 /// The slots, shared by every clone of the service and kept across reloads while the rule is

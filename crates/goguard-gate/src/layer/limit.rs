@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Request;
+use http::{Request, StatusCode};
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service};
 
@@ -157,6 +157,24 @@ impl Rule {
     }
 }
 
+// Named like the variants of the enum they once were.
+#[allow(non_upper_case_globals)]
+impl RejectKind {
+    /// The per-key limit (one user, one address).
+    pub const RateLimitedKey: RejectKind = RejectKind::new(
+        "per_key",
+        StatusCode::TOO_MANY_REQUESTS,
+        Some("rate_limited"),
+    );
+    /// The route's total rate.
+    pub const RateLimitedTotal: RejectKind =
+        RejectKind::new("total", StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"));
+    /// Shared limits are required (`fail_closed`) and Redis is unreachable: not the user's
+    /// doing.
+    pub const LimitsUnavailable: RejectKind =
+        RejectKind::new("limits_unavailable", StatusCode::SERVICE_UNAVAILABLE, None);
+}
+
 /// The client's address, put in the request's extensions by the server (after the
 /// trusted-proxy rules): what `client_addr` keys on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,11 +293,9 @@ impl LimitHandle {
                 s.allowed.inc();
                 return result;
             }
-            Err(r) => match r.kind {
-                RejectKind::RateLimitedKey => &s.rejected_key,
-                RejectKind::RateLimitedTotal => &s.rejected_total,
-                _ => &s.rejected_unavailable,
-            },
+            Err(r) if r.kind == RejectKind::RateLimitedKey => &s.rejected_key,
+            Err(r) if r.kind == RejectKind::RateLimitedTotal => &s.rejected_total,
+            Err(_) => &s.rejected_unavailable,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         result

@@ -103,33 +103,54 @@ impl<B: http_body::Body> http_body::Body for GuardedBody<B> {
     }
 }
 
-/// Why a protection turned a request away.
+/// Why a protection turned a request away. Each layer defines the kinds it gives, as
+/// constants in its own file (`RejectKind::BreakerOpen` is the breaker's): a new layer adds
+/// its kinds without touching a list here, and whoever answers for a rejection reads all it
+/// needs from the kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectKind {
-    /// The per-key limit (one user, one address).
-    RateLimitedKey,
-    /// The route's total rate.
-    RateLimitedTotal,
-    /// Too many requests in flight and the wait queue full or timed out.
-    Overloaded,
-    /// The breaker is open and there is no fallback.
-    BreakerOpen,
-    /// Shared limits are required (`fail_closed`) and Redis is unreachable.
-    LimitsUnavailable,
+pub struct RejectKind {
+    name: &'static str,
+    status: StatusCode,
+    user_event: Option<&'static str>,
 }
 
 impl RejectKind {
-    /// The label used in metrics and events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectKind::RateLimitedKey => "per_key",
-            RejectKind::RateLimitedTotal => "total",
-            RejectKind::Overloaded => "concurrency",
-            RejectKind::BreakerOpen => "breaker_open",
-            RejectKind::LimitsUnavailable => "limits_unavailable",
+    /// `name` labels the rejection in metrics and answers; `status` is the answer's (429 for
+    /// a limit the client can respect, 503 for overload or a sick service); `user_event`,
+    /// when the rejection counts against the user who sent the request, is the reason named
+    /// in an "abnormal user" event.
+    pub const fn new(
+        name: &'static str,
+        status: StatusCode,
+        user_event: Option<&'static str>,
+    ) -> RejectKind {
+        RejectKind {
+            name,
+            status,
+            user_event,
         }
     }
+
+    /// The label used in metrics and events.
+    pub fn as_str(self) -> &'static str {
+        self.name
+    }
+
+    /// The status of the answer.
+    pub fn status(self) -> StatusCode {
+        self.status
+    }
+
+    /// The reason of the event when the rejection counts against the user.
+    pub fn user_event(self) -> Option<&'static str> {
+        self.user_event
+    }
 }
+
+/// Marks an answer given instead of the service's (a fallback's), with the rejection it
+/// stands for.
+#[derive(Debug, Clone, Copy)]
+pub struct Degraded(pub RejectKind);
 
 /// A request turned away by a protection, before it reached the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -141,14 +162,10 @@ pub struct Rejected {
 }
 
 impl Rejected {
-    /// 429 for a limit the client can respect, 503 for the gateway's own overload.
+    /// 429 for a limit the client can respect, 503 for the gateway's own overload (the
+    /// kind says).
     pub fn status(&self) -> StatusCode {
-        match self.kind {
-            RejectKind::RateLimitedKey | RejectKind::RateLimitedTotal => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        }
+        self.kind.status()
     }
 
     /// The answer to send: the status, `Retry-After` in whole seconds (rounded up, at least
