@@ -397,43 +397,36 @@ fn parse_into(
     }
 }
 
-/// Which files are worth parsing. Every rule needs at least one of these tokens in the file
-/// it reports on (the rule's channel, package import, method name or keyword), so a file
-/// with none of them can have no finding. Comments count too: that only means parsing a
-/// file that did not need it. Keep this list in step with the rules (a test checks every
-/// fixture passes it).
+/// Which files are worth parsing. Every rule names the words a file must contain for it to
+/// report there ([`crate::registry::Rule::needs`]: the rule's package import, method name or
+/// keyword), so a file with none of any rule's words can have no finding. Comments count
+/// too: that only means parsing a file that did not need it. (A test checks every fixture
+/// holds a word of its own rule.)
 pub mod prefilter {
-    const TOKENS: &[&str] = &[
-        "chan",           // G100 G101 G106 and channel operations under locks
-        "\"context\"",    // G102 G204: the import path
-        "\"time\"",       // G103 G201
-        "ResponseWriter", // G104
-        "select",         // G202 G203
-        ".Add(",          // G301
-        ".Done(",         // G302 G304
-        ".Wait(",         // G405
-        "sync",           // G303 G402 (and lock-holding types of the package: see check_dir)
-        "Lock(",          // G401 G403 G404 G405
-        "goguard:ignore", // unused suppressions are reported too
-    ];
-
-    /// True when the text contains a token some rule needs, or a `go func` (G105).
+    /// True when the text contains a word some rule needs, or a suppression (unused ones are
+    /// reported too).
     pub fn may_have_findings(text: &str) -> bool {
-        TOKENS.iter().any(|t| text.contains(t)) || has_go_func(text)
+        text.contains("goguard:ignore")
+            || crate::registry::needed_words()
+                .iter()
+                .any(|w| has_word(text, w))
+    }
+
+    /// Whether `text` contains `word`; a blank in `word` matches any run of blanks (`go func`).
+    pub fn has_word(text: &str, word: &str) -> bool {
+        match word.split_once(' ') {
+            None => text.contains(word),
+            Some((first, rest)) => text.match_indices(first).any(|(i, _)| {
+                let after = &text[i + first.len()..];
+                let trimmed = after.trim_start_matches([' ', '\t']);
+                trimmed.len() < after.len() && trimmed.starts_with(rest)
+            }),
+        }
     }
 
     /// True when `word` occurs in `text` as a whole identifier.
     pub fn contains_word(text: &str, word: &str) -> bool {
         crate::syntax::word_positions(text, word).next().is_some()
-    }
-
-    /// `go` followed by white space and `func`.
-    fn has_go_func(text: &str) -> bool {
-        text.match_indices("go").any(|(i, _)| {
-            let rest = &text[i + 2..];
-            let trimmed = rest.trim_start_matches([' ', '\t']);
-            trimmed.len() < rest.len() && trimmed.starts_with("func")
-        })
     }
 }
 

@@ -17,6 +17,14 @@ pub struct Rule {
     /// The full documentation (Markdown): what it does, why it is bad, example, use
     /// instead, known limits, references. Printed by `goguard explain`.
     pub doc: &'static str,
+    /// Words a file must contain for the rule to report in it (its package's import path,
+    /// its method or keyword; `go func` matches any blank between the words). Files with
+    /// none of any rule's words are not parsed: see `engine::prefilter`.
+    pub needs: &'static [&'static str],
+    /// What a goroutine dump or a crash shows when this bug happens at run time: a blocked
+    /// goroutine's wait reason (`chan send`) or a fatal error's first line. `goguard dump`
+    /// and `goguard run` name the rule that finds the cause statically through these.
+    pub symptoms: &'static [&'static str],
     pub check: fn(&mut Checker),
 }
 
@@ -30,6 +38,22 @@ pub fn find(key: &str) -> Option<&'static Rule> {
     all()
         .iter()
         .find(|r| r.code.eq_ignore_ascii_case(key) || r.name == key)
+}
+
+/// The rule whose bug shows at run time as `symptom` (see [`Rule::symptoms`]).
+pub fn explaining(symptom: &str) -> Option<&'static Rule> {
+    all().iter().find(|r| r.symptoms.contains(&symptom))
+}
+
+/// Every rule's [`Rule::needs`] words, once each.
+pub fn needed_words() -> &'static [&'static str] {
+    static WORDS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    WORDS.get_or_init(|| {
+        let mut words: Vec<&'static str> = all().iter().flat_map(|r| r.needs).copied().collect();
+        words.sort_unstable();
+        words.dedup();
+        words
+    })
 }
 
 /// True when `selector` (an id prefix such as `G3`, `G30`, `G301`, `ALL`, or a rule name)
@@ -89,6 +113,19 @@ mod tests {
                 assert!(r.doc.contains(section), "{}: missing {section}", r.code);
             }
         }
+    }
+
+    #[test]
+    fn symptoms_name_one_rule_each() {
+        let mut seen = std::collections::HashMap::new();
+        for r in all() {
+            assert!(!r.needs.is_empty(), "{}: no needed words", r.code);
+            for s in r.symptoms {
+                assert!(seen.insert(*s, r.code).is_none(), "{s}: two rules");
+            }
+        }
+        assert_eq!(explaining("chan send").map(|r| r.code), Some("G106"));
+        assert!(explaining("IO wait").is_none());
     }
 
     #[test]

@@ -88,6 +88,17 @@ fn every_fixture_passes_the_prefilter() {
             "{} would be skipped by the prefilter",
             path.display()
         );
+        // The fixture's findings come from its own rule: that rule's words must be there.
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let rule = registry::find(name.split(['.', '_']).next().unwrap()).unwrap();
+        assert!(
+            rule.needs
+                .iter()
+                .any(|w| goguard_check::engine::prefilter::has_word(&text, w)),
+            "{name} holds none of {}'s words {:?}",
+            rule.code,
+            rule.needs
+        );
     }
     assert!(!goguard_check::engine::prefilter::may_have_findings(
         "package p\n\nfunc f() int { return 1 }\n"

@@ -550,13 +550,12 @@ fn judge(g: &mut Group, context: Context) {
     let healthy = is_healthy(g);
     // `chan send (durable)` in a synctest bubble, `chan receive (nil chan)`.
     let state = g.state.split(" (").next().unwrap_or(&g.state);
-    g.rule = match state {
-        "chan send" => Some("G106"),
-        "chan receive" => Some("G101"),
-        "select" if g.state != "select (no cases)" => Some("G102"),
-        "sync.WaitGroup.Wait" => Some("G304"),
-        "sync.Mutex.Lock" | "sync.RWMutex.Lock" | "sync.RWMutex.RLock" => Some("G401"),
-        _ => None,
+    // The check rule whose bug leaves a goroutine in this state (`select {}` blocks on
+    // purpose: no rule).
+    g.rule = if g.state == "select (no cases)" {
+        None
+    } else {
+        goguard_check::registry::explaining(state).map(|r| r.code)
     };
     let place = g
         .top_frame

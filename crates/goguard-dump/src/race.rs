@@ -117,31 +117,37 @@ impl CrashKind {
         }
     }
 
+    /// The first line the runtime prints for this kind of crash, as the check rules name
+    /// their symptoms (`registry::Rule::symptoms`).
+    fn symptom(self) -> Option<&'static str> {
+        match self {
+            CrashKind::Deadlock => Some("fatal error: all goroutines are asleep - deadlock!"),
+            CrashKind::NegativeWaitGroup => Some("panic: sync: negative WaitGroup counter"),
+            CrashKind::UnlockOfUnlocked => Some("fatal error: sync: unlock of unlocked mutex"),
+            _ => None,
+        }
+    }
+
     /// What the crash means and the goguard check rule that finds its cause statically.
     pub fn explain(self) -> (&'static str, Option<&'static str>) {
-        match self {
-            CrashKind::Deadlock => (
+        let rule = self
+            .symptom()
+            .and_then(goguard_check::registry::explaining)
+            .map(|r| r.code);
+        let text = match self {
+            CrashKind::Deadlock =>
                 "every goroutine is blocked: the runtime stops the program (it only detects this when no goroutine at all can run; a leak in a live server is never reported this way)",
-                Some("G100"),
-            ),
-            CrashKind::NegativeWaitGroup => (
+            CrashKind::NegativeWaitGroup =>
                 "Done was called more times than Add: a Done twice on one path, or an Add that runs after the goroutine's Done",
-                Some("G302"),
-            ),
-            CrashKind::ConcurrentMap => (
+            CrashKind::ConcurrentMap =>
                 "two goroutines used a map at once with one writing; the runtime's check is best-effort and this is fatal, not recoverable: guard the map with a sync.Mutex/RWMutex or use sync.Map",
-                None,
-            ),
-            CrashKind::UnlockOfUnlocked => (
+            CrashKind::UnlockOfUnlocked =>
                 "a mutex was unlocked that was not locked: usually an Unlock on a path that never locked, or a Mutex copied by value",
-                Some("G402"),
-            ),
-            CrashKind::Signal => (
+            CrashKind::Signal =>
                 "the process got a signal and the runtime printed every goroutine before exiting (SIGQUIT: someone asked for this dump)",
-                None,
-            ),
-            CrashKind::Panic | CrashKind::Fatal => ("", None),
-        }
+            CrashKind::Panic | CrashKind::Fatal => "",
+        };
+        (text, rule)
     }
 }
 

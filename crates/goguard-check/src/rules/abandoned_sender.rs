@@ -6,6 +6,11 @@ use super::unbuffered_send_without_receiver::local_unbuffered_channels;
 use crate::checker::{Checker, Finding};
 use crate::syntax;
 
+/// A file this rule can report in contains one of these (a channel): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &["chan"];
+/// What a goroutine dump or a crash shows when this bug happens: see `registry::Rule::symptoms`.
+pub const SYMPTOMS: &[&str] = &["chan send"];
+
 pub const DOC: &str = r#"# G106 abandoned-sender
 
 ## What it does

@@ -6,6 +6,10 @@ use crate::checker::{Checker, Finding};
 use crate::paths::{self, Tracker};
 use crate::syntax;
 
+/// A file this rule can report in contains one of these (the context package): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &[r#""context""#];
+pub const SYMPTOMS: &[&str] = &[];
+
 pub const DOC: &str = r#"# G204 context-cancel-not-called
 
 ## What it does

@@ -5,6 +5,10 @@ use tree_sitter::Node;
 use super::locksets::{self, Event, LockId};
 use crate::checker::{Checker, Finding};
 
+/// A file this rule can report in contains one of these (a Lock call): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &["Lock("];
+pub const SYMPTOMS: &[&str] = &[];
+
 pub const DOC: &str = r#"# G403 double-lock
 
 ## What it does

@@ -6,6 +6,11 @@ use super::loops;
 use crate::checker::{Checker, Finding};
 use crate::syntax::{self, Call};
 
+/// A file this rule can report in contains one of these (the context package): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &[r#""context""#];
+/// What a goroutine dump or a crash shows when this bug happens: see `registry::Rule::symptoms`.
+pub const SYMPTOMS: &[&str] = &["select"];
+
 pub const DOC: &str = r#"# G102 goroutine-ignores-context
 
 ## What it does

@@ -7,6 +7,10 @@ use crate::checker::{Checker, Finding};
 use crate::resolve::{self, Decl};
 use crate::syntax::{self, Call};
 
+/// A file this rule can report in contains one of these (a goroutine on a function literal): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &["go func"];
+pub const SYMPTOMS: &[&str] = &[];
+
 pub const DOC: &str = r#"# G105 goroutine-pins-large-capture
 
 ## What it does

@@ -5,6 +5,10 @@ use tree_sitter::Node;
 use crate::checker::{Checker, Finding};
 use crate::syntax::{self, Call};
 
+/// A file this rule can report in contains one of these (an HTTP handler): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &["ResponseWriter"];
+pub const SYMPTOMS: &[&str] = &[];
+
 pub const DOC: &str = r#"# G104 handler-goroutine-without-request-context
 
 ## What it does

@@ -41,6 +41,8 @@ macro_rules! rule {
             summary: $summary,
             why: $why,
             doc: $module::DOC,
+            needs: $module::NEEDS,
+            symptoms: $module::SYMPTOMS,
             check: $module::check,
         }
     };

@@ -3,6 +3,11 @@
 use crate::checker::Checker;
 use crate::package::SyncKind;
 
+/// A file this rule can report in contains one of these (sync (or a lock-holding type of the package, see the engine)): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &["sync"];
+/// What a goroutine dump or a crash shows when this bug happens: see `registry::Rule::symptoms`.
+pub const SYMPTOMS: &[&str] = &["fatal error: sync: unlock of unlocked mutex"];
+
 pub const DOC: &str = r#"# G402 mutex-copied
 
 ## What it does

@@ -8,6 +8,11 @@ use crate::paths::{self, Tracker};
 use crate::resolve;
 use crate::syntax::{self, Call};
 
+/// A file this rule can report in contains one of these (a Lock call): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &["Lock("];
+/// What a goroutine dump or a crash shows when this bug happens: see `registry::Rule::symptoms`.
+pub const SYMPTOMS: &[&str] = &["sync.Mutex.Lock", "sync.RWMutex.Lock", "sync.RWMutex.RLock"];
+
 pub const DOC: &str = r#"# G401 mutex-not-unlocked-on-path
 
 ## What it does

@@ -7,6 +7,11 @@ use crate::paths::{self, Tracker};
 use crate::resolve::{self, Decl};
 use crate::syntax::{self, Call};
 
+/// A file this rule can report in contains one of these (a channel): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &["chan"];
+/// What a goroutine dump or a crash shows when this bug happens: see `registry::Rule::symptoms`.
+pub const SYMPTOMS: &[&str] = &["chan receive"];
+
 pub const DOC: &str = r#"# G101 range-over-unclosed-channel
 
 ## What it does

@@ -6,6 +6,10 @@ use crate::channels::Capacity;
 use crate::checker::{Checker, Finding};
 use crate::syntax::{self, Call};
 
+/// A file this rule can report in contains one of these (a select): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &["select"];
+pub const SYMPTOMS: &[&str] = &[];
+
 pub const DOC: &str = r#"# G202 select-default-drops-message
 
 ## What it does

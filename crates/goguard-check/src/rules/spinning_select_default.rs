@@ -5,6 +5,10 @@ use tree_sitter::Node;
 use crate::checker::{Checker, Finding};
 use crate::syntax;
 
+/// A file this rule can report in contains one of these (a select): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &["select"];
+pub const SYMPTOMS: &[&str] = &[];
+
 pub const DOC: &str = r#"# G203 spinning-select-default
 
 ## What it does

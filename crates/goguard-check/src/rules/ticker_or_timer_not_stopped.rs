@@ -8,6 +8,10 @@ use crate::diagnostic::Severity;
 use crate::gomod::GoVersion;
 use crate::syntax;
 
+/// A file this rule can report in contains one of these (the time package): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &[r#""time""#];
+pub const SYMPTOMS: &[&str] = &[];
+
 pub const DOC: &str = r#"# G103 ticker-or-timer-not-stopped
 
 ## What it does

@@ -5,6 +5,11 @@ use tree_sitter::Node;
 use crate::checker::{Checker, Finding};
 use crate::syntax::{self, Call};
 
+/// A file this rule can report in contains one of these (a channel): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &["chan"];
+/// What a goroutine dump or a crash shows when this bug happens: see `registry::Rule::symptoms`.
+pub const SYMPTOMS: &[&str] = &["fatal error: all goroutines are asleep - deadlock!"];
+
 pub const DOC: &str = r#"# G100 unbuffered-send-without-receiver
 
 ## What it does

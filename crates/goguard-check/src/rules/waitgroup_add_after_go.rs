@@ -6,6 +6,10 @@ use super::{wg_go_hint, wg_method};
 use crate::checker::{Checker, Finding};
 use crate::syntax;
 
+/// A file this rule can report in contains one of these (an Add call): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &[".Add("];
+pub const SYMPTOMS: &[&str] = &[];
+
 pub const DOC: &str = r#"# G301 waitgroup-add-after-go
 
 ## What it does

@@ -3,6 +3,10 @@
 use crate::checker::Checker;
 use crate::package::SyncKind;
 
+/// A file this rule can report in contains one of these (sync (or a lock-holding type of the package, see the engine)): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &["sync"];
+pub const SYMPTOMS: &[&str] = &[];
+
 pub const DOC: &str = r#"# G303 waitgroup-copied
 
 ## What it does

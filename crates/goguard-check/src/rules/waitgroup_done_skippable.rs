@@ -7,6 +7,11 @@ use crate::checker::{Checker, Finding};
 use crate::paths::{self, Tracker};
 use crate::syntax;
 
+/// A file this rule can report in contains one of these (a Done call): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &[".Done("];
+/// What a goroutine dump or a crash shows when this bug happens: see `registry::Rule::symptoms`.
+pub const SYMPTOMS: &[&str] = &["sync.WaitGroup.Wait"];
+
 pub const DOC: &str = r#"# G304 waitgroup-done-skippable
 
 ## What it does

@@ -8,6 +8,11 @@ use super::wg_method;
 use crate::checker::{Checker, Finding};
 use crate::syntax;
 
+/// A file this rule can report in contains one of these (a Done call): see `registry::Rule::needs`.
+pub const NEEDS: &[&str] = &[".Done("];
+/// What a goroutine dump or a crash shows when this bug happens: see `registry::Rule::symptoms`.
+pub const SYMPTOMS: &[&str] = &["panic: sync: negative WaitGroup counter"];
+
 pub const DOC: &str = r#"# G302 waitgroup-done-twice
 
 ## What it does
