@@ -5,8 +5,9 @@
 //! choose a branch, the send or receive of the select case taken, and a mark where a compound
 //! statement ends. Edges carry what they mean where a rule can use it (into an `if`'s body,
 //! or past it). Control leaves the region by an [`Exit`]: a `return`, a `break`/`continue`
-//! to a statement outside the region, or the closing brace. A call that never returns
-//! (`panic`, `os.Exit`, `t.Fatal`, ...) and a `select {}` end their block with no way on.
+//! to a statement outside the region, the closing brace, a call that never returns
+//! (`panic`, `os.Exit`, `t.Fatal`, ...) or a `goto` out of it. A `select {}` ends its block
+//! with no way on at all.
 //! Function literals are not entered: each is a region of its own.
 //!
 //! Every flow question the rules ask goes through this graph and [`crate::dataflow`], so
@@ -63,13 +64,24 @@ pub enum Exit<'t> {
     Jump(Node<'t>),
     /// Falling off the end: the region's closing brace.
     End(Node<'t>),
+    /// A call that never returns (`panic`, `os.Exit`, `t.Fatal`): the goroutine or the
+    /// program ends here, nothing after it runs.
+    NoReturn(Node<'t>),
+    /// A `goto` to a label outside the region: where it goes is not followed.
+    Goto(Node<'t>),
 }
 
 impl<'t> Exit<'t> {
     pub fn node(self) -> Node<'t> {
         match self {
-            Exit::Return(n) | Exit::Jump(n) | Exit::End(n) => n,
+            Exit::Return(n) | Exit::Jump(n) | Exit::End(n) | Exit::NoReturn(n) | Exit::Goto(n) => n,
         }
+    }
+
+    /// True for the ways out that continue after the region (a return to the caller, a
+    /// jump, the end), as opposed to a call that never returns or a `goto` not followed.
+    pub fn goes_on(self) -> bool {
+        matches!(self, Exit::Return(_) | Exit::Jump(_) | Exit::End(_))
     }
 }
 
@@ -101,11 +113,11 @@ pub fn build<'t>(region: Node<'t>, src: &'t str) -> Cfg<'t> {
         .child((region.child_count() as u32).saturating_sub(1))
         .unwrap_or(region);
     b.blocks[b.cur].exit = Some(Exit::End(end));
-    for (from, label) in std::mem::take(&mut b.gotos) {
-        // A `goto` to a label outside the region goes somewhere we cannot follow: the path
-        // ends there and nothing is claimed about it.
-        if let Some(&to) = b.labels.get(label) {
-            b.edge(from, to, Edge::Plain);
+    for (from, label, node) in std::mem::take(&mut b.gotos) {
+        match b.labels.get(label) {
+            Some(&to) => b.edge(from, to, Edge::Plain),
+            // To a label outside the region: somewhere this graph cannot follow.
+            None => b.blocks[from].exit = Some(Exit::Goto(node)),
         }
     }
     Cfg { blocks: b.blocks }
@@ -126,7 +138,7 @@ struct Builder<'t> {
     cur: BlockId,
     targets: Vec<Target<'t>>,
     labels: HashMap<&'t str, BlockId>,
-    gotos: Vec<(BlockId, &'t str)>,
+    gotos: Vec<(BlockId, &'t str, Node<'t>)>,
 }
 
 impl<'t> Builder<'t> {
@@ -194,7 +206,7 @@ impl<'t> Builder<'t> {
             }
             "goto_statement" => {
                 if let Some(l) = self.label_of(node) {
-                    self.gotos.push((self.cur, l));
+                    self.gotos.push((self.cur, l, node));
                 }
                 self.dead_end();
                 return;
@@ -206,6 +218,7 @@ impl<'t> Builder<'t> {
                     .named_child(0)
                     .is_some_and(|e| is_noreturn_call(e, self.src))
                 {
+                    self.blocks[self.cur].exit = Some(Exit::NoReturn(node));
                     self.dead_end();
                 }
                 return;
@@ -382,7 +395,9 @@ pub fn never_returns(body: Node, src: &str) -> bool {
     }
     let graph = build(body, src);
     let solution = crate::dataflow::solve(&graph, &Reach, ());
-    crate::dataflow::exits(&graph, &Reach, &solution).is_empty()
+    !crate::dataflow::exits(&graph, &Reach, &solution)
+        .iter()
+        .any(|(e, _)| e.goes_on())
 }
 
 /// True for calls that do not return: `panic`, `os.Exit`, `log.Fatal*`, `runtime.Goexit`,

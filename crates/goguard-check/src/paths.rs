@@ -107,7 +107,7 @@ pub fn leaking_exits<'t>(region: Node<'t>, tracker: &Tracker<'_, 't>) -> Vec<Nod
     let solution = dataflow::solve(&cfg, &analysis, entry);
     dataflow::exits(&cfg, &analysis, &solution)
         .into_iter()
-        .filter(|(_, s)| s & PASSING & HELD != 0)
+        .filter(|(e, s)| e.goes_on() && s & PASSING & HELD != 0)
         .map(|(e, _)| e.node())
         .collect()
 }

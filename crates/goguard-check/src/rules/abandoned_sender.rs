@@ -142,7 +142,7 @@ fn receiver_gives_up(cx: &Checker, body: Node, go: Node, name: &str) -> Option<S
     // In a loop, a case that only `break`s out of the select goes round to receive again.
     let in_loop = syntax::enclosing_loop(select).is_some();
     for other in syntax::named_children(select) {
-        if in_loop && !leaves(cx, other) {
+        if in_loop && !super::loops::clause_leaves(cx, other) {
             continue;
         }
         if other.id() == case.id() || !syntax::is_comm_case(other) {
@@ -155,7 +155,7 @@ fn receiver_gives_up(cx: &Checker, body: Node, go: Node, name: &str) -> Option<S
         // A case that receives `name` itself (`ln.Close(); <-ch`), or goes on past the
         // select to receive it after all (a timeout that only logs), does not give up.
         if receives(cx, &syntax::descendants(other, false), name)
-            || (!leaves(cx, other) && receives_after(cx, &after, select, name))
+            || (!super::loops::clause_leaves(cx, other) && receives_after(cx, &after, select, name))
         {
             continue;
         }
@@ -192,17 +192,4 @@ fn receives(cx: &Checker, nodes: &[Node], name: &str) -> bool {
 /// Whether `n` is the receive `<-name`.
 fn receives_from(cx: &Checker, n: Node, name: &str) -> bool {
     syntax::received_channel(n).is_some_and(|c| cx.text(c) == name)
-}
-
-/// True when a select case leaves the enclosing loop: `return`, `goto`, a labeled `break`, or
-/// a call that does not return.
-fn leaves(cx: &Checker, case: Node) -> bool {
-    syntax::descendants(case, false)
-        .into_iter()
-        .any(|m| match m.kind() {
-            "return_statement" | "goto_statement" => true,
-            "break_statement" => m.child_by_field_name("label").is_some(),
-            "call_expression" => crate::cfg::is_noreturn_call(m, cx.src()),
-            _ => false,
-        })
 }

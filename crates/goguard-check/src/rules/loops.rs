@@ -2,8 +2,9 @@
 
 use tree_sitter::Node;
 
-use crate::cfg::is_noreturn_call;
+use crate::cfg::{self, Exit, Item};
 use crate::checker::Checker;
+use crate::dataflow::{self, Analysis};
 use crate::syntax;
 
 /// True when a loop never ends by itself: `for { }`, `for range t.C`, `for range time.Tick(d)`.
@@ -20,49 +21,82 @@ pub fn runs_forever<'a>(cx: &Checker<'a>, for_stmt: Node<'a>) -> bool {
     }
 }
 
-/// True when something inside the loop can end it: a `return`, a `break` that targets it,
-/// a `goto`, a call that does not return.
+/// True when something inside the loop can end it: a `return`, a `break` out of it, a
+/// `continue` to an outer loop, a `goto` out, a call that does not return.
 pub fn has_exit(cx: &Checker, for_stmt: Node) -> bool {
-    let Some(body) = for_stmt.child_by_field_name("body") else {
-        return true;
-    };
-    let label = for_stmt
-        .parent()
-        .filter(|p| p.kind() == "labeled_statement")
-        .and_then(|p| p.child_by_field_name("label"))
-        .map(|l| cx.text(l));
-    syntax::descendants(body, false)
-        .into_iter()
-        .any(|n| match n.kind() {
-            "return_statement" | "goto_statement" => true,
-            "break_statement" => match n.child_by_field_name("label") {
-                Some(l) => Some(cx.text(l)) == label,
-                None => break_target(n).is_some_and(|t| t.id() == for_stmt.id()),
-            },
-            "call_expression" => is_noreturn_call(n, cx.src()),
-            _ => false,
-        })
+    match for_stmt.child_by_field_name("body") {
+        Some(body) => can_leave(cx, for_stmt, body, None),
+        None => true,
+    }
 }
 
-/// The statement an unlabeled `break` leaves.
-fn break_target(brk: Node) -> Option<Node> {
-    let mut cur = brk.parent();
-    while let Some(n) = cur {
-        if matches!(
-            n.kind(),
-            "for_statement"
-                | "select_statement"
-                | "expression_switch_statement"
-                | "type_switch_statement"
-        ) {
-            return Some(n);
-        }
-        if syntax::is_function(n) {
-            return None;
-        }
-        cur = n.parent();
+/// Whether a case of a select or switch can leave the loop around it (or, outside a loop,
+/// the function) from its own statements: a `return`, a `break` or `continue` past the
+/// loop, a `goto` out, a call that never returns. A `break` of the select itself does not:
+/// the loop goes round again.
+pub fn clause_leaves(cx: &Checker, clause: Node) -> bool {
+    let Some(owner) = clause.parent() else {
+        return false;
+    };
+    match syntax::enclosing_loop(owner) {
+        Some(lp) => lp
+            .child_by_field_name("body")
+            .is_some_and(|body| can_leave(cx, lp, body, Some(clause))),
+        None => cx
+            .enclosing_function(owner)
+            .and_then(|f| f.child_by_field_name("body"))
+            .is_some_and(|body| can_leave(cx, owner, body, Some(clause))),
     }
-    None
+}
+
+/// Whether a path through `region` (the body of `owner`, a loop or a function) leaves it:
+/// from anywhere, or only from the statements of `from` (a case clause) before its
+/// select or switch ends.
+fn can_leave<'a>(
+    cx: &Checker<'a>,
+    owner: Node<'a>,
+    region: Node<'a>,
+    from: Option<Node<'a>>,
+) -> bool {
+    struct Reached<'a> {
+        from: Option<Node<'a>>,
+    }
+    impl<'a> Analysis<'a> for Reached<'a> {
+        type State = bool;
+        fn apply(&self, item: Item<'a>, on: &mut bool) {
+            let Some(from) = self.from else { return };
+            let n = item.node();
+            if syntax::contains(from, n) {
+                *on = true;
+            } else if matches!(item, Item::Done(d) if Some(d.id()) == from.parent().map(|p| p.id()))
+            {
+                *on = false; // past the select: no longer this clause's path
+            }
+        }
+        fn join(&self, into: &mut bool, other: &bool) {
+            *into |= *other;
+        }
+    }
+    let graph = cfg::build(region, cx.src());
+    let analysis = Reached { from };
+    let solution = dataflow::solve(&graph, &analysis, from.is_none());
+    let loop_label = owner
+        .parent()
+        .filter(|p| p.kind() == "labeled_statement")
+        .and_then(|p| syntax::label(p, cx.src()));
+    dataflow::exits(&graph, &analysis, &solution)
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .any(|(exit, _)| match exit {
+            Exit::Return(_) | Exit::NoReturn(_) | Exit::Goto(_) => true,
+            // Out of the body: a break leaves the loop, a continue leaves it only for an
+            // outer loop's label.
+            Exit::Jump(j) => {
+                j.kind() == "break_statement"
+                    || syntax::label(j, cx.src()).is_some_and(|l| Some(l) != loop_label)
+            }
+            Exit::End(_) => false,
+        })
 }
 
 /// The `for` keyword of a loop, where findings about the loop are reported.

@@ -114,19 +114,7 @@ fn timeout_case_leaves_loop(cx: &Checker, call: Node, lp: Node) -> bool {
     let mut cur = call.parent();
     while let Some(n) = cur {
         if syntax::is_comm_case(n) {
-            return syntax::descendants(n, false)
-                .into_iter()
-                .any(|m| match m.kind() {
-                    "return_statement" | "goto_statement" => true,
-                    "break_statement" => m.child_by_field_name("label").is_some_and(|l| {
-                        lp.parent()
-                            .filter(|p| p.kind() == "labeled_statement")
-                            .and_then(|p| p.child_by_field_name("label"))
-                            .is_some_and(|pl| cx.text(pl) == cx.text(l))
-                    }),
-                    "call_expression" => crate::cfg::is_noreturn_call(m, cx.src()),
-                    _ => false,
-                });
+            return super::loops::clause_leaves(cx, n);
         }
         if n.id() == lp.id() {
             return false;
