@@ -19,7 +19,10 @@ use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
 use super::per_thread::PerThread;
-use super::{BoxError, Degraded, FailureKind, Problems, RejectKind, Rejected, UpstreamError};
+use super::{
+    json, BoxError, Degraded, FailureKind, MetricDesc, MetricKind, Problems, Protection,
+    ProtectionLayer, RejectKind, Rejected, Sample, UpstreamError,
+};
 use crate::breaker::{BucketClock, CircuitBreaker, Outcome, State, Window};
 use crate::clock::SharedClock;
 
@@ -432,6 +435,67 @@ impl<B, R> BreakerLayer<B, R> {
         BreakerLayer {
             handle,
             fallback: fallback.map(Arc::new),
+        }
+    }
+}
+
+impl<B, R> Protection for BreakerLayer<B, R>
+where
+    Fallback<B, R>: Send + Sync,
+{
+    fn status(&self, out: &mut Vec<(&'static str, serde_json::Value)>) {
+        out.push(("breaker", json(&self.handle.status())));
+        out.push(("breaker_scope", json(&self.handle.0.rule.scope)));
+    }
+
+    fn samples(&self, out: &mut Vec<Sample>) {
+        let b = self.handle.status();
+        for s in ["closed", "open", "half_open"] {
+            out.push(Sample {
+                metric: "breaker_state",
+                labels: vec![("state", s.to_string())],
+                value: i64::from(b.state == s),
+            });
+        }
+        for (to, n) in [
+            ("open", b.transitions_to_open),
+            ("half_open", b.transitions_to_half_open),
+            ("closed", b.transitions_to_closed),
+        ] {
+            out.push(Sample {
+                metric: "breaker_transitions",
+                labels: vec![("to", to.to_string())],
+                value: n as i64,
+            });
+        }
+    }
+
+    fn rejects(&self) -> &'static [RejectKind] {
+        &[RejectKind::BreakerOpen]
+    }
+}
+
+impl<B: 'static, R: 'static> ProtectionLayer for BreakerLayer<B, R>
+where
+    Fallback<B, R>: Send + Sync,
+{
+    const METRICS: &'static [MetricDesc] = &[
+        MetricDesc {
+            name: "breaker_state",
+            help: "1 for the breaker's current state (closed, open, half_open), by route",
+            kind: MetricKind::Gauge,
+        },
+        MetricDesc {
+            name: "breaker_transitions",
+            help: "Breaker state changes, by route and new state",
+            kind: MetricKind::Counter,
+        },
+    ];
+
+    fn fork(&self) -> Self {
+        BreakerLayer {
+            handle: self.handle.fork(),
+            fallback: self.fallback.clone(),
         }
     }
 }

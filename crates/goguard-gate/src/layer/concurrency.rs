@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
-use super::{BoxError, GuardedBody, Problems, RejectKind, Rejected};
+use super::{
+    json, BoxError, GuardedBody, Problems, Protection, ProtectionLayer, RejectKind, Rejected,
+};
 
 /// At most `max_in_flight` requests inside, `queue` more waiting for at most `queue_wait`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,6 +146,22 @@ pub struct ConcurrencyLayer {
 impl ConcurrencyLayer {
     pub fn new(handle: ConcurrencyHandle) -> ConcurrencyLayer {
         ConcurrencyLayer { handle }
+    }
+}
+
+impl Protection for ConcurrencyLayer {
+    fn status(&self, out: &mut Vec<(&'static str, serde_json::Value)>) {
+        out.push(("concurrency", json(&self.handle.status())));
+    }
+
+    fn rejects(&self) -> &'static [RejectKind] {
+        &[RejectKind::Overloaded]
+    }
+}
+
+impl ProtectionLayer for ConcurrencyLayer {
+    fn fork(&self) -> Self {
+        ConcurrencyLayer::new(self.handle.fork())
     }
 }
 

@@ -20,7 +20,10 @@ use serde::{Deserialize, Serialize};
 use tower::{Layer, Service};
 
 use super::per_thread::Counter;
-use super::{BoxError, Problems, RejectKind, Rejected};
+use super::{
+    json, Body, BoxError, MetricDesc, MetricKind, Problems, Protection, ProtectionLayer,
+    RejectKind, Rejected, Sample,
+};
 use crate::clock::SharedClock;
 use crate::limit::{Decision, KeyedLimiter, Limiter};
 use crate::shared_limits::SharedLimits;
@@ -85,6 +88,17 @@ impl std::str::FromStr for KeySpec {
             _ => Err(format!(
                 "`{s}`: expected header:NAME, cookie:NAME, query:NAME or client_addr"
             )),
+        }
+    }
+}
+
+impl KeySpec {
+    /// The header the key is read from, if any (a cookie's is `Cookie`).
+    pub fn header(&self) -> Option<http::HeaderName> {
+        match self {
+            KeySpec::Header(name) => Some(name.clone()),
+            KeySpec::Cookie(_) => Some(http::header::COOKIE),
+            KeySpec::Query(_) | KeySpec::ClientAddr => None,
         }
     }
 }
@@ -414,6 +428,57 @@ pub struct LimitLayer {
 impl LimitLayer {
     pub fn new(handle: LimitHandle) -> LimitLayer {
         LimitLayer { handle }
+    }
+}
+
+impl Protection for LimitLayer {
+    fn status(&self, out: &mut Vec<(&'static str, serde_json::Value)>) {
+        out.push(("limit", json(&self.handle.status())));
+    }
+
+    fn samples(&self, out: &mut Vec<Sample>) {
+        out.push(Sample {
+            metric: "limit_keys",
+            labels: Vec::new(),
+            value: self.handle.status().keys as i64,
+        });
+    }
+
+    fn rejects(&self) -> &'static [RejectKind] {
+        &[
+            RejectKind::RateLimitedKey,
+            RejectKind::RateLimitedTotal,
+            RejectKind::LimitsUnavailable,
+        ]
+    }
+
+    fn reads_headers(&self, out: &mut Vec<http::HeaderName>) {
+        out.extend(self.handle.0.key.as_ref().and_then(KeySpec::header));
+    }
+
+    fn user_key(&self) -> Option<&KeySpec> {
+        self.handle.0.key.as_ref()
+    }
+
+    /// When it keys on the address, or falls back to it for a request without its key.
+    fn reads_client_addr(&self, req: &Request<Body>) -> bool {
+        match &self.handle.0.key {
+            None => false,
+            Some(KeySpec::ClientAddr) => true,
+            Some(spec) => request_key(spec, req).is_none(),
+        }
+    }
+}
+
+impl ProtectionLayer for LimitLayer {
+    const METRICS: &'static [MetricDesc] = &[MetricDesc {
+        name: "limit_keys",
+        help: "Keys remembered by the per-key limiter, by route",
+        kind: MetricKind::Gauge,
+    }];
+
+    fn fork(&self) -> Self {
+        LimitLayer::new(self.handle.fork())
     }
 }
 

@@ -57,6 +57,74 @@ pub type Forked<T> = std::sync::Arc<std::sync::Arc<T>>;
 /// The body the gateway moves around: streamed, boxed.
 pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
+/// A metric a protection reports for each route that has it; the service adds its prefix and
+/// the `route` label.
+#[derive(Debug)]
+pub struct MetricDesc {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Gauge,
+    Counter,
+}
+
+/// One value of a protection's metric, with its labels besides `route`.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub metric: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: i64,
+}
+
+/// What a service built of these layers asks of a protection besides its layer: how it is
+/// doing, and what of a request it reads. Implemented by each layer, on the state its copies
+/// share.
+pub trait Protection: Send + Sync {
+    /// Its entries in a status page, as (key, value).
+    fn status(&self, out: &mut Vec<(&'static str, serde_json::Value)>);
+
+    /// Its metrics' values now (the metrics are [`ProtectionLayer::METRICS`]).
+    fn samples(&self, _out: &mut Vec<Sample>) {}
+
+    /// The rejections it gives.
+    fn rejects(&self) -> &'static [RejectKind];
+
+    /// The request headers it reads: a client must not be able to have them removed on the
+    /// way (by naming them in `Connection`).
+    fn reads_headers(&self, _out: &mut Vec<http::HeaderName>) {}
+
+    /// The key it tells users apart by, if it has one.
+    fn user_key(&self) -> Option<&limit::KeySpec> {
+        None
+    }
+
+    /// Whether it needs the request's client address ([`limit::ClientAddr`] in the
+    /// extensions). A service puts it there only when asked: it costs two allocations.
+    fn reads_client_addr(&self, _req: &http::Request<Body>) -> bool {
+        false
+    }
+}
+
+/// A protection's layer, as a service with several serving threads builds it: once per route,
+/// then a copy for each thread.
+pub trait ProtectionLayer: Protection + Sized + 'static {
+    /// The metrics of its [`Protection::samples`]. A service lists them whether or not a
+    /// route has the protection.
+    const METRICS: &'static [MetricDesc] = &[];
+
+    /// A copy for one serving thread, on a handle of its own ([`Forked`]).
+    fn fork(&self) -> Self;
+}
+
+/// A status entry's value.
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
 /// A body with the given bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
