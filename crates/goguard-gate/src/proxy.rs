@@ -118,6 +118,13 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
+    /// Shared by the connection's requests: a request carries it through the layers of its
+    /// route, and a pointer moves and clones for less than the two values.
+    written: std::sync::Arc<Written>,
+}
+
+#[derive(Debug)]
+struct Written {
     /// The address as `X-Forwarded-For` writes it.
     xff: HeaderValue,
     /// `Forwarded`'s `for=` parameter (an IPv6 address in quotes and brackets).
@@ -133,9 +140,12 @@ impl Peer {
         };
         Peer {
             addr,
-            xff: HeaderValue::try_from(ip.to_string()).expect("an IP address is a header value"),
-            forwarded_for: HeaderValue::try_from(forwarded_for)
-                .expect("an IP address is a header value"),
+            written: std::sync::Arc::new(Written {
+                xff: HeaderValue::try_from(ip.to_string())
+                    .expect("an IP address is a header value"),
+                forwarded_for: HeaderValue::try_from(forwarded_for)
+                    .expect("an IP address is a header value"),
+            }),
         }
     }
 }
@@ -161,11 +171,12 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, trusted: &TrustedProx
         out
     };
     let xff = if keep && headers.contains_key(&X_FORWARDED_FOR) {
-        HeaderValue::from_maybe_shared(chain(headers, &X_FORWARDED_FOR, &peer.xff).freeze()).ok()
+        HeaderValue::from_maybe_shared(chain(headers, &X_FORWARDED_FOR, &peer.written.xff).freeze())
+            .ok()
     } else {
-        Some(peer.xff.clone())
+        Some(peer.written.xff.clone())
     };
-    let mut fwd = chain(headers, &header::FORWARDED, &peer.forwarded_for);
+    let mut fwd = chain(headers, &header::FORWARDED, &peer.written.forwarded_for);
     fwd.put_slice(b";proto=http");
     if let Some(h) = &host {
         if h.as_bytes()
