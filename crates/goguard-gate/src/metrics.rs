@@ -16,6 +16,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::gateway::Stack;
+use crate::layer::MetricKind;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteStatus {
@@ -34,60 +35,72 @@ pub struct RouteReason {
     pub reason: String,
 }
 
-/// The metrics registry and the request-path metrics.
-pub struct Metrics {
-    registry: Registry,
+/// The metrics every request updates, by route. Every stack records into the same families
+/// (a clone shares them).
+#[derive(Clone, Default)]
+pub struct RequestMetrics {
     pub requests: Family<RouteStatus, sharded::Counter>,
     pub latency: Family<RouteLabel, sharded::Histogram>,
     pub in_flight: Family<RouteLabel, sharded::Gauge>,
     pub rejections: Family<RouteReason, sharded::Counter>,
+}
+
+/// The metrics registry and the request-path metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub request: RequestMetrics,
     pub reloads_ok: Arc<AtomicU64>,
     pub reloads_failed: Arc<AtomicU64>,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
-    pub fn new(stack: Arc<ArcSwap<Stack>>) -> Metrics {
+    /// The registry with the request metrics, made before the first stack (which records
+    /// into them); [`Metrics::watch`] adds what is read from the running stack.
+    pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("goguard_gate");
-        let requests = Family::<RouteStatus, sharded::Counter>::default();
-        let latency = Family::<RouteLabel, sharded::Histogram>::default();
-        let in_flight = Family::<RouteLabel, sharded::Gauge>::default();
-        let rejections = Family::<RouteReason, sharded::Counter>::default();
+        let request = RequestMetrics::default();
         registry.register(
             "requests",
             "Requests answered, by route and status",
-            requests.clone(),
+            request.requests.clone(),
         );
         registry.register(
             "request_duration_seconds",
             "Time from the request's arrival to its response head, by route",
-            latency.clone(),
+            request.latency.clone(),
         );
         registry.register(
             "in_flight",
             "Requests in flight, by route",
-            in_flight.clone(),
+            request.in_flight.clone(),
         );
         registry.register(
             "rejections",
             "Requests turned away by a protection, by route and reason (per_key, total, concurrency, breaker_open, limits_unavailable, body_too_large)",
-            rejections.clone(),
+            request.rejections.clone(),
         );
-        let reloads_ok = Arc::new(AtomicU64::new(0));
-        let reloads_failed = Arc::new(AtomicU64::new(0));
-        registry.register_collector(Box::new(StackCollector {
-            stack,
-            reloads_ok: reloads_ok.clone(),
-            reloads_failed: reloads_failed.clone(),
-        }));
         Metrics {
             registry,
-            requests,
-            latency,
-            in_flight,
-            rejections,
-            reloads_ok,
-            reloads_failed,
+            request,
+            reloads_ok: Arc::new(AtomicU64::new(0)),
+            reloads_failed: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Reads the state of the running stack (protections, upstreams, events, Redis,
+    /// configuration) at each scrape.
+    pub fn watch(&mut self, stack: Arc<ArcSwap<Stack>>) {
+        self.registry.register_collector(Box::new(StackCollector {
+            stack,
+            reloads_ok: self.reloads_ok.clone(),
+            reloads_failed: self.reloads_failed.clone(),
+        }));
     }
 
     /// The text exposition format.
@@ -132,58 +145,34 @@ fn family<'a, M: EncodeMetric>(
 impl Collector for StackCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stack = self.stack.load();
-        let routes = stack.route_states();
-        let mut states = Vec::new();
-        let mut transitions = Vec::new();
-        for r in &routes {
-            if let Some(b) = &r.breaker {
-                for s in ["closed", "open", "half_open"] {
-                    states.push((
-                        vec![("route", r.name.clone()), ("state", s.to_string())],
-                        ConstGauge::new(i64::from(b.state == s)),
-                    ));
-                }
-                for (to, n) in [
-                    ("open", b.transitions_to_open),
-                    ("half_open", b.transitions_to_half_open),
-                    ("closed", b.transitions_to_closed),
-                ] {
-                    transitions.push((
-                        vec![("route", r.name.clone()), ("to", to.to_string())],
-                        ConstCounter::new(n),
-                    ));
-                }
+        // Each protection's metrics, whether or not a route has it.
+        let (descs, samples) = stack.protection_metrics();
+        for d in descs {
+            let values = samples
+                .iter()
+                .filter(|(_, s)| s.metric == d.name)
+                .map(|(route, s)| {
+                    let mut labels = vec![("route", route.clone())];
+                    labels.extend(s.labels.iter().cloned());
+                    (labels, s.value)
+                });
+            match d.kind {
+                MetricKind::Gauge => family(
+                    &mut e,
+                    d.name,
+                    d.help,
+                    MetricType::Gauge,
+                    values.map(|(l, v)| (l, ConstGauge::new(v))),
+                )?,
+                MetricKind::Counter => family(
+                    &mut e,
+                    d.name,
+                    d.help,
+                    MetricType::Counter,
+                    values.map(|(l, v)| (l, ConstCounter::new(v as u64))),
+                )?,
             }
         }
-        family(
-            &mut e,
-            "breaker_state",
-            "1 for the breaker's current state (closed, open, half_open), by route",
-            MetricType::Gauge,
-            states,
-        )?;
-        family(
-            &mut e,
-            "breaker_transitions",
-            "Breaker state changes, by route and new state",
-            MetricType::Counter,
-            transitions,
-        )?;
-        let keys = routes.iter().filter_map(|r| {
-            r.limit.as_ref().map(|l| {
-                (
-                    vec![("route", r.name.clone())],
-                    ConstGauge::new(l.keys as i64),
-                )
-            })
-        });
-        family(
-            &mut e,
-            "limit_keys",
-            "Keys remembered by the per-key limiter, by route",
-            MetricType::Gauge,
-            keys.collect::<Vec<_>>(),
-        )?;
         let mut health = Vec::new();
         let mut ejected = Vec::new();
         for (name, targets) in stack.upstream_states() {

@@ -87,9 +87,11 @@ impl Gateway {
         clock: SharedClock,
     ) -> Result<Gateway, String> {
         check(&config)?;
-        let stack = Stack::build(config, None, &base, clock.clone())?;
+        let mut metrics = Metrics::new();
+        let stack = Stack::build(config, None, &base, clock.clone(), &metrics.request)?;
         let stack = Arc::new(ArcSwap::from_pointee(stack));
-        let metrics = Arc::new(Metrics::new(stack.clone()));
+        metrics.watch(stack.clone());
+        let metrics = Arc::new(metrics);
         let running = (0..WORKER_LISTS)
             .map(|_| {
                 ArcSwap::from_pointee(Running {
@@ -141,7 +143,13 @@ impl Gateway {
     async fn swap(&self, config: Config, trigger: &str) -> Result<u64, String> {
         let _one_at_a_time = self.0.reloading.lock().await;
         let current = self.0.stack.load_full();
-        let next = Stack::build(config, Some(&current), &self.0.base, self.0.clock.clone());
+        let next = Stack::build(
+            config,
+            Some(&current),
+            &self.0.base,
+            self.0.clock.clone(),
+            &self.0.metrics.request,
+        );
         match next {
             Ok(next) => {
                 let version = next.version;
