@@ -44,8 +44,44 @@ pub fn call_releases(cx: &Checker, call: Node, lock: &str, unlock: &str) -> bool
         })
 }
 
-/// Whether `method`'s body calls `recv.field.unlock()` outside nested function literals
-/// other than deferred ones.
+/// Whether a method of type `ty` releases its receiver's lock `field` without taking it: the
+/// other half of a lock/unlock pair of methods (`WriteMode` locks, `ReadMode` unlocks), so a
+/// method of the type that only locks hands the lock to its caller.
+pub fn type_releases(cx: &Checker, ty: &str, field: &str, unlock: &str) -> bool {
+    let lock = if unlock == "RUnlock" { "RLock" } else { "Lock" };
+    cx.pkg
+        .methods
+        .iter()
+        .filter(|((t, _), _)| *t == ty)
+        .flat_map(|(_, decls)| decls)
+        .any(|decl| {
+            let src = cx.pkg.files[decl.file].text.as_str();
+            method_unlocks(decl.node, src, field, unlock)
+                && !method_unlocks(decl.node, src, field, lock)
+        })
+}
+
+/// Whether a method of type `ty` other than `except` both takes and releases its receiver's
+/// lock `field`: the type uses that lock for critical sections, not to hand it over.
+pub fn type_pairs(cx: &Checker, ty: &str, except: Node, field: &str) -> bool {
+    cx.pkg
+        .methods
+        .iter()
+        .filter(|((t, _), _)| *t == ty)
+        .flat_map(|(_, decls)| decls)
+        .filter(|decl| decl.node.id() != except.id())
+        .any(|decl| {
+            let src = cx.pkg.files[decl.file].text.as_str();
+            (method_unlocks(decl.node, src, field, "Unlock")
+                || method_unlocks(decl.node, src, field, "RUnlock"))
+                && (method_unlocks(decl.node, src, field, "Lock")
+                    || method_unlocks(decl.node, src, field, "RLock"))
+        })
+}
+
+/// Whether `method`'s body calls `recv.field.unlock()` (`recv.unlock()` for an empty
+/// `field`: a lock embedded in the receiver) outside nested function literals other than
+/// deferred ones.
 fn method_unlocks(method: Node, src: &str, field: &str, unlock: &str) -> bool {
     let Some((recv, _)) = syntax::receiver(method, src) else {
         return false;
@@ -53,7 +89,11 @@ fn method_unlocks(method: Node, src: &str, field: &str, unlock: &str) -> bool {
     if recv.is_empty() || recv == "_" {
         return false;
     }
-    let want = format!("{recv}.{field}");
+    let want = if field.is_empty() {
+        recv.to_string()
+    } else {
+        format!("{recv}.{field}")
+    };
     let Some(body) = method.child_by_field_name("body") else {
         return false;
     };

@@ -50,9 +50,15 @@ func (c *Cache) Get(k string) (V, error) {
 }
 ```
 
+A function that never unlocks at all a lock of its receiver or a package variable is
+reported when it has callers in the package and none of them releases the lock after the
+call: every call then leaves it held.
+
 ## Known limits
-A function that never unlocks the mutex at all is taken to be a deliberate "lock and return"
-helper and is not reported. Paths are followed within one function; `goto` stops tracking.
+A function that never unlocks and that sounds like it locks for its caller (`lockState`,
+`acquire`, `begin`), or that no code of the package calls, or whose caller unlocks (or
+calls something named like a release) after calling it, is taken to be a deliberate "lock
+and return" helper and is not reported. Paths are followed within one function.
 
 ## References
 - https://pkg.go.dev/sync#Mutex.Lock
@@ -89,7 +95,13 @@ pub fn check(cx: &mut Checker) {
                     && runs_here(m, func)
             })
         };
-        if !unlocks(body) || expects_held_or_hands_off(cx, body, node, &mu, unlock) {
+        if !unlocks(body) {
+            if let Some(f) = never_released(cx, func, body, node, &mu, unlock) {
+                findings.push(f);
+            }
+            continue;
+        }
+        if expects_held_or_hands_off(cx, body, node, &mu, unlock) {
             continue;
         }
         // Taken on every turn of a loop that never releases it: the unlocks are counted
@@ -140,6 +152,228 @@ pub fn check(cx: &mut Checker) {
     for f in findings {
         cx.report(f);
     }
+}
+
+/// A function that takes its receiver's (or a package variable's) lock and never releases
+/// it, which no caller in the package releases either: every call leaves the lock held.
+/// A function that locks for its callers (`lockState()`, `acquire()`, a caller that unlocks
+/// after the call, a method called from outside the package) is a hand-off, not a leak.
+fn never_released<'a>(
+    cx: &Checker<'a>,
+    func: Node<'a>,
+    body: Node<'a>,
+    lock: Node<'a>,
+    mu: &str,
+    unlock: &str,
+) -> Option<Finding<'a>> {
+    // Any unlock of it in the body (a callback, a goroutine) may be the release.
+    if syntax::descendants(body, true)
+        .into_iter()
+        .any(|m| is_unlock(cx, m, mu, unlock))
+    {
+        return None;
+    }
+    let name = cx.text(func.child_by_field_name("name")?);
+    let lower = name.to_lowercase();
+    if ["lock", "acquire", "begin", "enter", "hold", "grab", "take"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        return None;
+    }
+    // The lock: a field of the receiver, or a package variable. (A parameter's or a local's
+    // lock belongs to the caller or dies with the call.)
+    // `field` is "" for a lock embedded in the receiver (`c.Lock()`).
+    let field = match syntax::receiver(func, cx.src()) {
+        Some((recv, _)) if mu == recv => "",
+        Some((recv, _)) if mu.starts_with(&format!("{recv}.")) => &mu[recv.len() + 1..],
+        _ if cx.pkg.sync_globals.contains_key(mu) => mu,
+        _ => return None,
+    };
+    // The receiver handed to another value (`return &txn{s: s}`, `register(s)`): whoever
+    // holds it may release the lock (a transaction's `End`).
+    if let Some((recv, _)) = syntax::receiver(func, cx.src()) {
+        if escapes(cx, body, recv) {
+            return None;
+        }
+    }
+    // Another method of the type unlocks it without locking: a pair of methods.
+    let ty =
+        syntax::receiver(func, cx.src()).and_then(|(_, t)| syntax::base_type_name(t, cx.src()));
+    if ty.is_some_and(|ty| crate::summary::type_releases(cx, ty, field, unlock)) {
+        return None;
+    }
+    // The type's other methods take and release this lock around their work.
+    let peers_pair = ty.is_some_and(|ty| crate::summary::type_pairs(cx, ty, func, field));
+    let is_method = func.kind() == "method_declaration";
+    let mut callers = Vec::new();
+    for (i, (file, ix)) in cx.pkg.files.iter().zip(&cx.pkg.file_indexes).enumerate() {
+        if !cx.pkg.builds_with(cx.file_in_pkg, i) {
+            continue;
+        }
+        let src = file.text.as_str();
+        for &call in ix.calls_by_name.get(name).into_iter().flatten() {
+            let Some(c) = Call::of(call) else { continue };
+            if c.receiver.is_some() != is_method {
+                continue;
+            }
+            let Some(caller) = ix.enclosing_function(call) else {
+                continue;
+            };
+            // The caller releases it after the call (an unlock of that field, or a method
+            // that sounds like a release: `unlockState()`, `release()`, `end()`): a hand-off.
+            // Checked for every call of the name, whatever its receiver's type.
+            let after = &src[call.end_byte()..caller.end_byte()];
+            let on = c.receiver.map(|r| syntax::normalize(&src[r.byte_range()]));
+            if releases_after(after, on.as_deref(), field) {
+                return None;
+            }
+            // A caller for certain: a function's call, or a method called on a receiver of
+            // this type. A deferred call or a use as a value is not followed.
+            let plain = call.parent().is_some_and(|p| {
+                matches!(
+                    p.kind(),
+                    "expression_statement"
+                        | "expression_list"
+                        | "short_var_declaration"
+                        | "assignment"
+                        | "return_statement"
+                )
+            });
+            let this_type = match (c.receiver, ty) {
+                (None, _) => true,
+                (Some(r), Some(ty)) => receiver_has_type(src, ix, r, caller, ty),
+                _ => false,
+            };
+            if !plain || !this_type {
+                continue;
+            }
+            let line = file.position(call.start_byte()).line;
+            callers.push(if i == cx.file_in_pkg {
+                format!("line {line}")
+            } else {
+                let name = file.path.file_name().map(|n| n.to_string_lossy());
+                format!("{}:{line}", name.unwrap_or_default())
+            });
+        }
+    }
+    let taken = if unlock == "Unlock" { "Lock" } else { "RLock" };
+    let message = if !callers.is_empty() {
+        format!(
+            "`{mu}.{taken}()` is never released: `{name}` returns with it held and none of its callers in the package unlocks it (called at {})",
+            callers.join(", ")
+        )
+    } else if peers_pair {
+        // No caller here (an interface method, a callback, an exported API): the type's other
+        // methods show the lock guards critical sections and none releases it for a caller.
+        format!(
+            "`{mu}.{taken}()` is never released: `{name}` returns with it held, while the other methods of its type take and release this lock themselves and none releases it for a caller"
+        )
+    } else {
+        return None;
+    };
+    Some(Finding {
+        node: lock,
+        message,
+        help: format!("`defer {mu}.{unlock}()` right after locking"),
+        severity: None,
+    })
+}
+
+/// Whether the value named `name` leaves the function body as a value: an argument, an
+/// element of a composite literal, a returned or assigned value (not `name.f` or
+/// `name.m()`).
+fn escapes(cx: &Checker, body: Node, name: &str) -> bool {
+    syntax::descendants(body, true).into_iter().any(|n| {
+        if n.kind() != "identifier" || cx.text(n) != name {
+            return false;
+        }
+        let mut p = n.parent();
+        // `&name`, `(name)`
+        while let Some(q) =
+            p.filter(|q| matches!(q.kind(), "unary_expression" | "parenthesized_expression"))
+        {
+            p = q.parent();
+        }
+        p.is_some_and(|p| {
+            matches!(
+                p.kind(),
+                "argument_list"
+                    | "literal_value"
+                    | "literal_element"
+                    | "keyed_element"
+                    | "expression_list"
+                    | "return_statement"
+            )
+        })
+    })
+}
+
+/// Whether the code after a call on `on` (`None`: a function call) releases the lock `field`
+/// of it: `on.field.Unlock()` (`on.Unlock()` for an embedded lock), or a method of `on` (a
+/// function, for a call without receiver) named like a release (`unlockState`, `release`,
+/// `end`, `done`).
+fn releases_after(after: &str, on: Option<&str>, field: &str) -> bool {
+    let released = |name: &str| {
+        let lower = name.to_lowercase();
+        lower.contains("unlock")
+            || lower.contains("release")
+            || matches!(lower.as_str(), "end" | "exit" | "leave" | "done")
+    };
+    // Every call `X.name(` or `name(` after the call, with X as written.
+    let calls = after.match_indices('(').filter_map(|(i, _)| {
+        let before = &after[..i];
+        let start = before
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+            .map_or(0, |p| p + 1);
+        let callee = &before[start..];
+        (!callee.is_empty()).then_some(callee)
+    });
+    for callee in calls {
+        let (target, name) = callee.rsplit_once('.').unwrap_or(("", callee));
+        match on {
+            Some(recv) => {
+                let lock = if field.is_empty() {
+                    recv.to_string()
+                } else {
+                    format!("{recv}.{field}")
+                };
+                if (target == lock && name.ends_with("Unlock"))
+                    || (target == recv && released(name))
+                {
+                    return true;
+                }
+            }
+            None => {
+                if (target == field && name.ends_with("Unlock"))
+                    || (target.is_empty() && released(name))
+                {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Whether `recv` (the operand of a method call in `caller`) is the receiver of an enclosing
+/// method of type `ty` (`s.flush()` inside another method of `s`'s type).
+fn receiver_has_type(
+    src: &str,
+    ix: &crate::package::FileIndex,
+    recv: Node,
+    caller: Node,
+    ty: &str,
+) -> bool {
+    let name = &src[recv.byte_range()];
+    let mut f = Some(caller);
+    while let Some(func) = f {
+        if let Some((r, t)) = syntax::receiver(func, src) {
+            return r == name && syntax::base_type_name(t, src) == Some(ty);
+        }
+        f = ix.enclosing_function(func);
+    }
+    false
 }
 
 /// Whether a variable of `cond` is assigned between `from` and `to` (other than set to
