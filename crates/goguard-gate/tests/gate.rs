@@ -1127,3 +1127,45 @@ async fn an_upstream_scoped_breaker_is_shared_by_its_routes() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_client_leaves_is_no_longer_in_flight() {
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start("a");
+    let gate = TestGate::start(
+        &format!(
+            "{}[upstreams.orders]\ntargets = [\"{}\"]\n[[routes]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"orders\"\n",
+            head(),
+            up.addr
+        ),
+        Arc::new(SystemClock),
+    )
+    .await;
+    let in_flight = |metrics: String| {
+        metrics
+            .lines()
+            .find(|l| l.contains("in_flight{") && l.contains("orders"))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_string)
+    };
+    // The upstream holds the request until the gateway gives up on it.
+    let mut client = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    client
+        .write_all(b"GET /orders/1?hang=1 HTTP/1.1\r\nhost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "the request is in flight",
+        || async { in_flight(gate.metrics().await).as_deref() == Some("1") },
+    )
+    .await;
+    drop(client);
+    wait_for(
+        Duration::from_secs(5),
+        "the abandoned request is out of flight",
+        || async { in_flight(gate.metrics().await).as_deref() == Some("0") },
+    )
+    .await;
+    assert!(gate.metrics().await.contains("client_closed"));
+}

@@ -185,6 +185,10 @@ impl<R: Deref<Target = Recorder>> Record<R> {
 impl<R: Deref<Target = Recorder>> Drop for Record<R> {
     fn drop(&mut self) {
         if !self.done {
+            // The client left before its answer's head was ready: out of flight too.
+            if let Some(hot) = self.recorder.hot() {
+                hot.in_flight.dec();
+            }
             self.reason = Some("client_closed");
             self.finish(CLIENT_CLOSED_REQUEST.as_u16());
         }
