@@ -431,6 +431,16 @@ async fn a_clients_broken_body_is_its_fault_not_the_upstreams() {
             200
         );
     }
+    // Every request is out of flight again, the abandoned ones too.
+    let metrics = gate.metrics().await;
+    let in_flight: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.contains("in_flight{") && l.contains("orders"))
+        .collect();
+    assert!(!in_flight.is_empty(), "{metrics}");
+    for line in in_flight {
+        assert!(line.ends_with(" 0"), "in flight after all answers: {line}");
+    }
     let status = gate.status().await;
     let target = &status["upstreams"]["u"][0];
     assert_eq!(target["ejections"], 0, "{status}");
