@@ -87,3 +87,52 @@ func worker(wg *sync.WaitGroup) {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[test]
+fn a_goroutine_started_in_another_file_is_checked_where_it_is() {
+    let main = "package p
+
+import (
+	\"context\"
+	\"sync\"
+)
+
+func Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go worker(&wg)
+	go poll(ctx)
+	wg.Wait()
+}
+";
+    let workers = "package p
+
+import (
+	\"context\"
+	\"sync\"
+	\"time\"
+)
+
+func ready() bool { return false }
+
+func worker(wg *sync.WaitGroup) {
+	if !ready() {
+		return
+	}
+	wg.Done()
+}
+
+func poll(ctx context.Context) {
+	for {
+		time.Sleep(time.Second)
+	}
+}
+";
+    let dir = package(
+        "started-elsewhere",
+        &[("run.go", main), ("workers.go", workers)],
+    );
+    assert_eq!(findings(&dir, "G304"), vec![("workers.go".to_string(), 15)]);
+    assert_eq!(findings(&dir, "G102"), vec![("workers.go".to_string(), 19)]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -67,11 +67,28 @@ either: the parameter of an unexported function that every caller in the package
 
 pub fn check(cx: &mut Checker) {
     let mut findings = Vec::new();
-    for &go in &cx.index.go_stmts {
-        let Some(f) = super::goroutine_function(cx, go) else {
-            continue;
+    // Goroutines started here, and functions of this file started as goroutines elsewhere
+    // (their own context parameter is the one in reach).
+    let mut starts: Vec<(Node, Option<Node>, String)> = cx
+        .index
+        .go_stmts
+        .iter()
+        .filter_map(|&go| {
+            let f = super::goroutine_function(cx, go)?;
+            Some((f, Some(go), format!("line {}", cx.line(go))))
+        })
+        .collect();
+    for (f, site) in super::started_elsewhere(cx) {
+        if !starts.iter().any(|(g, _, _)| g.id() == f.id()) {
+            starts.push((f, None, site));
+        }
+    }
+    for (f, go, site) in starts {
+        let reach = match go {
+            Some(go) => context_in_reach(cx, f, go),
+            None => own_context(cx, f).map(|name| (name, f)),
         };
-        let Some((ctx_name, owner)) = context_in_reach(cx, f, go) else {
+        let Some((ctx_name, owner)) = reach else {
             continue;
         };
         let Some(body) = f.child_by_field_name("body") else {
@@ -93,8 +110,7 @@ pub fn check(cx: &mut Checker) {
             findings.push(Finding {
                 node: loops::for_keyword(n),
                 message: format!(
-                    "goroutine started at line {} loops forever and never checks `{ctx_name}.Done()`: cancelling `{ctx_name}` does not stop it",
-                    cx.line(go)
+                    "goroutine started at {site} loops forever and never checks `{ctx_name}.Done()`: cancelling `{ctx_name}` does not stop it"
                 ),
                 help: format!("select on `<-{ctx_name}.Done()` in the loop and return when it fires"),
                 severity: None,
@@ -114,10 +130,7 @@ fn context_in_reach<'a>(
     go: Node<'a>,
 ) -> Option<(&'a str, Node<'a>)> {
     let src = cx.src();
-    let own = syntax::params(f, src)
-        .into_iter()
-        .find(|(_, t)| cx.is_context_type(*t));
-    if let Some((name, _)) = own {
+    if let Some(name) = own_context(cx, f) {
         return Some((name, f));
     }
     if f.kind() != "function_literal" {
@@ -134,6 +147,14 @@ fn context_in_reach<'a>(
         outer = cx.enclosing_function(o);
     }
     None
+}
+
+/// The name of `f`'s own context parameter.
+fn own_context<'a>(cx: &Checker<'a>, f: Node<'a>) -> Option<&'a str> {
+    syntax::params(f, cx.src())
+        .into_iter()
+        .find(|(_, t)| cx.is_context_type(*t))
+        .map(|(name, _)| name)
 }
 
 /// Whether the package shows that the context parameter `ctx` of `owner` is never cancelled:

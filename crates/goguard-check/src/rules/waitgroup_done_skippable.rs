@@ -61,11 +61,17 @@ A `Done` called from a helper function is not seen.
 
 pub fn check(cx: &mut Checker) {
     let mut findings = Vec::new();
-    let gos = cx.index.go_stmts.clone();
-    for go in gos {
-        let Some(f) = super::goroutine_function(cx, go) else {
-            continue;
-        };
+    // Goroutines started here, and functions of this file started as goroutines elsewhere.
+    let mut bodies: Vec<Node> = cx
+        .index
+        .go_stmts
+        .iter()
+        .filter_map(|&go| super::goroutine_function(cx, go))
+        .collect();
+    bodies.extend(super::started_elsewhere(cx).into_iter().map(|(f, _)| f));
+    bodies.sort_by_key(|f| f.start_byte());
+    bodies.dedup_by_key(|f| f.id());
+    for f in bodies {
         let Some(body) = f.child_by_field_name("body") else {
             continue;
         };
