@@ -34,6 +34,7 @@ use crate::layer::string_serde;
 
 // Each protection's section is its layer's rule (a layer reads its own configuration).
 pub use crate::layer::breaker::{ErrorClasses, Rule as Breaker, Scope as BreakerScope};
+pub use crate::layer::cache::Rule as Cache;
 pub use crate::layer::concurrency::Rule as Concurrency;
 pub use crate::layer::limit::{KeySpec, KeyedRate, Rate, RateLimit, Rule as Limit};
 
@@ -246,6 +247,9 @@ pub struct Route {
     pub limit: Option<Limit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Fallback>,
+    /// A read-through cache for GET requests (5.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<Cache>,
 }
 
 fn default_prefix() -> String {
@@ -585,6 +589,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
         let sections = [
             ("breaker", r.breaker.as_ref().map(Breaker::problems)),
             ("limit", r.limit.as_ref().map(Limit::problems)),
+            ("cache", r.cache.as_ref().map(Cache::problems)),
         ];
         for (section, problems) in sections {
             for (rest, message) in problems.into_iter().flatten() {

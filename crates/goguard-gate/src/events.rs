@@ -28,6 +28,10 @@ impl Reason {
     pub const SharedLimitsUnavailable: Reason = Reason("shared_limits_unavailable");
     /// Redis is back: the limits are shared again.
     pub const SharedLimitsRecovered: Reason = Reason("shared_limits_recovered");
+    /// The cache lost its second level in Redis and works in memory alone.
+    pub const CacheRedisUnavailable: Reason = Reason("cache_redis_unavailable");
+    /// Redis is back: the cache's entries are shared again.
+    pub const CacheRedisRecovered: Reason = Reason("cache_redis_recovered");
 
     /// The reason of that name (`rate_limited`).
     pub const fn named(name: &'static str) -> Reason {

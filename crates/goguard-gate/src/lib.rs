@@ -23,6 +23,7 @@ pub mod limit;
 pub mod metrics;
 pub mod plain_h1;
 pub mod proxy;
+pub mod redis_link;
 pub mod server;
 pub mod shared_limits;
 pub mod timer;

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -35,6 +35,7 @@ use crate::inbound::Inbound;
 use crate::layer::{Body, BoxError, BreakerHandle, MetricDesc, Sample};
 use crate::metrics::{Metrics, RequestMetrics, RouteReason, RouteStatus};
 use crate::proxy::{match_route, Peer, TrustedProxies};
+use crate::redis_link::{LinkRole, RedisLink};
 use crate::shared_limits::SharedLimits;
 use crate::upstream::{TargetStatus, UpstreamPool};
 use answer::plain;
@@ -72,6 +73,15 @@ fn keep<R: serde::Serialize, T: Clone>(
     }
 }
 
+/// The caches leave Redis alone for a quarter of a second after a failure, then twice as
+/// long at each failure in a row, up to 8 s.
+const CACHE_REDIS: LinkRole = LinkRole {
+    name: "the cache's second level",
+    lost: events::Reason::CacheRedisUnavailable,
+    back: events::Reason::CacheRedisRecovered,
+    pause: (Duration::from_millis(250), Duration::from_secs(8)),
+};
+
 #[derive(Clone)]
 struct EventsPart {
     queue: EventQueue,
@@ -93,6 +103,8 @@ pub struct Stack {
     body_limit: BodyLimit,
     events: Kept<EventsPart>,
     shared_limits: Option<Kept<SharedLimits>>,
+    /// The caches' link to Redis (their second level and fill lock).
+    cache_redis: Option<Kept<RedisLink>>,
     access_log: Kept<AccessLog>,
     /// The record of the requests no route takes (route `-`).
     unrouted: Recorder,
@@ -186,6 +198,28 @@ impl Stack {
             )?),
             None => None,
         };
+        let cache_redis = match &config.redis {
+            Some(r)
+                if config
+                    .routes
+                    .iter()
+                    .any(|rt| rt.cache.as_ref().is_some_and(|c| c.shared)) =>
+            {
+                Some(keep(
+                    previous.and_then(|p| p.cache_redis.as_ref()),
+                    r,
+                    || {
+                        Ok(RedisLink::new(
+                            &r.url,
+                            r.timeout,
+                            CACHE_REDIS,
+                            Some(events.value.queue.clone()),
+                        ))
+                    },
+                )?)
+            }
+            _ => None,
+        };
         let access_log = keep(
             previous.map(|p| &p.access_log),
             &config.server.access_log,
@@ -197,6 +231,7 @@ impl Stack {
             resolve: &resolve,
             clock: &clock,
             shared_limits: shared_limits.as_ref().map(|k| &k.value),
+            cache_redis: cache_redis.as_ref(),
             upstream_breakers: BTreeMap::new(),
         };
         let around = Around {
@@ -230,6 +265,7 @@ impl Stack {
             trusted,
             events,
             shared_limits,
+            cache_redis,
             access_log,
         })
     }

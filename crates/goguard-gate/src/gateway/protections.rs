@@ -17,9 +17,10 @@ use crate::clock::SharedClock;
 use crate::config::{BreakerScope, Fallback, Route};
 use crate::layer::breaker::Fallback as FallbackService;
 use crate::layer::{
-    full, Body, BoxError, BreakerHandle, BreakerLayer, ConcurrencyHandle, ConcurrencyLayer,
-    LimitHandle, LimitLayer,
+    full, Body, BoxError, BreakerHandle, BreakerLayer, CacheHandle, CacheLayer, ConcurrencyHandle,
+    ConcurrencyLayer, LimitHandle, LimitLayer,
 };
+use crate::redis_link::RedisLink;
 use crate::shared_limits::SharedLimits;
 use crate::upstream::UpstreamPool;
 
@@ -92,6 +93,26 @@ pub fn limit(r: &Route, parts: &Parts, keep: &mut Keep) -> Result<Option<LimitLa
     Ok(Some(LimitLayer::new(handle)))
 }
 
+/// The route's read-through cache (`[routes.cache]`), with a second level in Redis when
+/// `[redis]` is set.
+pub fn cache(r: &Route, parts: &Parts, keep: &mut Keep) -> Result<Option<CacheLayer>, String> {
+    let Some(rule) = &r.cache else {
+        return Ok(None);
+    };
+    let redis = parts.cache_redis.filter(|_| rule.shared);
+    // A new Redis (another URL) is a new second level.
+    let kept_while = (rule, redis.map(|k| &k.rule));
+    let handle = keep.state("cache", &kept_while, || {
+        Ok(CacheHandle::new(
+            &r.name,
+            rule.clone(),
+            redis.map(|k| k.value.clone()),
+            parts.clock.clone(),
+        ))
+    })?;
+    Ok(Some(CacheLayer::new(handle)))
+}
+
 /// What the routes' protections are built from besides their rules: the stack-wide parts,
 /// and the previous stack, whose states they take over.
 pub struct Parts<'a> {
@@ -101,6 +122,8 @@ pub struct Parts<'a> {
     pub resolve: &'a dyn Fn(&Path) -> PathBuf,
     pub clock: &'a SharedClock,
     pub shared_limits: Option<&'a SharedLimits>,
+    /// The cache's link to Redis, when `[redis]` is set and a route has a cache.
+    pub cache_redis: Option<&'a Kept<RedisLink>>,
     /// Breakers with `scope = "upstream"`, by upstream, as this stack makes them.
     pub upstream_breakers: BTreeMap<String, Kept<BreakerHandle>>,
 }

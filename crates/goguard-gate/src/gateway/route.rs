@@ -65,8 +65,7 @@ type DynProtections = Box<
         + Send,
 >;
 
-/// The future of a protection's call: boxed, as a layer written with `async` has it.
-pub type Answering = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+pub use crate::layer::Answering;
 
 /// A route's answer, on its way to the client.
 pub type RouteFuture = <RouteService as Service<Routed>>::Future;
@@ -87,6 +86,7 @@ impl RouteStack {
         let inner = Protections::on(pool)
             .push(protections::breaker(r, parts, &mut keep)?)
             .push(protections::concurrency(r, &mut keep)?)
+            .push(protections::cache(r, parts, &mut keep)?)
             .push(protections::limit(r, parts, &mut keep)?);
         let user_key = around
             .user_key

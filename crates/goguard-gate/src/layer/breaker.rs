@@ -454,7 +454,7 @@ where
             out.push(Sample {
                 metric: "breaker_state",
                 labels: vec![("state", s.to_string())],
-                value: i64::from(b.state == s),
+                value: f64::from(u8::from(b.state == s)),
             });
         }
         for (to, n) in [
@@ -465,7 +465,7 @@ where
             out.push(Sample {
                 metric: "breaker_transitions",
                 labels: vec![("to", to.to_string())],
-                value: n as i64,
+                value: n as f64,
             });
         }
     }

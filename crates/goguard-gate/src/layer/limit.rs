@@ -440,7 +440,7 @@ impl Protection for LimitLayer {
         out.push(Sample {
             metric: "limit_keys",
             labels: Vec::new(),
-            value: self.handle.status().keys as i64,
+            value: self.handle.status().keys as f64,
         });
     }
 

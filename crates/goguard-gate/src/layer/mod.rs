@@ -7,6 +7,7 @@
 //! its checks): a layer needs nothing of the gateway's.
 
 pub mod breaker;
+pub mod cache;
 pub mod concurrency;
 pub mod limit;
 pub mod per_thread;
@@ -19,6 +20,7 @@ use http::{header, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 pub use breaker::{BreakerHandle, BreakerLayer};
+pub use cache::{CacheHandle, CacheLayer};
 pub use concurrency::{ConcurrencyHandle, ConcurrencyLayer};
 pub use limit::{LimitHandle, LimitLayer};
 
@@ -54,6 +56,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[allow(clippy::redundant_allocation)]
 pub type Forked<T> = std::sync::Arc<std::sync::Arc<T>>;
 
+/// The future of a protection's call: boxed, as a layer written with `async` has it.
+pub type Answering =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
 /// The body the gateway moves around: streamed, boxed.
 pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
@@ -77,7 +83,8 @@ pub enum MetricKind {
 pub struct Sample {
     pub metric: &'static str,
     pub labels: Vec<(&'static str, String)>,
-    pub value: i64,
+    /// A count, or a ratio for a gauge (a Bloom filter's fill).
+    pub value: f64,
 }
 
 /// What a service built of these layers asks of a protection besides its layer: how it is

@@ -1,5 +1,6 @@
 // upstream is the Go service the gateway tests put behind goguard gate. Each request can ask
-// for a status, a delay, a hang, a streamed body or an echo of what arrived; /control/mode
+// for a status, a delay, a hang, a streamed body, answer headers and body of its choosing, or
+// an echo of what arrived; /control/mode
 // switches the whole instance to failing, slow or healthy; /control/close-idle closes its
 // idle keep-alive connections.
 package main
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +90,12 @@ func main() {
 			http.Error(w, "failing on command", http.StatusInternalServerError)
 			return
 		}
+		// Answer headers on command (set=Name:Value, repeatable), for the cache's tests.
+		for _, h := range q["set"] {
+			if k, v, ok := strings.Cut(h, ":"); ok {
+				w.Header().Add(k, v)
+			}
+		}
 		if s := q.Get("status"); s != "" {
 			code, _ := strconv.Atoi(s)
 			w.WriteHeader(code)
@@ -108,6 +116,14 @@ func main() {
 					return
 				}
 			}
+			return
+		}
+		if b, ok := q["body"]; ok {
+			fmt.Fprint(w, b[0])
+			return
+		}
+		if h := q.Get("echo-header"); h != "" {
+			fmt.Fprintf(w, "%s=%s #%d\n", h, r.Header.Get(h), st.count.Load())
 			return
 		}
 		if q.Get("echo") != "" {
