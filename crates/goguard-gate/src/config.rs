@@ -33,6 +33,7 @@ use crate::layer::serde_duration as human_duration;
 use crate::layer::string_serde;
 
 // Each protection's section is its layer's rule (a layer reads its own configuration).
+pub use crate::layer::bloom::Rule as Bloom;
 pub use crate::layer::breaker::{ErrorClasses, Rule as Breaker, Scope as BreakerScope};
 pub use crate::layer::cache::Rule as Cache;
 pub use crate::layer::concurrency::Rule as Concurrency;
@@ -250,6 +251,9 @@ pub struct Route {
     /// A read-through cache for GET requests (5.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<Cache>,
+    /// A Bloom filter of the ids that exist: unknown ones get a 404 without the service (5.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bloom: Option<Bloom>,
 }
 
 fn default_prefix() -> String {
@@ -590,6 +594,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             ("breaker", r.breaker.as_ref().map(Breaker::problems)),
             ("limit", r.limit.as_ref().map(Limit::problems)),
             ("cache", r.cache.as_ref().map(Cache::problems)),
+            ("bloom", r.bloom.as_ref().map(Bloom::problems)),
         ];
         for (section, problems) in sections {
             for (rest, message) in problems.into_iter().flatten() {

@@ -32,6 +32,8 @@ impl Reason {
     pub const CacheRedisUnavailable: Reason = Reason("cache_redis_unavailable");
     /// Redis is back: the cache's entries are shared again.
     pub const CacheRedisRecovered: Reason = Reason("cache_redis_recovered");
+    /// A route's Bloom filter could not be loaded: unknown ids are let through.
+    pub const BloomUnavailable: Reason = Reason("bloom_unavailable");
 
     /// The reason of that name (`rate_limited`).
     pub const fn named(name: &'static str) -> Reason {

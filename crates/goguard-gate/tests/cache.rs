@@ -361,3 +361,176 @@ async fn gateways_share_entries_through_redis_and_one_fills_under_its_lock() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+fn bloom_config(up: SocketAddr, routes: &[(&str, &str)], extra: &str) -> String {
+    let mut out = format!("{}{extra}[upstreams.items]\ntargets = [\"{up}\"]\n", head());
+    for (name, bloom) in routes {
+        out += &format!(
+            "[[routes]]\nname = \"{name}\"\npath_prefix = \"/{name}\"\nupstream = \"items\"\n[routes.bloom]\nid = \"segment:2\"\nexpected_items = 1000\n{bloom}\n"
+        );
+    }
+    out
+}
+
+async fn bloom_state(gate: &TestGate, route: usize) -> serde_json::Value {
+    gate.status().await["routes"][route]["bloom"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_ids_get_the_routes_404_without_the_service_until_the_filter_learns_them() {
+    let up = Upstream::start("db");
+    let dir = std::env::temp_dir().join(format!("goguard-bloom-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ids = dir.join("ids.txt");
+    let known: Vec<String> = (1..=100).map(|i| i.to_string()).collect();
+    std::fs::write(&ids, known.join("\n")).unwrap();
+    let bloom = format!(
+        "source = \"file:{}\"\nreload_every = \"100ms\"\nbody = '{{\"error\":\"no such item\"}}'\ncontent_type = \"application/json\"",
+        ids.display()
+    );
+    let gate = TestGate::start(&bloom_config(up.addr, &[("items", &bloom)], ""), manual().1).await;
+    wait_for(Duration::from_secs(5), "the filter is loaded", || async {
+        bloom_state(&gate, 0).await["state"] == "loaded"
+    })
+    .await;
+    assert_eq!(get(&gate.url("/items/5")).await.0, 200);
+    assert_eq!(
+        get(&gate.url("/items")).await.0,
+        200,
+        "no id: not the filter's to judge"
+    );
+    let (s, h, body) = get(&gate.url("/items/5000")).await;
+    assert_eq!(
+        (s.as_u16(), body.as_str()),
+        (404, "{\"error\":\"no such item\"}")
+    );
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(
+        up.count().await,
+        2,
+        "the unknown id never reached the service"
+    );
+    let b = bloom_state(&gate, 0).await;
+    assert_eq!(
+        (b["items"].as_u64(), b["rejected"].as_u64()),
+        (Some(100), Some(1)),
+        "{b}"
+    );
+    let fill = b["fill_ratio"].as_f64().unwrap();
+    assert!(fill > 0.0 && fill < 0.5, "{b}");
+    let metrics = gate.metrics().await;
+    for line in [
+        "goguard_gate_bloom_rejected_total{route=\"items\"} 1",
+        "goguard_gate_rejections_total{route=\"items\",reason=\"unknown_id\"} 1",
+        "goguard_gate_bloom_in_force{route=\"items\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
+    let fp: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("goguard_gate_bloom_false_positive_rate{route=\"items\"} "))
+        .expect("the estimated false-positive rate")
+        .parse()
+        .unwrap();
+    assert!(
+        fp > 0.0 && fp < 0.001,
+        "100 ids in a filter for 1000 at 0.1%: {fp}"
+    );
+    // A new id: the next rebuild takes it in.
+    std::fs::write(&ids, format!("{}\n5000\n", known.join("\n"))).unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "the rebuilt filter knows 5000",
+        || async { get(&gate.url("/items/5000")).await.0 == 200 },
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_that_cannot_be_loaded_fails_open_and_says_so() {
+    let up = Upstream::start("db");
+    let gate = TestGate::start(
+        &bloom_config(
+            up.addr,
+            &[(
+                "items",
+                "source = \"file:no-such-ids.txt\"\nreload_every = \"1h\"",
+            )],
+            "",
+        ),
+        manual().1,
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(5),
+        "the failure is reported",
+        || async {
+            gate.events()
+                .iter()
+                .any(|e| e["reason"] == "bloom_unavailable" && e["route"] == "items")
+        },
+    )
+    .await;
+    assert_eq!(
+        get(&gate.url("/items/5000")).await.0,
+        200,
+        "open, not closed"
+    );
+    assert_eq!(up.count().await, 1);
+    let metrics = gate.metrics().await;
+    assert!(
+        metrics.contains("goguard_gate_bloom_load_failures_total{route=\"items\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("goguard_gate_bloom_in_force{route=\"items\"} 0"));
+    assert_eq!(bloom_state(&gate, 0).await["state"], "loading");
+    gate.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_come_from_a_redis_set_or_a_url() {
+    let up = Upstream::start("db");
+    let list = Upstream::start("ids");
+    let redis = Redis::start();
+    let mut conn = redis.connection();
+    redis::cmd("SADD")
+        .arg("valid-ids")
+        .arg(&["a", "b", "c"])
+        .query::<()>(&mut conn)
+        .unwrap();
+    let from_redis = format!("source = \"{}/set:valid-ids\"", redis.url());
+    let from_url = format!(
+        "source = \"http://{}/ids?body=x%0Ay%0A%23%20a%20comment\"",
+        list.addr
+    );
+    let gate = TestGate::start(
+        &bloom_config(up.addr, &[("items", &from_redis), ("skus", &from_url)], ""),
+        manual().1,
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(5),
+        "both filters are loaded",
+        || async {
+            bloom_state(&gate, 0).await["state"] == "loaded"
+                && bloom_state(&gate, 1).await["state"] == "loaded"
+        },
+    )
+    .await;
+    let codes = [
+        get(&gate.url("/items/a")).await.0,
+        get(&gate.url("/items/x")).await.0,
+        get(&gate.url("/skus/y")).await.0,
+        get(&gate.url("/skus/a")).await.0,
+    ];
+    assert_eq!(codes.map(|c| c.as_u16()), [200, 404, 200, 404]);
+    assert_eq!(
+        bloom_state(&gate, 1).await["items"],
+        2,
+        "the comment is not an id"
+    );
+    assert_eq!(up.count().await, 2);
+    gate.shutdown().await;
+}

@@ -232,6 +232,7 @@ impl Stack {
             clock: &clock,
             shared_limits: shared_limits.as_ref().map(|k| &k.value),
             cache_redis: cache_redis.as_ref(),
+            events: &events.value.queue,
             upstream_breakers: BTreeMap::new(),
         };
         let around = Around {

@@ -15,10 +15,11 @@ use super::route::BoxedBody;
 use super::{fingerprint, Kept, Stack};
 use crate::clock::SharedClock;
 use crate::config::{BreakerScope, Fallback, Route};
+use crate::layer::bloom::Source as BloomSource;
 use crate::layer::breaker::Fallback as FallbackService;
 use crate::layer::{
-    full, Body, BoxError, BreakerHandle, BreakerLayer, CacheHandle, CacheLayer, ConcurrencyHandle,
-    ConcurrencyLayer, LimitHandle, LimitLayer,
+    full, BloomHandle, BloomLayer, Body, BoxError, BreakerHandle, BreakerLayer, CacheHandle,
+    CacheLayer, ConcurrencyHandle, ConcurrencyLayer, LimitHandle, LimitLayer,
 };
 use crate::redis_link::RedisLink;
 use crate::shared_limits::SharedLimits;
@@ -113,6 +114,27 @@ pub fn cache(r: &Route, parts: &Parts, keep: &mut Keep) -> Result<Option<CacheLa
     Ok(Some(CacheLayer::new(handle)))
 }
 
+/// The route's Bloom filter of valid ids (`[routes.bloom]`), loaded in the background.
+pub fn bloom(r: &Route, parts: &Parts, keep: &mut Keep) -> Result<Option<BloomLayer>, String> {
+    let Some(rule) = &r.bloom else {
+        return Ok(None);
+    };
+    let source = match &rule.source {
+        BloomSource::File(p) => BloomSource::File((parts.resolve)(p)),
+        other => other.clone(),
+    };
+    let handle = keep.state("bloom", rule, || {
+        Ok(BloomHandle::new(
+            &r.name,
+            rule.clone(),
+            source,
+            parts.clock.clone(),
+            Some(parts.events.clone()),
+        ))
+    })?;
+    Ok(Some(BloomLayer::new(handle)))
+}
+
 /// What the routes' protections are built from besides their rules: the stack-wide parts,
 /// and the previous stack, whose states they take over.
 pub struct Parts<'a> {
@@ -122,6 +144,8 @@ pub struct Parts<'a> {
     pub resolve: &'a dyn Fn(&Path) -> PathBuf,
     pub clock: &'a SharedClock,
     pub shared_limits: Option<&'a SharedLimits>,
+    /// Where the protections report what happens to them (a filter that cannot load).
+    pub events: &'a crate::events::EventQueue,
     /// The cache's link to Redis, when `[redis]` is set and a route has a cache.
     pub cache_redis: Option<&'a Kept<RedisLink>>,
     /// Breakers with `scope = "upstream"`, by upstream, as this stack makes them.

@@ -87,6 +87,7 @@ impl RouteStack {
             .push(protections::breaker(r, parts, &mut keep)?)
             .push(protections::concurrency(r, &mut keep)?)
             .push(protections::cache(r, parts, &mut keep)?)
+            .push(protections::bloom(r, parts, &mut keep)?)
             .push(protections::limit(r, parts, &mut keep)?);
         let user_key = around
             .user_key

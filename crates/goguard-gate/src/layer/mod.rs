@@ -6,6 +6,7 @@
 //! Each layer's file holds its rule too (the configuration section the gateway embeds, with
 //! its checks): a layer needs nothing of the gateway's.
 
+pub mod bloom;
 pub mod breaker;
 pub mod cache;
 pub mod concurrency;
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use http::{header, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
+pub use bloom::{BloomHandle, BloomLayer};
 pub use breaker::{BreakerHandle, BreakerLayer};
 pub use cache::{CacheHandle, CacheLayer};
 pub use concurrency::{ConcurrencyHandle, ConcurrencyLayer};
