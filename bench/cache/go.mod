@@ -1,0 +1,3 @@
+module goguard.local/bench/cache
+
+go 1.22
