@@ -102,12 +102,54 @@ fn value_sync_kind<'a>(cx: &Checker<'a>, v: Node<'a>) -> Option<SyncKind> {
             if call.receiver.is_none() && cx.text(call.name) == "new" {
                 return type_sync_kind(cx, *call.args.first()?);
             }
-            None
+            result_sync_kind(cx, &call)
         }
         // `wg := s.wg` style aliases of a pointer field.
         "selector_expression" | "identifier" => sync_kind(cx, v),
         _ => None,
     }
+}
+
+/// The sync kind of what a call of the package returns (its first result): a function's, or
+/// a method's when every method of that name in the package (built with this file) returns
+/// the same kind, since the receiver's type is not known here (`ms :=
+/// head.series.getByID(id)`, whose only `getByID` returns a `*memSeries` embedding a mutex).
+fn result_sync_kind(cx: &Checker, call: &Call) -> Option<SyncKind> {
+    let name = cx.text(call.name);
+    if call
+        .receiver
+        .is_some_and(|r| r.kind() == "identifier" && cx.index.imports.contains_key(cx.text(r)))
+    {
+        return None; // another package's function
+    }
+    let decls: Vec<_> = match call.receiver {
+        None => cx.pkg.funcs.get(name)?.iter().collect(),
+        Some(_) => cx
+            .pkg
+            .methods
+            .iter()
+            .filter(|((_, m), _)| *m == name)
+            .flat_map(|(_, d)| d)
+            .collect(),
+    };
+    let mut kinds = decls
+        .into_iter()
+        .filter(|d| cx.pkg.builds_with(cx.file_in_pkg, d.file))
+        .map(|d| {
+            let src = cx.pkg.files[d.file].text.as_str();
+            let result = d.node.child_by_field_name("result")?;
+            let ty = if result.kind() == "parameter_list" {
+                syntax::param_list(result, src).first().map(|(_, t)| *t)?
+            } else {
+                result
+            };
+            direct_sync_kind(ty, src).or_else(|| {
+                let name = syntax::base_type_name(ty, src)?;
+                cx.pkg.embeds.get(name).copied()
+            })
+        });
+    let first = kinds.next()??;
+    kinds.all(|k| k == Some(first)).then_some(first)
 }
 
 /// True when `recv` (the operand of a method call) is a WaitGroup.

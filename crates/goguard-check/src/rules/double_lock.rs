@@ -93,9 +93,10 @@ pub fn check(cx: &mut Checker) {
     }
 }
 
-/// Whether the mutex locked again at `relock` is a variable of this function that a closure
-/// of it (a goroutine) unlocks: Go mutexes belong to no goroutine, so the second `Lock` waits
-/// for that one (a mutex used as a signal), it does not deadlock on itself.
+/// Whether the mutex locked again at `relock` is a variable of this function that another
+/// goroutine unlocks (the relocking function or the unlocking one is started by `go`): Go
+/// mutexes belong to no goroutine, so the second `Lock` waits for that one (a mutex used as
+/// a signal), it does not deadlock on itself.
 fn unlocked_by_other_function<'a>(cx: &Checker<'a>, f: Node<'a>, relock: Node<'a>) -> bool {
     let Some(recv) = crate::syntax::Call::of(relock).and_then(|c| c.receiver) else {
         return false;
@@ -107,9 +108,23 @@ fn unlocked_by_other_function<'a>(cx: &Checker<'a>, f: Node<'a>, relock: Node<'a
         let Some(g) = cx.enclosing_function(u).filter(|g| g.id() != f.id()) else {
             return false;
         };
-        crate::syntax::Call::of(u)
-            .and_then(|c| c.receiver)
-            .and_then(|r| locksets::identity(cx, g, r))
-            .is_some_and(|other| other == id)
+        // One side must be a goroutine the other does not run in: the function started by
+        // `go`, or the unlocking one (two callbacks may well run one after the other in
+        // the same goroutine, and then the second Lock never returns).
+        let apart = (is_goroutine(f) && !crate::syntax::contains(f, g))
+            || (is_goroutine(g) && !crate::syntax::contains(g, f));
+        apart
+            && crate::syntax::Call::of(u)
+                .and_then(|c| c.receiver)
+                .and_then(|r| locksets::identity(cx, g, r))
+                .is_some_and(|other| other == id)
     })
+}
+
+/// Whether `f` is a function literal started by a `go` statement.
+fn is_goroutine(f: Node) -> bool {
+    f.kind() == "function_literal"
+        && f.parent()
+            .and_then(|call| call.parent())
+            .is_some_and(|s| s.kind() == "go_statement")
 }
