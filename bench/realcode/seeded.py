@@ -13,6 +13,7 @@ the rule for it at the edited place. Each kind:
   G301  `wg.Add(1)` right before `go func() {`: moved into the goroutine
   G402  a pointer-receiver method that locks `recv.mu`: the receiver made a value
   G101  `defer close(ch)` in a goroutine of a function that ranges over ch: the close removed
+  G304  `go func() { defer wg.Done(); ... return ... }()`: the Done moved to the end
 
 For each site the package's directory is copied (its .go files and the module's go.mod), the
 edit made in the copy, and `goguard check --select RULE --format json` run on it; a site counts
@@ -176,6 +177,35 @@ def seed_g101(lines):
     return out
 
 
+def seed_g304(lines):
+    out = []
+    for i in range(len(lines) - 1):
+        m = re.match(r"^(\s*)go func\(.*\) \{$", lines[i])
+        if not m:
+            continue
+        ind = m.group(1)
+        d = re.match(r"^\s*defer ([\w.]+)\.Done\(\)$", lines[i + 1])
+        if not d:
+            continue
+        wg = d.group(1)
+        end = next((k for k in range(i + 2, len(lines)) if lines[k].startswith(ind + "}(")), None)
+        if end is None:
+            continue
+        body = lines[i + 2 : end]
+        # a return of the goroutine itself (not of a nested literal) that the Done must cover,
+        # and not only after the test has failed (that path is not reported by design)
+        fails = re.compile(r"\b\w+\.(Error|Errorf|Fatal|Fatalf|Fail|FailNow)\(")
+        if not any(l.startswith(ind + "\t") and l.strip().startswith("return")
+                   and not fails.search(body[k - 1] if k else "")
+                   for k, l in enumerate(body)):
+            continue
+        if any("func(" in l for l in body) or any("%s.Done()" % wg in l for l in body):
+            continue
+        edited = lines[: i + 1] + body + [ind + "\t" + wg + ".Done()"] + lines[end:]
+        out.append((edited, i + 1 + len(body) + 1))
+    return out
+
+
 SEEDERS = {
     "G401": seed_g401,
     "G403": seed_g403,
@@ -183,6 +213,7 @@ SEEDERS = {
     "G301": seed_g301,
     "G402": seed_g402,
     "G101": seed_g101,
+    "G304": seed_g304,
 }
 
 WHAT = {
@@ -192,6 +223,7 @@ WHAT = {
     "G301": "`wg.Add(1)` moved into the goroutine",
     "G402": "a locking method's pointer receiver made a value",
     "G101": "the producer's `defer close(ch)` removed",
+    "G304": "a goroutine's `defer wg.Done()` moved to its end, past a return",
 }
 
 
