@@ -5,7 +5,7 @@
 use tree_sitter::Node;
 
 use crate::checker::Checker;
-use crate::package::{direct_sync_kind, SyncKind};
+use crate::package::{direct_sync_kind, FileIndex, SyncKind};
 use crate::syntax::{self, Call};
 
 /// How a variable was declared.
@@ -20,15 +20,20 @@ pub enum Decl<'t> {
 /// The declaration of identifier `name` visible at `at`, searching the enclosing functions
 /// from the innermost out. Declarations after `at` are ignored.
 pub fn declaration<'t>(cx: &Checker<'t>, at: Node<'t>, name: &str) -> Option<Decl<'t>> {
-    let src = cx.src();
-    let mut func = cx.enclosing_function(at);
+    declaration_in(cx.index, cx.src(), at, name)
+}
+
+/// [`declaration`] in any file of the package: its index and text.
+pub fn declaration_in<'t>(
+    ix: &FileIndex<'t>,
+    src: &'t str,
+    at: Node<'t>,
+    name: &str,
+) -> Option<Decl<'t>> {
+    let mut func = ix.enclosing_function(at);
     while let Some(f) = func {
         {
-            let decls = cx
-                .index
-                .declarations()
-                .get(&f.id())
-                .and_then(|m| m.get(name));
+            let decls = ix.declarations().get(&f.id()).and_then(|m| m.get(name));
             let found = decls
                 .into_iter()
                 .flatten()
@@ -54,7 +59,7 @@ pub fn declaration<'t>(cx: &Checker<'t>, at: Node<'t>, name: &str) -> Option<Dec
                 }
             }
         }
-        func = cx.enclosing_function(f);
+        func = ix.enclosing_function(f);
     }
     None
 }

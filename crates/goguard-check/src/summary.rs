@@ -123,20 +123,14 @@ pub fn runs_for_process_lifetime(cx: &Checker, func: Node) -> bool {
     if name == "main" && package_main {
         return true;
     }
-    let mut uses = 0;
-    for (i, (file, ix)) in cx.pkg.files.iter().zip(&cx.pkg.file_indexes).enumerate() {
-        // A call in a file never built with this one calls another function of that name.
-        if !cx.pkg.builds_with(cx.file_in_pkg, i) {
-            continue;
-        }
-        let src = file.text.as_str();
-        for &call in ix.calls_by_name.get(name).into_iter().flatten() {
-            let Some(c) = Call::of(call) else { continue };
-            if c.receiver.is_some() {
-                continue;
-            }
-            uses += 1;
-            let mut outer = call;
+    let callers = crate::callgraph::callers(cx.pkg, cx.file_in_pkg, func);
+    !callers.sites.is_empty()
+        && callers.all_known()
+        && callers.sites.iter().all(|site| {
+            let file = cx.pkg.files[site.file];
+            let ix = &cx.pkg.file_indexes[site.file];
+            let src = file.text.as_str();
+            let mut outer = site.node;
             while let Some(f) = ix.enclosing_function(outer) {
                 outer = f;
             }
@@ -146,15 +140,11 @@ pub fn runs_for_process_lifetime(cx: &Checker, func: Node) -> bool {
                     .child_by_field_name("name")
                     .is_some_and(|n| &src[n.byte_range()] == "main");
             let from_daemon = || {
-                syntax::enclosing_loop(call).is_none()
+                syntax::enclosing_loop(site.node).is_none()
                     && outer
                         .child_by_field_name("body")
                         .is_some_and(|b| crate::cfg::never_returns(b, src))
             };
-            if !is_main && !from_daemon() {
-                return false;
-            }
-        }
-    }
-    uses > 0
+            is_main || from_daemon()
+        })
 }

@@ -136,3 +136,38 @@ func poll(ctx context.Context) {
     assert_eq!(findings(&dir, "G102"), vec![("workers.go".to_string(), 19)]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_method_started_in_another_file_is_checked_where_it_is() {
+    let main = "package p
+
+import \"context\"
+
+func Start(ctx context.Context) {
+	s := &server{}
+	go s.loop(ctx)
+}
+";
+    let server = "package p
+
+import (
+	\"context\"
+	\"time\"
+)
+
+type server struct{ ticks int }
+
+func (s *server) loop(ctx context.Context) {
+	for {
+		s.ticks++
+		time.Sleep(time.Second)
+	}
+}
+";
+    let dir = package(
+        "method-elsewhere",
+        &[("start.go", main), ("server.go", server)],
+    );
+    assert_eq!(findings(&dir, "G102"), vec![("server.go".to_string(), 11)]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

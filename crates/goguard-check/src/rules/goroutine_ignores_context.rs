@@ -4,7 +4,7 @@ use tree_sitter::Node;
 
 use super::loops;
 use crate::checker::{Checker, Finding};
-use crate::syntax::{self, Call};
+use crate::syntax;
 
 /// A file this rule can report in contains one of these (the context package): see `registry::Rule::needs`.
 pub const NEEDS: &[&str] = &[r#""context""#];
@@ -178,39 +178,20 @@ fn never_cancelled(cx: &Checker, owner: Node, ctx: &str) -> bool {
     else {
         return false;
     };
-    let is_method = owner.kind() == "method_declaration";
-    let mut calls = 0;
-    let mut mentions = 0;
-    for (file, ix) in cx.pkg.files.iter().zip(&cx.pkg.file_indexes) {
-        let src = file.text.as_str();
-        let root = file.tree.root_node();
-        mentions += syntax::word_positions(src, name)
-            .filter(|&i| {
-                // Code only: a comment or string naming the function is not a use.
-                root.descendant_for_byte_range(i, i + name.len())
-                    .is_some_and(|n| matches!(n.kind(), "identifier" | "field_identifier"))
-            })
-            .count();
-        for &call in ix.calls_by_name.get(name).into_iter().flatten() {
-            let Some(c) = Call::of(call) else { continue };
-            if c.receiver.is_some() != is_method {
-                continue;
-            }
-            calls += 1;
-            let arg = call
+    let callers = crate::callgraph::callers(cx.pkg, cx.file_in_pkg, owner);
+    // Every use a known call (none as a value, none on a receiver of unknown type), each
+    // passing a context nothing can cancel.
+    callers.all_known()
+        && callers.sites.iter().all(|site| {
+            let src = cx.pkg.files[site.file].text.as_str();
+            site.node
                 .child_by_field_name("arguments")
-                .and_then(|a| syntax::named_children(a).get(index).copied());
-            let background = arg.is_some_and(|a| {
-                matches!(
-                    syntax::normalize(&src[a.byte_range()]).as_str(),
-                    "context.Background()" | "context.TODO()"
-                )
-            });
-            if !background {
-                return false;
-            }
-        }
-    }
-    // The declaration and the calls are all the mentions: no use as a value (`f := makeMirror`).
-    mentions <= calls + 1
+                .and_then(|a| syntax::named_children(a).get(index).copied())
+                .is_some_and(|a| {
+                    matches!(
+                        syntax::normalize(&src[a.byte_range()]).as_str(),
+                        "context.Background()" | "context.TODO()"
+                    )
+                })
+        })
 }

@@ -129,42 +129,35 @@ pub(crate) fn goroutine_function<'a>(cx: &Checker<'a>, go_stmt: Node<'a>) -> Opt
     None
 }
 
-/// The functions of this file that a `go` statement in *another* file of the package starts
-/// (`go worker(&wg)` in main.go, `func worker` here), with where: a goroutine's body is
-/// checked in the file that holds it, whoever starts it. Functions only (a method's
-/// receiver type at the `go` is not known).
+/// The functions and methods of this file that a `go` statement in *another* file of the
+/// package starts (`go worker(&wg)` in main.go, `func worker` here; `go s.loop()` on a
+/// receiver of the method's type), with where: a goroutine's body is checked in the file
+/// that holds it, whoever starts it.
 pub(crate) fn started_elsewhere<'a>(cx: &Checker<'a>) -> Vec<(Node<'a>, String)> {
-    let mut out = Vec::new();
-    for &f in &cx.index.functions {
-        if f.kind() != "function_declaration" {
+    let mut out: Vec<(Node<'a>, String)> = Vec::new();
+    // The `go` statements of the other files are few: read each one's callee.
+    for (i, (file, ix)) in cx.pkg.files.iter().zip(&cx.pkg.file_indexes).enumerate() {
+        if i == cx.file_in_pkg || !cx.pkg.builds_with(cx.file_in_pkg, i) {
             continue;
         }
-        let Some(name) = f.child_by_field_name("name").map(|n| cx.text(n)) else {
-            continue;
-        };
-        let site = cx
-            .pkg
-            .files
-            .iter()
-            .zip(&cx.pkg.file_indexes)
-            .enumerate()
-            .filter(|(i, _)| *i != cx.file_in_pkg && cx.pkg.builds_with(cx.file_in_pkg, *i))
-            .find_map(|(_, (file, ix))| {
-                let src = file.text.as_str();
-                ix.go_stmts.iter().find_map(|&go| {
-                    let call = Call::of(syntax::stmt_call(go)?)?;
-                    (call.receiver.is_none() && &src[call.name.byte_range()] == name).then(|| {
-                        let file_name = file.path.file_name().map(|n| n.to_string_lossy());
-                        format!(
-                            "{}:{}",
-                            file_name.unwrap_or_default(),
-                            file.position(go.start_byte()).line
-                        )
-                    })
-                })
-            });
-        if let Some(site) = site {
-            out.push((f, site));
+        let src = file.text.as_str();
+        for &go in &ix.go_stmts {
+            let Some(c) = syntax::stmt_call(go).and_then(Call::of) else {
+                continue;
+            };
+            let name = &src[c.name.byte_range()];
+            let started = match c.receiver {
+                None => cx.local_func(name),
+                Some(r) => crate::callgraph::receiver_type(cx.pkg, ix, src, r)
+                    .and_then(|ty| cx.local_method(ty, name)),
+            };
+            let Some(f) = started else { continue };
+            if out.iter().any(|(g, _)| g.id() == f.id()) {
+                continue;
+            }
+            let file_name = file.path.file_name().map(|n| n.to_string_lossy());
+            let line = file.position(go.start_byte()).line;
+            out.push((f, format!("{}:{line}", file_name.unwrap_or_default())));
         }
     }
     out

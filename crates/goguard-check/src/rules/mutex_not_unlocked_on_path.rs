@@ -205,58 +205,37 @@ fn never_released<'a>(
     }
     // The type's other methods take and release this lock around their work.
     let peers_pair = ty.is_some_and(|ty| crate::summary::type_pairs(cx, ty, func, field));
-    let is_method = func.kind() == "method_declaration";
-    let mut callers = Vec::new();
-    for (i, (file, ix)) in cx.pkg.files.iter().zip(&cx.pkg.file_indexes).enumerate() {
-        if !cx.pkg.builds_with(cx.file_in_pkg, i) {
+    let uses = crate::callgraph::callers(cx.pkg, cx.file_in_pkg, func);
+    // A caller that releases it after the call (an unlock of that field, or a method that
+    // sounds like a release: `unlockState()`, `release()`, `end()`) makes it a hand-off,
+    // whether or not its receiver is known to be of this type.
+    for site in uses.sites.iter().chain(&uses.maybe) {
+        let (Some(caller), Some(c)) = (site.caller, Call::of(site.node)) else {
             continue;
+        };
+        let src = cx.pkg.files[site.file].text.as_str();
+        let after = &src[site.node.end_byte()..caller.end_byte()];
+        let on = c.receiver.map(|r| syntax::normalize(&src[r.byte_range()]));
+        if releases_after(after, on.as_deref(), field) {
+            return None;
         }
-        let src = file.text.as_str();
-        for &call in ix.calls_by_name.get(name).into_iter().flatten() {
-            let Some(c) = Call::of(call) else { continue };
-            if c.receiver.is_some() != is_method {
-                continue;
-            }
-            let Some(caller) = ix.enclosing_function(call) else {
-                continue;
-            };
-            // The caller releases it after the call (an unlock of that field, or a method
-            // that sounds like a release: `unlockState()`, `release()`, `end()`): a hand-off.
-            // Checked for every call of the name, whatever its receiver's type.
-            let after = &src[call.end_byte()..caller.end_byte()];
-            let on = c.receiver.map(|r| syntax::normalize(&src[r.byte_range()]));
-            if releases_after(after, on.as_deref(), field) {
-                return None;
-            }
-            // A caller for certain: a function's call, or a method called on a receiver of
-            // this type. A deferred call or a use as a value is not followed.
-            let plain = call.parent().is_some_and(|p| {
-                matches!(
-                    p.kind(),
-                    "expression_statement"
-                        | "expression_list"
-                        | "short_var_declaration"
-                        | "assignment"
-                        | "return_statement"
-                )
-            });
-            let this_type = match (c.receiver, ty) {
-                (None, _) => true,
-                (Some(r), Some(ty)) => receiver_has_type(src, ix, r, caller, ty),
-                _ => false,
-            };
-            if !plain || !this_type {
-                continue;
-            }
-            let line = file.position(call.start_byte()).line;
-            callers.push(if i == cx.file_in_pkg {
+    }
+    // The callers for certain: called in place (not deferred, started, or used as a value).
+    let callers: Vec<String> = uses
+        .sites
+        .iter()
+        .filter(|s| s.used == crate::callgraph::Use::Call)
+        .map(|s| {
+            let file = cx.pkg.files[s.file];
+            let line = file.position(s.node.start_byte()).line;
+            if s.file == cx.file_in_pkg {
                 format!("line {line}")
             } else {
                 let name = file.path.file_name().map(|n| n.to_string_lossy());
                 format!("{}:{line}", name.unwrap_or_default())
-            });
-        }
-    }
+            }
+        })
+        .collect();
     let taken = if unlock == "Unlock" { "Lock" } else { "RLock" };
     let message = if !callers.is_empty() {
         format!(
@@ -352,26 +331,6 @@ fn releases_after(after: &str, on: Option<&str>, field: &str) -> bool {
                 }
             }
         }
-    }
-    false
-}
-
-/// Whether `recv` (the operand of a method call in `caller`) is the receiver of an enclosing
-/// method of type `ty` (`s.flush()` inside another method of `s`'s type).
-fn receiver_has_type(
-    src: &str,
-    ix: &crate::package::FileIndex,
-    recv: Node,
-    caller: Node,
-    ty: &str,
-) -> bool {
-    let name = &src[recv.byte_range()];
-    let mut f = Some(caller);
-    while let Some(func) = f {
-        if let Some((r, t)) = syntax::receiver(func, src) {
-            return r == name && syntax::base_type_name(t, src) == Some(ty);
-        }
-        f = ix.enclosing_function(func);
     }
     false
 }
