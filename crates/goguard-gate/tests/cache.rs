@@ -229,15 +229,22 @@ async fn stale_while_revalidate_answers_at_once_while_one_request_refreshes() {
     let (_, h, b) = get(&gate.url("/items/1?other=1")).await;
     assert_eq!((x_cache(&h), b.as_str()), ("HIT", "X-Any= #1\n"));
     clock.advance(Duration::from_secs(11));
-    for _ in 0..5 {
-        let (_, h, b) = get(&gate.url(path)).await;
-        assert_eq!((x_cache(&h), b.as_str()), ("STALE", "X-Any= #1\n"));
-        if up.count().await == 2 {
-            break;
-        }
-    }
+    // The first request past the TTL gets the stale answer at once and starts the refresh;
+    // the ones after it get the stale answer too, or the refreshed one once it is stored
+    // (how many come before depends on the refresh's speed), never a second refresh.
+    let (_, h, b) = get(&gate.url(path)).await;
+    assert_eq!((x_cache(&h), b.as_str()), ("STALE", "X-Any= #1\n"));
     wait_for(Duration::from_secs(5), "the refresh is stored", || async {
-        get(&gate.url(path)).await.2 == "X-Any= #2\n"
+        let (_, h, b) = get(&gate.url(path)).await;
+        assert!(
+            matches!(
+                (x_cache(&h), b.as_str()),
+                ("STALE", "X-Any= #1\n") | ("HIT", "X-Any= #2\n")
+            ),
+            "{} {b}",
+            x_cache(&h)
+        );
+        b == "X-Any= #2\n"
     })
     .await;
     assert_eq!(up.count().await, 2, "one refresh");
