@@ -461,9 +461,10 @@ async fn round_robin_then_passive_ejection_of_a_failing_target() {
 async fn least_request_avoids_the_busy_target() {
     let (_a, b, gate) = two_targets("balance = \"least_request\"", manual().1).await;
     // b turns slow (2 s per answer). Ten requests go out one after the other, each once the
-    // previous one has been given a target: b keeps those it gets in flight, a answers in a
-    // millisecond, so after b's first P2C sends the rest to a. Round-robin would send five
-    // to b.
+    // previous one has been given a target and a has nothing in flight (it answers in a
+    // millisecond; one still in flight there would tie with b's and make the pick a coin
+    // toss): b keeps what it gets in flight, so after b's first P2C sends the rest to a.
+    // Round-robin would send five to b.
     b.mode("slow", "2s").await;
     let mut all = Vec::new();
     for k in 0..10u64 {
@@ -474,7 +475,7 @@ async fn least_request_avoids_the_busy_target() {
         }));
         wait_for(
             Duration::from_secs(5),
-            "the request has a target",
+            "the request has a target and the fast target is idle",
             || async {
                 let s = gate.status().await;
                 let t = s["upstreams"]["svc"].as_array().unwrap().clone();
@@ -482,6 +483,7 @@ async fn least_request_avoids_the_busy_target() {
                     .map(|t| t["requests"].as_u64().unwrap())
                     .sum::<u64>()
                     == k + 1
+                    && t.iter().any(|t| t["in_flight"] == 0)
             },
         )
         .await;
