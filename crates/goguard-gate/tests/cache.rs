@@ -300,7 +300,9 @@ async fn gateways_share_entries_through_redis_and_one_fills_under_its_lock() {
             let path = format!("/items/0?w={tag}{n}");
             get(&g.url(&path)).await;
             let stored: bool = redis::cmd("EXISTS")
-                .arg(format!("goguard:cache:items:{path}"))
+                // The key: the path, the separator that ends a value from the request, `?`,
+                // the query.
+                .arg(format!("goguard:cache:items:/items/0\u{1f}?w={tag}{n}"))
                 .query(&mut conn)
                 .unwrap();
             if stored {

@@ -8,6 +8,11 @@ use http::{HeaderName, Request};
 /// The default: one entry per host, path and query, as nginx's `$scheme$proxy_host$request_uri`.
 pub const DEFAULT: &str = "{host}{path}?{query}";
 
+/// Ends each value taken from the request within a key (see [`KeyTemplate::key`]): a
+/// control byte, which a URI (checked by the HTTP parser) and a header value (RFC 9110 5.5)
+/// cannot contain.
+const SEPARATOR: char = '\u{1f}';
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyTemplate {
     parts: Vec<Part>,
@@ -100,7 +105,14 @@ impl KeyTemplate {
     /// The request's key.
     pub fn key<B>(&self, req: &Request<B>) -> String {
         let mut out = String::with_capacity(64);
-        for p in &self.parts {
+        for (i, p) in self.parts.iter().enumerate() {
+            // A value from the request ends with a byte no path, query or header value can
+            // hold, unless it ends the key: else `{path}{header.x}` would make "/a" with
+            // `x: b/c` and "/ab/c" without it one key, and one client could choose the
+            // answer another gets (cache poisoning).
+            if i > 0 && !matches!(self.parts[i - 1], Part::Text(_)) {
+                out.push(SEPARATOR);
+            }
             match p {
                 Part::Text(t) => out.push_str(t),
                 Part::Host => out.push_str(
@@ -167,13 +179,25 @@ mod tests {
             &[("host", "shop.example"), ("accept-language", "de")],
         );
         let key = |t: &str| t.parse::<KeyTemplate>().unwrap().key(&r);
-        assert_eq!(key(DEFAULT), "shop.example/items/7?id=7&utm=x");
-        assert_eq!(key("{path}|{query.id}"), "/items/7|7");
+        // Each value from the request but the last is followed by the separator (\x1f).
+        assert_eq!(key(DEFAULT), "shop.example\x1f/items/7\x1f?id=7&utm=x");
+        assert_eq!(key("{path}|{query.id}"), "/items/7\x1f|7");
+        assert_eq!(key("{path}"), "/items/7");
         assert_eq!(
             key("{method} {path} {header.Accept-Language}"),
-            "GET /items/7 de"
+            "GET\x1f /items/7\x1f de"
         );
-        assert_eq!(key("{query.missing}{path}"), "/items/7");
+        assert_eq!(key("{query.missing}{path}"), "\x1f/items/7");
+    }
+
+    #[test]
+    fn one_client_cannot_make_anothers_key() {
+        // With values run together, "/a" with `x-tenant: b/c` and "/ab/c" without it would
+        // be one key: whoever asks first would choose what the other is answered.
+        let t: KeyTemplate = "{path}{header.x-tenant}".parse().unwrap();
+        let attacker = t.key(&req("/a", &[("x-tenant", "b/c")]));
+        let victim = t.key(&req("/ab/c", &[]));
+        assert_ne!(attacker, victim);
     }
 
     #[test]
