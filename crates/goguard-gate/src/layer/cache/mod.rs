@@ -84,6 +84,12 @@ pub struct Rule {
     /// Whether the entries have a second level in Redis when `[redis]` is set.
     #[serde(default = "yes")]
     pub shared: bool,
+    /// Whether requests carrying a `Cookie` may be answered from the cache. Off by default,
+    /// as in Varnish: an answer built from one user's session that the service forgot to
+    /// mark `private` would be given to everyone. Turn it on for cookies the answers do not
+    /// depend on (analytics), or name the cookie in the key.
+    #[serde(default)]
+    pub with_cookies: bool,
 }
 
 /// `[routes.cache.negative]`: answers for a missing object.
@@ -332,9 +338,13 @@ impl CacheHandle {
         }
     }
 
-    /// Whether a request may be answered from the cache at all.
-    fn takes(req: &Request<Body>) -> bool {
-        req.method() == Method::GET && !req.headers().contains_key(header::AUTHORIZATION)
+    /// Whether a request may be answered from the cache at all: a GET that carries no
+    /// credentials (RFC 9111 3.5: `Authorization`; and a session `Cookie` unless the rule
+    /// says cookies do not matter).
+    fn takes(&self, req: &Request<Body>) -> bool {
+        req.method() == Method::GET
+            && !req.headers().contains_key(header::AUTHORIZATION)
+            && (self.0.rule.with_cookies || !req.headers().contains_key(header::COOKIE))
     }
 
     /// Answers a GET: from the entry while fresh (or stale, within stale-while-revalidate),
@@ -777,7 +787,7 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        if !CacheHandle::takes(&req) {
+        if !self.handle.takes(&req) {
             self.handle.0.counts.bypass.inc();
             return self.inner.call(req);
         }
