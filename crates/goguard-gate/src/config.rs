@@ -75,6 +75,14 @@ pub struct Config {
     /// Shared limits across gateway instances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<Redis>,
+    /// Where new versions of the configuration come from besides this file (a config
+    /// centre); only the file read at start may name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::config_center::Source>,
+    /// How a new version is rolled out: to a slice of the users first, watched, then step by
+    /// step to all of them (5.6). Without it a new version applies to every request at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gray: Option<crate::gray::Rule>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -670,6 +678,16 @@ pub fn validate(c: &Config) -> Vec<Problem> {
                 field(&["redis", "url"]),
                 format!("`{}`: expected redis://HOST:PORT", r.url),
             ));
+        }
+    }
+    for (section, problems) in [
+        ("source", c.source.as_ref().map(|s| s.problems())),
+        ("gray", c.gray.as_ref().map(|g| g.problems())),
+    ] {
+        for (path, message) in problems.unwrap_or_default() {
+            let mut f = vec![section.to_string()];
+            f.extend(path.iter().map(|p| p.to_string()));
+            out.push((f, message));
         }
     }
     out

@@ -70,6 +70,7 @@ impl Event {
             reason,
             count: 1,
             window_seconds: 0.0,
+            detail: String::new(),
         }
     }
 }
@@ -90,6 +91,9 @@ pub struct Event {
     /// Rejections counted in the window.
     pub count: u32,
     pub window_seconds: f64,
+    /// What happened, in words, for events about the gateway (a gray release's step).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 /// Counts rejections per (route, user, reason) and raises one event when a user reaches the
@@ -142,6 +146,7 @@ impl AbuseDetector {
             reason,
             count: entry.1,
             window_seconds: self.window.as_secs_f64(),
+            detail: String::new(),
         })
     }
 }
@@ -358,6 +363,7 @@ mod tests {
             route: "orders".into(),
             reason: Reason::BreakerOpen,
             count: 20,
+            detail: String::new(),
             window_seconds: 10.0,
         }
     }

@@ -95,9 +95,10 @@ impl Metrics {
 
     /// Reads the state of the running stack (protections, upstreams, events, Redis,
     /// configuration) at each scrape.
-    pub fn watch(&mut self, stack: Arc<ArcSwap<Stack>>) {
+    pub fn watch(&mut self, stack: Arc<ArcSwap<Stack>>, gray: Arc<crate::gray::Board>) {
         self.registry.register_collector(Box::new(StackCollector {
             stack,
+            gray,
             reloads_ok: self.reloads_ok.clone(),
             reloads_failed: self.reloads_failed.clone(),
         }));
@@ -116,8 +117,15 @@ impl Metrics {
 #[derive(Debug)]
 struct StackCollector {
     stack: Arc<ArcSwap<Stack>>,
+    gray: Arc<crate::gray::Board>,
     reloads_ok: Arc<AtomicU64>,
     reloads_failed: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for crate::gray::Board {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Board")
+    }
 }
 
 impl std::fmt::Debug for Stack {
@@ -240,6 +248,61 @@ impl Collector for StackCollector {
             "The running configuration's version (1 at start, +1 per successful reload)",
             MetricType::Gauge,
             [(vec![], ConstGauge::new(stack.version as i64))],
+        )?;
+        let rollout = self.gray.current();
+        family(
+            &mut e,
+            "gray_share",
+            "The share of users on the version being rolled out (0 when none is)",
+            MetricType::Gauge,
+            [(
+                vec![],
+                ConstGauge::new(rollout.as_ref().map_or(0.0, |r| r.share())),
+            )],
+        )?;
+        family(
+            &mut e,
+            "gray_version",
+            "The version being rolled out (0 when none is)",
+            MetricType::Gauge,
+            [(
+                vec![],
+                ConstGauge::new(rollout.as_ref().map_or(0, |r| r.version() as i64)),
+            )],
+        )?;
+        family(
+            &mut e,
+            "gray_transitions",
+            "Gray release steps (a share taken), promotions and rollbacks (aborts and superseded versions included)",
+            MetricType::Counter,
+            [("step", &self.gray.steps), ("promoted", &self.gray.promoted), ("rolled_back", &self.gray.rolled_back)]
+                .map(|(to, n)| (vec![("to", to.to_string())], ConstCounter::new(n.load(Ordering::Relaxed)))),
+        )?;
+        let last = self
+            .gray
+            .last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        family(
+            &mut e,
+            "gray_last_users_on_new",
+            "Users the last ended rollout's version served (the users a rollback affected)",
+            MetricType::Gauge,
+            [(
+                vec![],
+                ConstGauge::new(last.as_ref().map_or(0, |o| o.users_on_new as i64)),
+            )],
+        )?;
+        family(
+            &mut e,
+            "gray_last_share_of_users",
+            "The share of the users seen during the last ended rollout that its version served",
+            MetricType::Gauge,
+            [(
+                vec![],
+                ConstGauge::new(last.as_ref().map_or(0.0, |o| o.share_of_users)),
+            )],
         )?;
         family(
             &mut e,

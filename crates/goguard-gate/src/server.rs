@@ -17,9 +17,12 @@ use tokio::net::TcpListener;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{self, Config};
+use crate::config_center::{Backoff, Etcd, Source};
 use crate::connections::{worker, WORKER_LISTS};
 use crate::drain::Drain;
+use crate::events::{Event, Reason};
 use crate::gateway::{handle, Running, Stack};
+use crate::gray::{percent, Board, GcReading, Rollout};
 use crate::layer::{full, Body};
 use crate::metrics::Metrics;
 use crate::plain_h1::{self, Prefixed, Served};
@@ -46,6 +49,10 @@ struct Inner {
     open: Arc<()>,
     /// Open connections per client address.
     per_client: crate::connections::PerClient,
+    /// The config centre the file names (`[source]`): new versions come from there.
+    source: Option<Source>,
+    /// Gray releases: the one in progress, and the record of the others.
+    gray: Arc<Board>,
 }
 
 /// What `/admin/status` answers.
@@ -60,6 +67,11 @@ struct Status {
     events_dropped: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     redis_fallback: Option<bool>,
+    /// The config centre's key, when the configuration comes from one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_source: Option<String>,
+    /// The gray release in progress, how the last one ended, and the steps of each.
+    gray: crate::gray::BoardStatus,
 }
 
 impl Gateway {
@@ -87,16 +99,19 @@ impl Gateway {
         clock: SharedClock,
     ) -> Result<Gateway, String> {
         check(&config)?;
+        let source = config.source.clone();
+        let gray = Arc::new(Board::default());
         let mut metrics = Metrics::new();
         let stack = Stack::build(config, None, &base, clock.clone(), &metrics.request)?;
         let stack = Arc::new(ArcSwap::from_pointee(stack));
-        metrics.watch(stack.clone());
+        metrics.watch(stack.clone(), gray.clone());
         let metrics = Arc::new(metrics);
         let running = (0..WORKER_LISTS)
             .map(|_| {
                 ArcSwap::from_pointee(Running {
                     stack: stack.load_full(),
                     metrics: metrics.clone(),
+                    gray: None,
                 })
             })
             .collect();
@@ -110,6 +125,8 @@ impl Gateway {
             reloading: tokio::sync::Mutex::new(()),
             open: Arc::new(()),
             per_client: Default::default(),
+            source,
+            gray,
         })))
     }
 
@@ -118,30 +135,94 @@ impl Gateway {
         self.0.stack.load_full()
     }
 
-    /// Reads the file again, validates it whole and swaps it in; the running configuration
-    /// stays when anything is wrong. Returns the new version.
+    /// Reads the file again (or the config centre's key, when the file names one), validates
+    /// it whole and swaps it in, or starts its gray release when the running configuration
+    /// asks for one; the running configuration stays when anything is wrong. Returns the new
+    /// version.
     pub async fn reload(&self, trigger: &str) -> Result<u64, String> {
+        if let Some(source) = &self.0.source {
+            let etcd = Etcd::new(source.clone());
+            return match etcd.get().await {
+                Ok((version, _)) => self.offer_text(source, version, trigger, false).await,
+                Err(e) => Err(self.rejected(trigger, format!("the config centre: {e}"))),
+            };
+        }
         let Some(path) = &self.0.path else {
             return Err("this gateway has no configuration file".into());
         };
         // `load` validates, naming the file and line of each problem.
         match config::load(path) {
-            Ok(c) => self.swap(c, trigger).await,
+            Ok(c) => {
+                let gray = self.stack().config.gray.clone();
+                self.offer(c, trigger, gray).await
+            }
             Err(e) => Err(self.rejected(trigger, e.to_string())),
         }
     }
 
-    /// Swaps in a configuration value (validated like a file).
+    /// Swaps in a configuration value (validated like a file), at once.
     pub async fn apply(&self, config: Config, trigger: &str) -> Result<u64, String> {
-        match check(&config) {
-            Ok(()) => self.swap(config, trigger).await,
-            Err(e) => Err(self.rejected(trigger, e)),
+        self.offer(config, trigger, None).await
+    }
+
+    /// A version of the config centre's key: parsed and validated (errors name the key and
+    /// its revision), then rolled out through the gray path (the running configuration's
+    /// `[gray]`, or its defaults), or swapped in `at_once` (the first version read replaces
+    /// the file's stand-in).
+    async fn offer_text(
+        &self,
+        source: &Source,
+        version: crate::config_center::Version,
+        trigger: &str,
+        at_once: bool,
+    ) -> Result<u64, String> {
+        let Some(text) = version.value else {
+            return Err(self.rejected(
+                trigger,
+                format!(
+                    "{}: the key is absent; the running configuration stays",
+                    source.name(version.revision)
+                ),
+            ));
+        };
+        let config = match config::parse(&text, &source.name(version.revision)) {
+            Ok(c) => c,
+            Err(e) => return Err(self.rejected(trigger, e.to_string())),
+        };
+        if config.source.is_some() {
+            return Err(self.rejected(
+                trigger,
+                format!(
+                    "{}: source: only the file read at start may name the config centre",
+                    source.name(version.revision)
+                ),
+            ));
+        }
+        let gray = self.stack().config.gray.clone().unwrap_or_default();
+        self.offer(config, trigger, (!at_once).then_some(gray))
+            .await
+    }
+
+    /// A new configuration: swapped in at once, or rolled out by `gray`.
+    async fn offer(
+        &self,
+        config: Config,
+        trigger: &str,
+        gray: Option<crate::gray::Rule>,
+    ) -> Result<u64, String> {
+        if let Err(e) = check(&config) {
+            return Err(self.rejected(trigger, e));
+        }
+        match gray {
+            None => self.swap(config, trigger).await,
+            Some(rule) => self.start_gray(config, rule, trigger).await,
         }
     }
 
     /// Builds the stack for a validated configuration and swaps it in.
     async fn swap(&self, config: Config, trigger: &str) -> Result<u64, String> {
         let _one_at_a_time = self.0.reloading.lock().await;
+        self.end_rollout("superseded", "a new version was applied at once");
         let current = self.0.stack.load_full();
         let next = Stack::build(
             config,
@@ -153,20 +234,256 @@ impl Gateway {
         match next {
             Ok(next) => {
                 let version = next.version;
-                let next = Arc::new(next);
-                self.0.stack.store(next.clone());
-                for r in self.0.running.iter() {
-                    r.store(Arc::new(Running {
-                        stack: next.clone(),
-                        metrics: self.0.metrics.clone(),
-                    }));
-                }
+                self.publish(Arc::new(next), None);
                 self.0.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(version, trigger, "configuration reloaded");
                 Ok(version)
             }
             Err(e) => Err(self.rejected(trigger, e)),
         }
+    }
+
+    /// Makes `main` the running stack, with `gray` beside it, for every serving thread.
+    fn publish(&self, main: Arc<Stack>, gray: Option<Arc<Rollout>>) {
+        self.0.stack.store(main.clone());
+        for r in self.0.running.iter() {
+            r.store(Arc::new(Running {
+                stack: main.clone(),
+                metrics: self.0.metrics.clone(),
+                gray: gray.clone(),
+            }));
+        }
+    }
+
+    /// Starts the gray release of a validated configuration: its stack beside the running
+    /// one, serving the first share of the users. A release in progress is superseded.
+    async fn start_gray(
+        &self,
+        config: Config,
+        rule: crate::gray::Rule,
+        trigger: &str,
+    ) -> Result<u64, String> {
+        let _one_at_a_time = self.0.reloading.lock().await;
+        self.end_rollout("superseded", "a newer version arrived");
+        let current = self.0.stack.load_full();
+        let key = rule
+            .key
+            .clone()
+            .or_else(|| current.config.events.user.clone())
+            .unwrap_or(crate::config::KeySpec::ClientAddr);
+        let candidate = match Stack::build_beside(
+            config,
+            &current,
+            &self.0.base,
+            self.0.clock.clone(),
+            &self.0.metrics.request,
+        ) {
+            Ok(c) => Arc::new(c),
+            Err(e) => return Err(self.rejected(trigger, e)),
+        };
+        let rollout = Arc::new(Rollout::new(
+            rule.clone(),
+            key,
+            candidate,
+            current.version,
+            trigger,
+            self.0.clock.now(),
+        ));
+        if let Some(url) = rule.gc_metrics.clone() {
+            rollout.gc_start(scrape(url).await);
+        }
+        let version = rollout.version();
+        *self
+            .0
+            .gray
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(rollout.clone());
+        self.publish(current.clone(), Some(rollout.clone()));
+        self.0.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        self.step_noted(
+            &rollout,
+            "gray_step",
+            format!(
+                "version {version} ({trigger}) serves {} of the users beside version {}",
+                percent(rollout.share()),
+                current.version
+            ),
+        );
+        tokio::spawn(self.clone().drive(rollout));
+        Ok(version)
+    }
+
+    /// A step of a rollout: a line of history, an event, a metric.
+    fn step_noted(&self, rollout: &Rollout, reason: &'static str, line: String) {
+        self.0.gray.steps.fetch_add(1, Ordering::Relaxed);
+        self.0.gray.note(line.clone());
+        let mut e = Event::gateway(Reason::named(reason), "-");
+        e.detail = line;
+        e.count = rollout.users().1 as u32;
+        self.stack().emit(e);
+    }
+
+    /// Ends the rollout in progress, if any, keeping the running version (under the reload
+    /// lock). Its outcome is recorded.
+    fn end_rollout(&self, result: &'static str, reason: &str) {
+        let Some(r) = self
+            .0
+            .gray
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        r.ended.store(true, Ordering::Relaxed);
+        self.publish(self.0.stack.load_full(), None);
+        self.finish(&r, result, reason);
+    }
+
+    /// Records how a rollout ended: the history, an event with the users it touched, the
+    /// metrics.
+    fn finish(&self, r: &Rollout, result: &'static str, reason: &str) {
+        let outcome = r.outcome(result, reason);
+        let line = format!(
+            "version {} {}: {}; users on it: {} of {} ({}), {} of them with an error there",
+            outcome.version,
+            result.replace('_', " "),
+            reason,
+            outcome.users_on_new,
+            outcome.users_seen,
+            percent(outcome.share_of_users),
+            outcome.users_with_errors_on_new,
+        );
+        match result {
+            "promoted" => self.0.gray.promoted.fetch_add(1, Ordering::Relaxed),
+            _ => self.0.gray.rolled_back.fetch_add(1, Ordering::Relaxed),
+        };
+        self.0.gray.note(line.clone());
+        let mut e = Event::gateway(
+            Reason::named(match result {
+                "promoted" => "gray_promoted",
+                "superseded" => "gray_superseded",
+                "aborted" => "gray_aborted",
+                _ => "gray_rolled_back",
+            }),
+            "-",
+        );
+        e.detail = line;
+        e.count = outcome.users_on_new as u32;
+        self.stack().emit(e);
+        *self.0.gray.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+    }
+
+    /// Runs a rollout's steps until it ends: checks the gates every `check_every`, steps up
+    /// at each window's end while they hold, promotes after the last step, rolls back at
+    /// the first failure.
+    async fn drive(self, rollout: Arc<Rollout>) {
+        let rule = rollout.rule.clone();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(rule.check_every) => {}
+                () = rollout.poke.notified() => {}
+            }
+            if rollout.ended.load(Ordering::Relaxed) {
+                return;
+            }
+            if rollout.paused.load(Ordering::Relaxed) {
+                continue;
+            }
+            let failed = match rollout.traffic_gates() {
+                Err(why) => Some(why),
+                Ok(judged) => {
+                    let now = self.0.clock.now();
+                    let since = *rollout.since.lock().unwrap_or_else(|e| e.into_inner());
+                    if !judged || now.saturating_duration_since(since) < rule.window {
+                        continue;
+                    }
+                    let reading = match rule.gc_metrics.clone() {
+                        Some(url) => Some(scrape(url).await),
+                        None => None,
+                    };
+                    rollout.gc_gate(reading).err()
+                }
+            };
+            let _one_at_a_time = self.0.reloading.lock().await;
+            if rollout.ended.load(Ordering::Relaxed) || rollout.paused.load(Ordering::Relaxed) {
+                continue;
+            }
+            if let Some(why) = failed {
+                self.end_rollout("rolled_back", &why);
+                return;
+            }
+            let next = rollout.step.load(Ordering::Relaxed) as usize + 1;
+            if next < rule.steps.len() {
+                rollout.enter_step(next, self.0.clock.now());
+                self.step_noted(
+                    &rollout,
+                    "gray_step",
+                    format!(
+                        "version {}: every gate held; {} of the users now",
+                        rollout.version(),
+                        percent(rollout.share())
+                    ),
+                );
+            } else {
+                self.promote(&rollout, "every gate held at every step");
+                return;
+            }
+        }
+    }
+
+    /// Makes the rollout's version the running one for every user (under the reload lock).
+    fn promote(&self, rollout: &Arc<Rollout>, reason: &str) {
+        let mut current = self
+            .0
+            .gray
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, rollout)) {
+            return;
+        }
+        *current = None;
+        drop(current);
+        rollout.ended.store(true, Ordering::Relaxed);
+        self.publish(rollout.candidate.clone(), None);
+        self.finish(rollout, "promoted", reason);
+    }
+
+    /// `POST /admin/gray/ACTION`: pause, resume, promote or abort the rollout in progress.
+    pub async fn gray_command(&self, action: &str) -> Result<String, String> {
+        let _one_at_a_time = self.0.reloading.lock().await;
+        let Some(r) = self.0.gray.current() else {
+            return Err("no gray release in progress".into());
+        };
+        let v = r.version();
+        match action {
+            "pause" => {
+                r.paused.store(true, Ordering::Relaxed);
+                self.0.gray.note(format!(
+                    "version {v} paused at {} (admin)",
+                    percent(r.share())
+                ));
+            }
+            "resume" => {
+                r.paused.store(false, Ordering::Relaxed);
+                self.0.gray.note(format!(
+                    "version {v} resumed at {} (admin)",
+                    percent(r.share())
+                ));
+            }
+            "promote" => self.promote(&r, "promoted by the admin API"),
+            "abort" => self.end_rollout("aborted", "aborted by the admin API"),
+            other => {
+                return Err(format!(
+                    "unknown action `{other}`: pause, resume, promote or abort"
+                ))
+            }
+        }
+        r.poke.notify_one();
+        Ok(format!("{action}: version {v}"))
     }
 
     fn rejected(&self, trigger: &str, e: String) -> String {
@@ -191,6 +508,12 @@ impl Gateway {
             upstreams: s.upstream_states().into_iter().collect(),
             events_dropped: s.events_dropped(),
             redis_fallback: s.redis_state().map(|(f, _)| f),
+            config_source: self
+                .0
+                .source
+                .as_ref()
+                .map(|src| format!("etcd:{}", src.key)),
+            gray: self.0.gray.status(self.0.clock.now()),
         }
     }
 
@@ -392,7 +715,14 @@ impl Gateway {
                 json(StatusCode::OK, serde_json::to_value(c).unwrap_or_default())
             }
             (&Method::GET, "/healthz") => Response::new(full("ok\n")),
-            (&Method::POST, "/admin/reload") => {
+            (
+                &Method::POST,
+                path @ ("/admin/reload"
+                | "/admin/gray/pause"
+                | "/admin/gray/resume"
+                | "/admin/gray/promote"
+                | "/admin/gray/abort"),
+            ) => {
                 let token = self.stack().config.admin_token.clone();
                 let given = req
                     .headers()
@@ -402,9 +732,17 @@ impl Gateway {
                 match (token, given) {
                     (None, _) => json(
                         StatusCode::FORBIDDEN,
-                        serde_json::json!({"error": "set admin_token in the configuration to allow reloads over HTTP (SIGHUP and file changes reload too)"}),
+                        serde_json::json!({"error": "set admin_token in the configuration to allow reloads and gray commands over HTTP (SIGHUP and file changes reload too)"}),
                     ),
                     (Some(t), Some(g)) if constant_time_eq(t.as_bytes(), g.as_bytes()) => {
+                        if let Some(action) = path.strip_prefix("/admin/gray/") {
+                            return match self.gray_command(action).await {
+                                Ok(done) => json(StatusCode::OK, serde_json::json!({"done": done})),
+                                Err(e) => {
+                                    json(StatusCode::CONFLICT, serde_json::json!({"error": e}))
+                                }
+                            };
+                        }
                         match self.reload("admin").await {
                             Ok(v) => json(StatusCode::OK, serde_json::json!({"config_version": v})),
                             Err(e) => json(
@@ -421,7 +759,7 @@ impl Gateway {
             }
             _ => json(
                 StatusCode::NOT_FOUND,
-                serde_json::json!({"error": "not found", "endpoints": ["GET /metrics", "GET /admin/status", "GET /admin/config", "GET /healthz", "POST /admin/reload"]}),
+                serde_json::json!({"error": "not found", "endpoints": ["GET /metrics", "GET /admin/status", "GET /admin/config", "GET /healthz", "POST /admin/reload", "POST /admin/gray/{pause,resume,promote,abort}"]}),
             ),
         }
     }
@@ -430,6 +768,84 @@ impl Gateway {
     /// renaming another over it are seen too; `None` to not poll) and on `SIGHUP`, until
     /// the task is dropped.
     pub async fn watch(self, every: Option<Duration>) {
+        if let Some(source) = self.0.source.clone() {
+            // The file named the config centre: new versions come from there (SIGHUP and
+            // POST /admin/reload read the key again), not from the file.
+            let gw = self.clone();
+            let follow = tokio::spawn(async move { gw.follow(source).await });
+            let _stop_with_this_task = AbortOnDrop(follow);
+            return self.watch_file(None).await;
+        }
+        self.watch_file(every).await
+    }
+
+    /// Follows the config centre's key: reads it, applies it when it differs from what
+    /// runs, watches it from the next revision, and after any failure reads it again, after
+    /// a pause that doubles up to 8 s. While etcd is away the last good configuration
+    /// serves; its loss and its return are events.
+    pub async fn follow(self, source: Source) {
+        let mut etcd = Etcd::new(source.clone());
+        let mut backoff = Backoff::default();
+        let mut applied: Option<i64> = None;
+        // Until a first version comes from etcd, the file's configuration stands in.
+        let mut first = true;
+        let mut lost = false;
+        loop {
+            let failure = match etcd.get().await {
+                Err(e) => e,
+                Ok((version, revision)) => {
+                    if lost {
+                        lost = false;
+                        tracing::info!(key = %source.key, "config centre: reachable again");
+                        self.stack().emit(Event::gateway(
+                            Reason::named("config_center_recovered"),
+                            "-",
+                        ));
+                    }
+                    backoff.reset();
+                    if applied != Some(version.revision) {
+                        applied = Some(version.revision);
+                        if self
+                            .offer_text(&source, version, "etcd", first)
+                            .await
+                            .is_ok()
+                        {
+                            first = false;
+                        }
+                    }
+                    match etcd.watch(revision + 1).await {
+                        Err(e) => e,
+                        Ok(mut watch) => loop {
+                            match watch.next().await {
+                                Ok(version) => {
+                                    applied = Some(version.revision);
+                                    if self
+                                        .offer_text(&source, version, "etcd", first)
+                                        .await
+                                        .is_ok()
+                                    {
+                                        first = false;
+                                    }
+                                }
+                                Err(e) => break e,
+                            }
+                        },
+                    }
+                }
+            };
+            if !lost {
+                lost = true;
+                tracing::warn!(key = %source.key, error = %failure, "config centre: unreachable; the running configuration stays");
+                let mut e = Event::gateway(Reason::named("config_center_unavailable"), "-");
+                e.detail = failure;
+                self.stack().emit(e);
+            }
+            etcd.rotate();
+            tokio::time::sleep(backoff.next_wait()).await;
+        }
+    }
+
+    async fn watch_file(self, every: Option<Duration>) {
         let Some(path) = self.0.path.clone() else {
             return;
         };
@@ -470,6 +886,22 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads the service's GC pause figures off the runtime (a blocking HTTP call).
+async fn scrape(url: String) -> Result<GcReading, String> {
+    tokio::task::spawn_blocking(move || GcReading::scrape(&url))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
 }
 
 /// Answers a connection over the limit with a 503 and closes it.

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -148,6 +148,36 @@ impl Stack {
         clock: SharedClock,
         metrics: &RequestMetrics,
     ) -> Result<Stack, String> {
+        Stack::build_with(config, previous, true, base, clock, metrics)
+    }
+
+    /// A stack to run beside `running` during a gray release: it shares the upstream pools,
+    /// the event sink, the access log and the Redis links, but its protections (breakers,
+    /// limits, caches) start with state of their own, so that the slice's traffic neither
+    /// reads nor moves the rest's.
+    pub fn build_beside(
+        config: Config,
+        running: &Stack,
+        base: &Path,
+        clock: SharedClock,
+        metrics: &RequestMetrics,
+    ) -> Result<Stack, String> {
+        Stack::build_with(config, Some(running), false, base, clock, metrics)
+    }
+
+    /// Sends an event about the gateway to the sink.
+    pub fn emit(&self, event: crate::events::Event) {
+        self.events.value.queue.emit(event);
+    }
+
+    fn build_with(
+        config: Config,
+        previous: Option<&Stack>,
+        take_over: bool,
+        base: &Path,
+        clock: SharedClock,
+        metrics: &RequestMetrics,
+    ) -> Result<Stack, String> {
         let resolve = |p: &Path| -> PathBuf {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -226,7 +256,7 @@ impl Stack {
             || AccessLog::open(&config.server.access_log, base),
         )?;
         let mut parts = protections::Parts {
-            previous,
+            previous: previous.filter(|_| take_over),
             pools: &pools,
             resolve: &resolve,
             clock: &clock,
@@ -401,6 +431,8 @@ fn relied_on_headers(config: &Config, routes: &[RouteStack]) -> Vec<http::Header
 pub struct Running {
     pub stack: Arc<Stack>,
     pub metrics: Arc<Metrics>,
+    /// A new version being rolled out beside `stack` to a slice of the users.
+    pub gray: Option<Arc<crate::gray::Rollout>>,
 }
 
 /// An answer the front gives itself, and why (for the record).
@@ -434,7 +466,18 @@ where
     B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let stack = &running.stack;
+    // During a gray release the request's user decides which version serves it, whole.
+    let gray = running.gray.as_ref().map(|g| {
+        let client = running.stack.trusted.client_addr(peer.addr, req.headers());
+        let user = g.user(&req, client.ip());
+        let on_new = g.takes(&user);
+        // Boxed: the request's future stays as small as without a gray release.
+        Box::new((user, on_new, Instant::now()))
+    });
+    let stack = match (&running.gray, &gray) {
+        (Some(g), Some(user)) if user.1 => &g.candidate,
+        _ => &running.stack,
+    };
     let mut record = Recorder::record(&stack.unrouted, peer.addr, req.method());
     // Host, path and headers settled first: everything below reads the request as the
     // upstream will receive it.
@@ -467,6 +510,10 @@ where
     // The gateway's own HTTP version and framing, never the upstream's (crate::codec).
     *response.version_mut() = http::Version::default();
     record.finish(response.status().as_u16());
+    if let (Some(g), Some(user)) = (&running.gray, gray) {
+        let (user, on_new, start) = *user;
+        g.record(user, on_new, response.status().as_u16(), start.elapsed());
+    }
     Ok(response)
 }
 

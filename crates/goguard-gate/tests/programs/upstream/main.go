@@ -2,7 +2,9 @@
 // for a status, a delay, a hang, a streamed body, answer headers and body of its choosing, or
 // an echo of what arrived; /control/mode
 // switches the whole instance to failing, slow or healthy; /control/close-idle closes its
-// idle keep-alive connections.
+// idle keep-alive connections. /metrics serves go_gc_duration_seconds as the Prometheus Go
+// client does (the real pauses, read from the runtime); /control/gc runs collections and can
+// add a stated time to each pause it reports from then on, for the gateway's GC gate.
 package main
 
 import (
@@ -13,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +50,43 @@ func main() {
 		st.mu.Lock()
 		st.mode, st.delay = r.URL.Query().Get("set"), d
 		st.mu.Unlock()
+		fmt.Fprintln(w, "ok")
+	})
+	// GC pauses: the runtime's, plus `extra` for each collection after extraFrom.
+	var gcMu sync.Mutex
+	var extra time.Duration
+	var extraFrom int64
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		var s debug.GCStats
+		s.PauseQuantiles = make([]time.Duration, 5)
+		debug.ReadGCStats(&s)
+		gcMu.Lock()
+		total := s.PauseTotal
+		if s.NumGC > extraFrom {
+			total += extra * time.Duration(s.NumGC-extraFrom)
+		}
+		gcMu.Unlock()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintln(w, "# HELP go_gc_duration_seconds A summary of the pause duration of garbage collection cycles.")
+		fmt.Fprintln(w, "# TYPE go_gc_duration_seconds summary")
+		for i, q := range []string{"0", "0.25", "0.5", "0.75", "1"} {
+			fmt.Fprintf(w, "go_gc_duration_seconds{quantile=%q} %g\n", q, s.PauseQuantiles[i].Seconds())
+		}
+		fmt.Fprintf(w, "go_gc_duration_seconds_sum %g\n", total.Seconds())
+		fmt.Fprintf(w, "go_gc_duration_seconds_count %d\n", s.NumGC)
+	})
+	mux.HandleFunc("/control/gc", func(w http.ResponseWriter, r *http.Request) {
+		if d, err := time.ParseDuration(r.URL.Query().Get("extra")); err == nil {
+			var s debug.GCStats
+			debug.ReadGCStats(&s)
+			gcMu.Lock()
+			extra, extraFrom = d, s.NumGC
+			gcMu.Unlock()
+		}
+		n, _ := strconv.Atoi(r.URL.Query().Get("run"))
+		for i := 0; i < n; i++ {
+			runtime.GC()
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/control/count", func(w http.ResponseWriter, r *http.Request) {
