@@ -519,16 +519,18 @@ fn check_file(
     });
     let mut sups = suppress::parse(&file.text);
     suppress::apply(&mut diags, &mut sups);
-    result.unused.extend(
-        sups.into_iter()
-            .filter(|s| !s.used)
-            .map(|s| UnusedSuppression {
-                path: file.path.clone(),
-                line: s.line,
-                column: s.column,
-                rules: s.rules,
-            }),
-    );
+    result
+        .unused
+        .extend(
+            sups.into_iter()
+                .filter(|s| !s.used && !s.nolint)
+                .map(|s| UnusedSuppression {
+                    path: file.path.clone(),
+                    line: s.line,
+                    column: s.column,
+                    rules: s.rules,
+                }),
+        );
     result.diagnostics.extend(diags);
 }
 

@@ -8,6 +8,7 @@ pub mod baseline;
 pub mod buildtags;
 pub mod callgraph;
 pub mod cfg;
+pub mod changed;
 pub mod channels;
 pub mod checker;
 pub mod config;

@@ -1,7 +1,7 @@
 //! The goguard command line: a thin layer over the analysis crates.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -93,6 +93,8 @@ enum Format {
     Json,
     Sarif,
     Github,
+    /// GitLab's Code Quality report (a `codequality` artifact).
+    Gitlab,
 }
 
 #[derive(clap::Args)]
@@ -136,6 +138,10 @@ struct CheckArgs {
     /// Record the current findings as a baseline file and exit 0.
     #[arg(long, conflicts_with = "baseline")]
     write_baseline: Option<PathBuf>,
+    /// Report only findings on lines added or changed since this git revision (and in
+    /// files git does not track yet), as golangci-lint's option of that name.
+    #[arg(long, value_name = "REV", conflicts_with = "write_baseline")]
+    new_from_rev: Option<String>,
     /// Write the report to this file instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -234,11 +240,23 @@ fn check(args: CheckArgs) -> Result<u8, String> {
     if let Some(path) = &args.baseline {
         baseline::filter(path, &mut report.diagnostics).map_err(|e| e.to_string())?;
     }
+    if let Some(rev) = &args.new_from_rev {
+        let at = args
+            .paths
+            .first()
+            .map(PathBuf::as_path)
+            .unwrap_or(Path::new("."));
+        let changed = goguard_check::changed::since(at, rev)?;
+        report
+            .diagnostics
+            .retain(|d| changed.contains(&d.path, d.line));
+    }
     let rendered = match args.format {
         Format::Text => output::text::render_report(&report, args.report_unused_suppressions),
         Format::Json => pretty(&output::json::to_value(&report)),
         Format::Sarif => pretty(&output::sarif::to_value(&report, env!("CARGO_PKG_VERSION"))),
         Format::Github => output::github::render(&report),
+        Format::Gitlab => pretty(&output::gitlab::to_value(&report)),
     };
     match &args.output {
         Some(path) => {

@@ -1952,3 +1952,147 @@ fn gate_check_validates_configurations() {
     assert_eq!(res.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&res.stderr).contains("/nonexistent/gate.toml: cannot read"));
 }
+
+fn git(args: &[&str], dir: &Path) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn new_from_rev_reports_only_what_changed_since() {
+    let t = TempDir::new("new-from-rev");
+    t.write("main.go", DEADLOCK);
+    git(&["init", "-q"], &t.0);
+    git(&["add", "."], &t.0);
+    git(&["commit", "-q", "-m", "old code"], &t.0);
+    // The old finding stays where it is; a new one comes in an edited line and a new file.
+    t.write(
+        "main.go",
+        format!("{DEADLOCK}\nfunc added() {{\n\tc := make(chan int)\n\tc <- 3\n}}\n"),
+    );
+    t.write(
+        "b.go",
+        "package main\n\nfunc b() {\n\tc := make(chan int)\n\tc <- 2\n}\n",
+    );
+    let all = goguard(&["check", ".", "--format", "json"], &t.0);
+    assert_eq!(json(&all)["diagnostics"].as_array().unwrap().len(), 3);
+    let out = goguard(
+        &["check", ".", "--new-from-rev", "HEAD", "--format", "json"],
+        &t.0,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let files: BTreeSet<String> = json(&out)["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| format!("{}:{}", d["path"].as_str().unwrap(), d["line"]))
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.iter().any(|f| f.starts_with("b.go:")), "{files:?}");
+    // Bad input: a revision that is not a commit, a directory outside git.
+    let out = goguard(&["check", ".", "--new-from-rev", "no-such-rev"], &t.0);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`no-such-rev` is not a commit"));
+    let outside = TempDir::new("not-git");
+    outside.write("main.go", DEADLOCK);
+    let out = goguard(&["check", ".", "--new-from-rev", "HEAD"], &outside.0);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not in a git work tree"));
+}
+
+#[test]
+fn golangci_nolint_covers_goguard_and_gitlab_reports_code_quality() {
+    let t = TempDir::new("nolint");
+    t.write(
+        "main.go",
+        "package main\n\nfunc main() {\n\tch := make(chan int)\n\tch <- 1 //nolint:errcheck,goguard // demo\n}\n\nfunc other() {\n\tc := make(chan int)\n\tc <- 1 //nolint:errcheck // not ours\n}\n",
+    );
+    let out = goguard(
+        &[
+            "check",
+            ".",
+            "--format",
+            "gitlab",
+            "--report-unused-suppressions",
+        ],
+        &t.0,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let issues = json(&out);
+    let issues = issues.as_array().unwrap();
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    let i = &issues[0];
+    assert_eq!(i["location"]["path"], "main.go");
+    assert_eq!(i["location"]["lines"]["begin"], 10);
+    assert_eq!(i["severity"], "critical");
+    assert!(i["check_name"].as_str().unwrap().starts_with("G100"));
+    assert_eq!(i["fingerprint"].as_str().unwrap().len(), 16);
+}
+
+/// The commands of the pre-commit hooks and the GitHub Action, run as written: each is a
+/// valid `goguard` invocation (exit 1 on a finding, never 2).
+#[test]
+fn the_ci_recipes_run_as_written() {
+    let t = TempDir::new("recipes");
+    t.write("main.go", DEADLOCK);
+    git(&["init", "-q"], &t.0);
+    git(&["add", "."], &t.0);
+    git(&["commit", "-q", "-m", "x"], &t.0);
+    t.write(
+        "b.go",
+        "package main\n\nfunc b() {\n\tc := make(chan int)\n\tc <- 2\n}\n",
+    );
+    let hooks = std::fs::read_to_string(repo().join(".pre-commit-hooks.yaml")).unwrap();
+    let entries: Vec<&str> = hooks
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("entry: "))
+        .collect();
+    assert_eq!(entries.len(), 2, "{hooks}");
+    for entry in entries {
+        let args: Vec<&str> = entry.split_whitespace().skip(1).collect();
+        let out = goguard(&args, &t.0);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{entry}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The Action's two runs, with its default inputs.
+    let action = std::fs::read_to_string(repo().join("action.yml")).unwrap();
+    assert!(action.contains("goguard check ${{ inputs.args }} --fail-on \"${{ inputs.fail-on }}\" --format sarif --output goguard.sarif \"${{ inputs.path }}\""));
+    let out = goguard(
+        &[
+            "check",
+            "--fail-on",
+            "warning",
+            "--format",
+            "sarif",
+            "--output",
+            "goguard.sarif",
+            ".",
+        ],
+        &t.0,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let sarif: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.0.join("goguard.sarif")).unwrap()).unwrap();
+    assert_eq!(sarif["runs"][0]["results"].as_array().unwrap().len(), 2);
+    assert!(
+        action.contains("goguard check ${{ inputs.args }} --format github \"${{ inputs.path }}\"")
+    );
+    let out = goguard(&["check", "--format", "github", "."], &t.0);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("::error file="));
+}

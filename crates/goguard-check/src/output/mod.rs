@@ -1,7 +1,8 @@
 //! Report formats: rustc-style text for people, JSON for scripts, SARIF for code scanning,
-//! GitHub workflow commands for annotations.
+//! GitHub workflow commands for annotations, GitLab's Code Quality report for merge requests.
 
 pub mod github;
+pub mod gitlab;
 pub mod json;
 pub mod sarif;
 pub mod text;
