@@ -147,8 +147,11 @@ impl Etcd {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(source.timeout));
         // A cluster that vanishes without closing the connection (a cable, not a restart)
-        // is noticed by the kernel's keepalive probes.
+        // is noticed by the kernel's keepalive probes: after 10 s of silence, three probes
+        // 5 s apart (the kernel's defaults would take 11 minutes).
         connector.set_keepalive(Some(Duration::from_secs(10)));
+        connector.set_keepalive_interval(Some(Duration::from_secs(5)));
+        connector.set_keepalive_retries(Some(3));
         connector.set_nodelay(true);
         Etcd {
             source,
