@@ -563,6 +563,7 @@ impl Rollout {
             users_seen: seen,
             users_on_new: on_new,
             users_with_errors_on_new: errors,
+            routes: self.candidate.route_states(),
         }
     }
 
@@ -615,6 +616,9 @@ pub struct RolloutStatus {
     pub users_seen: u64,
     pub users_on_new: u64,
     pub users_with_errors_on_new: u64,
+    /// The new version's routes and the state of their protections (the running version's
+    /// are in the status's `routes`).
+    pub routes: Vec<crate::gateway::RouteState>,
 }
 
 /// How a rollout ended.

@@ -117,6 +117,17 @@ async fn a_limit_rejecting_half_the_slice_rolls_back_within_the_window() {
             assert_eq!(*s, 200, "{u} is not in the slice");
         }
     }
+    let rollout = gray_status(&gate).await["rollout"].clone();
+    assert!(
+        !rollout["routes"][0]["limit"].is_null(),
+        "the new version's limit, in its own state: {rollout}"
+    );
+    assert!(
+        gate.status().await["routes"][0]["limit"].is_null(),
+        "the running version has no limit"
+    );
+    assert_eq!(rollout["new"]["errors"], rejected as u64);
+    assert_eq!(rollout["old"]["errors"], 0);
     assert_eq!(admin_post(&gate, "/admin/gray/resume").await.0, 200);
     let last = ended(&gate).await;
     assert_eq!(last["result"], "rolled_back", "{last}");
