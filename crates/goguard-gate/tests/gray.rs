@@ -370,3 +370,44 @@ async fn versions_from_etcd_roll_out_and_the_last_good_one_outlives_etcd() {
         .iter()
         .all(|(_, b)| b.trim() == "hello from b"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_versions_shared_limits_count_apart_in_redis() {
+    let up = Upstream::start("a");
+    let redis = support::Redis::start();
+    let limited = |burst: u32| {
+        config(
+            up.addr,
+            &format!("[routes.limit]\ntotal = {{ rate = \"1/s\", burst = {burst} }}"),
+            "",
+        )
+        .replace(
+            "[events]",
+            &format!("[redis]\nurl = \"{}\"\n[events]", redis.url()),
+        )
+    };
+    let clock = ManualClock::new();
+    let gate = TestGate::start(&limited(1000), Arc::new(clock.clone())).await;
+    let all = users(50);
+    round(&gate, &all).await;
+    std::fs::write(gate.dir.join("gate.toml"), limited(999)).unwrap();
+    assert_eq!(gate.gw.reload("test").await.unwrap(), 2);
+    assert_eq!(admin_post(&gate, "/admin/gray/pause").await.0, 200);
+    round(&gate, &all).await;
+    // The running version's bucket and the new version's are two keys: the slice's
+    // requests do not spend the running version's tokens, nor the other way round.
+    let mut conn = redis.connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("goguard:limit:*")
+        .query(&mut conn)
+        .unwrap();
+    assert!(
+        keys.iter().any(|k| k == "goguard:limit:orders:total"),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k == "goguard:limit:v2/orders:total"),
+        "{keys:?}"
+    );
+    gate.shutdown().await;
+}

@@ -264,6 +264,11 @@ impl Stack {
             cache_redis: cache_redis.as_ref(),
             events: &events.value.queue,
             upstream_breakers: BTreeMap::new(),
+            shared_scope: if take_over {
+                String::new()
+            } else {
+                format!("v{}/", previous.map_or(1, |p| p.version + 1))
+            },
         };
         let around = Around {
             trusted: &trusted,

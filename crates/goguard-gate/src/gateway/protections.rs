@@ -89,7 +89,8 @@ pub fn limit(r: &Route, parts: &Parts, keep: &mut Keep) -> Result<Option<LimitLa
     // The state is the limiters': a change of the concurrency limit beside them keeps it.
     let kept_while = (rule.per_key.as_ref(), rule.total.as_ref(), shared.is_some());
     let handle = keep.state("limit", &kept_while, || {
-        Ok(LimitHandle::new(&r.name, rule, shared, parts.clock.clone()))
+        let name = format!("{}{}", parts.shared_scope, r.name);
+        Ok(LimitHandle::new(&name, rule, shared, parts.clock.clone()))
     })?;
     Ok(Some(LimitLayer::new(handle)))
 }
@@ -150,6 +151,10 @@ pub struct Parts<'a> {
     pub cache_redis: Option<&'a Kept<RedisLink>>,
     /// Breakers with `scope = "upstream"`, by upstream, as this stack makes them.
     pub upstream_breakers: BTreeMap<String, Kept<BreakerHandle>>,
+    /// Put before a route's name in what its protections share through Redis: empty for the
+    /// running configuration, the version (`v7/`) for one tried beside it in a gray
+    /// release, whose limits must not count the running version's requests.
+    pub shared_scope: String,
 }
 
 impl<'a> Parts<'a> {

@@ -203,6 +203,8 @@ pub const MAX_KEYS: usize = 100_000;
 pub struct LimitHandle(crate::layer::Forked<Shared>);
 
 struct Shared {
+    /// The shared limits' name in Redis: the route's, under the version's scope for a new
+    /// version tried beside the running one (`v7/orders`), so that each has its own state.
     route: String,
     key: Option<KeySpec>,
     per_key: Option<KeyedLimiter>,
