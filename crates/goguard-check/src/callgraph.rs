@@ -210,12 +210,7 @@ fn value_type<'a>(pkg: &PackageIndex<'a>, src: &'a str, v: Node<'a>) -> Option<&
             let [d] = decls.as_slice() else { return None };
             let file: &'a crate::source::SourceFile = pkg.files[d.file];
             let dsrc = file.text.as_str();
-            let result = d.node.child_by_field_name("result")?;
-            let ty = if result.kind() == "parameter_list" {
-                syntax::param_list(result, dsrc).first().map(|(_, t)| *t)?
-            } else {
-                result
-            };
+            let ty = syntax::first_result_type(d.node, dsrc)?;
             syntax::base_type_name(ty, dsrc)
         }
         _ => None,

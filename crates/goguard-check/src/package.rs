@@ -528,6 +528,19 @@ impl<'a> PackageIndex<'a> {
         }
     }
 
+    /// Where `node` of file `file` is, as a finding in file `from` names it: `line 12` in
+    /// the same file, `run.go:12` in another.
+    pub fn site(&self, file: usize, node: Node, from: usize) -> String {
+        let f = self.files[file];
+        let line = f.position(node.start_byte()).line;
+        if file == from {
+            format!("line {line}")
+        } else {
+            let name = f.path.file_name().map(|n| n.to_string_lossy());
+            format!("{}:{line}", name.unwrap_or_default())
+        }
+    }
+
     /// Whether files `a` and `b` (indexes in `files`) can be in one build.
     pub fn builds_with(&self, a: usize, b: usize) -> bool {
         a == b || crate::buildtags::compatible(&self.constraints[a], &self.constraints[b])

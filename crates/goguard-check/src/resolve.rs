@@ -142,12 +142,7 @@ fn result_sync_kind(cx: &Checker, call: &Call) -> Option<SyncKind> {
         .filter(|d| cx.pkg.builds_with(cx.file_in_pkg, d.file))
         .map(|d| {
             let src = cx.pkg.files[d.file].text.as_str();
-            let result = d.node.child_by_field_name("result")?;
-            let ty = if result.kind() == "parameter_list" {
-                syntax::param_list(result, src).first().map(|(_, t)| *t)?
-            } else {
-                result
-            };
+            let ty = syntax::first_result_type(d.node, src)?;
             direct_sync_kind(ty, src).or_else(|| {
                 let name = syntax::base_type_name(ty, src)?;
                 cx.pkg.embeds.get(name).copied()

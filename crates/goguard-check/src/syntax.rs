@@ -437,3 +437,13 @@ pub fn word_positions<'s>(text: &'s str, word: &'s str) -> impl Iterator<Item = 
             && !text[i + word.len()..].chars().next().is_some_and(ident)
     })
 }
+
+/// The type of a function declaration's first result (`*T` in `func f() (*T, error)`).
+pub fn first_result_type<'t>(func: Node<'t>, src: &'t str) -> Option<Node<'t>> {
+    let result = func.child_by_field_name("result")?;
+    if result.kind() == "parameter_list" {
+        param_list(result, src).first().map(|(_, t)| *t)
+    } else {
+        Some(result)
+    }
+}

@@ -155,9 +155,7 @@ pub(crate) fn started_elsewhere<'a>(cx: &Checker<'a>) -> Vec<(Node<'a>, String)>
             if out.iter().any(|(g, _)| g.id() == f.id()) {
                 continue;
             }
-            let file_name = file.path.file_name().map(|n| n.to_string_lossy());
-            let line = file.position(go.start_byte()).line;
-            out.push((f, format!("{}:{line}", file_name.unwrap_or_default())));
+            out.push((f, cx.pkg.site(i, go, cx.file_in_pkg)));
         }
     }
     out

@@ -225,16 +225,7 @@ fn never_released<'a>(
         .sites
         .iter()
         .filter(|s| s.used == crate::callgraph::Use::Call)
-        .map(|s| {
-            let file = cx.pkg.files[s.file];
-            let line = file.position(s.node.start_byte()).line;
-            if s.file == cx.file_in_pkg {
-                format!("line {line}")
-            } else {
-                let name = file.path.file_name().map(|n| n.to_string_lossy());
-                format!("{}:{line}", name.unwrap_or_default())
-            }
-        })
+        .map(|s| cx.pkg.site(s.file, s.node, cx.file_in_pkg))
         .collect();
     let taken = if unlock == "Unlock" { "Lock" } else { "RLock" };
     let message = if !callers.is_empty() {
