@@ -102,3 +102,109 @@ pub async fn listening(admin: &str) -> bool {
     let (_, v) = call("GET", &format!("{admin}/proxies/p"), None).await;
     v["listening"].as_bool().unwrap()
 }
+
+/// Builds the Go service of the Redis tests once per test binary, into cargo's scratch
+/// directory for tests.
+pub fn redisapp_binary() -> &'static std::path::Path {
+    use std::path::{Path, PathBuf};
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let out = dir.join("goguard-redisapp");
+        // Built beside, then renamed over: another test binary may be running the old one.
+        let fresh = dir.join(format!("goguard-redisapp.{}", std::process::id()));
+        let status = std::process::Command::new("go")
+            .args(["build", "-o"])
+            .arg(&fresh)
+            .arg(".")
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/redisapp"))
+            .env("GOFLAGS", "-mod=mod")
+            .status()
+            .expect("go is installed (scripts/test installs it)");
+        assert!(status.success(), "go build of redisapp failed");
+        std::fs::rename(&fresh, &out).unwrap();
+        out
+    })
+}
+
+/// A child process killed when dropped.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free TCP port on loopback (bound, then released for the program under test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A real redis-server on its own port, without persistence, answering PING.
+pub async fn redis_server() -> (Child, u16) {
+    let port = free_port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (scripts/test installs it)");
+    let child = Child(child);
+    wait_until(
+        Duration::from_secs(10),
+        "redis answers PING",
+        || async move {
+            let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else {
+                return false;
+            };
+            let mut buf = [0u8; 7];
+            s.write_all(b"PING\r\n").await.is_ok()
+                && tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf))
+                    .await
+                    .is_ok_and(|r| r.is_ok() && &buf == b"+PONG\r\n")
+        },
+    )
+    .await;
+    (child, port)
+}
+
+/// The Go service, using Redis at `redis` with this timeout per call; returns it and its
+/// base URL.
+pub fn redisapp(redis: SocketAddr, timeout: &str) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(redisapp_binary())
+        .args([
+            "-listen",
+            "127.0.0.1:0",
+            "-redis",
+            &redis.to_string(),
+            "-timeout",
+            timeout,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start redisapp");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("redisapp's first line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    (Child(child), format!("http://{addr}"))
+}
+
+/// A GET with a real client: the status and body (an error when nothing answered).
+pub async fn get(url: &str) -> Result<(u16, String), String> {
+    goguard_chaos::http_client::HttpClient::new()
+        .request("GET", url, &[], None, Duration::from_secs(5))
+        .await
+        .map(|a| (a.status, a.body))
+}
