@@ -90,15 +90,9 @@ pub struct TreeAnswer {
 }
 
 /// The reference's tree: CPU > `cpu_above` and queue > `queue_above` -> pool use >
-/// `pool_above` ? out : up; otherwise keep (or scale in, with `[scale_in]`). `last` is the
-/// previous branch taken, kept while the pool's use is within the tolerance.
-pub fn tree(
-    cfg: &Config,
-    cpu: &Reading,
-    queue: &Reading,
-    pool: &Reading,
-    last: Option<Action>,
-) -> TreeAnswer {
+/// `pool_above` ? out : up; otherwise keep (or scale in, with `[scale_in]`). CPU and queue
+/// (and the scale-in figures) are compared with the tolerance.
+pub fn tree(cfg: &Config, cpu: &Reading, queue: &Reading, pool: &Reading) -> TreeAnswer {
     let t = &cfg.tree;
     let tol = t.tolerance;
     let mut missing = Vec::new();
@@ -133,17 +127,9 @@ pub fn tree(
                 missing: vec![why],
             };
         };
-        let ps = side(p, t.pool_above, tol);
-        let out = match ps {
-            Side::Above => true,
-            Side::Below => false,
-            // At the threshold: the branch taken last time, or the plain comparison.
-            Side::Within => match last {
-                Some(Action::Out) => true,
-                Some(Action::Up) => false,
-                _ => p > t.pool_above,
-            },
-        };
+        // The branch between two actions is the plain comparison: the tolerance is about
+        // acting on noise, and either branch acts.
+        let out = p > t.pool_above;
         let (action, what) = if out {
             (
                 Action::Out,
@@ -165,14 +151,9 @@ pub fn tree(
                 ),
             )
         };
-        let within = if ps == Side::Within {
-            format!(" (within the tolerance of {}: as before)", pct(tol))
-        } else {
-            String::new()
-        };
         return TreeAnswer {
             action,
-            reason: format!("{head}; {what}{within}"),
+            reason: format!("{head}; {what}"),
             missing: vec![],
         };
     }
@@ -448,14 +429,14 @@ impl Stabiliser {
         for p in &r.policies {
             let period = p.period.as_secs_f64();
             let (added, removed, _, _) = self.changed_within(now, period);
+            // As the HPA: the size at the period's start, from both directions' changes.
+            let start = cur - added + removed;
             let per = humantime::format_duration(p.period);
             let limit = match (p.kind.as_str(), up) {
-                ("instances", true) => (cur - added) + p.value as i64,
-                ("percent", true) => ((cur - added) as f64 * (1.0 + p.value / 100.0)).ceil() as i64,
-                ("instances", false) => (cur + removed) - p.value as i64,
-                ("percent", false) => {
-                    ((cur + removed) as f64 * (1.0 - p.value / 100.0)).ceil() as i64
-                }
+                ("instances", true) => start + p.value as i64,
+                ("percent", true) => (start as f64 * (1.0 + p.value / 100.0)).ceil() as i64,
+                ("instances", false) => start - p.value as i64,
+                ("percent", false) => (start as f64 * (1.0 - p.value / 100.0)).floor() as i64,
                 _ => continue,
             };
             let unit = if p.kind == "percent" {
@@ -489,11 +470,8 @@ impl Stabiliser {
         let mut limits: Vec<(f64, String)> = Vec::new();
         for p in r.policies.iter().filter(|p| p.kind == "cores") {
             let (_, _, added, removed) = self.changed_within(now, p.period.as_secs_f64());
-            let limit = if up {
-                current - added + p.value
-            } else {
-                current + removed - p.value
-            };
+            let start = current - added + removed;
+            let limit = if up { start + p.value } else { start - p.value };
             limits.push((
                 limit,
                 format!(
@@ -543,7 +521,6 @@ pub fn action_between(from: Size, to: Size) -> Action {
 #[derive(Debug, Default, Clone)]
 pub struct Decider {
     pub stabiliser: Stabiliser,
-    last_branch: Option<Action>,
 }
 
 /// What the decider concluded.
@@ -566,7 +543,7 @@ impl Decider {
         queue: &Reading,
         pool: &Reading,
     ) -> Plan {
-        let answer = tree(cfg, cpu, queue, pool, self.last_branch);
+        let answer = tree(cfg, cpu, queue, pool);
         if !answer.missing.is_empty() {
             // No figures, no recommendation: the windows only hold what was measured.
             return Plan {
@@ -576,9 +553,6 @@ impl Decider {
                 action: Action::None,
                 stabilised_by: vec![],
             };
-        }
-        if matches!(answer.action, Action::Out | Action::Up) {
-            self.last_branch = Some(answer.action);
         }
         let recommended = recommend(cfg, answer.action, current);
         let st = self.stabiliser.step(cfg, now, current, recommended);
@@ -626,7 +600,7 @@ p95 = {{ query = "p95" }}
     #[test]
     fn the_reference_tree() {
         let c = config("[tree]\ntolerance = 0\n");
-        let t = |cpu, q, p| tree(&c, &v(cpu), &v(q), &v(p), None);
+        let t = |cpu, q, p| tree(&c, &v(cpu), &v(q), &v(p));
         assert_eq!(t(0.8, 250.0, 0.95).action, Action::Out);
         assert_eq!(t(0.8, 250.0, 0.5).action, Action::Up);
         assert_eq!(t(0.8, 150.0, 0.95).action, Action::None);
@@ -648,16 +622,20 @@ p95 = {{ query = "p95" }}
     #[test]
     fn the_tolerance_keeps_figures_near_a_threshold() {
         let c = config("");
-        let t = |cpu, q, p, last| tree(&c, &v(cpu), &v(q), &v(p), last);
+        let t = |cpu, q, p| tree(&c, &v(cpu), &v(q), &v(p));
         // 80% is within 10% of 75% (67.5..82.5): keep.
-        let a = t(0.8, 300.0, 0.95, None);
+        let a = t(0.8, 300.0, 0.95);
         assert_eq!(a.action, Action::None);
         assert_eq!(a.reason, "keep: cpu 80% is within 10% of 75%");
-        assert_eq!(t(0.85, 300.0, 0.95, None).action, Action::Out);
-        // A pool at 92% is within the tolerance of 90%: the branch of last time.
-        assert_eq!(t(0.9, 300.0, 0.92, Some(Action::Up)).action, Action::Up);
-        assert_eq!(t(0.9, 300.0, 0.88, Some(Action::Out)).action, Action::Out);
-        assert_eq!(t(0.9, 300.0, 0.92, None).action, Action::Out);
+        assert_eq!(t(0.85, 300.0, 0.95).action, Action::Out);
+        // 210 queued is within 10% of 200.
+        assert_eq!(
+            t(0.85, 210.0, 0.95).reason,
+            "keep: queue 210 is within 10% of 200"
+        );
+        // The branch between out and up is the plain comparison.
+        assert_eq!(t(0.9, 300.0, 0.92).action, Action::Out);
+        assert_eq!(t(0.9, 300.0, 0.9).action, Action::Up);
     }
 
     #[test]
@@ -670,7 +648,6 @@ p95 = {{ query = "p95" }}
             ),
             &v(300.0),
             &v(0.5),
-            None,
         );
         assert_eq!(a.action, Action::None);
         assert_eq!(a.missing.len(), 1);
@@ -680,9 +657,9 @@ p95 = {{ query = "p95" }}
             a.reason
         );
         // The pool is only needed when the first test holds.
-        let a = tree(&c, &v(0.2), &v(10.0), &Reading::NoData("NaN".into()), None);
+        let a = tree(&c, &v(0.2), &v(10.0), &Reading::NoData("NaN".into()));
         assert!(a.missing.is_empty());
-        let a = tree(&c, &v(0.9), &v(300.0), &Reading::NoData("NaN".into()), None);
+        let a = tree(&c, &v(0.9), &v(300.0), &Reading::NoData("NaN".into()));
         assert_eq!(a.missing, ["pool: NaN"]);
         assert_eq!(
             a.reason,

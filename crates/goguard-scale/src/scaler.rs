@@ -172,6 +172,10 @@ impl Scaler {
     /// One evaluation: read, decide, act. Returns the decision (also on the board and in
     /// the log).
     pub async fn evaluate(&mut self) -> Decision {
+        // One instant for the decision: the cooldown and the verification window both
+        // count from it, so the verification ends before the next action can come.
+        let started = Instant::now();
+        let now = started.duration_since(self.origin).as_secs_f64();
         let mut names = vec!["cpu", "queue", "pool", "p95"];
         if self.cfg.inputs.replicas.is_some() {
             names.push("replicas");
@@ -199,7 +203,6 @@ impl Scaler {
                 current.cores = c;
             }
         }
-        let now = self.origin.elapsed().as_secs_f64();
         let plan = self.decider.decide(
             &self.cfg,
             now,
@@ -230,7 +233,7 @@ impl Scaler {
         if d.acted() {
             self.decider.stabiliser.acted(now, current, plan.desired);
             self.size = plan.desired;
-            self.start_verification(&d);
+            self.start_verification(&d, started);
         } else {
             self.size = current;
         }
@@ -265,11 +268,10 @@ impl Scaler {
         hook::run(h, &vars, &body, &self.client).await
     }
 
-    fn start_verification(&mut self, d: &Decision) {
+    fn start_verification(&mut self, d: &Decision, now: Instant) {
         if let Some(p) = self.pending.take() {
             self.finish(p, Verdict::Superseded, None);
         }
-        let now = Instant::now();
         let v = &self.cfg.verify;
         let verifying = Verifying {
             decision: d.seq,
@@ -376,8 +378,10 @@ impl Scaler {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = &mut shutdown => break,
             }
-            let now = Instant::now();
-            if now >= next_eval {
+            // The verification first: at its window's end it is judged before the next
+            // evaluation may act again.
+            self.check().await;
+            if Instant::now() >= next_eval {
                 self.evaluate().await;
                 // On time, or at once when an evaluation took longer than `every`.
                 next_eval += every;
@@ -385,7 +389,6 @@ impl Scaler {
                     next_eval = Instant::now() + every;
                 }
             }
-            self.check().await;
         }
     }
 }
