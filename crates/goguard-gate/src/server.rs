@@ -876,7 +876,10 @@ impl Gateway {
                     Err(e) => return error(StatusCode::BAD_REQUEST, e),
                 };
                 let (route, ttl) = (w.route.clone(), w.ttl);
-                let fault = stack.faults().add(w);
+                let fault = match stack.faults().add(w) {
+                    Ok(f) => f,
+                    Err(e) => return error(StatusCode::CONFLICT, e),
+                };
                 let shown = fault.to_json(&route);
                 let mut e = Event::gateway(Reason::named("fault_added"), &route);
                 e.detail = format!("fault {} on: {shown}", fault.id);

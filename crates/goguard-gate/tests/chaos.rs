@@ -319,8 +319,21 @@ async fn each_fault_kind_as_the_client_sees_it() {
         got.as_ref().is_err_and(|e| e.contains("ConnectionReset")),
         "a TCP reset, not an answer: {got:?}"
     );
+    // On HTTP/2 the stream is reset, and the connection serves on.
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let req = || {
+        Request::get(url.as_str())
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let got = h2.request(req()).await;
+    let e = format!("{:?}", got.expect_err("a reset stream, not an answer"));
+    assert!(e.contains("INTERNAL_ERROR"), "{e}");
     fault_off(&gate, &id).await;
     assert_eq!(get(&url).await.0, 200, "answers again");
+    assert_eq!(h2.request(req()).await.unwrap().status(), 200);
 
     // Bandwidth: 4000 bytes at 4000 bytes/s, the last tenth due after 0.9 s.
     let id = fault_on(
@@ -342,14 +355,14 @@ async fn each_fault_kind_as_the_client_sees_it() {
             &m,
             &format!("goguard_gate_faults_applied_total{{route=\"orders\",kind=\"{kind}\"}}"),
         );
-        assert_eq!(n, if kind == "reset" { 2.0 } else { 1.0 }, "{kind}");
+        assert_eq!(n, if kind == "reset" { 3.0 } else { 1.0 }, "{kind}");
     }
     assert_eq!(
         metric(
             &m,
             "goguard_gate_requests_total{route=\"orders\",status=\"444\"}"
         ),
-        2.0,
+        3.0,
         "resets are recorded as 444"
     );
     assert_eq!(
@@ -631,6 +644,10 @@ fn bad_colour_and_fault_sections_are_refused_with_their_line() {
             "routes.0.faults.0.bytes_per_second: not for a abort fault",
         ),
         ("[[routes.faults]]\nkind = \"melt\"\n", "unknown variant `melt`"),
+        (
+            "[colour]\ntrusted_networks = [\"10.0.0.0/8\"]\nheader = \"Host\"\n",
+            "colour.header: `Host` is a header HTTP or the gateway relies on",
+        ),
         (
             "max_active_faults = 0\n",
             "routes.0.max_active_faults: at least 1",

@@ -14,6 +14,8 @@ use crate::layer::RouteFaults;
 
 /// The longest `POST /admin/faults` body read.
 pub const MAX_REQUEST_BYTES: usize = 128 * 1024;
+/// The most faults switched on at once, over every route.
+pub const MAX_FAULTS: usize = 256;
 
 #[derive(Default)]
 pub struct FaultBoard {
@@ -48,12 +50,17 @@ impl FaultBoard {
         self.routes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Switches a fault on; it ends by itself after its ttl.
-    pub fn add(&self, w: Wanted) -> Arc<Fault> {
+    /// Switches a fault on; it ends by itself after its ttl. Refused past [`MAX_FAULTS`].
+    pub fn add(&self, w: Wanted) -> Result<Arc<Fault>, String> {
+        if self.list().len() >= MAX_FAULTS {
+            return Err(format!(
+                "{MAX_FAULTS} faults are on already: remove some first"
+            ));
+        }
         let id = format!("f{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let fault = Arc::new(Fault::new(id, w.rule, Some(w.ttl)));
         self.route(&w.route).add(fault.clone());
-        fault
+        Ok(fault)
     }
 
     /// Every fault switched on and not expired, with its route.

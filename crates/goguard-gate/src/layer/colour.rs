@@ -46,6 +46,26 @@ pub const MAX_VALUE_BYTES: usize = 32;
 /// The shortest key accepted: HMAC-SHA256's security rests on it.
 pub const MIN_KEY_BYTES: usize = 16;
 
+/// Headers that cannot be the colour's.
+const RESERVED: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "content-type",
+    "expect",
+    "authorization",
+    "cookie",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
 /// `[colour]`: which header marks a drill's requests, and who may set it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,11 +131,21 @@ impl Rule {
     /// What serde cannot check.
     pub fn problems(&self) -> Problems {
         let mut out: Problems = Vec::new();
-        if HeaderName::from_bytes(self.header.as_bytes()).is_err() {
-            out.push((
+        match HeaderName::from_bytes(self.header.as_bytes()) {
+            Err(_) => out.push((
                 vec!["header"],
                 format!("`{}` is not a header name", self.header),
-            ));
+            )),
+            // Removed from requests whenever not believed: never one HTTP or the gateway
+            // relies on.
+            Ok(h) if RESERVED.contains(&h.as_str()) => out.push((
+                vec!["header"],
+                format!(
+                    "`{}` is a header HTTP or the gateway relies on",
+                    self.header
+                ),
+            )),
+            Ok(_) => {}
         }
         if self.values.is_empty() {
             out.push((vec!["values"], "at least one colour".into()));
