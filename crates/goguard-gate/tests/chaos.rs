@@ -517,7 +517,7 @@ async fn the_admin_api_refuses_bad_faults_and_strangers() {
         ),
         (
             r#"{"route":"orders","kind":"abort","coloured_only":false}"#,
-            "status: a abort fault needs `status`",
+            "status: an abort fault needs `status`",
         ),
         (
             r#"{"route":"orders","kind":"reset","coloured_only":false,"ttl":"1h"}"#,
@@ -637,11 +637,11 @@ fn bad_colour_and_fault_sections_are_refused_with_their_line() {
         ),
         (
             "[[routes.faults]]\nkind = \"reset\"\npercent = 150.0\ncoloured_only = false\n",
-            "routes.0.faults.0.percent: more than 0 and at most 100",
+            "routes.0.faults.0.percent: from 0 to 100",
         ),
         (
             "[[routes.faults]]\nkind = \"abort\"\nstatus = 503\nbytes_per_second = 5\ncoloured_only = false\n",
-            "routes.0.faults.0.bytes_per_second: not for a abort fault",
+            "routes.0.faults.0.bytes_per_second: not for an abort fault",
         ),
         ("[[routes.faults]]\nkind = \"melt\"\n", "unknown variant `melt`"),
         (

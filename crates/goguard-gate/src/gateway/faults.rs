@@ -158,6 +158,19 @@ pub fn parse_request(
             humantime::format_duration(settings.max_ttl)
         ));
     }
+    // toxiproxy's spelling of a bandwidth: `rate` in KB/s (1000 bytes).
+    if let Some(rate) = v.remove("rate") {
+        if v.contains_key("bytes_per_second") {
+            return Err(
+                "rate: give rate (KB/s, as toxiproxy) or bytes_per_second, not both".into(),
+            );
+        }
+        let kb = rate
+            .as_u64()
+            .filter(|kb| *kb > 0)
+            .ok_or("rate: a whole number of KB/s (1000 bytes), at least 1")?;
+        v.insert("bytes_per_second".into(), kb.saturating_mul(1000).into());
+    }
     if !v.contains_key("kind") {
         return Err("kind: missing (delay, abort, reset or bandwidth)".into());
     }
@@ -205,6 +218,12 @@ mod tests {
             .contains("unknown field `colour`"));
         assert!(err("[1]").starts_with("the body is not a JSON object"));
         assert!(err(r#"{"kind":"reset"}"#).starts_with("route: missing"));
+        let w = p(r#"{"route":"orders","kind":"bandwidth","rate":4}"#).unwrap();
+        assert_eq!(w.rule.bytes_per_second, Some(4000), "toxiproxy's KB/s");
+        assert!(
+            err(r#"{"route":"orders","kind":"bandwidth","rate":4,"bytes_per_second":1}"#)
+                .contains("not both")
+        );
         let no_colour = parse_request(br#"{"route":"orders","kind":"reset"}"#, &routes, &s, false);
         assert!(no_colour.err().unwrap().starts_with("coloured_only"));
     }

@@ -56,6 +56,16 @@ pub enum Kind {
 impl Kind {
     const ALL: [Kind; 4] = [Kind::Delay, Kind::Abort, Kind::Reset, Kind::Bandwidth];
 
+    /// `a delay`, `an abort`.
+    fn with_article(self) -> &'static str {
+        match self {
+            Kind::Delay => "a delay",
+            Kind::Abort => "an abort",
+            Kind::Reset => "a reset",
+            Kind::Bandwidth => "a bandwidth",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Delay => "delay",
@@ -120,15 +130,15 @@ impl Rule {
             if wanted && !present && field != "jitter" && field != "body" {
                 out.push((
                     vec![field],
-                    format!("a {} fault needs `{field}`", self.kind.as_str()),
+                    format!("{} fault needs `{field}`", self.kind.with_article()),
                 ));
             }
             if !wanted && present {
                 out.push((
                     vec![field],
                     format!(
-                        "not for a {} fault (it belongs to {})",
-                        self.kind.as_str(),
+                        "not for {} fault (only for {})",
+                        self.kind.with_article(),
                         kinds
                             .iter()
                             .map(|k| k.as_str())
@@ -165,8 +175,8 @@ impl Rule {
         if self.bytes_per_second == Some(0) {
             out.push((vec!["bytes_per_second"], "at least 1".into()));
         }
-        if !(self.percent > 0.0 && self.percent <= 100.0) {
-            out.push((vec!["percent"], "more than 0 and at most 100".into()));
+        if !(0.0..=100.0).contains(&self.percent) {
+            out.push((vec!["percent"], "from 0 to 100".into()));
         }
         out
     }
@@ -718,12 +728,15 @@ mod tests {
             .any(|(f, m)| f == &["delay"] && m == "a delay fault needs `delay`"));
         let p = rule("kind = \"abort\"\nstatus = 503\ndelay = \"1s\"").problems();
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].1.contains("not for a abort fault"), "{p:?}");
+        assert!(p[0].1.contains("not for an abort fault"), "{p:?}");
         assert!(!rule("kind = \"abort\"\nstatus = 99").problems().is_empty());
         assert!(!rule("kind = \"bandwidth\"\nbytes_per_second = 0")
             .problems()
             .is_empty());
-        assert!(!rule("kind = \"reset\"\npercent = 0.0")
+        assert!(rule("kind = \"reset\"\npercent = 0.0")
+            .problems()
+            .is_empty());
+        assert!(!rule("kind = \"reset\"\npercent = -1.0")
             .problems()
             .is_empty());
         assert!(!rule("kind = \"reset\"\npercent = 101.0")
