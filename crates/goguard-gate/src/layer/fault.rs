@@ -198,7 +198,7 @@ impl RejectKind {
 /// A fault in force.
 #[derive(Debug)]
 pub struct Fault {
-    /// `f1`, or `routes.0.faults.1` for one of the configuration.
+    /// `f1`, or `ROUTE/INDEX` (`orders/0`) for one of the configuration.
     pub id: String,
     pub rule: Rule,
     /// When it was switched on.
