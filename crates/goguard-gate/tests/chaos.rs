@@ -208,6 +208,34 @@ async fn the_documented_openssl_signing_is_accepted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_file_holds_the_key() {
+    let up = Upstream::start("real");
+    let file = std::env::temp_dir().join(format!("goguard-colour-key-{}", std::process::id()));
+    std::fs::write(&file, format!("{KEY}\n")).unwrap();
+    let global = format!("[colour]\nkey_file = {:?}\n", file.display().to_string());
+    let gate = start(&config(up.addr, &global, "")).await;
+    let signed = sign(KEY.as_bytes(), "chaos", now());
+    assert_eq!(
+        seen_colour(&gate, &[&signed]).await,
+        "chaos",
+        "without its newline"
+    );
+    // The key is not shown by /admin/config; a key given inline is hidden there.
+    let (_, _, shown) = get(&format!("http://{}/admin/config", gate.admin)).await;
+    assert!(!shown.contains(KEY), "{shown}");
+    std::fs::remove_file(&file).unwrap();
+    // A key file that cannot be read stops the gateway from starting, saying which.
+    let parsed = goguard_gate::config::parse(&config(up.addr, &global, ""), "gate.toml").unwrap();
+    let err = goguard_gate::Gateway::new(parsed, None, gate.dir.clone(), Arc::new(SystemClock))
+        .err()
+        .unwrap();
+    assert!(err.starts_with("colour.key_file: "), "{err}");
+    let inline = start(&config(up.addr, &colour_section(), "")).await;
+    let (_, _, shown) = get(&format!("http://{}/admin/config", inline.admin)).await;
+    assert!(!shown.contains(KEY) && shown.contains("(set)"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_network_colours_without_a_signature() {
     let up = Upstream::start("real");
     let gate = start(&config(
