@@ -220,9 +220,20 @@ async fn a_key_file_holds_the_key() {
         "chaos",
         "without its newline"
     );
+    // A new key in the file takes over at the next reload.
+    let new_key = "another-drill-key-fedcba9876543210";
+    std::fs::write(&file, new_key).unwrap();
+    gate.gw.reload("test").await.unwrap();
+    assert_eq!(
+        seen_colour(&gate, &[&signed]).await,
+        "",
+        "the old key's mark"
+    );
+    let resigned = sign(new_key.as_bytes(), "chaos", now());
+    assert_eq!(seen_colour(&gate, &[&resigned]).await, "chaos");
     // The key is not shown by /admin/config; a key given inline is hidden there.
     let (_, _, shown) = get(&format!("http://{}/admin/config", gate.admin)).await;
-    assert!(!shown.contains(KEY), "{shown}");
+    assert!(!shown.contains(new_key), "{shown}");
     std::fs::remove_file(&file).unwrap();
     // A key file that cannot be read stops the gateway from starting, saying which.
     let parsed = goguard_gate::config::parse(&config(up.addr, &global, ""), "gate.toml").unwrap();

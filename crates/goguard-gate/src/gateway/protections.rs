@@ -146,7 +146,12 @@ pub fn colour(parts: &Parts, keep: &mut Keep) -> Result<Option<ColourLayer>, Str
     let Some((rule, key)) = parts.colour else {
         return Ok(None);
     };
-    let handle = keep.state("colour", rule, || {
+    // A new key (a key_file rewritten) is a new judge, though the rule reads the same.
+    let key_id = key.map(|k| {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(k))
+    });
+    let handle = keep.state("colour", &(rule, key_id), || {
         Ok(ColourHandle::new(Judge::new(
             rule,
             key.map(<[u8]>::to_vec),
