@@ -640,6 +640,50 @@ async fn faults_stay_with_their_route_across_reloads() {
     .await;
 }
 
+/// The README's example, as written there (with the upstreams it names).
+#[test]
+fn the_readme_example_is_valid() {
+    let example = r#"[colour]                             # without it, nothing is coloured and marks are not read
+header = "X-Trace-Mode"
+values = ["chaos"]                   # the colours accepted; the service receives `X-Trace-Mode: chaos`
+key_file = "drill.key"               # or key = "..." (at least 16 bytes; `openssl rand -hex 32`)
+max_age = "5m"                       # a signed mark's validity after its timestamp
+max_skew = "30s"                     # how far in the future a timestamp may be
+trusted_networks = ["10.0.0.0/8"]    # the services' own network: marks believed unsigned
+
+[faults]                             # bounds of every route's faults
+max_active_faults = 1000             # requests faulted at once; beyond, they pass unfaulted
+default_ttl = "5m"                   # a fault switched on through the admin API ends after this ...
+max_ttl = "1h"                       # ... or its own ttl, at most this
+
+[[routes]]
+name = "orders"
+upstream = "orders"
+max_active_faults = 50               # this route's own bound (optional)
+
+[routes.colour]
+shadow = "orders-shadow"             # coloured requests go there instead (shadow DB, no billing)
+
+[[routes.faults]]                    # in force as long as this configuration
+kind = "delay"                       # delay, abort, reset or bandwidth
+delay = "200ms"
+jitter = "50ms"                      # + a random 0..50 ms
+percent = 100.0                      # of the requests it may apply to
+coloured_only = true                 # the default: the drill's requests alone
+"#;
+    let text = format!(
+        "[upstreams.orders]\ntargets = [\"127.0.0.1:9000\"]\n[upstreams.orders-shadow]\ntargets = [\"127.0.0.1:9001\"]\n{example}"
+    );
+    let c = goguard_gate::config::parse(&text, "gate.toml").unwrap_or_else(|e| panic!("{e}"));
+    let r = &c.routes[0];
+    assert_eq!(r.faults[0].delay, Some(Duration::from_millis(200)));
+    assert_eq!(
+        r.colour.as_ref().unwrap().shadow.as_deref(),
+        Some("orders-shadow")
+    );
+    assert_eq!(c.colour.as_ref().unwrap().max_age, Duration::from_secs(300));
+}
+
 #[test]
 fn bad_colour_and_fault_sections_are_refused_with_their_line() {
     let base = "[upstreams.orders]\ntargets = [\"127.0.0.1:9000\"]\n[[routes]]\nname = \"orders\"\nupstream = \"orders\"\n";
