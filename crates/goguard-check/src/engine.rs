@@ -78,6 +78,16 @@ struct Input {
 
 /// Analyses the given files and directories.
 pub fn check_paths(paths: &[PathBuf], opts: &Options) -> Result<Report, ConfigError> {
+    check_paths_with(paths, opts, &HashMap::new())
+}
+
+/// Like [`check_paths`], reading the files in `overlay` (by the path the walk gives them)
+/// from there instead of the disk: the text with fixes applied, not yet written.
+pub fn check_paths_with(
+    paths: &[PathBuf],
+    opts: &Options,
+    overlay: &HashMap<PathBuf, String>,
+) -> Result<Report, ConfigError> {
     let mut report = Report::default();
     let mut configs: HashMap<PathBuf, Arc<Config>> = HashMap::new();
     let mut inputs = Vec::new();
@@ -116,7 +126,7 @@ pub fn check_paths(paths: &[PathBuf], opts: &Options) -> Result<Report, ConfigEr
 
     let results: Vec<DirResult> = jobs
         .into_par_iter()
-        .map(|(module, files)| check_dir(&module, files, opts))
+        .map(|(module, files)| check_dir(&module, files, opts, overlay))
         .collect();
     for r in results {
         report.files_scanned += r.files_scanned;
@@ -303,7 +313,12 @@ pub fn read_source(path: &Path) -> Result<String, InputError> {
     })
 }
 
-fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResult {
+fn check_dir(
+    module: &ModuleInfo,
+    files: Vec<Input>,
+    opts: &Options,
+    overlay: &HashMap<PathBuf, String>,
+) -> DirResult {
     let mut result = DirResult::default();
     let mut parsed: Vec<(SourceFile, Arc<Config>)> = Vec::new();
     // Files that contain nothing any rule looks for are read but not parsed (parsing is most
@@ -311,7 +326,11 @@ fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResul
     let mut unparsed: Vec<(Input, String)> = Vec::new();
     let mut scanned = 0;
     for input in files {
-        let text = match read_source(&input.path) {
+        let read = match overlay.get(&input.path) {
+            Some(t) => Ok(t.clone()),
+            None => read_source(&input.path),
+        };
+        let text = match read {
             Ok(t) => t,
             Err(e) => {
                 result.errors.push(e);
