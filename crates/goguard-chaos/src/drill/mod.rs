@@ -77,7 +77,8 @@ pub struct Report {
 }
 
 /// Runs a scenario until its end or until `cancel` resolves (Ctrl-C), then removes every
-/// fault it set. `Err` only when the drill could not run at all.
+/// fault it set. A step that cannot run (the service not steady before it, a fault that
+/// cannot be set or removed) stops the drill: the report says why in `interrupted`.
 pub async fn run(scenario: &Scenario, cancel: impl Future<Output = String>) -> Report {
     let client = HttpClient::new();
     let faults = Faults::default();
@@ -134,6 +135,7 @@ async fn run_step(
         }
         tokio::time::sleep(every).await;
     }
+    tracing::info!(step = %step.name, fault = %step.fault.describe(), "steady; setting the fault");
     let key = faults.set(client, step).await?;
     let t0 = Instant::now();
     let fault_at = watcher.since_start(t0);
@@ -143,6 +145,7 @@ async fn run_step(
         if detected.is_none() {
             let now = Instant::now();
             if let (Some(true), why) = watcher.holds(&step.detect, now) {
+                tracing::info!(step = %step.name, after = ?now.duration_since(t0), by = %why, "detected");
                 detected = Some((now, why));
             }
         }
@@ -150,6 +153,7 @@ async fn run_step(
     }
     faults.remove(client, &key).await?;
     let t1 = Instant::now();
+    tracing::info!(step = %step.name, "fault removed; waiting for the recovery");
     // Recovery: up to twice its target (to say by how much it was missed), or 60 s.
     let wait = step.recover_within.map_or(Duration::from_secs(60), |r| {
         (r * 2).max(r + Duration::from_secs(1))

@@ -702,3 +702,16 @@ recover_within = "1s"
             .starts_with("gateway[0].name: `gate` is used twice"));
     }
 }
+
+#[cfg(test)]
+mod examples {
+    #[test]
+    fn the_examples_are_valid() {
+        std::env::set_var("GOGUARD_ADMIN_TOKEN", "t");
+        let s = super::Scenario::parse(include_str!("../../examples/redis-unreachable.toml"), "x")
+            .unwrap();
+        assert_eq!(s.steps.len(), 3);
+        let c = crate::ChaosConfig::parse(include_str!("../../examples/chaos.toml")).unwrap();
+        assert_eq!(c.proxies.len(), 2);
+    }
+}
