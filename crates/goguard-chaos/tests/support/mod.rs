@@ -117,7 +117,11 @@ pub fn redisapp_binary() -> &'static std::path::Path {
             .args(["build", "-o"])
             .arg(&fresh)
             .arg(".")
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/redisapp"))
+            // From this crate and from the binary's tests, which include this file.
+            .current_dir(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../goguard-chaos/tests/programs/redisapp"),
+            )
             .env("GOFLAGS", "-mod=mod")
             .status()
             .expect("go is installed (scripts/test installs it)");
