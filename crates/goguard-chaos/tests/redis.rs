@@ -279,3 +279,51 @@ duration = "60s"
     assert!(s.set.toxics("p").unwrap().is_empty());
     until_status(&format!("{}/healthz", s.app), 200, "the service is back").await;
 }
+
+#[tokio::test]
+async fn a_drill_detects_by_latency_and_by_a_metric() {
+    let s = stack().await;
+    get(&format!("{}/set?key=a&value=1", s.app)).await.unwrap();
+    let text = format!(
+        r#"
+[watch]
+probe = "{app}/get?key=a"
+metrics = "{admin}/metrics"
+every = "50ms"
+window = "500ms"
+[[chaos]]
+name = "redis"
+admin = "{admin}"
+proxy = "p"
+[[step]]
+name = "Redis 150 ms slower"
+fault = {{ target = "redis", type = "latency", attributes = {{ latency = 150 }} }}
+duration = "1s"
+detect = {{ p95 = "100ms" }}
+detect_within = "1s"
+recover_within = "2s"
+[[step]]
+name = "proxy not listening"
+fault = {{ target = "redis", type = "down" }}
+duration = "500ms"
+detect = {{ metric = 'goguard_chaos_listening{{proxy="p"}}', below = 1 }}
+detect_within = "1s"
+recover_within = "1s"
+"#,
+        app = s.app,
+        admin = s.admin
+    );
+    let sc = Scenario::parse(&text, "latency").unwrap();
+    assert_eq!(sc.name, "latency");
+    let report = drill::run(&sc, std::future::pending()).await;
+    let out = drill::render_text(&report);
+    assert!(report.passed, "{out}");
+    assert!(report.steps[0].detect_by.starts_with("p95 "), "{out}");
+    assert!(report.steps[0].p95_ms.unwrap() >= 150.0, "{out}");
+    assert_eq!(report.steps[0].error_rate, Some(0.0), "{out}");
+    assert_eq!(
+        report.steps[1].detect_by, "goguard_chaos_listening{proxy=\"p\"} = 0",
+        "{out}"
+    );
+    assert!(s.set.toxics("p").unwrap().is_empty());
+}
