@@ -306,25 +306,26 @@ pub fn fix_paths(
 /// Writes the fixed files. Every file is checked first (still as it was read, writable), so
 /// that an error leaves all of them untouched; the error names the file and the cause.
 pub fn write(outcome: &Outcome) -> Result<(), String> {
+    let shown = |p: &Path| crate::output::display_path(p);
     for (path, (old, _)) in &outcome.files {
         let meta = std::fs::metadata(path)
-            .map_err(|e| format!("{}: cannot write the fixes: {e}", path.display()))?;
+            .map_err(|e| format!("{}: cannot write the fixes: {e}", shown(path)))?;
         if meta.permissions().readonly() {
             return Err(format!(
                 "{}: cannot write the fixes: the file is read-only (nothing was changed)",
-                path.display()
+                shown(path)
             ));
         }
         if std::fs::read_to_string(path).ok().as_deref() != Some(old.as_str()) {
             return Err(format!(
                 "{}: changed while goguard was fixing it; nothing was written",
-                path.display()
+                shown(path)
             ));
         }
     }
     for (path, (_, new)) in &outcome.files {
         std::fs::write(path, new)
-            .map_err(|e| format!("{}: cannot write the fixes: {e}", path.display()))?;
+            .map_err(|e| format!("{}: cannot write the fixes: {e}", shown(path)))?;
     }
     Ok(())
 }

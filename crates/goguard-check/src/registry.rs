@@ -25,6 +25,9 @@ pub struct Rule {
     /// goroutine's wait reason (`chan send`) or a fatal error's first line. `goguard dump`
     /// and `goguard run` name the rule that finds the cause statically through these.
     pub symptoms: &'static [&'static str],
+    /// What `--fix` can do for its findings, for the rules table: "safe / unsafe" (safe in
+    /// the shapes the rule's doc names, unsafe in others), "unsafe", or "" (no fix).
+    pub fix: &'static str,
     pub check: fn(&mut Checker),
 }
 
@@ -74,15 +77,17 @@ pub fn is_known_selector(selector: &str) -> bool {
 
 /// The Markdown table of rules, as in the README (generated, checked by a test).
 pub fn markdown_table() -> String {
-    let mut out =
-        String::from("| id | name | default severity | what it reports |\n|---|---|---|---|\n");
+    let mut out = String::from(
+        "| id | name | default severity | what it reports | fix |\n|---|---|---|---|---|\n",
+    );
     for r in all() {
         out.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} |\n",
             r.code,
             r.name,
             r.severity.as_str(),
-            r.summary
+            r.summary,
+            r.fix
         ));
     }
     out
@@ -112,6 +117,19 @@ mod tests {
             ] {
                 assert!(r.doc.contains(section), "{}: missing {section}", r.code);
             }
+        }
+    }
+
+    /// A rule with a fix says in its documentation what the fix does and when it is safe.
+    #[test]
+    fn fixes_are_documented() {
+        for r in all() {
+            assert_eq!(
+                !r.fix.is_empty(),
+                r.doc.contains("\n## Fix\n"),
+                "{}: the fix column and the doc's Fix section disagree",
+                r.code
+            );
         }
     }
 

@@ -2096,3 +2096,240 @@ fn the_ci_recipes_run_as_written() {
     let out = goguard(&["check", "--format", "github", "."], &t.0);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("::error file="));
 }
+
+/// A module with one safe fix (G304) and one unsafe one (G303, a parameter and its call).
+const FIXABLE_GO: &str = r#"package main
+
+import (
+	"errors"
+	"sync"
+)
+
+func step() error { return errors.New("x") }
+
+func worker(wg sync.WaitGroup) {
+	wg.Done()
+}
+
+func main() {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		if err := step(); err != nil {
+			return
+		}
+		wg.Done()
+	}()
+	go worker(wg)
+	wg.Wait()
+}
+"#;
+
+fn fixable_module(name: &str) -> TempDir {
+    let t = TempDir::new(name);
+    t.write("go.mod", "module fixme\n\ngo 1.24\n");
+    t.write("main.go", FIXABLE_GO);
+    t
+}
+
+/// `--fix` applies the safe fix, writes the file, says what it fixed and what remains (with
+/// the unsafe fix it did not apply), and exits by what remains; `--unsafe-fixes` then fixes
+/// the rest, and the result builds and passes go vet.
+#[test]
+fn fix_applies_safe_fixes_then_unsafe_ones_and_the_result_builds() {
+    let t = fixable_module("fix");
+    // Without --fix: the safe fix is marked, the unsafe one only counted.
+    let out = goguard(&["check", "."], &t.0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("= fix [*]: Defer `wg.Done()` at the start of the goroutine"),
+        "{text}"
+    );
+    assert!(!text.contains("suggested fix"), "{text}");
+    assert!(
+        text.contains("[*] 1 fixable with --fix (2 more with --fix --unsafe-fixes)"),
+        "{text}"
+    );
+    // --unsafe-fixes without --fix shows the unsafe ones as suggestions, changes nothing.
+    let out = goguard(&["check", "--unsafe-fixes", "."], &t.0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "= suggested fix (unsafe): Pass a pointer: `wg *sync.WaitGroup`, and `&` at its call"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.0.join("main.go")).unwrap(),
+        FIXABLE_GO
+    );
+
+    let out = goguard(&["check", "--fix", "."], &t.0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "G303 remains: {text}");
+    assert!(
+        text.contains("fixed[G304]: main.go:21: Defer `wg.Done()` at the start of the goroutine"),
+        "{text}"
+    );
+    assert!(
+        text.contains("goguard: fixed 1 finding in 1 file"),
+        "{text}"
+    );
+    assert!(text.contains("error[G303]"), "{text}");
+    assert!(!text.contains("error[G304]"), "{text}");
+    assert!(
+        text.contains("2 unsafe fixes available with --fix --unsafe-fixes"),
+        "{text}"
+    );
+    let fixed = std::fs::read_to_string(t.0.join("main.go")).unwrap();
+    assert!(
+        fixed.contains("\tgo func() {\n\t\tdefer wg.Done()\n\t\tif err"),
+        "{fixed}"
+    );
+
+    let out = goguard(
+        &["check", "--fix", "--unsafe-fixes", "--format", "json", "."],
+        &t.0,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = json(&out);
+    assert_eq!(v["diagnostics"].as_array().unwrap().len(), 0);
+    // The parameter's and the call's finding share one fix: both are fixed by it.
+    let fixed_list = v["fixed"].as_array().unwrap();
+    assert_eq!(fixed_list.len(), 2, "{v}");
+    assert!(fixed_list
+        .iter()
+        .all(|f| f["rule"] == "G303" && f["applicability"] == "unsafe"));
+    let fixed = std::fs::read_to_string(t.0.join("main.go")).unwrap();
+    assert!(
+        fixed.contains("func worker(wg *sync.WaitGroup) {"),
+        "{fixed}"
+    );
+    assert!(fixed.contains("go worker(&wg)"), "{fixed}");
+    go(&["vet", "."], &t.0);
+    assert_eq!(goguard(&["check", "."], &t.0).status.code(), Some(0));
+}
+
+/// `--diff` prints what `--fix` would change as a unified diff, writes nothing, and exits 1
+/// (0 when nothing would change); `git apply` takes the diff as it is.
+#[test]
+fn diff_shows_what_fix_would_change_and_writes_nothing() {
+    let t = fixable_module("diff");
+    let out = goguard(&["check", "--diff", "--unsafe-fixes", "."], &t.0);
+    assert_eq!(out.status.code(), Some(1));
+    let diff = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "goguard: would fix 3 findings in 1 file\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.0.join("main.go")).unwrap(),
+        FIXABLE_GO
+    );
+    insta::assert_snapshot!(diff);
+    // The diff applies with git and gives what --fix writes.
+    t.write("fix.diff", &diff);
+    let applied = Command::new("git")
+        .args(["apply", "--unsafe-paths", "fix.diff"])
+        .current_dir(&t.0)
+        .output()
+        .unwrap();
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let by_diff = std::fs::read_to_string(t.0.join("main.go")).unwrap();
+    t.write("main.go", FIXABLE_GO);
+    goguard(&["check", "--fix", "--unsafe-fixes", "."], &t.0);
+    assert_eq!(
+        std::fs::read_to_string(t.0.join("main.go")).unwrap(),
+        by_diff
+    );
+    // Nothing left to change.
+    let out = goguard(&["check", "--diff", "--unsafe-fixes", "."], &t.0);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+}
+
+/// A file --fix cannot write is one clear error (exit 2), and no file is changed.
+#[test]
+fn fix_on_a_read_only_file_is_a_clear_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = fixable_module("readonly");
+    let path = t.0.join("main.go");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let out = goguard(&["check", "--fix", "."], &t.0);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "goguard: main.go: cannot write the fixes: the file is read-only (nothing was changed)\n"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), FIXABLE_GO);
+}
+
+/// JSON gives each fix with its edits in lines, columns and bytes; SARIF gives it as a
+/// `fix` with artifact changes, and still validates against the OASIS schema.
+#[test]
+fn json_and_sarif_carry_the_fixes() {
+    let t = fixable_module("fixformats");
+    let v = json(&goguard(&["check", "--format", "json", "."], &t.0));
+    let g304 = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["rule"] == "G304")
+        .unwrap();
+    let fix = &g304["fix"];
+    assert_eq!(fix["applicability"], "safe");
+    let edits = fix["edits"].as_array().unwrap();
+    assert_eq!(edits.len(), 2);
+    // In the file's order: the defer goes in at the goroutine's start, the Done's line goes.
+    assert_eq!(edits[0]["content"], "\t\tdefer wg.Done()\n");
+    assert_eq!(edits[0]["start_byte"], edits[0]["end_byte"]);
+    let start = edits[1]["start_byte"].as_u64().unwrap() as usize;
+    let end = edits[1]["end_byte"].as_u64().unwrap() as usize;
+    assert_eq!(&FIXABLE_GO[start..end], "\t\twg.Done()\n");
+    assert_eq!(
+        edits[1]["start"],
+        serde_json::json!({"line": 21, "column": 1})
+    );
+    assert_eq!(
+        edits[1]["end"],
+        serde_json::json!({"line": 22, "column": 1})
+    );
+    assert_eq!(edits[1]["content"], "");
+    let no_fix = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| !d["fix"].is_null());
+    assert!(no_fix);
+
+    let v = json(&goguard(&["check", "--format", "sarif", "."], &t.0));
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    let r = results.iter().find(|r| r["ruleId"] == "G304").unwrap();
+    let change = &r["fixes"][0]["artifactChanges"][0];
+    assert_eq!(change["artifactLocation"]["uri"], "main.go");
+    let rep = &change["replacements"][0];
+    assert_eq!(rep["insertedContent"]["text"], "\t\tdefer wg.Done()\n");
+    assert_eq!(
+        rep["deletedRegion"]["startLine"],
+        rep["deletedRegion"]["endLine"]
+    );
+    assert_eq!(r["fixes"][0]["properties"]["applicability"], "safe");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("crates/goguard/tests/data/sarif-schema-2.1.0.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}

@@ -276,13 +276,14 @@ fn pointer_param(cx: &Checker, func: Node, index: usize, ty: Node) -> Option<Fix
         edits.push(Edit::insert(arg.start_byte(), "&"));
     }
     let (pname, _) = params[index];
+    let calls = edits.len() - 1;
+    let at = match calls {
+        0 => String::new(),
+        1 => ", and `&` at its call".to_string(),
+        n => format!(", and `&` at its {n} calls"),
+    };
     Some(Fix::unsafe_(
-        format!(
-            "Pass a pointer: `{pname} *{}`, and `&` at the {} call{}",
-            what(cx, ty),
-            edits.len() - 1,
-            if edits.len() == 2 { "" } else { "s" }
-        ),
+        format!("Pass a pointer: `{pname} *{}`{at}", what(cx, ty)),
         edits,
     ))
 }

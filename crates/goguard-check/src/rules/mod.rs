@@ -34,6 +34,9 @@ mod waitgroup_done_twice;
 
 macro_rules! rule {
     ($code:literal, $name:literal, $sev:expr, $module:ident, $summary:literal, $why:literal) => {
+        rule!($code, $name, $sev, $module, $summary, $why, fix: "")
+    };
+    ($code:literal, $name:literal, $sev:expr, $module:ident, $summary:literal, $why:literal, fix: $fix:literal) => {
         Rule {
             code: $code,
             name: $name,
@@ -43,6 +46,7 @@ macro_rules! rule {
             doc: $module::DOC,
             needs: $module::NEEDS,
             symptoms: $module::SYMPTOMS,
+            fix: $fix,
             check: $module::check,
         }
     };
@@ -61,7 +65,7 @@ pub static RULES: &[Rule] = &[
         "cancelling the context does not stop a goroutine that never looks at it, so it runs (and holds its memory) forever"),
     rule!("G103", "ticker-or-timer-not-stopped", Warning, ticker_or_timer_not_stopped,
         "`time.NewTicker`/`time.NewTimer` never stopped, `time.Tick` in a function that returns",
-        "an unstopped ticker keeps firing; before Go 1.23 it is never garbage-collected"),
+        "an unstopped ticker keeps firing; before Go 1.23 it is never garbage-collected", fix: "safe / unsafe (before Go 1.23)"),
     rule!("G104", "handler-goroutine-without-request-context", Warning, handler_goroutine_without_request_context,
         "an HTTP handler starts a goroutine doing slow work without the request's context",
         "the goroutine outlives the request, holds up Server.Shutdown, and piles up with every request"),
@@ -70,10 +74,10 @@ pub static RULES: &[Rule] = &[
         "a running goroutine's stack is a GC root: whatever it captures lives as long as it runs"),
     rule!("G106", "abandoned-sender", Error, abandoned_sender,
         "a goroutine sends on an unbuffered channel whose receiver can give up first",
-        "when the receiver has returned, the send blocks forever and the goroutine leaks"),
+        "when the receiver has returned, the send blocks forever and the goroutine leaks", fix: "safe / unsafe"),
     rule!("G201", "time-after-in-loop", Warning, time_after_in_loop,
         "`time.After` created on every iteration of a loop",
-        "each iteration creates a new timer; before Go 1.23 each lives until it fires"),
+        "each iteration creates a new timer; before Go 1.23 each lives until it fires", fix: "safe / unsafe (before Go 1.23)"),
     rule!("G202", "select-default-drops-message", Warning, select_default_drops_message,
         "`select { case ch <- v: ... default: }` silently discards the message",
         "when the channel is full the message is lost with no error, no retry and no metric"),
@@ -82,22 +86,22 @@ pub static RULES: &[Rule] = &[
         "an empty default makes the select non-blocking, so the loop burns a CPU core while it waits"),
     rule!("G204", "context-cancel-not-called", Warning, context_cancel_not_called,
         "the cancel function of `context.WithCancel/Timeout/Deadline` discarded or not called on every path",
-        "until cancel is called the context and its timer stay alive, and so do the goroutines waiting on it"),
+        "until cancel is called the context and its timer stay alive, and so do the goroutines waiting on it", fix: "safe / unsafe"),
     rule!("G301", "waitgroup-add-after-go", Error, waitgroup_add_after_go,
         "`wg.Add` inside the spawned goroutine or after the `go` statement it accounts for",
-        "`Wait` can run before `Add`: it returns too early, or `Done` drives the counter negative and panics"),
+        "`Wait` can run before `Add`: it returns too early, or `Done` drives the counter negative and panics", fix: "safe / unsafe"),
     rule!("G302", "waitgroup-done-twice", Error, waitgroup_done_twice,
         "more than one `Done` for one `Add` on some path",
         "the extra `Done` makes the counter negative: `panic: sync: negative WaitGroup counter`"),
     rule!("G303", "waitgroup-copied", Error, waitgroup_copied,
         "a `sync.WaitGroup` (or a struct holding one) passed, received, returned or assigned by value",
-        "`Add`/`Done` on a copy do not reach the original, so `Wait` returns early or blocks forever"),
+        "`Add`/`Done` on a copy do not reach the original, so `Wait` returns early or blocks forever", fix: "unsafe"),
     rule!("G304", "waitgroup-done-skippable", Error, waitgroup_done_skippable,
         "a `Done` that is not deferred and that an early exit can skip",
-        "when `Done` is skipped the counter never reaches zero and `Wait` blocks forever"),
+        "when `Done` is skipped the counter never reaches zero and `Wait` blocks forever", fix: "safe / unsafe"),
     rule!("G401", "mutex-not-unlocked-on-path", Error, mutex_not_unlocked_on_path,
         "`Lock`/`RLock` with a return path that leaves it locked",
-        "the next `Lock` on this mutex blocks forever"),
+        "the next `Lock` on this mutex blocks forever", fix: "safe / unsafe"),
     rule!("G402", "mutex-copied", Error, mutex_copied,
         "a `sync.Mutex`/`RWMutex` (or a struct holding one) copied by value",
         "a copied mutex is a different lock: the copy protects nothing, and a copy taken while locked stays locked"),
