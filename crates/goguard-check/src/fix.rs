@@ -345,7 +345,9 @@ pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
     let ops = line_ops(&a, &b);
     // Hunks: runs of changes with up to 3 lines of context around them, merged when close.
     const CONTEXT: usize = 3;
-    let mut out = format!("--- a/{path}\n+++ b/{path}\n");
+    // `a/` and `b/` as git writes them (an absolute path keeps one slash).
+    let p = path.trim_start_matches('/');
+    let mut out = format!("--- a/{p}\n+++ b/{p}\n");
     let changes: Vec<usize> = ops
         .iter()
         .enumerate()

@@ -53,10 +53,12 @@ func fetch(parent context.Context) error {
 after the call, names a discarded cancel `cancel`, and removes a later `defer cancel()` of
 the same block (now redundant). Cancelling at return is safe when the context does not
 outlive the function: it is not returned, stored, sent, captured by a closure or handed to a
-`go` statement. Otherwise the fix is unsafe (`--unsafe-fixes`): whoever got the context
-would see it cancelled when this function returns. So is a `defer` in a loop, which runs
-only at the function's end. None is offered when the call is an `if`'s or `for`'s
-initializer, or a discarded cancel's name is taken.
+`go` statement. When a goroutine or a closure uses it, the fix is unsafe (`--unsafe-fixes`):
+it would see the context cancelled when this function returns; so is a `defer` in a loop,
+which runs only at the function's end. None is offered when the context is returned,
+stored or sent (it is meant to outlive the function), when the cancel function is handed
+on (its new owner cancels), when the call is an `if`'s or `for`'s initializer, or when a
+discarded cancel's name is taken.
 
 ## Known limits
 A cancel function that is returned, stored or passed to another function is assumed to be
@@ -209,40 +211,59 @@ fn defer_cancel(
             break;
         }
     }
+    // The cancel function handed to other code (stored, passed, returned): its new owner
+    // cancels, later than this function's return.
+    let handed = syntax::descendants(body, true).into_iter().any(|n| {
+        n.kind() == "identifier"
+            && cx.text(n) == name
+            && !syntax::contains(stmt, n)
+            && !n.parent().is_some_and(|p| {
+                p.kind() == "call_expression"
+                    && p.child_by_field_name("function").map(|f| f.id()) == Some(n.id())
+            })
+    });
     let in_loop = syntax::enclosing_loop(stmt).is_some_and(|l| syntax::contains(body, l));
     let outlives = ctx
         .filter(|c| c.kind() == "identifier" && cx.text(*c) != "_")
-        .is_some_and(|c| escapes(cx, body, cx.text(c), stmt));
+        .map_or(Escape::No, |c| escapes(cx, body, cx.text(c), stmt));
+    // Cancelling at return a context meant to outlive the function would be wrong, not
+    // merely unsafe: no fix.
+    if handed || outlives == Escape::Kept {
+        return None;
+    }
     let message = format!("Add `{call}` after the call");
-    Some(if in_loop || outlives {
+    Some(if in_loop || outlives == Escape::Goroutine {
         Fix::unsafe_(message, edits)
     } else {
         Fix::safe(message, edits)
     })
 }
 
-/// Whether the context `name` may be used after the function returns: returned, assigned
-/// or stored, sent, captured by a function literal, or named in a `go` statement. Passing it
-/// to a call or calling its methods keeps it within the call.
-fn escapes(cx: &Checker, body: Node, name: &str, decl: Node) -> bool {
-    syntax::descendants(body, true).into_iter().any(|n| {
+/// How a context may outlive the function that made it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    /// Used only in calls and through its methods while the function runs.
+    No,
+    /// Named in a goroutine or a closure, which may run after the return.
+    Goroutine,
+    /// Returned, stored, assigned or sent: meant to live on.
+    Kept,
+}
+
+/// How the context `name` may be used after the function returns. Passing it to a call or
+/// calling its methods keeps it within the call.
+fn escapes(cx: &Checker, body: Node, name: &str, decl: Node) -> Escape {
+    let mut worst = Escape::No;
+    for n in syntax::descendants(body, true) {
         if n.kind() != "identifier" || cx.text(n) != name || syntax::contains(decl, n) {
-            return false;
-        }
-        // In a goroutine or a closure: it may run after the return.
-        let mut p = n.parent();
-        while let Some(q) = p.filter(|q| q.id() != body.id()) {
-            if matches!(q.kind(), "go_statement" | "function_literal") {
-                return true;
-            }
-            p = q.parent();
+            continue;
         }
         let mut q = n.parent();
         while let Some(x) = q.filter(|x| x.kind() == "parenthesized_expression") {
             q = x.parent();
         }
-        let Some(q) = q else { return false };
-        match q.kind() {
+        let Some(q) = q else { continue };
+        let kept = match q.kind() {
             "return_statement" | "send_statement" | "literal_element" | "keyed_element"
             | "literal_value" => true,
             "expression_list" => q.parent().is_some_and(|s| {
@@ -256,8 +277,19 @@ fn escapes(cx: &Checker, body: Node, name: &str, decl: Node) -> bool {
                         .is_some_and(|r| r.id() == q.id()))
             }),
             _ => false,
+        };
+        if kept {
+            return Escape::Kept;
         }
-    })
+        let mut p = n.parent();
+        while let Some(x) = p.filter(|x| x.id() != body.id()) {
+            if matches!(x.kind(), "go_statement" | "function_literal") {
+                worst = Escape::Goroutine;
+            }
+            p = x.parent();
+        }
+    }
+    worst
 }
 
 /// Whether the variable `cancel` is declared in a function enclosing `func`.

@@ -14,3 +14,20 @@ func taken(parent context.Context, cancel func()) error {
 	cancel()
 	return do(ctx)
 }
+
+type holder struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+var held = map[string]holder{}
+
+// The context is kept for later and its cancel handed to the holder: no defer.
+func keep(parent context.Context, key string) context.Context {
+	ctx, cancel := context.WithCancel(parent) // want G204 none
+	if h, ok := held[key]; ok {
+		return h.ctx
+	}
+	held[key] = holder{ctx: ctx, cancel: cancel}
+	return ctx
+}
