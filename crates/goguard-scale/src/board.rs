@@ -22,6 +22,8 @@ pub struct Decision {
     pub seq: u64,
     /// Seconds since the Unix epoch.
     pub at: f64,
+    /// Each input's reading, by name (a JSON object in the order read).
+    #[serde(serialize_with = "in_order")]
     pub inputs: Vec<(String, Reading)>,
     /// The tree's branch.
     pub tree: Action,
@@ -39,6 +41,15 @@ pub struct Decision {
     pub hook: Option<HookOutcome>,
 }
 
+fn in_order<S: serde::Serializer>(v: &[(String, Reading)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (k, r) in v {
+        m.serialize_entry(k, r)?;
+    }
+    m.end()
+}
+
 impl Decision {
     /// Whether the action was taken (the hook succeeded, or a dry run).
     pub fn acted(&self) -> bool {
@@ -53,7 +64,11 @@ impl Decision {
             .map(|(k, r)| format!("{k} {r}"))
             .collect();
         let mut out = if self.no_data {
-            format!("no decision at {}: {}", self.current, self.reason)
+            format!(
+                "no decision at {}: {}",
+                self.current,
+                self.reason.trim_start_matches("no decision: ")
+            )
         } else if self.action == Action::None {
             let mut s = format!("keep {}: {}", self.current, self.reason);
             if self.recommended != self.current {

@@ -31,7 +31,15 @@ pub struct Size {
 
 impl std::fmt::Display for Size {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} x {} cores", self.replicas, num(self.cores))
+        let plural = |n: f64| if n == 1.0 { "" } else { "s" };
+        write!(
+            f,
+            "{} instance{} x {} core{}",
+            self.replicas,
+            plural(f64::from(self.replicas)),
+            num(self.cores),
+            plural(self.cores)
+        )
     }
 }
 
@@ -644,7 +652,7 @@ p95 = {{ query = "p95" }}
         let a = tree(
             &c,
             &Reading::Failed(
-                "prometheus http://127.0.0.1:1/api/v1/query?query=cpu: connection refused".into(),
+                "prometheus http://127.0.0.1:1: Connection refused (os error 111)".into(),
             ),
             &v(300.0),
             &v(0.5),
@@ -816,6 +824,29 @@ p95 = {{ query = "p95" }}
         assert_eq!(steps[1].0, 6);
         assert_eq!(steps[3].0, 6);
         assert_eq!(steps[4].0, 12, "{steps:?}");
+    }
+
+    #[test]
+    fn a_period_starts_from_the_size_before_both_directions_changes() {
+        // As the HPA: 10 -> 8 -> 9 within the minute; the period started at 10, so +4
+        // instances per minute allows 14 (not 9 - 1 + 4 = 12).
+        let c = config("[service]\nmax_replicas = 50\n[behavior]\ncooldown = \"0s\"\n[behavior.scale_up]\nwindow = \"0s\"\npolicies = [{ type = \"instances\", value = 4, period = \"1m\" }]\n");
+        let mut st = Stabiliser::default();
+        let at = |r| Size {
+            replicas: r,
+            cores: 1.0,
+        };
+        st.acted(0.0, at(10), at(8));
+        st.acted(10.0, at(8), at(9));
+        let out = st.step(&c, 20.0, at(9), at(20));
+        assert_eq!(out.desired.replicas, 14);
+        assert_eq!(
+            out.by,
+            ["scale-up policy: at most 4 instance(s) per 1m (to 14 instance(s))"]
+        );
+        // A minute after the last change, the period starts at 9.
+        let out = st.step(&c, 71.0, at(9), at(20));
+        assert_eq!(out.desired.replicas, 13);
     }
 
     #[test]

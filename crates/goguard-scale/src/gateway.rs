@@ -151,8 +151,8 @@ impl GatewaySource {
             self.client.get(&status_url, self.timeout)
         );
         let (m, s) = (
-            m.map_err(|e| format!("gateway {e}"))?,
-            s.map_err(|e| format!("gateway {e}"))?,
+            m.map_err(|e| format!("gateway {metrics_url}: {e}"))?,
+            s.map_err(|e| format!("gateway {status_url}: {e}"))?,
         );
         for (url, a) in [(&metrics_url, &m), (&status_url, &s)] {
             if !(200..300).contains(&a.status) {

@@ -1,5 +1,5 @@
 //! A small HTTP client over hyper for the sources and the webhook: one pooled client, a
-//! timeout on the whole exchange, and errors as one line naming the URL.
+//! timeout on the whole exchange, and errors as one line (the caller names the server).
 
 use std::time::Duration;
 
@@ -64,7 +64,7 @@ impl HttpClient {
         let req = req
             .header(http::header::USER_AGENT, "goguard-scale")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| e.to_string())?;
         let exchange = async {
             let resp = self.0.request(req).await.map_err(|e| describe(&e))?;
             let status = resp.status().as_u16();
@@ -78,9 +78,9 @@ impl HttpClient {
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(a)) => Ok(a),
-            Ok(Err(e)) => Err(format!("{url}: {e}")),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(format!(
-                "{url}: no answer within {}",
+                "no answer within {}",
                 humantime::format_duration(timeout)
             )),
         }

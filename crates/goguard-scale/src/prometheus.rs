@@ -18,7 +18,7 @@ pub async fn query(client: &HttpClient, base: &str, query: &str, timeout: Durati
         encode(query)
     );
     match client.get(&url, timeout).await {
-        Err(e) => Reading::Failed(format!("prometheus {e}")),
+        Err(e) => Reading::Failed(format!("prometheus {}: {e}", base.trim_end_matches('/'))),
         Ok(a) => parse_answer(a.status, &a.body),
     }
 }

@@ -68,23 +68,18 @@ impl Sources {
     }
 }
 
-/// Runs futures concurrently and keeps their order (the few inputs of one evaluation).
+/// Runs futures concurrently and keeps their order (the few inputs of one evaluation,
+/// each an HTTP exchange with its own timeout).
 async fn futures_join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    let mut out = Vec::with_capacity(set.len());
-    // Polled together: each is an HTTP exchange with its own timeout.
-    let mut pending: Vec<_> = set.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    let mut pending: Vec<_> = futures.map(|f| Some(Box::pin(f))).collect();
+    let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
         let mut all = true;
-        for (i, slot) in pending.iter_mut().enumerate() {
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
             if let Some(f) = slot {
                 match f.as_mut().poll(cx) {
                     std::task::Poll::Ready(v) => {
-                        results[i] = Some(v);
+                        *result = Some(v);
                         *slot = None;
                     }
                     std::task::Poll::Pending => all = false,
@@ -98,8 +93,7 @@ async fn futures_join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F:
         }
     })
     .await;
-    out.extend(results.into_iter().flatten());
-    out
+    results.into_iter().flatten().collect()
 }
 
 fn input<'a>(cfg: &'a Config, name: &str) -> Option<&'a Input> {
@@ -270,7 +264,7 @@ impl Scaler {
 
     fn start_verification(&mut self, d: &Decision, now: Instant) {
         if let Some(p) = self.pending.take() {
-            self.finish(p, Verdict::Superseded, None);
+            self.finish(p, Verdict::Superseded);
         }
         let v = &self.cfg.verify;
         let verifying = Verifying {
@@ -291,7 +285,7 @@ impl Scaler {
         });
     }
 
-    fn finish(&mut self, p: Pending, verdict: Verdict, _reason: Option<String>) -> Verification {
+    fn finish(&mut self, p: Pending, verdict: Verdict) -> Verification {
         let v = Verification {
             decision: p.verifying.decision,
             action: p.verifying.action,
@@ -352,10 +346,10 @@ impl Scaler {
         p.verifying.last_p95 = Some(p95.clone());
         let now = Instant::now();
         if p95.value().is_some_and(|v| v < bound) {
-            return Some(self.finish(p, Verdict::Worked, None));
+            return Some(self.finish(p, Verdict::Worked));
         }
         if now >= p.deadline {
-            return Some(self.finish(p, Verdict::DidNotWork, None));
+            return Some(self.finish(p, Verdict::DidNotWork));
         }
         tracing::debug!(decision = p.verifying.decision, p95 = %p95, "p95 not under the bound yet");
         p.next_check = (now + every).min(p.deadline);
