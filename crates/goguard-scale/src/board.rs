@@ -70,7 +70,11 @@ impl Decision {
                 self.reason.trim_start_matches("no decision: ")
             )
         } else if self.action == Action::None {
-            let mut s = format!("keep {}: {}", self.current, self.reason);
+            let mut s = format!(
+                "keep {}: {}",
+                self.current,
+                self.reason.trim_start_matches("keep: ")
+            );
             if self.recommended != self.current {
                 s.push_str(&format!(" (held back: {})", self.stabilised_by.join("; ")));
             }

@@ -311,7 +311,6 @@ impl Stabiliser {
         } else if current.cores > down_c {
             desired.cores = down_c;
         }
-        let secs = |w: f64| humantime::format_duration(std::time::Duration::from_secs_f64(w));
         if rec.replicas > current.replicas && desired.replicas < rec.replicas {
             by.push(format!(
                 "scale-up window: the lowest recommendation over {} is {} instance(s)",
@@ -508,6 +507,15 @@ impl Stabiliser {
         } else {
             (desired, String::new())
         }
+    }
+}
+
+/// Seconds as people read them: `5m`, `15s`, `1.2s`.
+fn secs(w: f64) -> String {
+    if w >= 1.0 && (w - w.round()).abs() < 0.05 {
+        humantime::format_duration(std::time::Duration::from_secs(w.round() as u64)).to_string()
+    } else {
+        format!("{w:.1}s")
     }
 }
 
