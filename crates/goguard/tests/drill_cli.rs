@@ -259,7 +259,7 @@ async fn a_drill_switches_a_gateway_route_fault() {
     std::fs::write(
         dir.0.join("gate.toml"),
         format!(
-            "listen = \"127.0.0.1:{listen}\"\nadmin = \"127.0.0.1:{admin}\"\nadmin_token = \"t0ken\"\n[server]\naccess_log = \"off\"\n[upstreams.orders]\ntargets = [\"{}\"]\n[[routes]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"orders\"\n",
+            "listen = \"127.0.0.1:{listen}\"\nadmin = \"127.0.0.1:{admin}\"\nadmin_token = \"t0ken\"\n[server]\naccess_log = \"off\"\n[colour]\nheader = \"X-Trace-Mode\"\nvalues = [\"chaos\"]\nkey = \"drill-key-0123456789abcdef\"\ntrusted_networks = [\"127.0.0.0/8\"]\n[upstreams.orders]\ntargets = [\"{}\"]\n[[routes]]\nname = \"orders\"\npath_prefix = \"/orders\"\nupstream = \"orders\"\n",
             up.addr
         ),
     )
@@ -274,6 +274,7 @@ async fn a_drill_switches_a_gateway_route_fault() {
         format!(
             r#"[watch]
 probe = "http://127.0.0.1:{listen}/orders/1"
+probe_headers = {{ "X-Trace-Mode" = "chaos" }}
 every = "50ms"
 window = "500ms"
 [[gateway]]
@@ -282,7 +283,7 @@ admin = "http://127.0.0.1:{admin}"
 token_env = "DRILL_TEST_TOKEN"
 [[step]]
 name = "orders aborted"
-fault = {{ target = "gate", route = "orders", kind = "abort", status = 503, percent = 100.0, coloured_only = false }}
+fault = {{ target = "gate", route = "orders", kind = "abort", status = 503, percent = 100.0 }}
 duration = "1s"
 detect = {{ error_rate = 0.5 }}
 detect_within = "1s"
@@ -307,6 +308,11 @@ recover_within = "2s"
         "gate: route orders abort status=503 percent=100.0"
     );
     assert!(step["error_rate"].as_f64().unwrap() > 0.5, "{v:#}");
+    // The route serves again, and no fault is left.
+    let (code, _) = support::get(&format!("http://127.0.0.1:{listen}/orders/1"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
     let (_, faults) = call(
         "GET",
         &format!("http://127.0.0.1:{admin}/admin/faults"),

@@ -480,15 +480,24 @@ impl Watcher {
             let Some(url) = url.clone() else { continue };
             let (samples, client, every, timeout) =
                 (samples.clone(), client.clone(), w.every, w.timeout);
+            let headers = match kind {
+                Kind::Probe => Arc::new(w.probe_headers.clone()),
+                _ => Arc::new(Vec::new()),
+            };
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 loop {
                     tick.tick().await;
                     let (samples, client, url) = (samples.clone(), client.clone(), url.clone());
+                    let headers = headers.clone();
                     tokio::spawn(async move {
                         let sent = Instant::now();
-                        let answer = client.request("GET", &url, &[], None, timeout).await;
+                        let h: Vec<(&str, &str)> = headers
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect();
+                        let answer = client.request("GET", &url, &h, None, timeout).await;
                         let done = Instant::now();
                         let mut s = samples.lock().unwrap_or_else(|e| e.into_inner());
                         match kind {

@@ -33,6 +33,9 @@ pub struct Watch {
     pub window: Duration,
     /// How long the service may take to be steady before a step (its condition false).
     pub steady_within: Duration,
+    /// Headers of the probes (the colour header, so that a gateway's coloured-only faults
+    /// apply to them: from a trusted network, or a signed mark valid for the drill).
+    pub probe_headers: Vec<(String, String)>,
 }
 
 /// A chaos proxy's admin API and one of its proxies.
@@ -198,6 +201,8 @@ struct RawWatch {
     timeout: Option<String>,
     window: Option<String>,
     steady_within: Option<String>,
+    #[serde(default)]
+    probe_headers: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -347,7 +352,21 @@ impl Scenario {
                 Some(Duration::from_secs(10)),
             )?
             .unwrap_or_default(),
+            probe_headers: w
+                .probe_headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
+        for (k, v) in &watch.probe_headers {
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || http::HeaderValue::from_str(v).is_err()
+            {
+                return Err(format!(
+                    "watch.probe_headers.{k}: not a valid header name and value"
+                ));
+            }
+        }
         if watch.health.is_none() && watch.probe.is_none() && watch.metrics.is_none() {
             return Err(
                 "watch: nothing to watch; give health, probe or metrics (http:// URLs)".into(),
@@ -632,6 +651,7 @@ name = "Redis primary unreachable"
 [watch]
 health = "http://127.0.0.1:8080/healthz"
 probe = "http://127.0.0.1:8080/get?key=a"
+probe_headers = { "X-Trace-Mode" = "chaos" }
 every = "50ms"
 [targets]
 detect_within = "2s"
@@ -660,6 +680,10 @@ recover_within = "1s"
         let s = Scenario::parse(GOOD, "x").unwrap();
         assert_eq!(s.name, "Redis primary unreachable");
         assert_eq!(s.steps.len(), 2);
+        assert_eq!(
+            s.watch.probe_headers,
+            [("X-Trace-Mode".to_string(), "chaos".to_string())]
+        );
         assert!(s.steps[0].detect.health);
         assert_eq!(s.steps[0].name, "step 1: redis: down");
         assert_eq!(s.steps[1].recover_within, Some(Duration::from_secs(1)));
@@ -698,6 +722,10 @@ recover_within = "1s"
             "probe = \"ftp://x\""
         )
         .starts_with("watch.probe: `ftp://x` is not an http:// URL"));
+        assert!(
+            bad("\"X-Trace-Mode\" = \"chaos\"", "\"X Trace\" = \"chaos\"")
+                .starts_with("watch.probe_headers.X Trace: not a valid header")
+        );
         assert!(bad("name = \"redis\"\nadmin", "name = \"gate\"\nadmin")
             .starts_with("gateway[0].name: `gate` is used twice"));
     }
