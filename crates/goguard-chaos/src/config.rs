@@ -45,7 +45,7 @@ impl ChaosConfig {
 
     /// Parses and checks the text of a `chaos.toml`.
     pub fn parse(text: &str) -> Result<ChaosConfig, String> {
-        let c: ChaosConfig = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        let c: ChaosConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         c.check()?;
         Ok(c)
     }
@@ -82,6 +82,20 @@ pub fn check_host_port(s: &str) -> Result<(), String> {
         return Err(bad());
     }
     Ok(())
+}
+
+/// A toml error as one line: `line 3, column 9: invalid type: ...` (toml's own message
+/// spans several lines, with the source line and a caret).
+pub(crate) fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", e.message())
+        }
+        None => one_line(&e.to_string()),
+    }
 }
 
 /// toml's errors span several lines (the line, a caret); the first and the message are
@@ -126,7 +140,10 @@ mod tests {
         let e = ChaosConfig::parse("[[proxy]]\nname = \"redis\"\n").unwrap_err();
         assert!(e.contains("missing field `listen`"), "{e}");
         let e = ChaosConfig::parse("admin = 1\n").unwrap_err();
-        assert!(e.contains("line 1"), "{e}");
+        assert_eq!(
+            e,
+            "line 1, column 9: invalid type: integer `1`, expected a string"
+        );
         assert_eq!(
             ChaosConfig::parse("").unwrap_err(),
             "no [[proxy]] (each with name, listen and upstream)"

@@ -322,7 +322,7 @@ impl Scenario {
     /// Parses and checks a scenario's text; `default_name` names it when it has no `name`.
     pub fn parse(text: &str, default_name: &str) -> Result<Scenario, String> {
         let raw: RawScenario =
-            toml::from_str(text).map_err(|e| crate::config::one_line(&e.to_string()))?;
+            toml::from_str(text).map_err(|e| crate::config::toml_error(text, &e))?;
         let w = &raw.watch;
         let every =
             dur("watch.every", &w.every, Some(Duration::from_millis(200)))?.unwrap_or_default();
