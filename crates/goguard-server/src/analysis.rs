@@ -361,6 +361,53 @@ mod tests {
         format!("{}{}{}", &text[..s], edit.new_text, &text[e..])
     }
 
+    const BUGGY: &str = "package p\n\nimport \"sync\"\n\nvar mu sync.Mutex\n\nfunc f(skip bool) {\n\tmu.Lock()\n\tif skip {\n\t\treturn\n\t}\n\tmu.Unlock()\n}\n";
+
+    fn settings() -> Settings {
+        Settings {
+            encoding: Encoding::Utf16,
+            debounce: Duration::ZERO,
+            rule_links: Arc::new(HashMap::new()),
+        }
+    }
+
+    #[test]
+    fn a_package_is_its_directory_with_the_unsaved_text_and_without_excluded_files() {
+        let dir = std::env::temp_dir().join(format!("goguard-analysis-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for name in ["a.go", "gen.go", "sub/c.go"] {
+            std::fs::write(dir.join(name), BUGGY).unwrap();
+        }
+        std::fs::write(dir.join("goguard.toml"), "exclude = [\"gen.go\"]\n").unwrap();
+        let job = |overlay: HashMap<PathBuf, (String, i32)>| Job {
+            dir: dir.clone(),
+            generation: 1,
+            overlay,
+        };
+        let out = analyse(job(HashMap::new()), &settings());
+        let files: Vec<_> = out.files.iter().map(|f| f.path.clone()).collect();
+        assert_eq!(files, [dir.join("a.go")], "not gen.go, not sub/");
+        assert_eq!(out.files[0].findings[0].rule, "G401");
+        assert_eq!(out.files[0].findings[0].diagnostic.range.start.line, 7);
+        assert_eq!(out.files[0].version, None);
+
+        let fixed = BUGGY
+            .replace("\tmu.Unlock()\n", "")
+            .replace("\tmu.Lock()\n", "\tmu.Lock()\n\tdefer mu.Unlock()\n");
+        let out = analyse(
+            job(HashMap::from([(dir.join("a.go"), (fixed, 7))])),
+            &settings(),
+        );
+        assert!(out.files[0].findings.is_empty());
+        assert_eq!(out.files[0].version, Some(7));
+
+        std::fs::write(dir.join("goguard.toml"), "select = [\"G999\"]\n").unwrap();
+        let out = analyse(job(HashMap::new()), &settings());
+        assert!(out.config_error.unwrap().contains("G999"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn suppression_goes_above_the_line_or_joins_a_comment() {
         let text = "func f() {\n\tgo g()\n}\n";

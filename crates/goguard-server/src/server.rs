@@ -435,6 +435,7 @@ impl Server {
             .filter(|f| analysis::contains(&f.diagnostic.range, pos))
             .map(|f| f.rule)
             .collect();
+        rules.sort_unstable();
         rules.dedup();
         let docs: Vec<&str> = rules
             .iter()

@@ -36,8 +36,8 @@ fn end_of_input_ends_the_server() {
 }
 
 /// Time from a didChange of one file of GOROOT/src/net/http to the diagnostics for it, as
-/// README's "In your editor" reports (`cargo test --release -p goguard --test server_lsp --
-/// --ignored --nocapture`). Needs a Go toolchain.
+/// README's "In your editor" reports (`GOGUARD_BIN=target/release/goguard cargo test -p
+/// goguard --test server_lsp -- --ignored --nocapture`). Needs a Go toolchain.
 #[test]
 #[ignore]
 fn reanalysis_after_one_edit_in_net_http() {
@@ -46,10 +46,14 @@ fn reanalysis_after_one_edit_in_net_http() {
         .output()
         .expect("go env GOROOT");
     let goroot = String::from_utf8_lossy(&goroot.stdout).trim().to_string();
-    let file = Path::new(&goroot).join("src/net/http/server.go");
-    let text = std::fs::read_to_string(&file).expect("net/http/server.go");
+    // GOGUARD_LATENCY_FILE: another file of GOROOT/src to edit.
+    let rel = std::env::var("GOGUARD_LATENCY_FILE").unwrap_or("net/http/server.go".into());
+    let file = Path::new(&goroot).join("src").join(rel);
+    let text = std::fs::read_to_string(&file).expect("the file to edit");
     let uri = goguard_server::convert::path_to_uri(&file).unwrap();
-    let mut client = support::Client::spawn(goguard());
+    // GOGUARD_BIN: measure another build (a release one) with this test's client.
+    let bin = std::env::var_os("GOGUARD_BIN").map(std::path::PathBuf::from);
+    let mut client = support::Client::spawn(bin.as_deref().unwrap_or(goguard()));
     client
         .request(
             "initialize",
