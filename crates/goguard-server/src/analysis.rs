@@ -113,7 +113,23 @@ pub fn worker(jobs: Receiver<Job>, out: Sender<Outcome>, settings: Settings) {
                 pending.insert(dir, (job, at));
                 continue;
             }
-            if out.send(analyse(job, &settings)).is_err() {
+            let (dir, generation) = (job.dir.clone(), job.generation);
+            // A bug here must not end the worker: the package gets an error, and the next
+            // edit is analysed as usual.
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| analyse(job, &settings)))
+                    .unwrap_or_else(|_| Outcome {
+                        dir: dir.clone(),
+                        generation,
+                        files: Vec::new(),
+                        config_error: None,
+                        errors: vec![format!(
+                            "{}: internal error analysing this package; please report it",
+                            dir.display()
+                        )],
+                        elapsed: Duration::ZERO,
+                    });
+            if out.send(outcome).is_err() {
                 return;
             }
         }

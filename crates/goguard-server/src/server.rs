@@ -67,7 +67,8 @@ struct Server {
 /// Runs the server on `conn` until the client's `exit`.
 pub fn run(conn: Connection) -> Result<(), ServerError> {
     let (id, params) = conn.initialize_start()?;
-    let params: InitializeParams = serde_json::from_value(params)?;
+    // Parameters goguard cannot read are taken as a client with no capabilities.
+    let params: InitializeParams = serde_json::from_value(params).unwrap_or_default();
     let encoding = Encoding::negotiate(
         params
             .capabilities
@@ -155,6 +156,7 @@ fn capabilities(encoding: Encoding) -> ServerCapabilities {
 impl Server {
     fn main_loop(&mut self, outcomes: &Receiver<Outcome>) -> Result<(), ServerError> {
         let incoming = self.conn.receiver.clone();
+        let mut outcomes = outcomes.clone();
         loop {
             select! {
                 recv(incoming) -> msg => {
@@ -163,9 +165,13 @@ impl Server {
                         return Ok(());
                     }
                 }
-                recv(outcomes) -> outcome => {
-                    if let Ok(outcome) = outcome {
-                        self.on_outcome(outcome);
+                recv(outcomes) -> outcome => match outcome {
+                    Ok(outcome) => self.on_outcome(outcome),
+                    Err(_) => {
+                        // The worker is gone (it never should be): keep answering requests
+                        // rather than spin on a closed channel.
+                        self.show(MessageType::ERROR, "goguard: the analysis stopped".into());
+                        outcomes = crossbeam_channel::never();
                     }
                 }
             }
