@@ -517,7 +517,7 @@ async fn write_through_toxics(
     proxy: &Proxy,
     dice: &Dice,
 ) -> bool {
-    let state = proxy.state.subscribe();
+    let mut state = proxy.state.subscribe();
     let counter = match stream {
         Stream::Upstream => &proxy.counters.bytes_up,
         Stream::Downstream => &proxy.counters.bytes_down,
@@ -525,17 +525,18 @@ async fn write_through_toxics(
     let mut passed: HashMap<u64, u64> = HashMap::new();
     let mut last_due = Instant::now();
     while let Some(chunk) = rx.recv().await {
-        let toxics = || -> Vec<Arc<Toxic>> {
-            state
-                .borrow()
-                .toxics
-                .iter()
-                .filter(|t| t.stream == stream && dice.applies(t))
-                .cloned()
-                .collect()
-        };
         let Some(mut data) = chunk.data else {
-            let delay = toxics()
+            // A black hole passes no close either: the close waits for its removal (or for
+            // the supervisor to close the connection).
+            while current(&state, stream, dice)
+                .iter()
+                .any(|t| matches!(t.kind, Kind::Timeout { .. }))
+            {
+                if state.changed().await.is_err() {
+                    return false;
+                }
+            }
+            let delay = current(&state, stream, dice)
                 .iter()
                 .filter_map(|t| match t.kind {
                     Kind::SlowClose { delay } => Some(delay),
@@ -550,7 +551,7 @@ async fn write_through_toxics(
         };
         // Latency: from the chunk's arrival, never reordering chunks.
         let mut due = chunk.at;
-        for t in toxics() {
+        for t in current(&state, stream, dice) {
             if let Kind::Latency { latency, jitter } = t.kind {
                 due += jittered(latency, jitter);
             }
@@ -559,7 +560,7 @@ async fn write_through_toxics(
         last_due = due;
         sleep_until(due.into()).await;
         while !data.is_empty() {
-            let now = toxics();
+            let now = current(&state, stream, dice);
             if now.iter().any(|t| matches!(t.kind, Kind::Timeout { .. })) {
                 // The black hole: swallowed.
                 break;
@@ -609,6 +610,17 @@ async fn write_through_toxics(
     }
     // The reader failed (its sender is gone without an end-of-stream chunk).
     false
+}
+
+/// The toxics of `stream` that apply to this connection, now.
+fn current(state: &watch::Receiver<Arc<State>>, stream: Stream, dice: &Dice) -> Vec<Arc<Toxic>> {
+    state
+        .borrow()
+        .toxics
+        .iter()
+        .filter(|t| t.stream == stream && dice.applies(t))
+        .cloned()
+        .collect()
 }
 
 fn jittered(latency: Duration, jitter: Duration) -> Duration {

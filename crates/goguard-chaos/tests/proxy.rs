@@ -188,6 +188,20 @@ async fn timeout_swallows_data_and_closes_after_its_timeout() {
             .unwrap(),
         b"now"
     );
+    // Nor does a close come out of a black hole: the echo server's close is held.
+    toxic(&admin, json!({"type": "timeout", "name": "hole"})).await;
+    c.shutdown().await.unwrap();
+    assert!(
+        timeout(Duration::from_millis(500), c.read(&mut buf))
+            .await
+            .is_err(),
+        "no close through a black hole"
+    );
+    call("DELETE", &format!("{admin}/proxies/p/toxics/hole"), None).await;
+    let n = timeout(LIMIT, c.read(&mut buf))
+        .await
+        .expect("the close, once it is removed");
+    assert_eq!(n.unwrap(), 0);
 
     toxic(
         &admin,
