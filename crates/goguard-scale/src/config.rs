@@ -862,6 +862,21 @@ p95 = { query = "p95" }
         );
     }
 
+    /// The README's example configuration is valid as written.
+    #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme
+            .find("### Scaling decisions (5.4)")
+            .expect("the README's section")..];
+        let start = section.find("```toml\n").expect("a toml block") + 8;
+        let end = start + section[start..].find("```").unwrap();
+        let c = parse(&section[start..end], "README.md").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.tree.cpu_above, 0.75);
+        assert_eq!(c.inputs.queue.gateway.as_deref(), Some("queue"));
+        assert!(c.hook_for("out").is_some() && c.hook_for("in").is_none());
+    }
+
     #[test]
     fn inputs_need_their_source_and_hooks_their_shape() {
         let text = r#"
