@@ -1,7 +1,8 @@
 //! `goguard server` end to end with a real editor's LSP client: Neovim, headless. Its
 //! built-in client (`vim.lsp`, Neovim 0.7 from Debian) starts the server for a Go file,
-//! the test waits for `vim.diagnostic.get` to hold goguard's finding, asks for a hover, and
-//! writes both to a file. scripts/test installs nvim; without it the test is skipped with a
+//! the test waits for `vim.diagnostic.get` to hold goguard's finding, asks for a hover,
+//! applies the suppression code action (Neovim edits the buffer and sends the change) and
+//! waits for the finding to go, and writes it all to a file. scripts/test installs nvim; without it the test is skipped with a
 //! message, except in CI (`CI` set), where it fails.
 
 use std::process::Command;
@@ -39,7 +40,24 @@ local text = ''
 for _, r in pairs(hover or {}) do
   if r.result and r.result.contents then text = r.result.contents.value end
 end
-finish({ diagnostics = diags, hover = text })
+-- The suppression code action, applied by Neovim (its edit, then an incremental didChange).
+local range = { start = { line = first.lnum, character = 0 }, ['end'] = { line = first.lnum, character = 0 } }
+local actions = vim.lsp.buf_request_sync(buf, 'textDocument/codeAction',
+  { textDocument = { uri = vim.uri_from_bufnr(buf) }, range = range, context = { diagnostics = {} } }, 30000)
+local titles = {}
+local applied = false
+for _, r in pairs(actions or {}) do
+  for _, a in ipairs(r.result or {}) do
+    table.insert(titles, a.title)
+    if not applied and a.title:find('^Suppress') then
+      vim.lsp.util.apply_workspace_edit(a.edit, 'utf-16')
+      applied = true
+    end
+  end
+end
+local cleared = applied and vim.wait(60000, function() return #vim.diagnostic.get(buf) == 0 end, 20)
+local line = vim.api.nvim_buf_get_lines(buf, first.lnum, first.lnum + 1, false)[1]
+finish({ diagnostics = diags, hover = text, actions = titles, cleared = cleared, suppression = line })
 "#;
 
 #[test]
@@ -95,6 +113,11 @@ fn neovim_shows_the_finding_and_its_documentation() {
     assert_eq!(d["code"], "G304", "{result:#}");
     assert_eq!(d["source"], "goguard");
     assert_eq!(d["severity"], 1, "an error"); // vim.diagnostic.severity.ERROR
+    assert_eq!(result["cleared"], true, "{result:#}");
+    assert_eq!(
+        result["suppression"],
+        "\t\t//goguard:ignore G304 TODO: say why this is safe"
+    );
     assert!(
         result["hover"]
             .as_str()
