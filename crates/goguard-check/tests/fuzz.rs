@@ -1,6 +1,6 @@
 //! A bounded fuzz run on stable Rust: arbitrary bytes and mutated real Go files (the rule
 //! fixtures, the reference examples and a sample of the Go standard library) through every
-//! rule and the text renderer. No input may make a rule crash (the engine would catch it
+//! rule, the text renderer and the fixes. No input may make a rule crash (the engine would catch it
 //! and report an internal error, which fails this test) or the process panic.
 //!
 //! Budget: GOGUARD_FUZZ_SECS seconds (default 15); seed: GOGUARD_FUZZ_SEED (default: time).
@@ -200,6 +200,10 @@ fn no_input_crashes_a_rule() {
         for d in &diags {
             let _ = text::render(d);
         }
+        // Applying every fix offered, however odd the input, must not panic either.
+        let fixes: Vec<&goguard_check::fix::Fix> =
+            diags.iter().filter_map(|d| d.fix.as_ref()).collect();
+        let _ = goguard_check::fix::apply(&input, &fixes);
         runs += 1;
     }
     eprintln!("fuzz: {runs} inputs in {secs} s, seed {seed}, no crash");
