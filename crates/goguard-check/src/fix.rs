@@ -555,8 +555,9 @@ pub mod build {
             return None;
         }
         let eol = src[open..].find('\n').map(|i| open + i)?;
-        if eol >= block.end_byte() || !src[open + 1..eol].trim().is_empty() {
-            return None; // a one-line block, or code after `{`
+        let after = src[open + 1..eol].trim();
+        if eol >= block.end_byte() || !(after.is_empty() || after.starts_with("//")) {
+            return None; // a one-line block, or code after `{` (a comment may stay there)
         }
         let ls = line_start(src, open);
         let base: String = src[ls..]

@@ -62,6 +62,19 @@ func twoDones(n int) {
 	wg.Wait()
 }
 
+// A comment after the `{` stays where it is.
+func commented() {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the worker
+		if step() != nil {
+			return
+		}
+		wg.Done() // want G304 safe
+	}()
+	wg.Wait()
+}
+
 // A function started as a goroutine.
 func worker(wg *sync.WaitGroup) {
 	if step() != nil {
