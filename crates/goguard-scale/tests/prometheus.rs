@@ -86,6 +86,25 @@ async fn decisions_out_up_and_none() {
     let state = scaler.board().snapshot();
     assert_eq!((state.size.replicas, state.size.cores), (5, 3.0));
     assert_eq!(state.decisions.len(), 3);
+
+    // The live size read from Prometheus instead of the counted one (a dry run).
+    prom.drive(&svc, 0.9, 300.0, 0.95, 0.3).await;
+    let mut live = Scaler::new(
+        config(
+            &prom.url,
+            "[inputs.replicas]\nquery = 'vector(7)'\n[inputs.cores]\nquery = 'vector(4)'\n",
+        ),
+        true,
+    );
+    let d = live.evaluate().await;
+    assert_eq!(d.action, Action::Out);
+    assert_eq!((d.current.replicas, d.current.cores), (7, 4.0));
+    assert_eq!(d.desired.replicas, 9);
+    assert!(d.hook.is_none());
+    assert_eq!(
+        d.text().lines().next().unwrap(),
+        "dry run: would scale out 7 instances x 4 cores -> 9 instances x 4 cores: cpu 90% > 75% and queue 300 > 200; pool 95% > 90%: scale out by 2"
+    );
 }
 
 #[tokio::test]
