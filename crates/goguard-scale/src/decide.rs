@@ -16,14 +16,14 @@
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Rules};
 use crate::num;
 use crate::reading::Reading;
 
 /// A service's size: instances and cores per instance.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Size {
     pub replicas: u32,
     pub cores: f64,
@@ -223,7 +223,8 @@ pub fn recommend(cfg: &Config, action: Action, current: Size) -> Size {
 }
 
 /// The stabilisation's memory: recent recommendations, recent changes, the last action.
-#[derive(Debug, Default, Clone)]
+/// Serialisable, so that `--once` runs (cron) can keep it in a state file.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Stabiliser {
     /// (time in seconds, recommended size), oldest first.
     recommendations: VecDeque<(f64, Size)>,
@@ -367,9 +368,27 @@ impl Stabiliser {
         }
     }
 
-    /// Seconds since the last action, if any.
+    /// When the last action was, if any.
     pub fn last_action(&self) -> Option<f64> {
         self.last_action
+    }
+
+    /// The same memory on a clock `by` seconds ahead (to save it in Unix time, and to read
+    /// it back on a process's own clock).
+    pub fn shifted(&self, by: f64) -> Stabiliser {
+        Stabiliser {
+            recommendations: self
+                .recommendations
+                .iter()
+                .map(|(t, s)| (t + by, *s))
+                .collect(),
+            changes: self
+                .changes
+                .iter()
+                .map(|(t, r, c)| (t + by, *r, *c))
+                .collect(),
+            last_action: self.last_action.map(|t| t + by),
+        }
     }
 
     fn changed_within(&self, now: f64, period: f64) -> (i64, i64, f64, f64) {

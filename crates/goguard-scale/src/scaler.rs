@@ -4,13 +4,16 @@
 //! failed action, and the next evaluation comes on time.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use tokio::time::Instant;
 
 use crate::board::{Board, Decision, Verdict, Verification, Verifying};
 use crate::config::{Config, Input};
-use crate::decide::{Action, Decider, Size};
+use crate::decide::{Action, Decider, Size, Stabiliser};
 use crate::gateway::{GatewaySource, Snapshot};
 use crate::http::HttpClient;
 use crate::reading::Reading;
@@ -126,8 +129,21 @@ pub struct Scaler {
     dry_run: bool,
     board: Arc<Board>,
     origin: Instant,
+    /// The Unix time of `origin`.
+    origin_unix: f64,
     seq: u64,
     pending: Option<Pending>,
+    state_file: Option<PathBuf>,
+}
+
+/// What `--state FILE` keeps between runs: the size and the stabilisation's memory, its
+/// times in Unix seconds.
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    version: u32,
+    saved_at: f64,
+    size: Size,
+    stabiliser: Stabiliser,
 }
 
 impl Scaler {
@@ -153,8 +169,51 @@ impl Scaler {
             dry_run,
             board,
             origin: Instant::now(),
+            origin_unix: unix_now(),
             seq: 0,
             pending: None,
+            state_file: None,
+        }
+    }
+
+    /// Keeps the size and the stabilisation's memory in `path` (JSON): read now if it
+    /// exists, written after each evaluation. So `--once` from cron keeps its windows,
+    /// policies and cooldown. A file that cannot be read is an error; one that cannot be
+    /// written later is logged.
+    pub fn with_state(mut self, path: &Path) -> Result<Scaler, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let saved: SavedState = serde_json::from_slice(&bytes).map_err(|e| {
+                    format!("{}: not a goguard scale state file: {e}", path.display())
+                })?;
+                // Without a live size input, the size is what was counted last time.
+                self.size = saved.size;
+                self.decider.stabiliser = saved.stabiliser.shifted(-self.origin_unix);
+                self.board.lock().size = saved.size;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        }
+        self.state_file = Some(path.to_path_buf());
+        Ok(self)
+    }
+
+    fn save_state(&self) {
+        let Some(path) = &self.state_file else {
+            return;
+        };
+        let saved = SavedState {
+            version: 1,
+            saved_at: unix_now(),
+            size: self.size,
+            stabiliser: self.decider.stabiliser.shifted(self.origin_unix),
+        };
+        let text = serde_json::to_string_pretty(&saved).unwrap_or_default();
+        // Written beside, then renamed over: a crash never leaves half a file.
+        let fresh = path.with_extension("tmp");
+        let written = std::fs::write(&fresh, text).and_then(|()| std::fs::rename(&fresh, path));
+        if let Err(e) = written {
+            tracing::error!(state = %path.display(), error = %e, "cannot write the state file");
         }
     }
 
@@ -233,6 +292,7 @@ impl Scaler {
         }
         log_decision(&d);
         self.board.record_decision(&d);
+        self.save_state();
         d
     }
 

@@ -105,6 +105,33 @@ async fn decisions_out_up_and_none() {
         d.text().lines().next().unwrap(),
         "dry run: would scale out 7 instances x 4 cores -> 9 instances x 4 cores: cpu 90% > 75% and queue 300 > 200; pool 95% > 90%: scale out by 2"
     );
+
+    // Two one-shot runs (cron) sharing a state file: the second knows the size the first
+    // went to and is held by its cooldown.
+    let state =
+        std::env::temp_dir().join(format!("goguard-scale-state-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&state);
+    let once = || {
+        Scaler::new(config(&prom.url, ""), true)
+            .with_state(&state)
+            .unwrap()
+    };
+    let d = once().evaluate().await;
+    assert_eq!((d.action, d.desired.replicas), (Action::Out, 5));
+    let d = once().evaluate().await;
+    assert_eq!((d.action, d.current.replicas), (Action::None, 5));
+    assert!(
+        d.stabilised_by[0].starts_with("cooldown: the last action was ")
+            && d.stabilised_by[0].ends_with("ago (cooldown 1m)"),
+        "{:?}",
+        d.stabilised_by
+    );
+    std::fs::write(&state, "{").unwrap();
+    let bad = Scaler::new(config(&prom.url, ""), true).with_state(&state);
+    assert!(bad.err().unwrap().ends_with(
+        ".json: not a goguard scale state file: EOF while parsing an object at line 1 column 1"
+    ));
+    let _ = std::fs::remove_file(&state);
 }
 
 #[tokio::test]

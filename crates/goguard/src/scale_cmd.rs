@@ -21,6 +21,10 @@ pub struct ScaleArgs {
     /// input had no data or the hook failed.
     #[arg(long)]
     once: bool,
+    /// Keep the size and the stabilisation's memory (windows, policies, cooldown) in this
+    /// JSON file between runs: what makes --once from cron as steady as the loop.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
     /// How --once prints the decision.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -59,6 +63,9 @@ pub fn run(args: ScaleArgs) -> Result<u8, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async move {
         let mut scaler = goguard_scale::Scaler::new(config, args.dry_run);
+        if let Some(path) = &args.state {
+            scaler = scaler.with_state(path)?;
+        }
         if args.once {
             let d = scaler.evaluate().await;
             match args.format {
