@@ -129,6 +129,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict's name in metrics and JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Worked => "worked",
@@ -156,6 +157,7 @@ pub struct Verification {
 }
 
 impl Verification {
+    /// The verification in one line, for people.
     pub fn text(&self) -> String {
         let bound = crate::num(self.p95_below_seconds * 1000.0);
         let p95 = match self.p95.value() {
@@ -322,6 +324,8 @@ pub struct State {
 }
 
 impl Board {
+    /// A board for a service of `size`, evaluated every `every` seconds, keeping the last
+    /// `history` decisions and verifications.
     pub fn new(size: Size, every: f64, dry_run: bool, history: usize) -> Board {
         let b = Board {
             state: Mutex::new(State {
@@ -342,6 +346,7 @@ impl Board {
         b
     }
 
+    /// The state, for writing (a poisoned lock is taken over: the state stays readable).
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -356,6 +361,7 @@ impl Board {
         self.metrics.cores.set(size.cores);
     }
 
+    /// Counts a decision in the metrics and keeps it, newest first.
     pub fn record_decision(&self, d: &Decision) {
         let m = &self.metrics;
         m.evaluations.inc();
@@ -409,11 +415,13 @@ impl Board {
         s.decisions.truncate(self.history);
     }
 
+    /// The verification in progress, or none.
     pub fn set_verifying(&self, v: Option<Verifying>) {
         self.metrics.verifying.set(i64::from(v.is_some()));
         self.lock().verifying = v;
     }
 
+    /// Counts a verification's verdict and keeps it, newest first.
     pub fn record_verification(&self, v: &Verification) {
         self.metrics
             .verifications

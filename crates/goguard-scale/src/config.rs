@@ -271,11 +271,14 @@ pub struct Hook {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Argv {
+    /// `["kubectl", "scale", ...]`.
     List(Vec<String>),
+    /// `"kubectl scale ..."`, split at whitespace.
     Line(String),
 }
 
 impl Argv {
+    /// The words of the command, placeholders not yet filled.
     pub fn words(&self) -> Vec<String> {
         match self {
             Argv::List(v) => v.clone(),
@@ -426,11 +429,13 @@ mod dur_opt {
 /// A configuration that cannot be used: each problem is `file:line: field: problem`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read.
     #[error("{path}: cannot read: {source}")]
     Read {
         path: String,
         source: std::io::Error,
     },
+    /// The file's problems, one line each.
     #[error("{}", .0.join("\n"))]
     Invalid(Vec<String>),
 }

@@ -58,6 +58,7 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action's name in hooks, metrics and JSON (`out`, `up`, `in`, `none`).
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Out => "out",
@@ -569,6 +570,8 @@ pub struct Plan {
 }
 
 impl Decider {
+    /// The tree's answer for the figures, then the stabilisation of its recommendation at
+    /// `now` (seconds on the caller's clock) from `current`.
     pub fn decide(
         &mut self,
         cfg: &Config,

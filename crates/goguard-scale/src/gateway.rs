@@ -29,6 +29,7 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// The value of a label, if the sample has it.
     pub fn label(&self, name: &str) -> Option<&str> {
         self.labels
             .iter()
@@ -133,6 +134,7 @@ pub struct GatewaySource {
 }
 
 impl GatewaySource {
+    /// The gateway whose admin listener is at `admin` (`http://HOST:PORT`).
     pub fn new(admin: &str, timeout: Duration, client: HttpClient) -> GatewaySource {
         GatewaySource {
             admin: admin.trim_end_matches('/').to_string(),

@@ -26,6 +26,7 @@ pub struct Answer {
 }
 
 impl HttpClient {
+    /// A client with a 2 s connect timeout and pooled connections.
     pub fn new() -> HttpClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -37,10 +38,12 @@ impl HttpClient {
         )
     }
 
+    /// `GET url`, the whole answer within `timeout`.
     pub async fn get(&self, url: &str, timeout: Duration) -> Result<Answer, String> {
         self.send(Method::GET, url, None, timeout).await
     }
 
+    /// `POST url` with a JSON body, the whole answer within `timeout`.
     pub async fn post_json(
         &self,
         url: &str,

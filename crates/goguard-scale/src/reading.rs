@@ -6,6 +6,7 @@ use serde::Serialize;
 /// One input's figure at one evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reading {
+    /// A number.
     Value(f64),
     /// The source answered, without a usable number (why).
     NoData(String),
@@ -14,6 +15,7 @@ pub enum Reading {
 }
 
 impl Reading {
+    /// The number, if there is one.
     pub fn value(&self) -> Option<f64> {
         match self {
             Reading::Value(v) => Some(*v),

@@ -27,6 +27,7 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// The sources of `cfg`'s inputs, asked through `client`.
     pub fn new(cfg: Arc<Config>, client: HttpClient) -> Sources {
         let gateway = cfg
             .gateway
@@ -147,6 +148,7 @@ struct SavedState {
 }
 
 impl Scaler {
+    /// A scaler for `cfg`; with `dry_run`, no hook is run and actions count as taken.
     pub fn new(cfg: Config, dry_run: bool) -> Scaler {
         let cfg = Arc::new(cfg);
         let client = HttpClient::new();
