@@ -787,15 +787,13 @@ fn positive(x: f64) -> bool {
     x > 0.0
 }
 
-/// An `http://HOST:PORT[/path]` URL hyper can reach.
+/// An `http://` or `https://` URL with a host.
 fn check_http_url(url: &str) -> Result<(), String> {
-    if url.starts_with("https://") {
-        return Err(format!(
-            "`{url}`: https is not supported yet; use http:// (a local proxy, or Prometheus's own listener)"
-        ));
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!("`{url}` is not an http:// URL"));
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return Err(format!("`{url}` is not an http:// or https:// URL"));
     };
     let authority = rest.split('/').next().unwrap_or("");
     if authority.is_empty() {

@@ -301,6 +301,39 @@ mod tests {
         assert_eq!(missing.target, "/no/such/kubectl --replicas=5");
     }
 
+    /// https goes through TLS (ureq): a plain HTTP server there is a failed handshake,
+    /// reported, not an answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_https_webhook_speaks_tls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut s, _)) = listener.accept().await {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+        });
+        let h = Hook {
+            command: None,
+            webhook: Some(format!("https://127.0.0.1:{port}/scale")),
+            timeout: Duration::from_secs(5),
+        };
+        let out = run(
+            &h,
+            &[],
+            &serde_json::json!({"action": "out"}),
+            &HttpClient::new(),
+        )
+        .await;
+        assert!(!out.ok, "{out:?}");
+        assert_eq!(out.status, None);
+        let error = out.error.unwrap();
+        assert!(!error.contains("no answer within"), "{error}");
+        assert!(out.took_ms < 5000);
+    }
+
     #[tokio::test]
     async fn an_unreachable_webhook_fails_with_a_reason() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
