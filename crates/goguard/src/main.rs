@@ -5,10 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+mod chaos_cmd;
+mod drill_cmd;
 mod dump_cmd;
 mod gate_cmd;
 mod lab_cmd;
 mod run_cmd;
+mod scale_cmd;
+mod server_cmd;
 mod trace_cmd;
 mod watch_cmd;
 
@@ -80,6 +84,19 @@ enum Command {
     /// The stability gateway for a Go service (chapter 5): `goguard gate --config gate.toml`
     /// runs it, `goguard gate check gate.toml` validates a configuration.
     Gate(gate_cmd::GateArgs),
+    /// Scaling decisions (5.4): the reference's tree on Prometheus or gateway figures,
+    /// stabilised as the HPA does, acted on through a hook and verified
+    /// (`goguard scale --config scale.toml [--dry-run] [--once]`).
+    Scale(scale_cmd::ScaleArgs),
+    /// TCP fault proxies for a service's dependencies (5.3): `goguard chaos proxy --config
+    /// chaos.toml`, faults switched at run time through a toxiproxy-style admin API.
+    Chaos(chaos_cmd::ChaosArgs),
+    /// Run a chaos drill (5.3): switch faults, measure detection and recovery against the
+    /// scenario's targets (`goguard drill redis-down.toml --html report.html`).
+    Drill(drill_cmd::DrillArgs),
+    /// The language server (LSP over standard input and output): findings as you type,
+    /// hover with the rule's documentation, fixes and suppressions as code actions.
+    Server(server_cmd::ServerArgs),
     /// Print a rule's full documentation.
     Explain {
         /// A rule id (G301) or name (waitgroup-add-after-go).
@@ -142,6 +159,17 @@ struct CheckArgs {
     /// files git does not track yet), as golangci-lint's option of that name.
     #[arg(long, value_name = "REV", conflicts_with = "write_baseline")]
     new_from_rev: Option<String>,
+    /// Apply the safe fixes (the unsafe ones too with --unsafe-fixes), write the files, and
+    /// report what remains.
+    #[arg(long, conflicts_with_all = ["write_baseline", "diff"])]
+    fix: bool,
+    /// With --fix, apply unsafe fixes too; without it, show them as suggestions.
+    #[arg(long)]
+    unsafe_fixes: bool,
+    /// Print a unified diff of what --fix would change and write nothing (exit 1 when it
+    /// would change something).
+    #[arg(long, conflicts_with = "write_baseline")]
+    diff: bool,
     /// Write the report to this file instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -186,11 +214,15 @@ fn main() -> ExitCode {
         },
         Command::Dump(args) => exit_code(dump_cmd::run(args)),
         Command::Gate(cmd) => exit_code(gate_cmd::run(cmd)),
+        Command::Scale(args) => exit_code(scale_cmd::run(args)),
+        Command::Chaos(args) => exit_code(chaos_cmd::run(args)),
+        Command::Drill(args) => exit_code(drill_cmd::run(args)),
         Command::Lab(args) => exit_code(lab_cmd::run(args)),
         Command::Run(args) => exit_code(run_cmd::run(args)),
         Command::Trace(args) => exit_code(trace_cmd::run(args)),
         Command::Watch(args) => exit_code(watch_cmd::run(args)),
         Command::Check(args) => exit_code(check(args)),
+        Command::Server(args) => exit_code(server_cmd::run(args)),
     }
 }
 
@@ -223,6 +255,9 @@ fn check(args: CheckArgs) -> Result<u8, String> {
             (None, false) => ConfigChoice::Discover,
         },
     };
+    if args.fix || args.diff {
+        return fix(&args, &opts);
+    }
     let mut report = engine::check_paths(&args.paths, &opts).map_err(|e| e.to_string())?;
     if let Some(path) = &args.write_baseline {
         baseline::write(path, &report.diagnostics).map_err(|e| e.to_string())?;
@@ -252,7 +287,11 @@ fn check(args: CheckArgs) -> Result<u8, String> {
             .retain(|d| changed.contains(&d.path, d.line));
     }
     let rendered = match args.format {
-        Format::Text => output::text::render_report(&report, args.report_unused_suppressions),
+        Format::Text => output::text::render_report_with(
+            &report,
+            args.report_unused_suppressions,
+            args.unsafe_fixes,
+        ),
         Format::Json => pretty(&output::json::to_value(&report)),
         Format::Sarif => pretty(&output::sarif::to_value(&report, env!("CARGO_PKG_VERSION"))),
         Format::Github => output::github::render(&report),
@@ -288,6 +327,105 @@ fn check(args: CheckArgs) -> Result<u8, String> {
     } else {
         EXIT_CLEAN
     })
+}
+
+/// `check --fix` and `check --diff`: apply the fixes in memory (see goguard_check::fix),
+/// then write the files and report what remains, or print the diff.
+fn fix(args: &CheckArgs, opts: &Options) -> Result<u8, String> {
+    if let Some(path) = &args.baseline {
+        baseline::filter(path, &mut Vec::new()).map_err(|e| e.to_string())?;
+    }
+    let changed = match &args.new_from_rev {
+        Some(rev) => {
+            let at = args.paths.first().map(PathBuf::as_path);
+            Some(goguard_check::changed::since(
+                at.unwrap_or(Path::new(".")),
+                rev,
+            )?)
+        }
+        None => None,
+    };
+    let keep = |diags: &mut Vec<goguard_check::Diagnostic>| {
+        if let Some(path) = &args.baseline {
+            let _ = baseline::filter(path, diags);
+        }
+        if let Some(c) = &changed {
+            diags.retain(|d| c.contains(&d.path, d.line));
+        }
+    };
+    let outcome = goguard_check::fix::fix_paths(&args.paths, opts, args.unsafe_fixes, &keep)
+        .map_err(|e| e.to_string())?;
+    let report = &outcome.report;
+    if args.diff {
+        let mut out = String::new();
+        for (path, (old, new)) in &outcome.files {
+            let shown = output::display_path(path);
+            out.push_str(&goguard_check::fix::unified_diff(&shown, old, new));
+        }
+        emit_check_output(args, &out)?;
+        eprintln!(
+            "goguard: would fix {} finding{} in {} file{}",
+            outcome.fixed.len(),
+            if outcome.fixed.len() == 1 { "" } else { "s" },
+            outcome.files.len(),
+            if outcome.files.len() == 1 { "" } else { "s" },
+        );
+        return Ok(if !report.errors.is_empty() {
+            EXIT_ERROR
+        } else if outcome.files.is_empty() {
+            EXIT_CLEAN
+        } else {
+            EXIT_FINDINGS
+        });
+    }
+    goguard_check::fix::write(&outcome)?;
+    let rendered = match args.format {
+        Format::Text => {
+            output::text::render_fixed(&outcome.fixed, outcome.files.len())
+                + &output::text::render_report_with(
+                    report,
+                    args.report_unused_suppressions,
+                    args.unsafe_fixes,
+                )
+        }
+        Format::Json => {
+            let mut v = output::json::to_value(report);
+            v["fixed"] = output::json::fixed_value(&outcome.fixed);
+            pretty(&v)
+        }
+        Format::Sarif => pretty(&output::sarif::to_value(report, env!("CARGO_PKG_VERSION"))),
+        Format::Github => output::github::render(report),
+        Format::Gitlab => pretty(&output::gitlab::to_value(report)),
+    };
+    emit_check_output(args, &rendered)?;
+    let fail_on = args
+        .fail_on
+        .or(report.config_fail_on)
+        .unwrap_or(Severity::Warning);
+    let failing = report.diagnostics.iter().any(|d| d.severity >= fail_on)
+        || (args.report_unused_suppressions && !report.unused_suppressions.is_empty());
+    Ok(if !report.errors.is_empty() {
+        EXIT_ERROR
+    } else if failing {
+        EXIT_FINDINGS
+    } else {
+        EXIT_CLEAN
+    })
+}
+
+/// Check's output to `--output FILE` (without colour) or standard output.
+fn emit_check_output(args: &CheckArgs, rendered: &str) -> Result<(), String> {
+    match &args.output {
+        Some(path) => {
+            let plain = anstream::adapter::strip_str(rendered).to_string();
+            std::fs::write(path, plain)
+                .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+        }
+        None => {
+            let _ = anstream::stdout().write_all(rendered.as_bytes());
+            Ok(())
+        }
+    }
 }
 
 pub(crate) fn pretty(v: &serde_json::Value) -> String {
