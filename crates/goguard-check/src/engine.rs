@@ -1,7 +1,7 @@
 //! Runs the selected rules over files and directories: walk, read, parse once, index the
 //! package, run every rule over the same trees, apply suppressions. Packages in parallel.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +42,8 @@ pub struct Options {
     pub ignore: Vec<String>,
     pub include_vendor: bool,
     pub include_testdata: bool,
+    /// Report findings in generated files (`// Code generated ... DO NOT EDIT.`) too.
+    pub include_generated: bool,
     /// Show `info` findings (hidden by default).
     pub show_info: bool,
     pub config: ConfigChoice,
@@ -309,6 +311,10 @@ fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResul
     // Files that contain nothing any rule looks for are read but not parsed (parsing is most
     // of the run's cost); see `prefilter`.
     let mut unparsed: Vec<(Input, String)> = Vec::new();
+    // Generated files whose findings are not reported (golangci-lint's default: nobody
+    // fixes a bug by hand in a file a tool rewrites), parsed only when the package's other
+    // files may need what they declare (lock-holding types, channels, lock helpers).
+    let mut quiet: HashSet<PathBuf> = HashSet::new();
     let mut scanned = 0;
     for input in files {
         let text = match read_source(&input.path) {
@@ -319,6 +325,13 @@ fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResul
             }
         };
         scanned += 1;
+        if !opts.include_generated && prefilter::is_generated(&text) {
+            if prefilter::may_have_findings(&text) && prefilter::feeds_the_package(&text) {
+                quiet.insert(input.path.clone());
+                parse_into(input, text, &mut parsed, &mut result);
+            }
+            continue;
+        }
         if prefilter::may_have_findings(&text) {
             parse_into(input, text, &mut parsed, &mut result);
         } else {
@@ -364,6 +377,9 @@ fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResul
         let pkg = PackageIndex::build(members.iter().map(|&i| &parsed[i].0).collect());
         for (k, &i) in members.iter().enumerate() {
             let (file, config) = &parsed[i];
+            if quiet.contains(&file.path) {
+                continue;
+            }
             let rules = rules_for(file, config, opts);
             check_file(file, k, &pkg, module, &rules, &mut result);
         }
@@ -410,6 +426,29 @@ pub mod prefilter {
             || crate::registry::needed_words()
                 .iter()
                 .any(|w| has_word(text, w))
+    }
+
+    /// Whether the file says it is generated, as Go tools read it (`go/ast.IsGenerated`): a
+    /// line `// Code generated ... DO NOT EDIT.` before the package clause.
+    pub fn is_generated(text: &str) -> bool {
+        for line in text.lines() {
+            let line = line.trim_end_matches('\r');
+            if line.starts_with("package ") {
+                return false;
+            }
+            if line.starts_with("// Code generated ") && line.ends_with(" DO NOT EDIT.") {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether a file may declare what other files' analysis needs: a type holding a lock,
+    /// a channel, a function that locks or waits.
+    pub fn feeds_the_package(text: &str) -> bool {
+        ["sync", "chan", "Lock", "Unlock", "RLock", "RUnlock"]
+            .iter()
+            .any(|w| contains_word(text, w))
     }
 
     /// Whether `text` contains `word`; a blank in `word` matches any run of blanks (`go func`).

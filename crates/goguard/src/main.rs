@@ -129,6 +129,9 @@ struct CheckArgs {
     /// Analyse testdata/ directories too.
     #[arg(long)]
     include_testdata: bool,
+    /// Report findings in generated files (`// Code generated ... DO NOT EDIT.`) too.
+    #[arg(long)]
+    include_generated: bool,
     /// Report `//goguard:ignore` comments that suppress nothing.
     #[arg(long)]
     report_unused_suppressions: bool,
@@ -216,6 +219,7 @@ fn check(args: CheckArgs) -> Result<u8, String> {
         ignore: args.ignore.clone(),
         include_vendor: args.include_vendor,
         include_testdata: args.include_testdata,
+        include_generated: args.include_generated,
         show_info: args.show_info,
         config: match (&args.config, args.isolated) {
             (Some(f), _) => ConfigChoice::File(f.clone()),
