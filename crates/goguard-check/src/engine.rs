@@ -47,6 +47,18 @@ pub struct Options {
     /// Show `info` findings (hidden by default).
     pub show_info: bool,
     pub config: ConfigChoice,
+    /// Where results are kept between runs; `None`: none are.
+    pub cache: Option<crate::cache::ResultCache>,
+}
+
+impl Options {
+    /// The options that change what a directory's analysis finds, for the result cache.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "select={:?} ignore={:?} info={} generated={}",
+            self.select, self.ignore, self.show_info, self.include_generated
+        )
+    }
 }
 
 /// A suppression comment that matched no finding.
@@ -261,12 +273,12 @@ fn one_line(s: &str) -> String {
 }
 
 #[derive(Default)]
-struct DirResult {
-    files_scanned: usize,
-    diagnostics: Vec<Diagnostic>,
-    errors: Vec<InputError>,
-    partial: Vec<PartialFile>,
-    unused: Vec<UnusedSuppression>,
+pub(crate) struct DirResult {
+    pub(crate) files_scanned: usize,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+    pub(crate) errors: Vec<InputError>,
+    pub(crate) partial: Vec<PartialFile>,
+    pub(crate) unused: Vec<UnusedSuppression>,
 }
 
 /// Reads a file as Go source, or says why it cannot be analysed.
@@ -307,6 +319,48 @@ pub fn read_source(path: &Path) -> Result<String, InputError> {
 
 fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResult {
     let mut result = DirResult::default();
+    let mut texts = Vec::with_capacity(files.len());
+    for input in files {
+        match read_source(&input.path) {
+            Ok(t) => texts.push((input, t)),
+            Err(e) => result.errors.push(e),
+        }
+    }
+    // A directory with a file that cannot be read is analysed every time: the error is
+    // reported again, and a fix of it is seen.
+    let cached = match &opts.cache {
+        Some(cache) if result.errors.is_empty() => {
+            let key = cache.key(
+                module,
+                texts
+                    .iter()
+                    .map(|(i, t)| (i.path.as_path(), t.as_str(), &*i.config)),
+            );
+            let dir = texts.first().and_then(|(i, _)| i.path.parent());
+            if let Some(hit) = dir.and_then(|d| cache.load(d, key)) {
+                return hit;
+            }
+            dir.map(|d| (cache, d.to_path_buf(), key))
+        }
+        _ => None,
+    };
+    analyse_dir(module, texts, opts, &mut result);
+    // A rule that crashed is tried again next time.
+    if let Some((cache, dir, key)) = cached {
+        if result.errors.is_empty() {
+            cache.store(&dir, key, &result);
+        }
+    }
+    result
+}
+
+/// Parses and checks a directory's files (read, with their configuration).
+fn analyse_dir(
+    module: &ModuleInfo,
+    texts: Vec<(Input, String)>,
+    opts: &Options,
+    result: &mut DirResult,
+) {
     let mut parsed: Vec<(SourceFile, Arc<Config>)> = Vec::new();
     // Files that contain nothing any rule looks for are read but not parsed (parsing is most
     // of the run's cost); see `prefilter`.
@@ -316,24 +370,17 @@ fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResul
     // files may need what they declare (lock-holding types, channels, lock helpers).
     let mut quiet: HashSet<PathBuf> = HashSet::new();
     let mut scanned = 0;
-    for input in files {
-        let text = match read_source(&input.path) {
-            Ok(t) => t,
-            Err(e) => {
-                result.errors.push(e);
-                continue;
-            }
-        };
+    for (input, text) in texts {
         scanned += 1;
         if !opts.include_generated && prefilter::is_generated(&text) {
             if prefilter::may_have_findings(&text) && prefilter::feeds_the_package(&text) {
                 quiet.insert(input.path.clone());
-                parse_into(input, text, &mut parsed, &mut result);
+                parse_into(input, text, &mut parsed, result);
             }
             continue;
         }
         if prefilter::may_have_findings(&text) {
-            parse_into(input, text, &mut parsed, &mut result);
+            parse_into(input, text, &mut parsed, result);
         } else {
             unparsed.push((input, text));
         }
@@ -350,7 +397,7 @@ fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResul
             break;
         }
         for (input, text) in take {
-            parse_into(input, text, &mut parsed, &mut result);
+            parse_into(input, text, &mut parsed, result);
         }
     }
     result.files_scanned = scanned;
@@ -381,10 +428,9 @@ fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResul
                 continue;
             }
             let rules = rules_for(file, config, opts);
-            check_file(file, k, &pkg, module, &rules, &mut result);
+            check_file(file, k, &pkg, module, &rules, result);
         }
     }
-    result
 }
 
 /// `GOGUARD_INJECT_PANIC=G301` makes that rule panic on every file, so the end-to-end tests

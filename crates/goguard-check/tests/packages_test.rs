@@ -28,6 +28,7 @@ fn findings_with(dir: &Path, rule: &str, include_generated: bool) -> Vec<(String
         include_vendor: false,
         include_testdata: false,
         include_generated,
+        cache: None,
         show_info: false,
         config: ConfigChoice::Isolated,
     };

@@ -194,6 +194,7 @@ pub fn findings_in_stacks(
         include_testdata: true,
         // A goroutine can be stuck in generated code (a gRPC stub) as well as anywhere.
         include_generated: true,
+        cache: None,
         show_info: false,
         config: goguard_check::ConfigChoice::Discover,
     };

@@ -132,6 +132,13 @@ struct CheckArgs {
     /// Report findings in generated files (`// Code generated ... DO NOT EDIT.`) too.
     #[arg(long)]
     include_generated: bool,
+    /// Keep each package's results here between runs, keyed by its files' content
+    /// [default: $GOGUARD_CACHE_DIR, else .goguard_cache in the current directory].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Analyse every package again, reading and writing no cached results.
+    #[arg(long)]
+    no_cache: bool,
     /// Report `//goguard:ignore` comments that suppress nothing.
     #[arg(long)]
     report_unused_suppressions: bool,
@@ -214,7 +221,7 @@ fn check(args: CheckArgs) -> Result<u8, String> {
             return Err(format!("`{sel}` names no rule (see `goguard rules`)"));
         }
     }
-    let opts = Options {
+    let mut opts = Options {
         select: args.select.clone(),
         ignore: args.ignore.clone(),
         include_vendor: args.include_vendor,
@@ -226,7 +233,9 @@ fn check(args: CheckArgs) -> Result<u8, String> {
             (None, true) => ConfigChoice::Isolated,
             (None, false) => ConfigChoice::Discover,
         },
+        cache: None,
     };
+    opts.cache = result_cache(&args, &opts);
     let mut report = engine::check_paths(&args.paths, &opts).map_err(|e| e.to_string())?;
     if let Some(path) = &args.write_baseline {
         baseline::write(path, &report.diagnostics).map_err(|e| e.to_string())?;
@@ -292,6 +301,28 @@ fn check(args: CheckArgs) -> Result<u8, String> {
     } else {
         EXIT_CLEAN
     })
+}
+
+/// The result cache `check` uses, if any. Timing the rules (`GOGUARD_TIMINGS`) and
+/// making one crash (`GOGUARD_INJECT_PANIC`, for tests) need every package analysed. A cache
+/// that cannot be created costs only time: said once, and the run goes on without.
+fn result_cache(args: &CheckArgs, opts: &Options) -> Option<goguard_check::cache::ResultCache> {
+    let off = |var| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+    if args.no_cache || off("GOGUARD_TIMINGS") || off("GOGUARD_INJECT_PANIC") {
+        return None;
+    }
+    let dir = args
+        .cache_dir
+        .clone()
+        .or_else(|| std::env::var_os("GOGUARD_CACHE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(".goguard_cache"));
+    match goguard_check::cache::ResultCache::open(&dir, &opts.fingerprint()) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("goguard: warning: no result cache ({e}); analysing everything");
+            None
+        }
+    }
 }
 
 pub(crate) fn pretty(v: &serde_json::Value) -> String {
