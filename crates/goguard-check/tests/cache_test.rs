@@ -98,7 +98,9 @@ fn what_a_result_depends_on_changing_analyses_again() {
         .replace("\tgo func() {\n", "\tgo func() {\n\t\tdefer wg.Done()\n")
         .replace("\t\twg.Done()\n\t}()", "\t}()");
     // Each change, made after a run whose entry was tampered with: a miss shows the truth.
-    let cases: Vec<(&str, Box<dyn Fn()>, &str, usize)> = vec![
+    // What changes, how, the options of the next run, the findings it must give.
+    type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str, usize);
+    let cases: Vec<Case> = vec![
         (
             "the file's text",
             Box::new(|| std::fs::write(dir.join("p/run.go"), &fixed).unwrap()),
