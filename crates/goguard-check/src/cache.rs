@@ -22,8 +22,10 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::config::Config;
 use crate::diagnostic::{Diagnostic, PartialFile, Severity};
 use crate::engine::{DirResult, UnusedSuppression};
+use crate::fix::{Applicability, Edit, Fix};
 use crate::gomod::ModuleInfo;
 use crate::registry;
+use crate::source::Position;
 
 /// Where results are kept, and what every key of this run shares.
 #[derive(Debug, Clone)]
@@ -167,6 +169,56 @@ struct Finding {
     source_line: String,
     start_byte: usize,
     end_byte: usize,
+    fix: Option<CachedFix>,
+}
+
+/// A [`Fix`] with every field (the edits' positions too: they are filled when a finding is
+/// reported, and the JSON and SARIF outputs give them).
+#[derive(Serialize, Deserialize)]
+struct CachedFix {
+    safe: bool,
+    message: String,
+    /// start, end, content, and the start's and end's line and column.
+    edits: Vec<(usize, usize, String, Option<[usize; 4]>)>,
+    isolation: Option<usize>,
+}
+
+impl CachedFix {
+    fn of(f: &Fix) -> CachedFix {
+        CachedFix {
+            safe: f.applicability == Applicability::Safe,
+            message: f.message.clone(),
+            edits: f
+                .edits
+                .iter()
+                .map(|e| {
+                    let span = e.span.map(|(a, b)| [a.line, a.column, b.line, b.column]);
+                    (e.start, e.end, e.content.clone(), span)
+                })
+                .collect(),
+            isolation: f.isolation,
+        }
+    }
+
+    fn into_fix(self) -> Fix {
+        let at = |line, column| Position { line, column };
+        Fix {
+            applicability: match self.safe {
+                true => Applicability::Safe,
+                false => Applicability::Unsafe,
+            },
+            message: self.message,
+            edits: self
+                .edits
+                .into_iter()
+                .map(|(start, end, content, span)| Edit {
+                    span: span.map(|[l1, c1, l2, c2]| (at(l1, c1), at(l2, c2))),
+                    ..Edit::replace(start, end, content)
+                })
+                .collect(),
+            isolation: self.isolation,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -208,6 +260,7 @@ impl Record {
                     source_line: d.source_line.clone(),
                     start_byte: d.start_byte,
                     end_byte: d.end_byte,
+                    fix: d.fix.as_ref().map(CachedFix::of),
                 })
                 .collect(),
             partial: r
@@ -254,6 +307,7 @@ impl Record {
                 source_line: f.source_line,
                 start_byte: f.start_byte,
                 end_byte: f.end_byte,
+                fix: f.fix.map(CachedFix::into_fix),
             });
         }
         Some(DirResult {

@@ -45,6 +45,18 @@ impl<'a> Checker<'a> {
     }
 
     pub fn report(&mut self, f: Finding) {
+        self.report_fixed(f, None);
+    }
+
+    /// Reports a finding with the fix the rule offers for it (`None`: no mechanical fix in
+    /// this shape).
+    pub fn report_fixed(&mut self, f: Finding, fix: Option<crate::fix::Fix>) {
+        let fix = fix.filter(|x| x.is_valid_for(self.src())).map(|mut x| {
+            for e in &mut x.edits {
+                e.span = Some((self.file.position(e.start), self.file.position(e.end)));
+            }
+            x
+        });
         let start = self.file.position(f.node.start_byte());
         let end = self.file.position(f.node.end_byte());
         self.out.push(Diagnostic {
@@ -63,6 +75,7 @@ impl<'a> Checker<'a> {
             source_line: self.file.line_text(start.line).to_string(),
             start_byte: f.node.start_byte(),
             end_byte: f.node.end_byte(),
+            fix,
         });
     }
 

@@ -66,6 +66,9 @@ pub struct Diagnostic {
     pub start_byte: usize,
     #[serde(skip)]
     pub end_byte: usize,
+    /// The edit the rule offers, if the finding has a mechanical fix (see [`crate::fix`]).
+    #[serde(skip)]
+    pub fix: Option<crate::fix::Fix>,
 }
 
 impl Diagnostic {

@@ -92,6 +92,16 @@ struct Input {
 
 /// Analyses the given files and directories.
 pub fn check_paths(paths: &[PathBuf], opts: &Options) -> Result<Report, ConfigError> {
+    check_paths_with(paths, opts, &HashMap::new())
+}
+
+/// Like [`check_paths`], reading the files in `overlay` (by the path the walk gives them)
+/// from there instead of the disk: the text with fixes applied, not yet written.
+pub fn check_paths_with(
+    paths: &[PathBuf],
+    opts: &Options,
+    overlay: &HashMap<PathBuf, String>,
+) -> Result<Report, ConfigError> {
     let mut report = Report::default();
     let mut configs: HashMap<PathBuf, Arc<Config>> = HashMap::new();
     let mut inputs = Vec::new();
@@ -130,7 +140,7 @@ pub fn check_paths(paths: &[PathBuf], opts: &Options) -> Result<Report, ConfigEr
 
     let results: Vec<DirResult> = jobs
         .into_par_iter()
-        .map(|(module, files)| check_dir(&module, files, opts))
+        .map(|(module, files)| check_dir(&module, files, opts, overlay))
         .collect();
     for r in results {
         report.files_scanned += r.files_scanned;
@@ -317,11 +327,20 @@ pub fn read_source(path: &Path) -> Result<String, InputError> {
     })
 }
 
-fn check_dir(module: &ModuleInfo, files: Vec<Input>, opts: &Options) -> DirResult {
+fn check_dir(
+    module: &ModuleInfo,
+    files: Vec<Input>,
+    opts: &Options,
+    overlay: &HashMap<PathBuf, String>,
+) -> DirResult {
     let mut result = DirResult::default();
     let mut texts = Vec::with_capacity(files.len());
     for input in files {
-        match read_source(&input.path) {
+        let read = match overlay.get(&input.path) {
+            Some(t) => Ok(t.clone()),
+            None => read_source(&input.path),
+        };
+        match read {
             Ok(t) => texts.push((input, t)),
             Err(e) => result.errors.push(e),
         }

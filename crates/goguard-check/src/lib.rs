@@ -16,6 +16,7 @@ pub mod config;
 pub mod dataflow;
 pub mod diagnostic;
 pub mod engine;
+pub mod fix;
 pub mod gomod;
 pub mod output;
 pub mod package;

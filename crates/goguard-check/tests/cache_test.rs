@@ -88,6 +88,9 @@ fn a_second_run_reads_the_first_runs_results() {
         (&a.code, &a.source_line, a.start_byte, a.end_byte, &a.help),
         (&b.code, &b.source_line, b.start_byte, b.end_byte, &b.help)
     );
+    // The fix too, with its edits' positions (the JSON and SARIF outputs give them).
+    assert!(a.fix.is_some(), "G304 offers a fix here");
+    assert_eq!(format!("{:?}", a.fix), format!("{:?}", b.fix));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -36,7 +36,9 @@ use crate::layer::string_serde;
 pub use crate::layer::bloom::Rule as Bloom;
 pub use crate::layer::breaker::{ErrorClasses, Rule as Breaker, Scope as BreakerScope};
 pub use crate::layer::cache::Rule as Cache;
+pub use crate::layer::colour::{RouteRule as RouteColour, Rule as Colour};
 pub use crate::layer::concurrency::Rule as Concurrency;
+pub use crate::layer::fault::Rule as Fault;
 pub use crate::layer::limit::{KeySpec, KeyedRate, Rate, RateLimit, Rule as Limit};
 
 /// A configuration that could not be used.
@@ -83,6 +85,36 @@ pub struct Config {
     /// step to all of them (5.6). Without it a new version applies to every request at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gray: Option<crate::gray::Rule>,
+    /// Traffic colouring (5.3): which header marks a drill's requests, and who may set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour: Option<Colour>,
+    /// Fault injection (5.3): the bounds of the faults switched on at run time.
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+/// `[faults]`: what holds for every route's faults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Requests faulted at once over every route; beyond, requests pass unfaulted.
+    pub max_active_faults: u32,
+    /// How long a fault switched on through the admin API lasts when it names no `ttl`.
+    #[serde(with = "human_duration")]
+    pub default_ttl: Duration,
+    /// The longest `ttl` the admin API accepts.
+    #[serde(with = "human_duration")]
+    pub max_ttl: Duration,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            max_active_faults: 1000,
+            default_ttl: Duration::from_secs(300),
+            max_ttl: Duration::from_secs(3600),
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -262,6 +294,15 @@ pub struct Route {
     /// A Bloom filter of the ids that exist: unknown ones get a 404 without the service (5.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bloom: Option<Bloom>,
+    /// Requests of this route faulted at once (besides `[faults] max_active_faults`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_faults: Option<u32>,
+    /// What the route does with coloured requests (its shadow upstream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour: Option<RouteColour>,
+    /// Faults in force as long as this configuration (5.3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<Fault>,
 }
 
 fn default_prefix() -> String {
@@ -609,6 +650,42 @@ pub fn validate(c: &Config) -> Vec<Problem> {
                 out.push((at(&[&[section][..], &rest].concat()), message));
             }
         }
+        for (j, f) in r.faults.iter().enumerate() {
+            for (rest, message) in f.problems() {
+                out.push((
+                    at(&[&["faults", &j.to_string()][..], &rest].concat()),
+                    message,
+                ));
+            }
+            if f.coloured_only && c.colour.is_none() {
+                out.push((
+                    at(&["faults", &j.to_string(), "coloured_only"]),
+                    "no request is coloured without a [colour] section: add one, or set coloured_only = false".into(),
+                ));
+            }
+        }
+        if r.max_active_faults == Some(0) {
+            out.push((at(&["max_active_faults"]), "at least 1".into()));
+        }
+        if let Some(shadow) = r.colour.as_ref().and_then(|rc| rc.shadow.as_ref()) {
+            if c.colour.is_none() {
+                out.push((
+                    at(&["colour", "shadow"]),
+                    "no request is coloured without a [colour] section".into(),
+                ));
+            }
+            if !c.upstreams.contains_key(shadow) {
+                out.push((
+                    at(&["colour", "shadow"]),
+                    format!("no upstream `{shadow}` (define [upstreams.{shadow}])"),
+                ));
+            } else if *shadow == r.upstream {
+                out.push((
+                    at(&["colour", "shadow"]),
+                    "the shadow is the route's own upstream".into(),
+                ));
+            }
+        }
         if let Some(f) = &r.fallback {
             let kinds = [
                 f.body.is_some(),
@@ -680,9 +757,19 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             ));
         }
     }
+    if c.faults.max_active_faults == 0 {
+        out.push((field(&["faults", "max_active_faults"]), "at least 1".into()));
+    }
+    if c.faults.default_ttl.is_zero() || c.faults.default_ttl > c.faults.max_ttl {
+        out.push((
+            field(&["faults", "default_ttl"]),
+            "more than 0 and at most max_ttl".into(),
+        ));
+    }
     for (section, problems) in [
         ("source", c.source.as_ref().map(|s| s.problems())),
         ("gray", c.gray.as_ref().map(|g| g.problems())),
+        ("colour", c.colour.as_ref().map(|g| g.problems())),
     ] {
         for (path, message) in problems.unwrap_or_default() {
             let mut f = vec![section.to_string()];

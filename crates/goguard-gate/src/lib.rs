@@ -1,7 +1,8 @@
 //! goguard-gate: a stability gateway in front of a Go service (chapter 5 of the reference).
 //!
 //! The protections are `tower` layers ([`layer`]) usable in any Rust service: the circuit
-//! breaker of 5.1, the rate and concurrency limits of 5.5 (local or shared through Redis).
+//! breaker of 5.1, the rate and concurrency limits of 5.5 (local or shared through Redis),
+//! the cache of 5.2, and the traffic colouring and fault injection of 5.3.
 //! The gateway ([`server::Gateway`]) stacks them per route in front of a pooled hyper client
 //! ([`upstream`]), answers with the route's fallback when its breaker is open, reports
 //! abnormal users ([`events`]), reloads its configuration atomically, and exposes Prometheus

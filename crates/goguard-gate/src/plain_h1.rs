@@ -116,6 +116,15 @@ where
             }
         };
         let Ok(resp) = answer;
+        if resp
+            .extensions()
+            .get::<crate::layer::fault::ResetConnection>()
+            .is_some()
+        {
+            // A reset fault: no answer, a TCP RST.
+            reset_on_close(std::os::fd::AsRawFd::as_raw_fd(&io));
+            return Ended::Closed;
+        }
         let keep_alive = keep_alive && !closing.load(Ordering::Relaxed);
         let out = Out {
             io: &mut io,
@@ -128,6 +137,30 @@ where
             Ok(true) if keep_alive => {}
             _ => return Ended::Closed,
         }
+    }
+}
+
+/// Makes the socket's close send a TCP RST instead of a FIN (`SO_LINGER` with a zero
+/// time), for a reset fault: the client sees its connection reset, with no answer. `fd` must
+/// be an open socket (the connection being served).
+pub fn reset_on_close(fd: std::os::fd::RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads the linger value it is given; the fd is the connection's own,
+    // open while it is served.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "SO_LINGER for a reset fault");
     }
 }
 

@@ -23,6 +23,7 @@ use crate::drain::Drain;
 use crate::events::{Event, Reason};
 use crate::gateway::{handle, Running, Stack};
 use crate::gray::{percent, Board, GcReading, Rollout};
+use crate::layer::fault::ResetConnection;
 use crate::layer::{full, Body};
 use crate::metrics::Metrics;
 use crate::plain_h1::{self, Prefixed, Served};
@@ -245,6 +246,21 @@ impl Gateway {
 
     /// Makes `main` the running stack, with `gray` beside it, for every serving thread.
     fn publish(&self, main: Arc<Stack>, gray: Option<Arc<Rollout>>) {
+        // Faults switched on at run time stay with their routes, and go with them.
+        let mut names = main.route_names();
+        if let Some(g) = &gray {
+            names.extend(g.candidate.route_names());
+        }
+        for (route, f) in main.faults().keep_routes(&names) {
+            let mut e = Event::gateway(Reason::named("fault_dropped"), &route);
+            e.detail = format!(
+                "fault {} ({}) dropped: the new configuration has no route `{route}`",
+                f.id,
+                f.rule.kind.as_str()
+            );
+            tracing::info!(fault = %f.id, route = %route, "fault dropped with its route");
+            main.emit(e);
+        }
         self.0.stack.store(main.clone());
         for r in self.0.running.iter() {
             r.store(Arc::new(Running {
@@ -581,11 +597,27 @@ impl Gateway {
                     let gw = self.clone();
                     let client_ip = peer.ip();
                     let peer = Peer::new(peer);
+                    // The socket, for a reset fault once hyper has the connection.
+                    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
                     let service = {
                         let (gw, peer) = (gw.clone(), peer.clone());
                         hyper::service::service_fn(move |req: Request<Incoming>| {
                             let running = gw.0.running[worker()].load_full();
-                            handle(running, req, peer.clone())
+                            let h2 = req.version() == http::Version::HTTP_2;
+                            let answer = handle(running, req, peer.clone());
+                            async move {
+                                let Ok(resp) = answer.await;
+                                if resp.extensions().get::<ResetConnection>().is_none() {
+                                    return Ok(resp);
+                                }
+                                // A reset fault: hyper closes an HTTP/1 connection on a
+                                // service error without answering (with a RST, after
+                                // SO_LINGER 0), and resets an HTTP/2 stream alone.
+                                if !h2 {
+                                    plain_h1::reset_on_close(fd);
+                                }
+                                Err(ResetConnection)
+                            }
                         })
                     };
                     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -712,9 +744,20 @@ impl Gateway {
                 if c.admin_token.is_some() {
                     c.admin_token = Some("(set)".into());
                 }
+                if let Some(colour) = c.colour.as_mut().filter(|c| c.key.is_some()) {
+                    colour.key = Some("(set)".into());
+                }
                 json(StatusCode::OK, serde_json::to_value(c).unwrap_or_default())
             }
             (&Method::GET, "/healthz") => Response::new(full("ok\n")),
+            (_, path) if path == "/admin/faults" || path.starts_with("/admin/faults/") => {
+                if req.method() != Method::GET {
+                    if let Some(refused) = self.refusal(&req) {
+                        return refused;
+                    }
+                }
+                self.admin_faults(req).await
+            }
             (
                 &Method::POST,
                 path @ ("/admin/reload"
@@ -759,8 +802,136 @@ impl Gateway {
             }
             _ => json(
                 StatusCode::NOT_FOUND,
-                serde_json::json!({"error": "not found", "endpoints": ["GET /metrics", "GET /admin/status", "GET /admin/config", "GET /healthz", "POST /admin/reload", "POST /admin/gray/{pause,resume,promote,abort}"]}),
+                serde_json::json!({"error": "not found", "endpoints": ["GET /metrics", "GET /admin/status", "GET /admin/config", "GET /healthz", "POST /admin/reload", "POST /admin/gray/{pause,resume,promote,abort}", "GET /admin/faults", "POST /admin/faults", "DELETE /admin/faults", "DELETE /admin/faults/{id}"]}),
             ),
+        }
+    }
+
+    /// The refusal of a mutating admin call without the admin token: 403 when no token is
+    /// configured, 401 when it is missing or wrong; `None` when authorized.
+    fn refusal<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
+        let token = self.stack().config.admin_token.clone();
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match (token, given) {
+            (None, _) => Some(json_answer(
+                StatusCode::FORBIDDEN,
+                serde_json::json!({"error": "set admin_token in the configuration to allow changes over HTTP"}),
+            )),
+            (Some(t), Some(g)) if constant_time_eq(t.as_bytes(), g.as_bytes()) => None,
+            _ => Some(json_answer(
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"error": "Authorization: Bearer <admin_token> required"}),
+            )),
+        }
+    }
+
+    /// `/admin/faults`: list (GET), switch on (POST), remove one (`DELETE /admin/faults/ID`)
+    /// or all (DELETE). Mutating calls are authorized by the caller.
+    async fn admin_faults(&self, req: Request<Incoming>) -> Response<Body> {
+        use http_body_util::BodyExt;
+        self.sweep_faults();
+        let stack = self.stack();
+        let id = req
+            .uri()
+            .path()
+            .strip_prefix("/admin/faults/")
+            .map(str::to_string);
+        let error = |status, e: String| json_answer(status, serde_json::json!({ "error": e }));
+        match (req.method().clone(), id) {
+            (Method::GET, None) => {
+                let faults: Vec<_> = stack
+                    .faults()
+                    .list()
+                    .iter()
+                    .map(|(route, f)| f.to_json(route))
+                    .collect();
+                json_answer(StatusCode::OK, serde_json::json!({ "faults": faults }))
+            }
+            (Method::POST, None) => {
+                let limited = http_body_util::Limited::new(
+                    req.into_body(),
+                    crate::gateway::faults::MAX_REQUEST_BYTES,
+                );
+                let body = match limited.collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(e) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!("the body could not be read (at most 128 KiB): {e}"),
+                        )
+                    }
+                };
+                let wanted = crate::gateway::faults::parse_request(
+                    &body,
+                    &stack.route_names(),
+                    &stack.config.faults,
+                    stack.config.colour.is_some(),
+                );
+                let w = match wanted {
+                    Ok(w) => w,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                };
+                let (route, ttl) = (w.route.clone(), w.ttl);
+                let fault = match stack.faults().add(w) {
+                    Ok(f) => f,
+                    Err(e) => return error(StatusCode::CONFLICT, e),
+                };
+                let shown = fault.to_json(&route);
+                let mut e = Event::gateway(Reason::named("fault_added"), &route);
+                e.detail = format!("fault {} on: {shown}", fault.id);
+                stack.emit(e);
+                tracing::info!(fault = %fault.id, route = %route, ttl = ?ttl, "fault switched on");
+                // It ends by itself: checked by every request, and swept (with its event)
+                // when its time is up.
+                let gw = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(ttl).await;
+                    gw.sweep_faults();
+                });
+                json_answer(StatusCode::CREATED, shown)
+            }
+            (Method::DELETE, None) => {
+                let gone = stack.faults().remove(|_, _| true);
+                self.removed_events(&gone, "removed by the admin API (all)");
+                json_answer(StatusCode::OK, serde_json::json!({ "removed": gone.len() }))
+            }
+            (Method::DELETE, Some(id)) => {
+                let gone = stack.faults().remove(|_, f| f.id == id);
+                if gone.is_empty() {
+                    return error(StatusCode::NOT_FOUND, format!("no fault `{id}`"));
+                }
+                self.removed_events(&gone, "removed by the admin API");
+                json_answer(StatusCode::OK, serde_json::json!({ "removed": id }))
+            }
+            _ => error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "GET, POST or DELETE /admin/faults; DELETE /admin/faults/{id}".into(),
+            ),
+        }
+    }
+
+    /// Removes the faults whose time is up, each with an event.
+    fn sweep_faults(&self) {
+        let stack = self.stack();
+        for (route, f) in stack.faults().sweep() {
+            let mut e = Event::gateway(Reason::named("fault_expired"), &route);
+            e.detail = format!("fault {} ({}) expired", f.id, f.rule.kind.as_str());
+            tracing::info!(fault = %f.id, route = %route, "fault expired");
+            stack.emit(e);
+        }
+    }
+
+    fn removed_events(&self, gone: &[(String, Arc<crate::layer::fault::Fault>)], why: &str) {
+        let stack = self.stack();
+        for (route, f) in gone {
+            let mut e = Event::gateway(Reason::named("fault_removed"), route);
+            e.detail = format!("fault {} ({}) {why}", f.id, f.rule.kind.as_str());
+            tracing::info!(fault = %f.id, route = %route, "fault removed");
+            stack.emit(e);
         }
     }
 
@@ -927,6 +1098,17 @@ fn check(config: &Config) -> Result<(), String> {
         .map(|(f, m)| format!("{}: {m}", f.join(".")))
         .collect::<Vec<_>>()
         .join("\n"))
+}
+
+/// A JSON answer of the admin API.
+fn json_answer(status: StatusCode, v: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(format!("{v:#}\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// Compares secrets without leaking where they differ through timing.

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use super::display_path;
 use crate::diagnostic::Severity;
 use crate::engine::Report;
+use crate::fix::Fix;
 use crate::registry;
 
 fn level(s: Severity) -> &'static str {
@@ -13,6 +14,36 @@ fn level(s: Severity) -> &'static str {
         Severity::Warning => "warning",
         Severity::Info => "note",
     }
+}
+
+/// A fix as SARIF's `fix` object (3.55): one artifact change with a replacement per edit, each
+/// a deleted region (empty for an insertion) and the text inserted there. Whether it is
+/// safe goes in the property bag.
+fn fix_value(fix: &Fix, uri: &str) -> Value {
+    let replacements: Vec<Value> = fix
+        .edits
+        .iter()
+        .map(|e| {
+            let (start, end) = e.span.unwrap_or_default();
+            json!({
+                "deletedRegion": {
+                    "startLine": start.line,
+                    "startColumn": start.column,
+                    "endLine": end.line,
+                    "endColumn": end.column,
+                },
+                "insertedContent": {"text": e.content},
+            })
+        })
+        .collect();
+    json!({
+        "description": {"text": fix.message},
+        "artifactChanges": [{
+            "artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"},
+            "replacements": replacements,
+        }],
+        "properties": {"applicability": fix.applicability},
+    })
 }
 
 /// The report as a SARIF log with one run, rule metadata for every rule.
@@ -41,7 +72,7 @@ pub fn to_value(report: &Report, version: &str) -> Value {
         .diagnostics
         .iter()
         .map(|d| {
-            json!({
+            let mut result = json!({
                 "ruleId": d.rule,
                 "ruleIndex": index_of(d.rule),
                 "level": level(d.severity),
@@ -58,7 +89,11 @@ pub fn to_value(report: &Report, version: &str) -> Value {
                     }
                 }],
                 "partialFingerprints": {"goguard/v1": format!("{}:{}:{}", d.rule, display_path(&d.path), d.code)},
-            })
+            });
+            if let Some(fix) = &d.fix {
+                result["fixes"] = json!([fix_value(fix, &display_path(&d.path))]);
+            }
+            result
         })
         .collect();
     let notifications: Vec<Value> = report

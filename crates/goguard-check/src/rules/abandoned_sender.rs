@@ -4,6 +4,7 @@ use tree_sitter::Node;
 
 use super::unbuffered_send_without_receiver::local_unbuffered_channels;
 use crate::checker::{Checker, Finding};
+use crate::fix::{Edit, Fix};
 use crate::syntax;
 
 /// A file this rule can report in contains one of these (a channel): see `registry::Rule::needs`.
@@ -45,6 +46,15 @@ func fetch(ctx context.Context) (Result, error) {
 ```
 or make the sender select on `ctx.Done()` too.
 
+## Fix
+`--fix` gives the channel a buffer of one (`make(chan T, 1)`): the one send completes
+whether or not anyone receives, and the goroutine ends. It is safe when that goroutine's
+send is the only send on the channel and its last statement, and the channel stays in the
+function: a correct program then sees the same values in the same order, and nothing
+after the send relied on the receiver having taken it. Otherwise it is unsafe
+(`--unsafe-fixes`). None is offered when there are several sends or the send is in a loop
+(one slot would not hold them all).
+
 ## Not reported
 A receiver that gives up only where a test has already failed (a timeout case that calls
 `t.Fatal`, `t.Errorf`, `t.FailNow`, testify's `require.Fail`...): the test is failing, and
@@ -59,7 +69,7 @@ itself a `select` case next to `ctx.Done()` or a `default` is safe and not repor
 "#;
 
 pub fn check(cx: &mut Checker) {
-    let mut findings = Vec::new();
+    let mut findings: Vec<(Finding, Option<Fix>)> = Vec::new();
     for (f, body, name, decl) in local_unbuffered_channels(cx) {
         for &go in &cx.index.go_stmts {
             if !syntax::contains(body, go) || go.start_byte() < decl.end_byte() {
@@ -77,7 +87,8 @@ pub fn check(cx: &mut Checker) {
             let Some(reason) = receiver_gives_up(cx, body, go, name) else {
                 continue;
             };
-            findings.push(Finding {
+            let fix = buffer_of_one(cx, body, decl, name, lit, send);
+            findings.push((Finding {
                 node: send,
                 message: format!(
                     "this goroutine sends on unbuffered `{name}` (made at line {}), but the receiver can give up first ({reason}); the send then blocks forever",
@@ -85,12 +96,79 @@ pub fn check(cx: &mut Checker) {
                 ),
                 help: "make it `make(chan T, 1)` so the send always completes, or select on `ctx.Done()` in the sender".to_string(),
                 severity: None,
-            });
+            }, fix));
         }
     }
-    for f in findings {
-        cx.report(f);
+    for (f, fix) in findings {
+        cx.report_fixed(f, fix);
     }
+}
+
+/// `make(chan T)` in `decl` (the statement that makes `name`) as `make(chan T, 1)`.
+fn buffer_of_one(
+    cx: &Checker,
+    body: Node,
+    decl: Node,
+    name: &str,
+    lit: Node,
+    send: Node,
+) -> Option<Fix> {
+    let (lhs, rhs) = syntax::assignment_sides(decl)?;
+    let i = lhs.iter().position(|l| cx.text(*l) == name)?;
+    let make = syntax::unparen(*rhs.get(i)?);
+    let call = syntax::Call::of(make)?;
+    let edit = match call.args.as_slice() {
+        [t] => Edit::insert(t.end_byte(), ", 1"),
+        [_, size] => Edit::replace(size.start_byte(), size.end_byte(), "1"),
+        _ => return None,
+    };
+    // Every send on it in the function: one slot holds one value.
+    let sends: Vec<Node> = syntax::descendants(body, true)
+        .into_iter()
+        .filter(|n| {
+            n.kind() == "send_statement"
+                && n.child_by_field_name("channel")
+                    .is_some_and(|c| cx.text(c) == name)
+        })
+        .collect();
+    if sends.len() != 1 || syntax::enclosing_loop(send).is_some_and(|l| syntax::contains(lit, l)) {
+        return None;
+    }
+    // The send is the goroutine's last statement: nothing after it waited for the receiver.
+    let lit_body = lit.child_by_field_name("body")?;
+    let last = syntax::descendants(lit_body, false)
+        .into_iter()
+        .filter(|n| {
+            n.parent().is_some_and(|p| {
+                p.id() == lit_body.id()
+                    || (p.kind() == "statement_list"
+                        && p.parent().map(|q| q.id()) == Some(lit_body.id()))
+            })
+        })
+        .rfind(|n| n.is_named() && n.kind() != "comment");
+    let is_last = last.is_some_and(|l| l.id() == send.id());
+    // The channel stays here: only sent on, received from, or closed.
+    let stays = syntax::descendants(body, true).into_iter().all(|n| {
+        if n.kind() != "identifier" || cx.text(n) != name || syntax::contains(decl, n) {
+            return true;
+        }
+        let Some(p) = n.parent() else { return true };
+        match p.kind() {
+            "send_statement" => p.child_by_field_name("channel").map(|c| c.id()) == Some(n.id()),
+            "unary_expression" => syntax::received_channel(p).is_some(),
+            "argument_list" => p.parent().and_then(syntax::Call::of).is_some_and(|c| {
+                c.receiver.is_none() && matches!(cx.text(c.name), "close" | "len" | "cap")
+            }),
+            _ => false,
+        }
+    });
+    let message = format!("Give `{name}` a buffer of one: `{}`", "make(chan T, 1)");
+    let message = message.replace("chan T", cx.text(call.args[0]));
+    Some(if is_last && stays {
+        Fix::safe(message, vec![edit])
+    } else {
+        Fix::unsafe_(message, vec![edit])
+    })
 }
 
 /// A blocking send `name <- v` in the literal (not a select case).

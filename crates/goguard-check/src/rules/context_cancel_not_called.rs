@@ -3,6 +3,7 @@
 use tree_sitter::Node;
 
 use crate::checker::{Checker, Finding};
+use crate::fix::{build, Edit, Fix};
 use crate::paths::{self, Tracker};
 use crate::syntax;
 
@@ -47,6 +48,16 @@ func fetch(parent context.Context) error {
 }
 ```
 
+## Fix
+`--fix` writes `defer cancel()` (`defer cancel(nil)` for `WithCancelCause`) on the line
+after the call, names a discarded cancel `cancel`, and removes a later `defer cancel()` of
+the same block (now redundant). Cancelling at return is safe when the context does not
+outlive the function: it is not returned, stored, sent, captured by a closure or handed to a
+`go` statement. Otherwise the fix is unsafe (`--unsafe-fixes`): whoever got the context
+would see it cancelled when this function returns. So is a `defer` in a loop, which runs
+only at the function's end. None is offered when the call is an `if`'s or `for`'s
+initializer, or a discarded cancel's name is taken.
+
 ## Known limits
 A cancel function that is returned, stored or passed to another function is assumed to be
 called by its new owner. `go vet -lostcancel` performs the same check with full types.
@@ -66,7 +77,7 @@ const CONSTRUCTORS: &[&str] = &[
 ];
 
 pub fn check(cx: &mut Checker) {
-    let mut findings = Vec::new();
+    let mut findings: Vec<(Finding, Option<Fix>)> = Vec::new();
     for node in cx.index.calls_named(CONSTRUCTORS) {
         let Some(call) = cx.pkg_call(node, "context", CONSTRUCTORS) else {
             continue;
@@ -85,13 +96,22 @@ pub fn check(cx: &mut Checker) {
         };
         let Some(cancel) = lhs.get(1) else { continue };
         let ctor = format!("context.{}", cx.text(call.name));
+        let cause = cx.text(call.name) == "WithCancelCause";
         if cx.text(*cancel) == "_" {
-            findings.push(Finding {
+            let fix = defer_cancel(
+                cx,
+                stmt,
+                lhs.first().copied(),
+                Some(*cancel),
+                "cancel",
+                cause,
+            );
+            findings.push((Finding {
                 node: *cancel,
                 message: format!("the cancel function of `{ctor}` is discarded, so the context is never cancelled"),
                 help: "keep it and `defer cancel()` right after the call".into(),
                 severity: None,
-            });
+            }, fix));
             continue;
         }
         if cancel.kind() != "identifier" {
@@ -131,16 +151,113 @@ pub fn check(cx: &mut Checker) {
         } else {
             format!("`{name}` from `{ctor}` is never called")
         };
-        findings.push(Finding {
-            node: *cancel,
-            message,
-            help: format!("`defer {name}()` right after the call"),
-            severity: None,
-        });
+        let fix = defer_cancel(cx, stmt, lhs.first().copied(), None, name, cause);
+        findings.push((
+            Finding {
+                node: *cancel,
+                message,
+                help: format!("`defer {name}()` right after the call"),
+                severity: None,
+            },
+            fix,
+        ));
     }
-    for f in findings {
-        cx.report(f);
+    for (f, fix) in findings {
+        cx.report_fixed(f, fix);
     }
+}
+
+/// `defer name()` after the statement `stmt` that makes the context `ctx` (naming the
+/// discarded cancel `blank` first, when there is one).
+fn defer_cancel(
+    cx: &Checker,
+    stmt: Node,
+    ctx: Option<Node>,
+    blank: Option<Node>,
+    name: &str,
+    cause: bool,
+) -> Option<Fix> {
+    let src = cx.src();
+    let block = stmt.parent()?;
+    if !matches!(block.kind(), "block" | "statement_list") {
+        return None; // an `if`/`for`/`switch` initializer
+    }
+    let func = cx.enclosing_function(stmt)?;
+    let body = func.child_by_field_name("body")?;
+    let mut edits = Vec::new();
+    if let Some(b) = blank {
+        // `ctx, _ := ...` becomes `ctx, cancel := ...`: only where the name is free and the
+        // statement declares (an assignment would need `cancel` declared).
+        if stmt.kind() != "short_var_declaration" || syntax::mentions(func, src, name) {
+            return None;
+        }
+        edits.push(Edit::replace(b.start_byte(), b.end_byte(), name));
+    }
+    let call = if cause {
+        format!("defer {name}(nil)")
+    } else {
+        format!("defer {name}()")
+    };
+    edits.push(build::insert_after(src, stmt, std::slice::from_ref(&call))?);
+    // A `defer cancel()` later in the same block is now the same thing, earlier.
+    for s in syntax::block_statements(block) {
+        if s.start_byte() > stmt.end_byte()
+            && s.kind() == "defer_statement"
+            && syntax::normalize(cx.text(s)) == syntax::normalize(&call)
+        {
+            edits.push(build::delete_statement(src, s)?);
+            break;
+        }
+    }
+    let in_loop = syntax::enclosing_loop(stmt).is_some_and(|l| syntax::contains(body, l));
+    let outlives = ctx
+        .filter(|c| c.kind() == "identifier" && cx.text(*c) != "_")
+        .is_some_and(|c| escapes(cx, body, cx.text(c), stmt));
+    let message = format!("Add `{call}` after the call");
+    Some(if in_loop || outlives {
+        Fix::unsafe_(message, edits)
+    } else {
+        Fix::safe(message, edits)
+    })
+}
+
+/// Whether the context `name` may be used after the function returns: returned, assigned
+/// or stored, sent, captured by a function literal, or named in a `go` statement. Passing it
+/// to a call or calling its methods keeps it within the call.
+fn escapes(cx: &Checker, body: Node, name: &str, decl: Node) -> bool {
+    syntax::descendants(body, true).into_iter().any(|n| {
+        if n.kind() != "identifier" || cx.text(n) != name || syntax::contains(decl, n) {
+            return false;
+        }
+        // In a goroutine or a closure: it may run after the return.
+        let mut p = n.parent();
+        while let Some(q) = p.filter(|q| q.id() != body.id()) {
+            if matches!(q.kind(), "go_statement" | "function_literal") {
+                return true;
+            }
+            p = q.parent();
+        }
+        let mut q = n.parent();
+        while let Some(x) = q.filter(|x| x.kind() == "parenthesized_expression") {
+            q = x.parent();
+        }
+        let Some(q) = q else { return false };
+        match q.kind() {
+            "return_statement" | "send_statement" | "literal_element" | "keyed_element"
+            | "literal_value" => true,
+            "expression_list" => q.parent().is_some_and(|s| {
+                s.kind() == "return_statement"
+                    || (matches!(
+                        s.kind(),
+                        "assignment" | "short_var_declaration" | "var_spec"
+                    ) && s
+                        .child_by_field_name("right")
+                        .or_else(|| s.child_by_field_name("value"))
+                        .is_some_and(|r| r.id() == q.id()))
+            }),
+            _ => false,
+        }
+    })
 }
 
 /// Whether the variable `cancel` is declared in a function enclosing `func`.

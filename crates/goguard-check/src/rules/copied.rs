@@ -5,6 +5,7 @@
 use tree_sitter::Node;
 
 use crate::checker::{Checker, Finding};
+use crate::fix::{Edit, Fix};
 use crate::package::SyncKind;
 use crate::resolve::{self, Decl};
 use crate::syntax;
@@ -59,6 +60,10 @@ pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
         return;
     }
     let mut findings: Vec<Finding> = Vec::new();
+    // The fix of a finding, by the finding's node.
+    let mut fixes: Vec<(usize, Fix)> = Vec::new();
+    // Fixes are offered for WaitGroups (G303); G402's copies of a mutex are left as they are.
+    let fixing = kind == SyncKind::WaitGroup;
     let src = cx.src();
     for &f in &cx.index.functions {
         // Parameters and receivers by value.
@@ -71,8 +76,19 @@ pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
                 decls.push((n, t, "receiver"));
             }
         }
-        for (name, ty, role) in decls {
+        for (index, (name, ty, role)) in decls.into_iter().enumerate() {
             if holds(cx, ty, kind) {
+                let offered = match role {
+                    _ if !fixing => None,
+                    "receiver" => Some(Fix::unsafe_(
+                        format!("Make the receiver a pointer: `*{}`", what(cx, ty)),
+                        vec![Edit::insert(ty.start_byte(), "*")],
+                    )),
+                    _ => pointer_param(cx, f, index, ty),
+                };
+                if let Some(x) = offered {
+                    fixes.push((ty.id(), x));
+                }
                 let name = if name.is_empty() {
                     "_".to_string()
                 } else {
@@ -171,8 +187,22 @@ pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
         if call.receiver.is_none() && matches!(cx.text(call.name), "len" | "cap" | "new" | "make") {
             continue;
         }
-        for a in &call.args {
+        for (index, a) in call.args.iter().enumerate() {
             if let Some(t) = is_holding_value(cx, *a, kind) {
+                // A call of this file's function with the parameter by value: the same fix as
+                // the parameter's (it takes `&` here).
+                let callee = (fixing && call.receiver.is_none())
+                    .then(|| cx.local_func(cx.text(call.name)))
+                    .flatten();
+                if let Some(func) = callee {
+                    if let Some((_, ty)) = syntax::params(func, src).get(index) {
+                        if holds(cx, *ty, kind) {
+                            if let Some(x) = pointer_param(cx, func, index, *ty) {
+                                fixes.push((a.id(), x));
+                            }
+                        }
+                    }
+                }
                 findings.push(Finding {
                     node: *a,
                     message: format!(
@@ -199,8 +229,62 @@ pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
         }
     }
     for f in findings {
-        cx.report(f);
+        let offered = fixes
+            .iter()
+            .find(|(id, _)| *id == f.node.id())
+            .map(|(_, x)| x.clone());
+        cx.report_fixed(f, offered);
     }
+}
+
+/// Parameter `index` of `func` (of type `ty`, holding a sync value) as a pointer, and `&` on
+/// the argument of every call of `func`, when all of them are calls in this file passing a
+/// variable. Unsafe: the callee then works on the caller's value, not a copy of it.
+fn pointer_param(cx: &Checker, func: Node, index: usize, ty: Node) -> Option<Fix> {
+    let src = cx.src();
+    if func.kind() != "function_declaration" {
+        return None;
+    }
+    let name = cx.text(func.child_by_field_name("name")?);
+    // Exported: other packages may call it.
+    if name.starts_with(|c: char| c.is_uppercase()) || ty.kind() == "pointer_type" {
+        return None;
+    }
+    // Only `a, b T` lists of one name each: the parameter's position is the argument's.
+    let params = syntax::params(func, src);
+    if params.iter().filter(|(_, t)| t.id() == ty.id()).count() != 1
+        || params
+            .iter()
+            .any(|(_, t)| t.kind() == "variadic_parameter_declaration")
+    {
+        return None;
+    }
+    let uses = crate::callgraph::callers(cx.pkg, cx.file_in_pkg, func);
+    if !uses.maybe.is_empty() {
+        return None;
+    }
+    let mut edits = vec![Edit::insert(ty.start_byte(), "*")];
+    for site in &uses.sites {
+        if site.file != cx.file_in_pkg || site.used == crate::callgraph::Use::Value {
+            return None;
+        }
+        let call = syntax::Call::of(site.node)?;
+        let arg = syntax::unparen(*call.args.get(index)?);
+        if !matches!(arg.kind(), "identifier" | "selector_expression") {
+            return None;
+        }
+        edits.push(Edit::insert(arg.start_byte(), "&"));
+    }
+    let (pname, _) = params[index];
+    Some(Fix::unsafe_(
+        format!(
+            "Pass a pointer: `{pname} *{}`, and `&` at the {} call{}",
+            what(cx, ty),
+            edits.len() - 1,
+            if edits.len() == 2 { "" } else { "s" }
+        ),
+        edits,
+    ))
 }
 
 /// The element type of a ranged expression when it holds `kind` by value.

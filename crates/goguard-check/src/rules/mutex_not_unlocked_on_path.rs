@@ -3,6 +3,7 @@
 use tree_sitter::Node;
 
 use crate::checker::{Checker, Finding};
+use crate::fix::{build, Fix};
 use crate::package::SyncKind;
 use crate::paths::{self, Tracker};
 use crate::resolve;
@@ -54,6 +55,16 @@ A function that never unlocks at all a lock of its receiver or a package variabl
 reported when it has callers in the package and none of them releases the lock after the
 call: every call then leaves it held.
 
+## Fix
+`--fix` writes `defer mu.Unlock()` (`RUnlock` for `RLock`) on the line after the lock and
+removes the function's other `Unlock` calls of that mutex. It is safe when each removed
+`Unlock` is followed only by a `return` of plain values (names, literals, fields): the
+lock is then released at the same moment. Where work follows an `Unlock` (it now runs
+under the lock), or the function never unlocks at all (its callers were judged not to),
+the fix is unsafe (`--unsafe-fixes`). None is offered when the lock is taken in a loop or
+under a condition, when the mutex is locked more than once in the function, or an unlock
+is deferred, in a closure, or part of a larger statement.
+
 ## Known limits
 A function that never unlocks and that sounds like it locks for its caller (`lockState`,
 `acquire`, `begin`), or that no code of the package calls, or whose caller unlocks (or
@@ -65,7 +76,7 @@ and return" helper and is not reported. Paths are followed within one function.
 "#;
 
 pub fn check(cx: &mut Checker) {
-    let mut findings = Vec::new();
+    let mut findings: Vec<(Finding, Option<Fix>)> = Vec::new();
     for node in cx.index.calls_named(&["Lock", "RLock"]) {
         let Some(call) = resolve::sync_call(cx, node, SyncKind::Mutex, &["Lock", "RLock"]) else {
             continue;
@@ -97,7 +108,11 @@ pub fn check(cx: &mut Checker) {
         };
         if !unlocks(body) {
             if let Some(f) = never_released(cx, func, body, node, &mu, unlock) {
-                findings.push(f);
+                let fix = defer_unlock(cx, body, stmt, &mu, unlock).map(|mut x| {
+                    x.applicability = crate::fix::Applicability::Unsafe;
+                    x
+                });
+                findings.push((f, fix));
             }
             continue;
         }
@@ -137,7 +152,8 @@ pub fn check(cx: &mut Checker) {
         let exits = paths::leaking_exits(body, &tracker);
         let Some(first) = exits.first() else { continue };
         let lines: Vec<String> = exits.iter().map(|e| cx.line(*e).to_string()).collect();
-        findings.push(Finding {
+        let fix = defer_unlock(cx, body, stmt, &mu, unlock);
+        findings.push((Finding {
             node,
             message: format!(
                 "`{mu}.{}()` is still held at the exit on line {} (exits without `{mu}.{unlock}()`: line {})",
@@ -147,11 +163,91 @@ pub fn check(cx: &mut Checker) {
             ),
             help: format!("`defer {mu}.{unlock}()` right after locking, or unlock before every return"),
             severity: None,
-        });
+        }, fix));
     }
-    for f in findings {
-        cx.report(f);
+    for (f, fix) in findings {
+        cx.report_fixed(f, fix);
     }
+}
+
+/// `defer mu.Unlock()` after the lock statement `stmt`, the function's other unlocks of
+/// `mu` removed.
+fn defer_unlock(cx: &Checker, body: Node, stmt: Node, mu: &str, unlock: &str) -> Option<Fix> {
+    let src = cx.src();
+    let in_body = |n: Node| {
+        n.parent().is_some_and(|p| {
+            p.id() == body.id()
+                || (p.kind() == "statement_list" && p.parent().map(|q| q.id()) == Some(body.id()))
+        })
+    };
+    // Taken once, at the top level of the function: the defer then pairs with it.
+    if !in_body(stmt) {
+        return None;
+    }
+    let mut unlock_stmts = Vec::new();
+    for m in syntax::descendants(body, true) {
+        let Some(c) = Call::of(m) else { continue };
+        if c.receiver
+            .is_none_or(|r| syntax::normalize(cx.text(r)) != mu)
+        {
+            continue;
+        }
+        match cx.text(c.name) {
+            "Lock" | "RLock" | "TryLock" | "TryRLock"
+                if m.parent().map(|p| p.id()) != Some(stmt.id()) =>
+            {
+                return None
+            }
+            name if name == unlock || name == "Unlock" || name == "RUnlock" => {
+                let s = m.parent().filter(|p| p.kind() == "expression_statement")?;
+                if syntax::enclosing_function(s).map(|f| f.id())
+                    != cx.enclosing_function(stmt).map(|f| f.id())
+                    || s.start_byte() < stmt.end_byte()
+                {
+                    return None;
+                }
+                unlock_stmts.push(s);
+            }
+            _ => {}
+        }
+    }
+    let mut safe = true;
+    let mut edits = Vec::new();
+    let text = format!("defer {mu}.{unlock}()");
+    edits.push(build::insert_after(src, stmt, std::slice::from_ref(&text))?);
+    for s in unlock_stmts {
+        // What follows it: nothing, or a `return` of values that run no code.
+        let next = {
+            let mut n = s.next_named_sibling();
+            while let Some(c) = n.filter(|c| c.kind() == "comment") {
+                n = c.next_named_sibling();
+            }
+            n
+        };
+        safe &= match next {
+            // The function's last statement.
+            None => in_body(s),
+            Some(r) => {
+                r.kind() == "return_statement"
+                    && syntax::descendants(r, true).iter().all(|n| {
+                        !matches!(
+                            n.kind(),
+                            "call_expression"
+                                | "unary_expression"
+                                | "index_expression"
+                                | "function_literal"
+                        )
+                    })
+            }
+        };
+        edits.push(build::delete_statement(src, s)?);
+    }
+    let message = format!("Add `{text}` after locking and remove the other unlocks");
+    Some(if safe {
+        Fix::safe(message, edits)
+    } else {
+        Fix::unsafe_(message, edits)
+    })
 }
 
 /// A function that takes its receiver's (or a package variable's) lock and never releases

@@ -5,6 +5,7 @@ use tree_sitter::Node;
 use super::loops;
 use crate::checker::{Checker, Finding};
 use crate::diagnostic::Severity;
+use crate::fix::{build, Fix};
 use crate::gomod::GoVersion;
 use crate::syntax;
 
@@ -63,6 +64,14 @@ func heartbeat(conn net.Conn) {
 }
 ```
 
+## Fix
+For a module before Go 1.23, `--fix` writes `defer t.Stop()` on the line after
+`t := time.NewTicker(...)` (or `NewTimer`). It is safe when nothing else uses the ticker
+after the function returns: no closure or goroutine refers to it (they would stop
+receiving ticks). Otherwise, or in a loop (the `defer` runs only at the function's end), it
+is unsafe (`--unsafe-fixes`). No fix is offered for `time.Tick`, or on Go 1.23+ where the
+finding is a loop with no way out (`Stop` alone does not end it).
+
 ## Known limits
 Tickers stored in struct fields are not followed (a `Stop` in another method is common). A
 `Stop` anywhere in the function counts, even on one path only.
@@ -76,7 +85,7 @@ Tickers stored in struct fields are not followed (a `Stop` in another method is 
 pub fn check(cx: &mut Checker) {
     let collected = cx.go_version().at_least(GoVersion::TIMERS_COLLECTED);
     let version = cx.module.describe();
-    let mut findings = Vec::new();
+    let mut findings: Vec<(Finding, Option<Fix>)> = Vec::new();
     for node in cx.index.calls_named(&["NewTicker", "NewTimer", "Tick"]) {
         let Some(call) = cx.pkg_call(node, "time", &["NewTicker", "NewTimer", "Tick"]) else {
             continue;
@@ -89,12 +98,12 @@ pub fn check(cx: &mut Checker) {
             if collected || is_main(cx, func) || forever_loop_over(cx, node) {
                 continue;
             }
-            findings.push(Finding {
+            findings.push((Finding {
                 node,
                 message: format!("`time.Tick` creates a ticker that can never be stopped; it leaks once this function returns ({version}: unstopped tickers are never collected before Go 1.23)"),
                 help: "use `t := time.NewTicker(d)` with `defer t.Stop()`, or raise the go.mod `go` directive to 1.23+".into(),
                 severity: None,
-            });
+            }, None));
             continue;
         }
         let Some(var) = assigned_var(cx, node) else {
@@ -126,7 +135,7 @@ pub fn check(cx: &mut Checker) {
             if crate::summary::runs_for_process_lifetime(cx, outer) {
                 continue;
             }
-            findings.push(Finding {
+            findings.push((Finding {
                 node,
                 message: format!(
                     "ticker `{var}` is never stopped and the loop at line {} over `{var}.C` never exits ({version}: the ticker itself would be collected, but this goroutine runs forever)",
@@ -134,24 +143,66 @@ pub fn check(cx: &mut Checker) {
                 ),
                 help: format!("add `defer {var}.Stop()` and a way out of the loop (select on `ctx.Done()`)"),
                 severity: None,
-            });
+            }, None));
         } else {
             let (msg, sev) = if kind == "ticker" {
                 (format!("ticker `{var}` is never stopped: it keeps firing and is never garbage-collected ({version}, built with a Go 1.22-1.26 toolchain; go 1.23+ modules, and every build by a Go 1.27+ toolchain, collect unreferenced tickers)"), None)
             } else {
                 (format!("timer `{var}` is never stopped: it stays in the runtime's timer heap until it fires ({version}, built with a Go 1.22-1.26 toolchain; go 1.23+ modules, and every build by a Go 1.27+ toolchain, collect unreferenced timers)"), Some(Severity::Warning))
             };
-            findings.push(Finding {
-                node,
-                message: msg,
-                help: format!("add `defer {var}.Stop()` right after creating it"),
-                severity: sev,
-            });
+            let fix = defer_stop(cx, body, node, var);
+            findings.push((
+                Finding {
+                    node,
+                    message: msg,
+                    help: format!("add `defer {var}.Stop()` right after creating it"),
+                    severity: sev,
+                },
+                fix,
+            ));
         }
     }
-    for f in findings {
-        cx.report(f);
+    for (f, fix) in findings {
+        cx.report_fixed(f, fix);
     }
+}
+
+/// `defer var.Stop()` on the line after the statement that makes it (`call`).
+fn defer_stop(cx: &Checker, body: Node, call: Node, var: &str) -> Option<Fix> {
+    let parent = call.parent()?;
+    let stmt = if parent.kind() == "expression_list" {
+        parent.parent()?
+    } else {
+        parent
+    };
+    let stmt = if stmt.kind() == "var_spec" {
+        stmt.parent().filter(|d| d.kind() == "var_declaration")?
+    } else {
+        stmt
+    };
+    if !stmt
+        .parent()
+        .is_some_and(|b| matches!(b.kind(), "block" | "statement_list"))
+    {
+        return None;
+    }
+    let text = format!("defer {var}.Stop()");
+    let edits = vec![build::insert_after(
+        cx.src(),
+        stmt,
+        std::slice::from_ref(&text),
+    )?];
+    let in_loop = syntax::enclosing_loop(stmt).is_some_and(|l| syntax::contains(body, l));
+    let captured = syntax::descendants(body, false)
+        .into_iter()
+        .filter(|n| n.kind() == "function_literal")
+        .any(|lit| syntax::mentions(lit, cx.src(), var));
+    let message = format!("Add `{text}` after creating it");
+    Some(if in_loop || captured {
+        Fix::unsafe_(message, edits)
+    } else {
+        Fix::safe(message, edits)
+    })
 }
 
 fn is_main(cx: &Checker, func: Node) -> bool {

@@ -4,6 +4,7 @@ use tree_sitter::Node;
 
 use crate::checker::{Checker, Finding};
 use crate::diagnostic::Severity;
+use crate::fix::{build, Edit, Fix};
 use crate::gomod::GoVersion;
 use crate::syntax;
 
@@ -62,6 +63,16 @@ for {
 }
 ```
 
+## Fix
+For a module before Go 1.23 (where the finding is a warning), `--fix` hoists one timer out
+of the loop: `timer := time.NewTimer(d)` and `defer timer.Stop()` before it, the case reads
+`<-timer.C`, and before the `select` the timer is stopped, drained if it had fired unread,
+and `Reset(d)`, so each iteration waits `d` from the `select` as before. The fix is safe
+when `d` runs no code (names, constants, `time.Second`) and the loop is not inside another
+loop of the function (where the `defer`s would pile up); otherwise unsafe
+(`--unsafe-fixes`). None is offered when `d` uses a variable declared in the loop, for a
+`time.After` outside a `select` case, or on Go 1.23+ (a note, not a leak).
+
 ## Known limits
 A loop whose timeout case leaves the loop is not reported even though each iteration still
 allocates a timer until then.
@@ -74,7 +85,7 @@ allocates a timer until then.
 pub fn check(cx: &mut Checker) {
     let collected = cx.go_version().at_least(GoVersion::TIMERS_COLLECTED);
     let version = cx.module.describe();
-    let mut findings = Vec::new();
+    let mut findings: Vec<(Finding, Option<Fix>)> = Vec::new();
     for node in cx.index.calls_named(&["After"]) {
         if cx.pkg_call(node, "time", &["After"]).is_none() {
             continue;
@@ -97,16 +108,131 @@ pub fn check(cx: &mut Checker) {
         } else {
             (format!("`time.After` creates a new timer on every iteration of the loop at line {}; each one stays in memory until it fires ({version}: timers are collected early only for go 1.23+ modules, or by a Go 1.27+ toolchain, which removed the old behaviour)", cx.line(lp)), Severity::Warning)
         };
-        findings.push(Finding {
+        let fix = if collected {
+            None
+        } else {
+            hoist_timer(cx, node, lp)
+        };
+        findings.push((Finding {
             node,
             message,
             help: "create one `time.NewTimer` before the loop, `defer t.Stop()`, and `t.Reset(d)` each iteration".into(),
             severity: Some(severity),
-        });
+        }, fix));
     }
-    for f in findings {
-        cx.report(f);
+    for (f, fix) in findings {
+        cx.report_fixed(f, fix);
     }
+}
+
+/// One `time.NewTimer` before the loop `lp` for the select case `<-time.After(d)` (`call`),
+/// stopped, drained and reset before the `select` on every iteration.
+fn hoist_timer(cx: &Checker, call: Node, lp: Node) -> Option<Fix> {
+    let src = cx.src();
+    let c = syntax::Call::of(call)?;
+    let [d] = c.args.as_slice() else { return None };
+    let time = cx.text(c.receiver?);
+    // `case <-time.After(d):`, the whole communication of a select case.
+    let recv = call
+        .parent()
+        .filter(|p| syntax::received_channel(*p).is_some())?;
+    let mut comm = recv;
+    while !syntax::is_select_communication(comm) {
+        comm = comm
+            .parent()
+            .filter(|p| matches!(p.kind(), "receive_statement" | "expression_list"))?;
+    }
+    let select = comm
+        .parent()?
+        .parent()
+        .filter(|s| s.kind() == "select_statement")?;
+    let in_block = |n: Node| {
+        n.parent()
+            .is_some_and(|b| matches!(b.kind(), "block" | "statement_list"))
+    };
+    let anchor = lp
+        .parent()
+        .filter(|p| p.kind() == "labeled_statement")
+        .unwrap_or(lp);
+    if !in_block(select) || !in_block(anchor) {
+        return None;
+    }
+    // `d` must mean the same before the loop: no name declared inside it.
+    let names: Vec<&str> = syntax::descendants(*d, true)
+        .into_iter()
+        .filter(|n| n.kind() == "identifier")
+        .map(|n| cx.text(n))
+        .collect();
+    if names.iter().any(|n| declared_in(cx, lp, n)) {
+        return None;
+    }
+    let func = cx.enclosing_function(lp)?;
+    let name = ["timer", "timeout", "idle"]
+        .into_iter()
+        .find(|n| !syntax::mentions(func, src, n))?;
+    let d = cx.text(*d);
+    let edits = vec![
+        build::insert_before_as(
+            src,
+            anchor,
+            lp,
+            &[
+                format!("{name} := {time}.NewTimer({d})"),
+                format!("defer {name}.Stop()"),
+            ],
+        )?,
+        build::insert_before(
+            src,
+            select,
+            &[
+                format!(
+                    "if !{name}.Stop() {{\n\tselect {{\n\tcase <-{name}.C:\n\tdefault:\n\t}}\n}}"
+                ),
+                format!("{name}.Reset({d})"),
+            ],
+        )?,
+        Edit::replace(call.start_byte(), call.end_byte(), format!("{name}.C")),
+    ];
+    let pure = syntax::descendants(call, true)
+        .iter()
+        .filter(|n| n.kind() == "call_expression")
+        .count()
+        == 1;
+    let nested = syntax::enclosing_loop(anchor).is_some_and(|outer| syntax::contains(func, outer));
+    let message = format!(
+        "Hoist one `{time}.NewTimer({d})` out of the loop and `Reset` it before the `select`"
+    );
+    let fix = if pure && !nested {
+        Fix::safe(message, edits)
+    } else {
+        Fix::unsafe_(message, edits)
+    };
+    // Two of these in one function would both declare `timer`: one per pass.
+    Some(fix.isolated(func.start_byte()))
+}
+
+/// Whether `name` is declared inside `lp` (its header's variables included).
+fn declared_in(cx: &Checker, lp: Node, name: &str) -> bool {
+    syntax::descendants(lp, true).into_iter().any(|n| {
+        n.kind() == "identifier"
+            && cx.text(n) == name
+            && n.parent().is_some_and(|p| {
+                let decl = |q: Node| {
+                    matches!(
+                        q.kind(),
+                        "short_var_declaration" | "range_clause" | "var_spec" | "const_spec"
+                    ) && q
+                        .child_by_field_name("left")
+                        .or_else(|| q.child_by_field_name("name"))
+                        .is_some_and(|l| syntax::contains(l, n))
+                };
+                matches!(
+                    p.kind(),
+                    "parameter_declaration" | "var_spec" | "const_spec"
+                ) || decl(p)
+                    || p.parent().is_some_and(decl)
+            })
+    })
 }
 
 /// True when `time.After` is a select case whose body leaves the loop (return, break to it).

@@ -42,6 +42,15 @@ go worker(1, &wg)
 ```
 Or let a closure capture `wg` (closures capture variables, not copies).
 
+## Fix
+For a parameter of a function of this file (not exported) whose every call is in this
+file and passes a variable, `--fix --unsafe-fixes` makes the parameter `*sync.WaitGroup` and
+passes `&wg` at each call; for a receiver by value, it makes the receiver a pointer. Both
+are unsafe: the function then counts on the caller's WaitGroup instead of a copy, which is
+the point but changes what the program does, and a pointer receiver changes the type's
+method set. No fix is offered for the other copies (an assignment, a return, a range
+variable, a channel's element type): each needs a choice only a person can make.
+
 ## Known limits
 Types are read from declarations in the same function and package; a WaitGroup reached
 through another package's type is not seen. `go vet -copylocks` reports the same copies

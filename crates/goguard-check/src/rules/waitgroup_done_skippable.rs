@@ -4,6 +4,7 @@ use tree_sitter::Node;
 
 use super::{wg_go_hint, wg_method};
 use crate::checker::{Checker, Finding};
+use crate::fix::{build, Fix};
 use crate::paths::{self, Tracker};
 use crate::syntax;
 
@@ -50,6 +51,14 @@ go func() {
 ```
 With Go 1.25 or later, `wg.Go(func() { ... })` defers the `Done` for you.
 
+## Fix
+`--fix` writes `defer wg.Done()` as the goroutine's first statement and removes the `Done`
+calls of that WaitGroup from its body. The fix is safe when there is one `Done`, a statement
+of the goroutine's body itself, with at most a `return` after it: every path that called it
+still calls it once, at the same point. Otherwise (a `Done` under a condition, or work after
+it that now runs before it) it is unsafe (`--unsafe-fixes`). None is offered for a `Done`
+inside a loop (one per iteration is another design) or in a nested function.
+
 ## Known limits
 Paths are followed within the goroutine's function; `goto` stops the analysis (no report).
 A `Done` called from a helper function is not seen.
@@ -60,7 +69,7 @@ A `Done` called from a helper function is not seen.
 "#;
 
 pub fn check(cx: &mut Checker) {
-    let mut findings = Vec::new();
+    let mut findings: Vec<(Finding, Option<Fix>)> = Vec::new();
     // Goroutines started here, and functions of this file started as goroutines elsewhere.
     let mut bodies: Vec<Node> = cx
         .index
@@ -92,13 +101,71 @@ pub fn check(cx: &mut Checker) {
                 continue; // a deferred Done covers every exit (G302 reports the doubling)
             }
             if let Some(f) = skipped(cx, body, wg, *done, recovers) {
-                findings.push(f);
+                let fix = defer_done(cx, body, wg, &dones);
+                findings.push((f, fix));
             }
         }
     }
-    for f in findings {
-        cx.report(f);
+    for (f, fix) in findings {
+        cx.report_fixed(f, fix);
     }
+}
+
+/// `defer wg.Done()` at the start of the goroutine's `body`, its `Done` calls (`dones`, the
+/// body's own, not nested functions') removed.
+fn defer_done(cx: &Checker, body: Node, wg: &str, dones: &[(String, Node)]) -> Option<Fix> {
+    let src = cx.src();
+    let mine: Vec<Node> = dones
+        .iter()
+        .filter(|(w, _)| w == wg)
+        .map(|(_, d)| *d)
+        .collect();
+    // Every Done of it in the function, nested functions included, must be one of these.
+    let all = syntax::descendants(body, true)
+        .into_iter()
+        .filter(|n| super::wg_method(cx, *n, &["Done"]).is_some_and(|(w, _)| w == wg))
+        .count();
+    if mine.is_empty() || all != mine.len() {
+        return None;
+    }
+    let mut edits = Vec::new();
+    let mut safe = mine.len() == 1;
+    for done in &mine {
+        let stmt = done
+            .parent()
+            .filter(|p| p.kind() == "expression_statement")?;
+        if syntax::enclosing_loop(stmt).is_some_and(|l| syntax::contains(body, l)) {
+            return None;
+        }
+        let parent = stmt.parent()?;
+        if parent.id() != body.id() && parent.parent().map(|p| p.id()) != Some(body.id()) {
+            safe = false;
+        } else {
+            // Only a `return` (of nothing that runs code) may follow it.
+            let after: Vec<Node> = syntax::named_children(parent)
+                .into_iter()
+                .filter(|s| s.start_byte() > stmt.end_byte() && s.kind() != "comment")
+                .collect();
+            let ends = match after.as_slice() {
+                [] => true,
+                [r] => r.kind() == "return_statement" && r.named_child_count() == 0,
+                _ => false,
+            };
+            safe &= ends;
+        }
+        edits.push(build::delete_statement(src, stmt)?);
+    }
+    edits.push(build::insert_at_block_start(
+        src,
+        body,
+        &[format!("defer {wg}.Done()")],
+    )?);
+    let message = format!("Defer `{wg}.Done()` at the start of the goroutine");
+    Some(if safe {
+        Fix::safe(message, edits)
+    } else {
+        Fix::unsafe_(message, edits)
+    })
 }
 
 fn skipped<'a>(

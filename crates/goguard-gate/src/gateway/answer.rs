@@ -11,7 +11,14 @@ use http::{header, HeaderValue, Response, StatusCode};
 use tower::Service;
 
 use super::route::{After, Finish, Routed};
+use crate::layer::fault::ResetConnection;
 use crate::layer::{find_rejected, full, Body, BoxError, Degraded, FailureKind, UpstreamError};
+
+/// The status recorded for a request answered by closing its connection (nginx's 444).
+pub const NO_ANSWER: StatusCode = match StatusCode::from_u16(444) {
+    Ok(s) => s,
+    Err(_) => panic!("444 is a status code"),
+};
 use crate::proxy::strip_hop_by_hop;
 
 /// An answer, and why the request was turned away or failed, if it was.
@@ -78,6 +85,12 @@ fn answer(route: &str, result: Result<Response<Body>, BoxError>) -> Answered {
         Err(e) => {
             if let Some(rj) = find_rejected(&e) {
                 (rj.response(), Some(rj.kind.as_str()))
+            } else if e.is::<ResetConnection>() {
+                // No answer: the server closes the connection on seeing the mark. The
+                // record says 444, nginx's status for a connection closed unanswered.
+                let mut r = plain(NO_ANSWER, "connection reset");
+                r.extensions_mut().insert(ResetConnection);
+                (r, Some("fault_reset"))
             } else if let Some(u) = e.downcast_ref::<UpstreamError>() {
                 tracing::debug!(route = %route, error = %u, "upstream failed");
                 let reason = match u.kind {

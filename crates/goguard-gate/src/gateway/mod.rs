@@ -12,6 +12,7 @@
 
 mod answer;
 mod body;
+pub mod faults;
 mod forward;
 mod observe;
 mod protections;
@@ -108,6 +109,8 @@ pub struct Stack {
     access_log: Kept<AccessLog>,
     /// The record of the requests no route takes (route `-`).
     unrouted: Recorder,
+    /// The faults switched on at run time, handed from each stack to the next.
+    faults: Arc<faults::FaultBoard>,
 }
 
 /// A route's protections, for `/admin/status`.
@@ -255,7 +258,17 @@ impl Stack {
             &config.server.access_log,
             || AccessLog::open(&config.server.access_log, base),
         )?;
+        // The board goes on to every later stack, and to a gray release's: a drill's
+        // faults apply to both versions.
+        let faults = previous.map_or_else(Default::default, |p| p.faults.clone());
+        let colour_key = match &config.colour {
+            Some(c) => colour_key(c, &resolve)?,
+            None => None,
+        };
         let mut parts = protections::Parts {
+            faults: &faults,
+            colour: config.colour.as_ref().map(|c| (c, colour_key.as_deref())),
+            fault_settings: &config.faults,
             previous: previous.filter(|_| take_over),
             pools: &pools,
             resolve: &resolve,
@@ -303,7 +316,18 @@ impl Stack {
             shared_limits,
             cache_redis,
             access_log,
+            faults,
         })
+    }
+
+    /// The faults switched on at run time.
+    pub fn faults(&self) -> &faults::FaultBoard {
+        &self.faults
+    }
+
+    /// The names of the routes, in order.
+    pub fn route_names(&self) -> Vec<&str> {
+        self.routes.iter().map(|r| r.rule.name.as_str()).collect()
     }
 
     pub fn route_states(&self) -> Vec<RouteState> {
@@ -403,6 +427,35 @@ impl Stack {
         self.shared_limits
             .as_ref()
             .map(|s| (s.value.in_fallback(), s.value.errors()))
+    }
+}
+
+/// The colour key's bytes: `key`, or `key_file`'s content without one trailing newline.
+fn colour_key(
+    c: &crate::config::Colour,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Option<Vec<u8>>, String> {
+    match (&c.key, &c.key_file) {
+        (Some(k), _) => Ok(Some(k.as_bytes().to_vec())),
+        (None, Some(p)) => {
+            let path = resolve(p);
+            let mut key = std::fs::read(&path)
+                .map_err(|e| format!("colour.key_file: {}: {e}", path.display()))?;
+            for end in [b'\n', b'\r'] {
+                if key.last() == Some(&end) {
+                    key.pop();
+                }
+            }
+            if key.len() < crate::layer::colour::MIN_KEY_BYTES {
+                return Err(format!(
+                    "colour.key_file: {}: the key is shorter than {} bytes",
+                    path.display(),
+                    crate::layer::colour::MIN_KEY_BYTES
+                ));
+            }
+            Ok(Some(key))
+        }
+        (None, None) => Ok(None),
     }
 }
 

@@ -5,6 +5,7 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -17,9 +18,11 @@ use crate::clock::SharedClock;
 use crate::config::{BreakerScope, Fallback, Route};
 use crate::layer::bloom::Source as BloomSource;
 use crate::layer::breaker::Fallback as FallbackService;
+use crate::layer::colour::Judge;
 use crate::layer::{
     full, BloomHandle, BloomLayer, Body, BoxError, BreakerHandle, BreakerLayer, CacheHandle,
-    CacheLayer, ConcurrencyHandle, ConcurrencyLayer, LimitHandle, LimitLayer,
+    CacheLayer, ColourHandle, ColourLayer, ConcurrencyHandle, ConcurrencyLayer, FaultLayer,
+    LimitHandle, LimitLayer, ShadowLayer,
 };
 use crate::redis_link::RedisLink;
 use crate::shared_limits::SharedLimits;
@@ -136,9 +139,69 @@ pub fn bloom(r: &Route, parts: &Parts, keep: &mut Keep) -> Result<Option<BloomLa
     Ok(Some(BloomLayer::new(handle)))
 }
 
+/// The colour judge of every route (`[colour]`): believed marks go on, others are removed.
+/// On every route when `[colour]` is set (a route without it would forward any mark), on
+/// none otherwise.
+pub fn colour(parts: &Parts, keep: &mut Keep) -> Result<Option<ColourLayer>, String> {
+    let Some((rule, key)) = parts.colour else {
+        return Ok(None);
+    };
+    // A new key (a key_file rewritten) is a new judge, though the rule reads the same.
+    let key_id = key.map(|k| {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(k))
+    });
+    let handle = keep.state("colour", &(rule, key_id), || {
+        Ok(ColourHandle::new(Judge::new(
+            rule,
+            key.map(<[u8]>::to_vec),
+        )?))
+    })?;
+    Ok(Some(ColourLayer::new(handle)))
+}
+
+/// The route's shadow upstream (`[routes.colour] shadow`): coloured requests go there.
+pub fn shadow(r: &Route, parts: &Parts, keep: &mut Keep) -> Result<Option<ShadowLayer>, String> {
+    let Some(name) = r.colour.as_ref().and_then(|c| c.shadow.as_ref()) else {
+        return Ok(None);
+    };
+    let pool = parts
+        .pools
+        .get(name)
+        .ok_or_else(|| format!("colour.shadow: no upstream `{name}`"))?
+        .value
+        .clone();
+    let sent = keep.state("shadow", name, || {
+        Ok(Arc::new(std::sync::atomic::AtomicU64::new(0)))
+    })?;
+    Ok(Some(ShadowLayer::new(
+        BoxCloneSyncService::new(pool),
+        name,
+        sent,
+    )))
+}
+
+/// The route's faults: its `[[routes.faults]]`, and those switched on through the admin
+/// API. On every route, since a fault can be switched on for any route at run time; with
+/// none in force it costs a load.
+pub fn fault(r: &Route, parts: &Parts) -> Result<Option<FaultLayer>, String> {
+    Ok(Some(FaultLayer::new(
+        r.faults.clone(),
+        &r.name,
+        parts.faults.route(&r.name),
+        r.max_active_faults.map(|m| m as usize),
+        parts.faults.bound(parts.fault_settings),
+    )))
+}
+
 /// What the routes' protections are built from besides their rules: the stack-wide parts,
 /// and the previous stack, whose states they take over.
 pub struct Parts<'a> {
+    /// The faults switched on at run time, by route.
+    pub faults: &'a super::faults::FaultBoard,
+    /// `[colour]`, with its key's bytes.
+    pub colour: Option<(&'a crate::config::Colour, Option<&'a [u8]>)>,
+    pub fault_settings: &'a crate::config::Faults,
     pub previous: Option<&'a Stack>,
     pub pools: &'a BTreeMap<String, Kept<UpstreamPool>>,
     /// Where relative paths (fallback files) are read from.

@@ -88,7 +88,10 @@ impl RouteStack {
             .push(protections::concurrency(r, &mut keep)?)
             .push(protections::cache(r, parts, &mut keep)?)
             .push(protections::bloom(r, parts, &mut keep)?)
-            .push(protections::limit(r, parts, &mut keep)?);
+            .push(protections::limit(r, parts, &mut keep)?)
+            .push(protections::shadow(r, parts, &mut keep)?)
+            .push(protections::fault(r, parts)?)
+            .push(protections::colour(parts, &mut keep)?);
         let user_key = around
             .user_key
             .cloned()

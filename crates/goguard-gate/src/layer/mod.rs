@@ -9,7 +9,9 @@
 pub mod bloom;
 pub mod breaker;
 pub mod cache;
+pub mod colour;
 pub mod concurrency;
+pub mod fault;
 pub mod limit;
 pub mod per_thread;
 pub mod serde_duration;
@@ -23,7 +25,9 @@ use http_body_util::{BodyExt, Full};
 pub use bloom::{BloomHandle, BloomLayer};
 pub use breaker::{BreakerHandle, BreakerLayer};
 pub use cache::{CacheHandle, CacheLayer};
+pub use colour::{ColourHandle, ColourLayer, ShadowLayer};
 pub use concurrency::{ConcurrencyHandle, ConcurrencyLayer};
+pub use fault::{FaultLayer, RouteFaults};
 pub use limit::{LimitHandle, LimitLayer};
 
 /// Serde for a type read from and written as text (its `FromStr` and `Display`).

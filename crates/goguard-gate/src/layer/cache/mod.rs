@@ -334,11 +334,16 @@ impl CacheHandle {
 
     /// Whether a request may be answered from the cache at all: a GET that carries no
     /// credentials (RFC 9111 3.5: `Authorization`; and a session `Cookie` unless the rule
-    /// says cookies do not matter).
+    /// says cookies do not matter), and no drill's colour (a drill's request must reach the
+    /// service, and its answer, maybe from shadow stores, must not be given to others).
     fn takes(&self, req: &Request<Body>) -> bool {
         req.method() == Method::GET
             && !req.headers().contains_key(header::AUTHORIZATION)
             && (self.0.rule.with_cookies || !req.headers().contains_key(header::COOKIE))
+            && req
+                .extensions()
+                .get::<crate::layer::colour::Coloured>()
+                .is_none()
     }
 
     /// Answers a GET: from the entry while fresh (or stale, within stale-while-revalidate),

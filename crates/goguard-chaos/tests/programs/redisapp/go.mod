@@ -1,0 +1,3 @@
+module goguard.test/redisapp
+
+go 1.24

@@ -1,0 +1,3 @@
+module loadsim
+
+go 1.22
