@@ -389,21 +389,23 @@ fn analyse_dir(
     // files may need what they declare (lock-holding types, channels, lock helpers).
     let mut quiet: HashSet<PathBuf> = HashSet::new();
     let mut scanned = 0;
+    let mut to_parse = Vec::new();
     for (input, text) in texts {
         scanned += 1;
         if !opts.include_generated && prefilter::is_generated(&text) {
             if prefilter::may_have_findings(&text) && prefilter::feeds_the_package(&text) {
                 quiet.insert(input.path.clone());
-                parse_into(input, text, &mut parsed, result);
+                to_parse.push((input, text));
             }
             continue;
         }
         if prefilter::may_have_findings(&text) {
-            parse_into(input, text, &mut parsed, result);
+            to_parse.push((input, text));
         } else {
             unparsed.push((input, text));
         }
     }
+    parse_all(to_parse, &mut parsed, result);
     // A file can copy a lock-holding struct of its package without naming `sync` itself:
     // parse the files that mention such a type, until no new one is found.
     while !unparsed.is_empty() {
@@ -415,9 +417,7 @@ fn analyse_dir(
         if take.is_empty() {
             break;
         }
-        for (input, text) in take {
-            parse_into(input, text, &mut parsed, result);
-        }
+        parse_all(take, &mut parsed, result);
     }
     result.files_scanned = scanned;
     for (file, _) in &parsed {
@@ -441,13 +441,23 @@ fn analyse_dir(
     }
     for members in packages.values() {
         let pkg = PackageIndex::build(members.iter().map(|&i| &parsed[i].0).collect());
-        for (k, &i) in members.iter().enumerate() {
-            let (file, config) = &parsed[i];
-            if quiet.contains(&file.path) {
-                continue;
-            }
-            let rules = rules_for(file, config, opts);
-            check_file(file, k, &pkg, module, &rules, result);
+        // The files of a package in parallel too: an editor re-checks one package at a time.
+        let per_file: Vec<DirResult> = members
+            .par_iter()
+            .enumerate()
+            .filter(|(_, &i)| !quiet.contains(&parsed[i].0.path))
+            .map(|(k, &i)| {
+                let (file, config) = &parsed[i];
+                let rules = rules_for(file, config, opts);
+                let mut one = DirResult::default();
+                check_file(file, k, &pkg, module, &rules, &mut one);
+                one
+            })
+            .collect();
+        for one in per_file {
+            result.diagnostics.extend(one.diagnostics);
+            result.errors.extend(one.errors);
+            result.unused.extend(one.unused);
         }
     }
 }
@@ -462,19 +472,25 @@ fn inject_panic_for_tests(rule: &Rule) {
     }
 }
 
-fn parse_into(
-    input: Input,
-    text: String,
+/// Parses `files` (in parallel: parsing is most of a package's cost) into `parsed`, in order.
+fn parse_all(
+    files: Vec<(Input, String)>,
     parsed: &mut Vec<(SourceFile, Arc<Config>)>,
     result: &mut DirResult,
 ) {
-    match SourceFile::parse(&input.path, text) {
-        Some(f) => parsed.push((f, input.config)),
-        None => result.errors.push(InputError {
-            path: input.path,
-            kind: "internal",
-            message: "the parser gave up on this file".into(),
-        }),
+    let outcomes: Vec<_> = files
+        .into_par_iter()
+        .map(|(input, text)| (SourceFile::parse(&input.path, text), input))
+        .collect();
+    for (file, input) in outcomes {
+        match file {
+            Some(f) => parsed.push((f, input.config)),
+            None => result.errors.push(InputError {
+                path: input.path,
+                kind: "internal",
+                message: "the parser gave up on this file".into(),
+            }),
+        }
     }
 }
 
