@@ -54,6 +54,8 @@ pub struct Config {
     pub exclude: Option<GlobSet>,
     pub per_path_ignores: Vec<(GlobSet, Vec<String>)>,
     pub severity: BTreeMap<String, Severity>,
+    /// A hash of the file and where it is (0: no file): part of the result cache's keys.
+    fingerprint: u64,
 }
 
 impl Config {
@@ -69,7 +71,18 @@ impl Config {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        Config::from_raw(raw, root, Some(path.to_path_buf())).map_err(err)
+        let mut config = Config::from_raw(raw, root, Some(path.to_path_buf())).map_err(err)?;
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(path.as_os_str().as_encoded_bytes());
+        h.update(&[0]);
+        h.update(text.as_bytes());
+        config.fingerprint = h.digest();
+        Ok(config)
+    }
+
+    /// What tells this configuration apart from another in the result cache's keys.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     fn from_raw(raw: RawConfig, root: PathBuf, source: Option<PathBuf>) -> Result<Config, String> {
@@ -120,6 +133,7 @@ impl Config {
             exclude,
             per_path_ignores,
             severity,
+            fingerprint: 0,
         })
     }
 

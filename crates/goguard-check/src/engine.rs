@@ -1,7 +1,7 @@
 //! Runs the selected rules over files and directories: walk, read, parse once, index the
 //! package, run every rule over the same trees, apply suppressions. Packages in parallel.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,9 +42,23 @@ pub struct Options {
     pub ignore: Vec<String>,
     pub include_vendor: bool,
     pub include_testdata: bool,
+    /// Report findings in generated files (`// Code generated ... DO NOT EDIT.`) too.
+    pub include_generated: bool,
     /// Show `info` findings (hidden by default).
     pub show_info: bool,
     pub config: ConfigChoice,
+    /// Where results are kept between runs; `None`: none are.
+    pub cache: Option<crate::cache::ResultCache>,
+}
+
+impl Options {
+    /// The options that change what a directory's analysis finds, for the result cache.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "select={:?} ignore={:?} info={} generated={}",
+            self.select, self.ignore, self.show_info, self.include_generated
+        )
+    }
 }
 
 /// A suppression comment that matched no finding.
@@ -269,12 +283,12 @@ fn one_line(s: &str) -> String {
 }
 
 #[derive(Default)]
-struct DirResult {
-    files_scanned: usize,
-    diagnostics: Vec<Diagnostic>,
-    errors: Vec<InputError>,
-    partial: Vec<PartialFile>,
-    unused: Vec<UnusedSuppression>,
+pub(crate) struct DirResult {
+    pub(crate) files_scanned: usize,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+    pub(crate) errors: Vec<InputError>,
+    pub(crate) partial: Vec<PartialFile>,
+    pub(crate) unused: Vec<UnusedSuppression>,
 }
 
 /// Reads a file as Go source, or says why it cannot be analysed.
@@ -320,30 +334,78 @@ fn check_dir(
     overlay: &HashMap<PathBuf, String>,
 ) -> DirResult {
     let mut result = DirResult::default();
-    let mut parsed: Vec<(SourceFile, Arc<Config>)> = Vec::new();
-    // Files that contain nothing any rule looks for are read but not parsed (parsing is most
-    // of the run's cost); see `prefilter`.
-    let mut unparsed: Vec<(Input, String)> = Vec::new();
-    let mut scanned = 0;
+    let mut texts = Vec::with_capacity(files.len());
     for input in files {
         let read = match overlay.get(&input.path) {
             Some(t) => Ok(t.clone()),
             None => read_source(&input.path),
         };
-        let text = match read {
-            Ok(t) => t,
-            Err(e) => {
-                result.errors.push(e);
-                continue;
+        match read {
+            Ok(t) => texts.push((input, t)),
+            Err(e) => result.errors.push(e),
+        }
+    }
+    // A directory with a file that cannot be read is analysed every time: the error is
+    // reported again, and a fix of it is seen.
+    let cached = match &opts.cache {
+        Some(cache) if result.errors.is_empty() => {
+            let key = cache.key(
+                module,
+                texts
+                    .iter()
+                    .map(|(i, t)| (i.path.as_path(), t.as_str(), &*i.config)),
+            );
+            let dir = texts.first().and_then(|(i, _)| i.path.parent());
+            if let Some(hit) = dir.and_then(|d| cache.load(d, key)) {
+                return hit;
             }
-        };
+            dir.map(|d| (cache, d.to_path_buf(), key))
+        }
+        _ => None,
+    };
+    analyse_dir(module, texts, opts, &mut result);
+    // A rule that crashed is tried again next time.
+    if let Some((cache, dir, key)) = cached {
+        if result.errors.is_empty() {
+            cache.store(&dir, key, &result);
+        }
+    }
+    result
+}
+
+/// Parses and checks a directory's files (read, with their configuration).
+fn analyse_dir(
+    module: &ModuleInfo,
+    texts: Vec<(Input, String)>,
+    opts: &Options,
+    result: &mut DirResult,
+) {
+    let mut parsed: Vec<(SourceFile, Arc<Config>)> = Vec::new();
+    // Files that contain nothing any rule looks for are read but not parsed (parsing is most
+    // of the run's cost); see `prefilter`.
+    let mut unparsed: Vec<(Input, String)> = Vec::new();
+    // Generated files whose findings are not reported (golangci-lint's default: nobody
+    // fixes a bug by hand in a file a tool rewrites), parsed only when the package's other
+    // files may need what they declare (lock-holding types, channels, lock helpers).
+    let mut quiet: HashSet<PathBuf> = HashSet::new();
+    let mut scanned = 0;
+    let mut to_parse = Vec::new();
+    for (input, text) in texts {
         scanned += 1;
+        if !opts.include_generated && prefilter::is_generated(&text) {
+            if prefilter::may_have_findings(&text) && prefilter::feeds_the_package(&text) {
+                quiet.insert(input.path.clone());
+                to_parse.push((input, text));
+            }
+            continue;
+        }
         if prefilter::may_have_findings(&text) {
-            parse_into(input, text, &mut parsed, &mut result);
+            to_parse.push((input, text));
         } else {
             unparsed.push((input, text));
         }
     }
+    parse_all(to_parse, &mut parsed, result);
     // A file can copy a lock-holding struct of its package without naming `sync` itself:
     // parse the files that mention such a type, until no new one is found.
     while !unparsed.is_empty() {
@@ -355,9 +417,7 @@ fn check_dir(
         if take.is_empty() {
             break;
         }
-        for (input, text) in take {
-            parse_into(input, text, &mut parsed, &mut result);
-        }
+        parse_all(take, &mut parsed, result);
     }
     result.files_scanned = scanned;
     for (file, _) in &parsed {
@@ -381,13 +441,25 @@ fn check_dir(
     }
     for members in packages.values() {
         let pkg = PackageIndex::build(members.iter().map(|&i| &parsed[i].0).collect());
-        for (k, &i) in members.iter().enumerate() {
-            let (file, config) = &parsed[i];
-            let rules = rules_for(file, config, opts);
-            check_file(file, k, &pkg, module, &rules, &mut result);
+        // The files of a package in parallel too: an editor re-checks one package at a time.
+        let per_file: Vec<DirResult> = members
+            .par_iter()
+            .enumerate()
+            .filter(|(_, &i)| !quiet.contains(&parsed[i].0.path))
+            .map(|(k, &i)| {
+                let (file, config) = &parsed[i];
+                let rules = rules_for(file, config, opts);
+                let mut one = DirResult::default();
+                check_file(file, k, &pkg, module, &rules, &mut one);
+                one
+            })
+            .collect();
+        for one in per_file {
+            result.diagnostics.extend(one.diagnostics);
+            result.errors.extend(one.errors);
+            result.unused.extend(one.unused);
         }
     }
-    result
 }
 
 /// `GOGUARD_INJECT_PANIC=G301` makes that rule panic on every file, so the end-to-end tests
@@ -400,19 +472,25 @@ fn inject_panic_for_tests(rule: &Rule) {
     }
 }
 
-fn parse_into(
-    input: Input,
-    text: String,
+/// Parses `files` (in parallel: parsing is most of a package's cost) into `parsed`, in order.
+fn parse_all(
+    files: Vec<(Input, String)>,
     parsed: &mut Vec<(SourceFile, Arc<Config>)>,
     result: &mut DirResult,
 ) {
-    match SourceFile::parse(&input.path, text) {
-        Some(f) => parsed.push((f, input.config)),
-        None => result.errors.push(InputError {
-            path: input.path,
-            kind: "internal",
-            message: "the parser gave up on this file".into(),
-        }),
+    let outcomes: Vec<_> = files
+        .into_par_iter()
+        .map(|(input, text)| (SourceFile::parse(&input.path, text), input))
+        .collect();
+    for (file, input) in outcomes {
+        match file {
+            Some(f) => parsed.push((f, input.config)),
+            None => result.errors.push(InputError {
+                path: input.path,
+                kind: "internal",
+                message: "the parser gave up on this file".into(),
+            }),
+        }
     }
 }
 
@@ -429,6 +507,29 @@ pub mod prefilter {
             || crate::registry::needed_words()
                 .iter()
                 .any(|w| has_word(text, w))
+    }
+
+    /// Whether the file says it is generated, as Go tools read it (`go/ast.IsGenerated`): a
+    /// line `// Code generated ... DO NOT EDIT.` before the package clause.
+    pub fn is_generated(text: &str) -> bool {
+        for line in text.lines() {
+            let line = line.trim_end_matches('\r');
+            if line.starts_with("package ") {
+                return false;
+            }
+            if line.starts_with("// Code generated ") && line.ends_with(" DO NOT EDIT.") {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether a file may declare what other files' analysis needs: a type holding a lock,
+    /// a channel, a function that locks or waits.
+    pub fn feeds_the_package(text: &str) -> bool {
+        ["sync", "chan", "Lock", "Unlock", "RLock", "RUnlock"]
+            .iter()
+            .any(|w| contains_word(text, w))
     }
 
     /// Whether `text` contains `word`; a blank in `word` matches any run of blanks (`go func`).

@@ -6,6 +6,7 @@
 
 pub mod baseline;
 pub mod buildtags;
+pub mod cache;
 pub mod callgraph;
 pub mod cfg;
 pub mod changed;

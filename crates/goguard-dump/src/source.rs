@@ -192,6 +192,9 @@ pub fn findings_in_stacks(
         ignore: Vec::new(),
         include_vendor: true,
         include_testdata: true,
+        // A goroutine can be stuck in generated code (a gRPC stub) as well as anywhere.
+        include_generated: true,
+        cache: None,
         show_info: false,
         config: goguard_check::ConfigChoice::Discover,
     };

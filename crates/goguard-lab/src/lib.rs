@@ -449,6 +449,9 @@ fn static_findings(dir: &Path) -> Result<HashMap<String, Vec<&'static str>>, Str
         ignore: Vec::new(),
         include_vendor: false,
         include_testdata: false,
+        // The lab's programs are written by it, and are what is being checked.
+        include_generated: true,
+        cache: None,
         show_info: true,
         config: goguard_check::ConfigChoice::Isolated,
     };

@@ -146,6 +146,16 @@ struct CheckArgs {
     /// Analyse testdata/ directories too.
     #[arg(long)]
     include_testdata: bool,
+    /// Report findings in generated files (`// Code generated ... DO NOT EDIT.`) too.
+    #[arg(long)]
+    include_generated: bool,
+    /// Keep each package's results here between runs, keyed by its files' content
+    /// [default: $GOGUARD_CACHE_DIR, else .goguard_cache in the current directory].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Analyse every package again, reading and writing no cached results.
+    #[arg(long)]
+    no_cache: bool,
     /// Report `//goguard:ignore` comments that suppress nothing.
     #[arg(long)]
     report_unused_suppressions: bool,
@@ -243,18 +253,21 @@ fn check(args: CheckArgs) -> Result<u8, String> {
             return Err(format!("`{sel}` names no rule (see `goguard rules`)"));
         }
     }
-    let opts = Options {
+    let mut opts = Options {
         select: args.select.clone(),
         ignore: args.ignore.clone(),
         include_vendor: args.include_vendor,
         include_testdata: args.include_testdata,
+        include_generated: args.include_generated,
         show_info: args.show_info,
         config: match (&args.config, args.isolated) {
             (Some(f), _) => ConfigChoice::File(f.clone()),
             (None, true) => ConfigChoice::Isolated,
             (None, false) => ConfigChoice::Discover,
         },
+        cache: None,
     };
+    opts.cache = result_cache(&args, &opts);
     if args.fix || args.diff {
         return fix(&args, &opts);
     }
@@ -424,6 +437,28 @@ fn emit_check_output(args: &CheckArgs, rendered: &str) -> Result<(), String> {
         None => {
             let _ = anstream::stdout().write_all(rendered.as_bytes());
             Ok(())
+        }
+    }
+}
+
+/// The result cache `check` uses, if any. Timing the rules (`GOGUARD_TIMINGS`) and
+/// making one crash (`GOGUARD_INJECT_PANIC`, for tests) need every package analysed. A cache
+/// that cannot be created costs only time: said once, and the run goes on without.
+fn result_cache(args: &CheckArgs, opts: &Options) -> Option<goguard_check::cache::ResultCache> {
+    let off = |var| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+    if args.no_cache || off("GOGUARD_TIMINGS") || off("GOGUARD_INJECT_PANIC") {
+        return None;
+    }
+    let dir = args
+        .cache_dir
+        .clone()
+        .or_else(|| std::env::var_os("GOGUARD_CACHE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(".goguard_cache"));
+    match goguard_check::cache::ResultCache::open(&dir, &opts.fingerprint()) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("goguard: warning: no result cache ({e}); analysing everything");
+            None
         }
     }
 }

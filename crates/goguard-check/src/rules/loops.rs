@@ -49,6 +49,68 @@ pub fn clause_leaves(cx: &Checker, clause: Node) -> bool {
     }
 }
 
+/// Whether every path through a select case's statements leaves the loop around it: none
+/// reaches the end of the select (after which the loop can go round again), the end of the
+/// loop's body, or a `continue` of the loop. A case of a select outside a loop never does.
+pub fn clause_always_leaves(cx: &Checker, clause: Node) -> bool {
+    let Some(select) = clause.parent() else {
+        return false;
+    };
+    let Some(lp) = syntax::enclosing_loop(select) else {
+        return false;
+    };
+    let Some(body) = lp.child_by_field_name("body") else {
+        return false;
+    };
+    /// Bit 0: on a path that went through the case; bit 1: such a path got past the select.
+    struct Through<'a> {
+        clause: Node<'a>,
+        select: Node<'a>,
+    }
+    impl<'a> Analysis<'a> for Through<'a> {
+        type State = u8;
+        fn apply(&self, item: Item<'a>, on: &mut u8) {
+            let n = item.node();
+            if syntax::contains(self.clause, n) {
+                *on |= 1;
+            } else if matches!(item, Item::Done(d) if d.id() == self.select.id()) && *on & 1 != 0 {
+                *on = 2;
+            }
+        }
+        fn join(&self, into: &mut u8, other: &u8) {
+            *into |= *other;
+        }
+    }
+    let graph = cfg::build(body, cx.src());
+    let analysis = Through { clause, select };
+    let solution = dataflow::solve(&graph, &analysis, 0);
+    let loop_label = lp
+        .parent()
+        .filter(|p| p.kind() == "labeled_statement")
+        .and_then(|p| syntax::label(p, cx.src()));
+    // A case that cannot be entered (no statement of it in the graph) proves nothing.
+    let mut entered = false;
+    for (exit, on) in dataflow::exits(&graph, &analysis, &solution) {
+        if on == 0 {
+            continue;
+        }
+        entered = true;
+        let stays = on & 2 != 0
+            || match exit {
+                Exit::End(_) => true,
+                Exit::Jump(j) => {
+                    j.kind() == "continue_statement"
+                        && syntax::label(j, cx.src()).is_none_or(|l| Some(l) == loop_label)
+                }
+                Exit::Return(_) | Exit::NoReturn(_) | Exit::Goto(_) => false,
+            };
+        if stays {
+            return false;
+        }
+    }
+    entered
+}
+
 /// Whether a path through `region` (the body of `owner`, a loop or a function) leaves it:
 /// from anywhere, or only from the statements of `from` (a case clause) before its
 /// select or switch ends.

@@ -15,9 +15,16 @@ pub const SYMPTOMS: &[&str] = &[];
 pub const DOC: &str = r#"# G201 time-after-in-loop
 
 ## What it does
-Reports `time.After(d)` called on every iteration of a loop (typically as a `select` case),
-unless the timeout case leaves the loop (a `return`, or a `break` out of it), in which case
-at most one timer fires per loop run.
+Reports `time.After(d)` called on every iteration of a loop (typically as a `select` case)
+when the loop can go round again while that timer is still pending. Not reported:
+- the timeout case leaves the loop (a `return`, or a `break` out of it): at most one timer
+  fires per loop run;
+- every other case of the select leaves the loop: the loop only goes round after the timer
+  fired (`case <-time.After(d): work()` beside `case <-stop: return`);
+- the timer is made again only once the last one is gone: `v = time.After(d)` under
+  `if v == nil`, or in the case that received from `v`;
+- the loop runs a constant, small number of times (`for i := 0; i < 3; i++`, `for range 2`:
+  at most 16), which is that many calls written out, not a pile of timers.
 
 ## Why is this bad?
 Each call creates a new timer. When another case wins, that timer is abandoned:
@@ -100,7 +107,11 @@ pub fn check(cx: &mut Checker) {
         {
             continue;
         }
-        if timeout_case_leaves_loop(cx, node, lp) {
+        if timeout_case_leaves_loop(cx, node, lp)
+            || only_the_timer_goes_round(cx, node)
+            || rearmed_after_it_fired(cx, node, lp)
+            || few_iterations(cx, lp)
+        {
             continue;
         }
         let (message, severity) = if collected {
@@ -246,6 +257,160 @@ fn timeout_case_leaves_loop(cx: &Checker, call: Node, lp: Node) -> bool {
             return false;
         }
         cur = n.parent();
+    }
+    false
+}
+
+/// True when `time.After` is a select case and every other case of the select leaves the
+/// loop: the loop only goes round again after the timer fired, so none is abandoned
+/// (`for { select { case <-time.After(d): work(); case <-stop: return } }`).
+fn only_the_timer_goes_round(cx: &Checker, call: Node) -> bool {
+    let Some(clause) = comm_clause_of(call) else {
+        return false;
+    };
+    let Some(select) = clause.parent() else {
+        return false;
+    };
+    syntax::named_children(select)
+        .into_iter()
+        .filter(|c| c.kind() == "communication_clause" && c.id() != clause.id())
+        .all(|c| super::loops::clause_always_leaves(cx, c))
+}
+
+/// The select case whose send or receive holds `node` (not a statement of its body).
+fn comm_clause_of(node: Node) -> Option<Node> {
+    let mut cur = node.parent();
+    while let Some(n) = cur {
+        if syntax::is_select_communication(n) {
+            return n.parent();
+        }
+        if matches!(
+            n.kind(),
+            "communication_clause" | "block" | "function_literal"
+        ) {
+            return None;
+        }
+        cur = n.parent();
+    }
+    None
+}
+
+/// True when `v = time.After(d)` makes a new timer only once the last one is gone: under
+/// `if v == nil` (set to nil when it fires), or in the case that received from `v`. At
+/// most one timer is pending at a time.
+fn rearmed_after_it_fired(cx: &Checker, call: Node, lp: Node) -> bool {
+    let Some(assign) = call
+        .parent()
+        .filter(|p| p.kind() == "expression_list")
+        .and_then(|p| p.parent())
+        .filter(|p| p.kind() == "assignment")
+    else {
+        return false;
+    };
+    let Some(var) = assign
+        .child_by_field_name("left")
+        .map(syntax::named_children)
+        .filter(|l| l.len() == 1)
+        .map(|l| l[0])
+        .filter(|v| v.kind() == "identifier")
+    else {
+        return false;
+    };
+    let name = cx.text(var);
+    let mut cur = assign.parent();
+    while let Some(n) = cur {
+        if n.id() == lp.id() {
+            return false;
+        }
+        match n.kind() {
+            "if_statement" => {
+                let guarded = n.child_by_field_name("condition").is_some_and(|c| {
+                    let c = syntax::unparen(c);
+                    c.kind() == "binary_expression"
+                        && c.child_by_field_name("operator")
+                            .is_some_and(|o| cx.text(o) == "==")
+                        && [("left", "right"), ("right", "left")].iter().any(|(a, b)| {
+                            c.child_by_field_name(a).is_some_and(|x| cx.text(x) == name)
+                                && c.child_by_field_name(b)
+                                    .is_some_and(|y| cx.text(y) == "nil")
+                        })
+                });
+                let in_then = n
+                    .child_by_field_name("body")
+                    .is_some_and(|b| syntax::contains(b, assign));
+                if guarded && in_then {
+                    return true;
+                }
+            }
+            "communication_clause" => {
+                let from_var = n.child_by_field_name("communication").is_some_and(|c| {
+                    syntax::descendants(c, false).into_iter().any(|u| {
+                        u.kind() == "unary_expression"
+                            && u.child_by_field_name("operator")
+                                .is_some_and(|o| cx.text(o) == "<-")
+                            && u.child_by_field_name("operand")
+                                .is_some_and(|x| cx.text(syntax::unparen(x)) == name)
+                    })
+                });
+                if from_var {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        cur = n.parent();
+    }
+    false
+}
+
+/// The most iterations of a loop that still counts as a few calls written out, not a loop
+/// whose timers pile up: `for i := 0; i < 2; i++`, `for range 3`.
+const FEW_ITERATIONS: u64 = 16;
+
+/// True when the loop runs a constant, small number of times.
+fn few_iterations(cx: &Checker, lp: Node) -> bool {
+    let literal = |n: Option<Node>| {
+        n.map(syntax::unparen)
+            .filter(|n| n.kind() == "int_literal")
+            .and_then(|n| cx.text(n).replace('_', "").parse::<u64>().ok())
+    };
+    for part in syntax::named_children(lp) {
+        match part.kind() {
+            "range_clause" => {
+                return literal(part.child_by_field_name("right"))
+                    .is_some_and(|n| n <= FEW_ITERATIONS);
+            }
+            "for_clause" => {
+                let start = part
+                    .child_by_field_name("init_statement")
+                    .filter(|i| i.kind() == "short_var_declaration")
+                    .and_then(|i| i.child_by_field_name("right"))
+                    .map(syntax::named_children)
+                    .filter(|r| r.len() == 1)
+                    .and_then(|r| literal(Some(r[0])));
+                let bound = part
+                    .child_by_field_name("condition")
+                    .map(syntax::unparen)
+                    .filter(|c| c.kind() == "binary_expression")
+                    .and_then(|c| {
+                        let op = cx.text(c.child_by_field_name("operator")?);
+                        let n = literal(c.child_by_field_name("right"))?;
+                        match op {
+                            "<" => Some(n),
+                            "<=" => Some(n + 1),
+                            _ => None,
+                        }
+                    });
+                let step = part
+                    .child_by_field_name("post_statement")
+                    .is_some_and(|u| u.kind() == "inc_dec_statement" && cx.text(u).ends_with("++"));
+                return match (start, bound) {
+                    (Some(a), Some(b)) if step => b.saturating_sub(a) <= FEW_ITERATIONS,
+                    _ => false,
+                };
+            }
+            _ => {}
+        }
     }
     false
 }

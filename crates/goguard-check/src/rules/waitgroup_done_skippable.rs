@@ -100,8 +100,8 @@ pub fn check(cx: &mut Checker) {
             {
                 continue; // a deferred Done covers every exit (G302 reports the doubling)
             }
-            if let Some(f) = skipped(cx, body, wg, *done, recovers) {
-                let fix = defer_done(cx, body, wg, &dones);
+            if let Some((f, fixable)) = skipped(cx, body, wg, *done, recovers) {
+                let fix = fixable.then(|| defer_done(cx, body, wg, &dones)).flatten();
                 findings.push((f, fix));
             }
         }
@@ -174,11 +174,14 @@ fn skipped<'a>(
     wg: &str,
     done: Node<'a>,
     recovers: bool,
-) -> Option<Finding<'a>> {
+) -> Option<(Finding<'a>, bool)> {
     // A Done inside a loop of the goroutine pays for one iteration, unless every path from it
-    // leaves the loop (`wg.Done(); return`): then it pays for the goroutine.
-    let region = syntax::enclosing_loop(done)
-        .filter(|l| syntax::contains(body, *l))
+    // leaves the loop (`wg.Done(); return`), or it runs on the first iteration only (`if i
+    // == 0`, a ready signal): then it pays for the goroutine.
+    let lp = syntax::enclosing_loop(done).filter(|l| syntax::contains(body, *l));
+    let first_only = lp.filter(|l| on_first_iteration_only(cx, *l, done));
+    let region = lp
+        .filter(|_| first_only.is_none())
         .and_then(|l| l.child_by_field_name("body"))
         .filter(|lb| goes_round_after(cx, *lb, done))
         .unwrap_or(body);
@@ -197,6 +200,46 @@ fn skipped<'a>(
     };
     let exits = paths::leaking_exits(region, &tracker);
     let hint = wg_go_hint(cx, wg);
+    if let (Some(lp), true) = (
+        first_only,
+        exits.iter().all(|e| {
+            syntax::contains(body, *e)
+                && !matches!(
+                    e.kind(),
+                    "return_statement"
+                        | "break_statement"
+                        | "continue_statement"
+                        | "goto_statement"
+                )
+        }),
+    ) {
+        // Only the end of the goroutine is reached without it: by a loop that ends before
+        // its first iteration. Whether it can is the condition's business: a warning.
+        if !exits.is_empty() {
+            let cond = lp
+                .child_by_field_name("condition")
+                .or_else(|| {
+                    syntax::named_children(lp)
+                        .into_iter()
+                        .find(|c| c.kind() == "for_clause")
+                        .and_then(|c| c.child_by_field_name("condition"))
+                })
+                .map(|c| format!(" (when `{}` is false at once)", cx.text(c)))
+                .unwrap_or_default();
+            return Some(Finding {
+                node: done,
+                message: format!(
+                    "`{wg}.Done()` runs on the first iteration of the loop at line {} only: if the loop ends before it{cond}, the goroutine ends without Done",
+                    cx.line(lp)
+                ),
+                // A ready signal: deferring it to the goroutine's end would change when
+                // it fires, so no fix and no `wg.Go`.
+                help: format!("call `{wg}.Done()` before the loop, so that no path skips it"),
+                severity: Some(crate::diagnostic::Severity::Warning),
+            })
+            .map(|f| (f, false));
+        }
+    }
     if let Some(first) = exits.first() {
         let how = match first.kind() {
             "return_statement" => "the `return`",
@@ -214,7 +257,8 @@ fn skipped<'a>(
             ),
             help: format!("write `defer {wg}.Done()` at the start of the goroutine.{hint}"),
             severity: None,
-        });
+        })
+        .map(|f| (f, true));
     }
     if recovers {
         return Some(Finding {
@@ -224,7 +268,8 @@ fn skipped<'a>(
             ),
             help: format!("write `defer {wg}.Done()` at the start of the goroutine.{hint}"),
             severity: None,
-        });
+        })
+        .map(|f| (f, true));
     }
     None
 }
@@ -258,4 +303,45 @@ fn goes_round_after<'a>(cx: &Checker<'a>, lb: Node<'a>, done: Node<'a>) -> bool 
     paths::leaking_exits(lb, &tracker)
         .iter()
         .any(|e| !matches!(e.kind(), "return_statement" | "break_statement"))
+}
+
+/// Whether `done` runs on a loop's first iteration only: under `if i == 0`, where `i` is the
+/// loop's own counter (`for i := 0; ...; i++`), in the `then` branch.
+fn on_first_iteration_only(cx: &Checker, lp: Node, done: Node) -> bool {
+    let Some(clause) = syntax::named_children(lp)
+        .into_iter()
+        .find(|c| c.kind() == "for_clause")
+    else {
+        return false;
+    };
+    let counter = clause
+        .child_by_field_name("init_statement")
+        .filter(|i| i.kind() == "short_var_declaration")
+        .filter(|i| {
+            i.child_by_field_name("right")
+                .is_some_and(|r| cx.text(r).trim() == "0")
+        })
+        .and_then(|i| i.child_by_field_name("left"))
+        .map(|l| cx.text(l).trim().to_string());
+    let Some(counter) = counter else {
+        return false;
+    };
+    let mut cur = done.parent();
+    while let Some(n) = cur {
+        if n.id() == lp.id() {
+            return false;
+        }
+        if n.kind() == "if_statement"
+            && n.child_by_field_name("body")
+                .is_some_and(|b| syntax::contains(b, done))
+            && n.child_by_field_name("condition").is_some_and(|c| {
+                let t = cx.text(syntax::unparen(c)).replace(' ', "");
+                t == format!("{counter}==0") || t == format!("0=={counter}")
+            })
+        {
+            return true;
+        }
+        cur = n.parent();
+    }
+    false
 }

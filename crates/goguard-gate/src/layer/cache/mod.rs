@@ -6,8 +6,7 @@
 //! id, not one per request).
 //!
 //! A miss is filled once per key: concurrent requests for the key wait for the one that
-//! went to the service (moka's loader coalescing), for at most `lock_timeout`, then go
-//! themselves. With Redis the entries have a second level shared by every gateway, and a
+//! went to the service ([`flight`]), for at most `lock_timeout`, then go themselves. With Redis the entries have a second level shared by every gateway, and a
 //! Redis lock makes one gateway fill while the others wait ([`shared`]). Nobody waits
 //! without bound, and when Redis is away the cache works on its first level alone.
 //!
@@ -17,18 +16,18 @@
 //! with `Authorization` pass by the cache.
 
 pub mod entry;
+pub mod flight;
 pub mod key;
 pub mod shared;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response};
 use moka::future::Cache;
-use moka::ops::compute::Op;
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service};
 
@@ -40,6 +39,7 @@ use super::{
 use crate::clock::SharedClock;
 use crate::redis_link::RedisLink;
 use entry::{read_body, vary_of, verdict, Age, Read, Stored};
+use flight::{Flights, Turn};
 pub use key::KeyTemplate;
 use shared::{Lock, SecondLevel};
 
@@ -218,6 +218,7 @@ pub struct CacheHandle(Forked<Shared>);
 struct Shared {
     rule: Rule,
     store: Cache<Arc<str>, Arc<Stored>>,
+    flights: Flights<Arc<Stored>>,
     second: Option<SecondLevel>,
     empty_bodies: Vec<Bytes>,
     clock: SharedClock,
@@ -244,20 +245,12 @@ impl moka::Expiry<Arc<str>, Arc<Stored>> for ServedFor {
     }
 }
 
-/// A fill that gave nothing to share: the answer could not be stored, or the service failed.
-/// Whoever waited for it goes to the service itself.
-#[derive(Debug)]
-struct NotShared;
-
 /// What a request to the service gave.
 enum Fetched {
     Stored(Arc<Stored>),
     /// Given as it came, not stored.
     Passed(Result<Response<Body>, BoxError>),
 }
-
-/// The leader's own answer when it could not be shared.
-type Own = Mutex<Option<Result<Response<Body>, BoxError>>>;
 
 /// What a status page shows of a cache.
 #[derive(Debug, Clone, Serialize)]
@@ -310,6 +303,7 @@ impl CacheHandle {
             second: redis.map(|link| SecondLevel::new(link, route)),
             rule,
             store,
+            flights: Flights::default(),
             clock,
             counts: Counts::default(),
         })))
@@ -387,14 +381,6 @@ impl CacheHandle {
                     Age::Expired => {}
                 }
             }
-            // Make way for the fill, unless another request already refilled it.
-            s.store
-                .entry(key.clone())
-                .and_compute_with(|cur| {
-                    let same = cur.is_some_and(|c| Arc::ptr_eq(c.value(), &e));
-                    std::future::ready(if same { Op::Remove } else { Op::Nop })
-                })
-                .await;
         }
         s.counts.miss.inc();
         if !s.rule.coalesce {
@@ -403,8 +389,9 @@ impl CacheHandle {
         self.fill(key, req, inner).await
     }
 
-    /// A miss, filled once for every request waiting on the key: the first runs the
-    /// loader, the others wait for it up to `lock_timeout` and then go themselves.
+    /// A miss, filled once for every request waiting on the key: the first goes to the
+    /// service ([`flight`]), the others wait for what it stored up to `lock_timeout`, then
+    /// go themselves.
     async fn fill<S>(
         &self,
         key: Arc<str>,
@@ -417,62 +404,49 @@ impl CacheHandle {
             + 'static,
     {
         let s = &self.0;
-        // The request goes to the loader if this one runs it, else stays here.
-        let request = Mutex::new(Some((req, inner)));
-        let own: Own = Mutex::new(None);
-        let led = AtomicBool::new(false);
-        let load = async {
-            led.store(true, Ordering::Relaxed);
-            let taken = request.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let (req, inner) = taken.expect("a loader runs once per call");
-            self.load(&key, req, inner, &own).await
+        let filled = match s.flights.join(&key) {
+            Turn::Lead(lead) => {
+                // A fill that ended between this request's look and its turn.
+                if let Some(e) = self.fresh(&key, &req).await {
+                    lead.done(Some(e.clone()));
+                    s.counts.waited.inc();
+                    return Ok(e.response(s.clock.now(), "HIT"));
+                }
+                return match self.load(&key, req, inner).await {
+                    Fetched::Stored(e) => {
+                        s.store.insert(key.clone(), e.clone()).await;
+                        lead.done(Some(e.clone()));
+                        Ok(e.response(s.clock.now(), "MISS"))
+                    }
+                    Fetched::Passed(answer) => {
+                        lead.done(None);
+                        answer
+                    }
+                };
+            }
+            Turn::Wait(filled) => flight::wait(filled, s.rule.lock_timeout).await,
         };
-        let filled = s.store.try_get_with(key.clone(), load);
-        tokio::pin!(filled);
-        let filled = tokio::select! {
-            r = &mut filled => Some(r),
-            // A waiter's bound; the leader waits for its own answer.
-            () = tokio::time::sleep(s.rule.lock_timeout) => match led.load(Ordering::Relaxed) {
-                true => Some(filled.await),
-                false => None,
-            },
-        };
-        if led.load(Ordering::Relaxed) {
-            return match filled {
-                Some(Ok(e)) => Ok(e.response(s.clock.now(), "MISS")),
-                _ => own
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
-                    .unwrap_or_else(|| Err("the cache's fill gave no answer".into())),
-            };
-        }
-        let (req, inner) = request
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .expect("a waiter keeps its request");
-        match filled {
-            Some(Ok(e)) if e.suits(&req) => {
+        match filled.filter(|e| e.suits(&req)) {
+            Some(e) => {
                 s.counts.waited.inc();
                 Ok(e.response(s.clock.now(), "HIT"))
             }
-            _ => {
+            None => {
                 s.counts.gave_up.inc();
                 self.alone(&key, req, inner).await
             }
         }
     }
 
-    /// The loader of a fill: the second level's entry, or the service's answer, under the
+    /// The key's entry if it may be given to `req` as fresh.
+    async fn fresh(&self, key: &Arc<str>, req: &Request<Body>) -> Option<Arc<Stored>> {
+        let e = self.0.store.get(key).await?;
+        (e.age(self.0.clock.now()) == Age::Fresh && e.suits(req)).then_some(e)
+    }
+
+    /// The leader's fill: the second level's entry, or the service's answer, under the
     /// Redis lock when there is one.
-    async fn load<S>(
-        &self,
-        key: &str,
-        req: Request<Body>,
-        inner: S,
-        own: &Own,
-    ) -> Result<Arc<Stored>, NotShared>
+    async fn load<S>(&self, key: &str, req: Request<Body>, inner: S) -> Fetched
     where
         S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = Answering>
             + Send
@@ -480,16 +454,16 @@ impl CacheHandle {
     {
         let s = &self.0;
         let Some(second) = &s.second else {
-            return self.fetch_for(key, req, inner, own).await;
+            return self.fetch(key, req, inner).await;
         };
         let fresh = |e: &Stored| e.age(s.clock.now()) == Age::Fresh && e.suits(&req);
         if let Some(e) = second.get(key, s.clock.now()).await.filter(|e| fresh(e)) {
             s.counts.shared_hit.inc();
-            return Ok(Arc::new(e));
+            return Fetched::Stored(Arc::new(e));
         }
         match second.lock(key, s.rule.lock_timeout).await {
             Lock::Taken(token) => {
-                let r = self.fetch_for(key, req, inner, own).await;
+                let r = self.fetch(key, req, inner).await;
                 second.unlock(key, token).await;
                 r
             }
@@ -501,37 +475,15 @@ impl CacheHandle {
                 match waited {
                     Some(e) => {
                         s.counts.shared_hit.inc();
-                        Ok(Arc::new(e))
+                        Fetched::Stored(Arc::new(e))
                     }
                     None => {
                         s.counts.gave_up.inc();
-                        self.fetch_for(key, req, inner, own).await
+                        self.fetch(key, req, inner).await
                     }
                 }
             }
-            Lock::Unknown => self.fetch_for(key, req, inner, own).await,
-        }
-    }
-
-    /// The service's answer for a loader: stored, or kept in `own` for the leader alone.
-    async fn fetch_for<S>(
-        &self,
-        key: &str,
-        req: Request<Body>,
-        inner: S,
-        own: &Own,
-    ) -> Result<Arc<Stored>, NotShared>
-    where
-        S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = Answering>
-            + Send
-            + 'static,
-    {
-        match self.fetch(key, req, inner).await {
-            Fetched::Stored(e) => Ok(e),
-            Fetched::Passed(answer) => {
-                *own.lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
-                Err(NotShared)
-            }
+            Lock::Unknown => self.fetch(key, req, inner).await,
         }
     }
 

@@ -1,0 +1,153 @@
+//! The result cache: a second run over unchanged files reads the results kept by the first;
+//! any change of what a result depends on analyses the package again.
+
+use std::path::{Path, PathBuf};
+
+use goguard_check::cache::ResultCache;
+use goguard_check::engine::{check_paths, ConfigChoice, Options, Report};
+
+const LEAK: &str = "package p
+
+import \"sync\"
+
+func start(ok bool) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		if !ok {
+			return
+		}
+		wg.Done()
+	}()
+	wg.Wait()
+}
+";
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("goguard-cache-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("p")).unwrap();
+    std::fs::write(dir.join("p/go.mod"), "module example.com/p\n\ngo 1.24\n").unwrap();
+    std::fs::write(dir.join("p/run.go"), LEAK).unwrap();
+    dir
+}
+
+fn run(dir: &Path, options: &str) -> Report {
+    let opts = Options {
+        config: ConfigChoice::Isolated,
+        cache: Some(ResultCache::open(&dir.join("cache"), options).unwrap()),
+        ..Options::default()
+    };
+    check_paths(&[dir.join("p")], &opts).unwrap()
+}
+
+fn messages(r: &Report) -> Vec<String> {
+    r.diagnostics
+        .iter()
+        .map(|d| format!("{}:{} {}", d.rule, d.line, d.message))
+        .collect()
+}
+
+/// The one entry the cache holds, rewritten by `edit`.
+fn tamper(dir: &Path, edit: impl Fn(String) -> String) {
+    let entries: Vec<_> = std::fs::read_dir(dir.join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(entries.len(), 1, "one directory, one entry: {entries:?}");
+    let text = std::fs::read_to_string(&entries[0]).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the entry was not changed: {text}");
+    std::fs::write(&entries[0], edited).unwrap();
+}
+
+#[test]
+fn a_second_run_reads_the_first_runs_results() {
+    let dir = scratch("hit");
+    let first = run(&dir, "o");
+    assert_eq!(first.diagnostics.len(), 1, "{:?}", messages(&first));
+    assert!(dir.join("cache/.gitignore").is_file());
+    assert!(dir.join("cache/CACHEDIR.TAG").is_file());
+    // What the second run says comes from the entry, not from analysing the file again.
+    tamper(&dir, |t| t.replace("is not deferred", "CACHED"));
+    let second = run(&dir, "o");
+    assert_eq!(second.files_scanned, first.files_scanned);
+    assert!(
+        messages(&second)[0].contains("CACHED"),
+        "{:?}",
+        messages(&second)
+    );
+    // Every field a renderer or a baseline uses comes back.
+    let (a, b) = (&first.diagnostics[0], &second.diagnostics[0]);
+    assert_eq!(
+        (a.rule, a.name, a.severity, &a.path, a.line, a.column),
+        (b.rule, b.name, b.severity, &b.path, b.line, b.column)
+    );
+    assert_eq!(
+        (&a.code, &a.source_line, a.start_byte, a.end_byte, &a.help),
+        (&b.code, &b.source_line, b.start_byte, b.end_byte, &b.help)
+    );
+    // The fix too, with its edits' positions (the JSON and SARIF outputs give them).
+    assert!(a.fix.is_some(), "G304 offers a fix here");
+    assert_eq!(format!("{:?}", a.fix), format!("{:?}", b.fix));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn what_a_result_depends_on_changing_analyses_again() {
+    let dir = scratch("miss");
+    let fixed = LEAK
+        .replace("\tgo func() {\n", "\tgo func() {\n\t\tdefer wg.Done()\n")
+        .replace("\t\twg.Done()\n\t}()", "\t}()");
+    // Each change, made after a run whose entry was tampered with: a miss shows the truth.
+    // What changes, how, the options of the next run, the findings it must give.
+    type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str, usize);
+    let cases: Vec<Case> = vec![
+        (
+            "the file's text",
+            Box::new(|| std::fs::write(dir.join("p/run.go"), &fixed).unwrap()),
+            "o",
+            0,
+        ),
+        (
+            "back to the first text",
+            Box::new(|| std::fs::write(dir.join("p/run.go"), LEAK).unwrap()),
+            "o",
+            1,
+        ),
+        (
+            "a new file",
+            Box::new(|| std::fs::write(dir.join("p/more.go"), "package p\n").unwrap()),
+            "o",
+            1,
+        ),
+        (
+            "the go version",
+            Box::new(|| {
+                std::fs::write(dir.join("p/go.mod"), "module example.com/p\n\ngo 1.21\n").unwrap()
+            }),
+            "o",
+            1,
+        ),
+        ("the options", Box::new(|| {}), "other", 1),
+    ];
+    run(&dir, "o");
+    for (what, change, options, want) in cases {
+        tamper(&dir, |t| {
+            let at = t.find("\"files_scanned\":").unwrap() + "\"files_scanned\":".len();
+            let end = at + t[at..].find(',').unwrap();
+            format!("{}999{}", &t[..at], &t[end..])
+        });
+        change();
+        let r = run(&dir, options);
+        assert_ne!(r.files_scanned, 999, "{what}: a stale result was read");
+        assert_eq!(r.diagnostics.len(), want, "{what}: {:?}", messages(&r));
+    }
+    // A corrupt entry is a miss, not an error.
+    tamper(&dir, |_| "{not json".into());
+    let r = run(&dir, "other");
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.diagnostics.len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
