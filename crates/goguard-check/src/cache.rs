@@ -13,8 +13,10 @@
 //! (written beside, then renamed), so concurrent runs and a run killed midway leave either
 //! the old result or the new one. A file that cannot be read or decoded is a miss.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
@@ -25,7 +27,7 @@ use crate::engine::{DirResult, UnusedSuppression};
 use crate::fix::{Applicability, Edit, Fix};
 use crate::gomod::ModuleInfo;
 use crate::registry;
-use crate::source::Position;
+use crate::source::{Position, SourceFile};
 
 /// Where results are kept, and what every key of this run shares.
 #[derive(Debug, Clone)]
@@ -335,5 +337,82 @@ impl Record {
                 })
                 .collect(),
         })
+    }
+}
+
+/// The most parsed files a [`ParseCache`] holds: far more than the packages an editor has
+/// open, and a bound on its memory when a session wanders over many.
+const MAX_PARSED_FILES: usize = 4096;
+
+/// Parsed files kept in memory from one analysis to the next, by path: a file whose text is
+/// the same as last time is not parsed again (parsing is most of a package's cost). For a
+/// long-running process that re-checks the same packages, as `goguard server` does after
+/// each edit; a one-shot `goguard check` has no use for it.
+#[derive(Default)]
+pub struct ParseCache {
+    files: Mutex<HashMap<PathBuf, (u64, Arc<SourceFile>)>>,
+}
+
+impl std::fmt::Debug for ParseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.files.lock().map_or(0, |m| m.len());
+        write!(f, "ParseCache({n} files)")
+    }
+}
+
+impl ParseCache {
+    /// The file parsed from `text`: last time's when the text is the same.
+    pub(crate) fn get_or_parse(&self, path: &Path, text: String) -> Option<Arc<SourceFile>> {
+        let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
+        {
+            let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((h, f)) = files.get(path) {
+                if *h == hash && f.text == text {
+                    return Some(f.clone());
+                }
+            }
+        }
+        let file = Arc::new(SourceFile::parse(path, text)?);
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        // A bound on memory: a session that wanders over many packages starts again.
+        if files.len() >= MAX_PARSED_FILES {
+            files.clear();
+        }
+        files.insert(path.to_path_buf(), (hash, file.clone()));
+        Some(file)
+    }
+
+    /// Forgets the files under `dir` (a package no longer open).
+    pub fn forget_dir(&self, dir: &Path) {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files.retain(|p, _| p.parent() != Some(dir));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_parsed_again_only_when_its_text_changed() {
+        let cache = ParseCache::default();
+        let path = Path::new("p/a.go");
+        let first = cache.get_or_parse(path, "package p\n".into()).unwrap();
+        let same = cache.get_or_parse(path, "package p\n".into()).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &same),
+            "the same text is not parsed again"
+        );
+        let edited = cache
+            .get_or_parse(path, "package p\n\nvar x int\n".into())
+            .unwrap();
+        assert!(!Arc::ptr_eq(&first, &edited));
+        assert_eq!(edited.text, "package p\n\nvar x int\n");
+        // Another file with the same text is its own.
+        let other = cache.get_or_parse(Path::new("p/b.go"), "package p\n".into());
+        assert_eq!(other.unwrap().path, Path::new("p/b.go"));
+        cache.forget_dir(Path::new("p"));
+        let again = cache.get_or_parse(path, "package p\n\nvar x int\n".into());
+        assert!(!Arc::ptr_eq(&edited, &again.unwrap()), "forgotten");
     }
 }

@@ -49,6 +49,9 @@ pub struct Options {
     pub config: ConfigChoice,
     /// Where results are kept between runs; `None`: none are.
     pub cache: Option<crate::cache::ResultCache>,
+    /// Parsed files kept in memory between analyses (an editor's server re-checking a
+    /// package after one edit parses that file alone); `None`: every file is parsed.
+    pub parses: Option<Arc<crate::cache::ParseCache>>,
 }
 
 impl Options {
@@ -380,7 +383,7 @@ fn analyse_dir(
     opts: &Options,
     result: &mut DirResult,
 ) {
-    let mut parsed: Vec<(SourceFile, Arc<Config>)> = Vec::new();
+    let mut parsed: Vec<(Arc<SourceFile>, Arc<Config>)> = Vec::new();
     // Files that contain nothing any rule looks for are read but not parsed (parsing is most
     // of the run's cost); see `prefilter`.
     let mut unparsed: Vec<(Input, String)> = Vec::new();
@@ -405,11 +408,11 @@ fn analyse_dir(
             unparsed.push((input, text));
         }
     }
-    parse_all(to_parse, &mut parsed, result);
+    parse_all(to_parse, opts, &mut parsed, result);
     // A file can copy a lock-holding struct of its package without naming `sync` itself:
     // parse the files that mention such a type, until no new one is found.
     while !unparsed.is_empty() {
-        let holders = crate::package::sync_holder_names(parsed.iter().map(|(f, _)| f));
+        let holders = crate::package::sync_holder_names(parsed.iter().map(|(f, _)| &**f));
         let (take, keep): (Vec<_>, Vec<_>) = unparsed
             .into_iter()
             .partition(|(_, text)| holders.iter().any(|h| prefilter::contains_word(text, h)));
@@ -417,7 +420,7 @@ fn analyse_dir(
         if take.is_empty() {
             break;
         }
-        parse_all(take, &mut parsed, result);
+        parse_all(take, opts, &mut parsed, result);
     }
     result.files_scanned = scanned;
     for (file, _) in &parsed {
@@ -440,7 +443,7 @@ fn analyse_dir(
             .push(i);
     }
     for members in packages.values() {
-        let pkg = PackageIndex::build(members.iter().map(|&i| &parsed[i].0).collect());
+        let pkg = PackageIndex::build(members.iter().map(|&i| &*parsed[i].0).collect());
         // The files of a package in parallel too: an editor re-checks one package at a time.
         let per_file: Vec<DirResult> = members
             .par_iter()
@@ -475,12 +478,19 @@ fn inject_panic_for_tests(rule: &Rule) {
 /// Parses `files` (in parallel: parsing is most of a package's cost) into `parsed`, in order.
 fn parse_all(
     files: Vec<(Input, String)>,
-    parsed: &mut Vec<(SourceFile, Arc<Config>)>,
+    opts: &Options,
+    parsed: &mut Vec<(Arc<SourceFile>, Arc<Config>)>,
     result: &mut DirResult,
 ) {
     let outcomes: Vec<_> = files
         .into_par_iter()
-        .map(|(input, text)| (SourceFile::parse(&input.path, text), input))
+        .map(|(input, text)| {
+            let file = match &opts.parses {
+                Some(cache) => cache.get_or_parse(&input.path, text),
+                None => SourceFile::parse(&input.path, text).map(Arc::new),
+            };
+            (file, input)
+        })
         .collect();
     for (file, input) in outcomes {
         match file {

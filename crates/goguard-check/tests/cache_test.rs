@@ -151,3 +151,30 @@ fn what_a_result_depends_on_changing_analyses_again() {
     assert_eq!(r.diagnostics.len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn parsed_files_kept_between_runs_give_the_same_findings() {
+    let dir = scratch("parses");
+    let parses = std::sync::Arc::new(goguard_check::cache::ParseCache::default());
+    let run = |parses: Option<std::sync::Arc<goguard_check::cache::ParseCache>>| {
+        let opts = Options {
+            config: ConfigChoice::Isolated,
+            parses,
+            ..Options::default()
+        };
+        messages(&check_paths(&[dir.join("p")], &opts).unwrap())
+    };
+    let fresh = run(None);
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(run(Some(parses.clone())), fresh);
+    assert_eq!(run(Some(parses.clone())), fresh, "from the kept trees");
+    // An edit is seen: the file is parsed again.
+    std::fs::write(
+        dir.join("p/run.go"),
+        LEAK.replace("\tgo func() {\n", "\tgo func() {\n\t\tdefer wg.Done()\n")
+            .replace("\t\twg.Done()\n\t}()", "\t}()"),
+    )
+    .unwrap();
+    assert_eq!(run(Some(parses)), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use goguard_check::cache::ParseCache;
 use goguard_check::config::Config;
 use goguard_check::fix::Applicability;
 use goguard_check::{engine, ConfigChoice, Options, Severity};
@@ -28,6 +29,9 @@ pub struct Settings {
     pub debounce: Duration,
     /// Each rule's documentation link (`codeDescription.href`), by rule code.
     pub rule_links: Arc<HashMap<&'static str, Uri>>,
+    /// The packages' parsed files from the last analysis: after one edit only the edited
+    /// file is parsed again.
+    pub parses: Arc<ParseCache>,
 }
 
 /// Analyse `dir` with these open files' text (path -> text, version).
@@ -168,6 +172,7 @@ pub fn analyse(job: Job, settings: &Settings) -> Outcome {
     let files = package_files(&job.dir, &config);
     let opts = Options {
         config: config_file.map_or(ConfigChoice::Isolated, ConfigChoice::File),
+        parses: Some(settings.parses.clone()),
         ..Options::default()
     };
     let overlay: HashMap<PathBuf, String> = job
@@ -384,6 +389,7 @@ mod tests {
             encoding: Encoding::Utf16,
             debounce: Duration::ZERO,
             rule_links: Arc::new(HashMap::new()),
+            parses: Arc::default(),
         }
     }
 
