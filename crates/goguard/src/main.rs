@@ -328,19 +328,7 @@ fn check(args: CheckArgs) -> Result<u8, String> {
             eprintln!("goguard: timing {code} {ms} ms");
         }
     }
-    let fail_on = args
-        .fail_on
-        .or(report.config_fail_on)
-        .unwrap_or(Severity::Warning);
-    let failing = report.diagnostics.iter().any(|d| d.severity >= fail_on)
-        || (args.report_unused_suppressions && !report.unused_suppressions.is_empty());
-    Ok(if !report.errors.is_empty() {
-        EXIT_ERROR
-    } else if failing {
-        EXIT_FINDINGS
-    } else {
-        EXIT_CLEAN
-    })
+    Ok(check_exit(&args, &report))
 }
 
 /// `check --fix` and `check --diff`: apply the fixes in memory (see goguard_check::fix),
@@ -412,19 +400,25 @@ fn fix(args: &CheckArgs, opts: &Options) -> Result<u8, String> {
         Format::Gitlab => pretty(&output::gitlab::to_value(report)),
     };
     emit_check_output(args, &rendered)?;
+    Ok(check_exit(args, report))
+}
+
+/// Check's exit code: an input error, findings at or above `--fail-on` (or the
+/// configuration's, or `warning`), or clean.
+fn check_exit(args: &CheckArgs, report: &goguard_check::engine::Report) -> u8 {
     let fail_on = args
         .fail_on
         .or(report.config_fail_on)
         .unwrap_or(Severity::Warning);
     let failing = report.diagnostics.iter().any(|d| d.severity >= fail_on)
         || (args.report_unused_suppressions && !report.unused_suppressions.is_empty());
-    Ok(if !report.errors.is_empty() {
+    if !report.errors.is_empty() {
         EXIT_ERROR
     } else if failing {
         EXIT_FINDINGS
     } else {
         EXIT_CLEAN
-    })
+    }
 }
 
 /// Check's output to `--output FILE` (without colour) or standard output.
