@@ -350,7 +350,7 @@ const MAX_PARSED_FILES: usize = 4096;
 /// each edit; a one-shot `goguard check` has no use for it.
 #[derive(Default)]
 pub struct ParseCache {
-    files: Mutex<HashMap<PathBuf, (u64, Arc<SourceFile>)>>,
+    files: Mutex<HashMap<PathBuf, Arc<SourceFile>>>,
 }
 
 impl std::fmt::Debug for ParseCache {
@@ -363,13 +363,10 @@ impl std::fmt::Debug for ParseCache {
 impl ParseCache {
     /// The file parsed from `text`: last time's when the text is the same.
     pub(crate) fn get_or_parse(&self, path: &Path, text: String) -> Option<Arc<SourceFile>> {
-        let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
         {
             let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((h, f)) = files.get(path) {
-                if *h == hash && f.text == text {
-                    return Some(f.clone());
-                }
+            if let Some(f) = files.get(path).filter(|f| f.text == text) {
+                return Some(f.clone());
             }
         }
         let file = Arc::new(SourceFile::parse(path, text)?);
@@ -378,14 +375,8 @@ impl ParseCache {
         if files.len() >= MAX_PARSED_FILES {
             files.clear();
         }
-        files.insert(path.to_path_buf(), (hash, file.clone()));
+        files.insert(path.to_path_buf(), file.clone());
         Some(file)
-    }
-
-    /// Forgets the files under `dir` (a package no longer open).
-    pub fn forget_dir(&self, dir: &Path) {
-        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        files.retain(|p, _| p.parent() != Some(dir));
     }
 }
 
@@ -411,8 +402,5 @@ mod tests {
         // Another file with the same text is its own.
         let other = cache.get_or_parse(Path::new("p/b.go"), "package p\n".into());
         assert_eq!(other.unwrap().path, Path::new("p/b.go"));
-        cache.forget_dir(Path::new("p"));
-        let again = cache.get_or_parse(path, "package p\n\nvar x int\n".into());
-        assert!(!Arc::ptr_eq(&edited, &again.unwrap()), "forgotten");
     }
 }

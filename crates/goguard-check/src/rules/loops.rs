@@ -84,10 +84,7 @@ pub fn clause_always_leaves(cx: &Checker, clause: Node) -> bool {
     let graph = cfg::build(body, cx.src());
     let analysis = Through { clause, select };
     let solution = dataflow::solve(&graph, &analysis, 0);
-    let loop_label = lp
-        .parent()
-        .filter(|p| p.kind() == "labeled_statement")
-        .and_then(|p| syntax::label(p, cx.src()));
+    let loop_label = label_of(cx, lp);
     // A case that cannot be entered (no statement of it in the graph) proves nothing.
     let mut entered = false;
     for (exit, on) in dataflow::exits(&graph, &analysis, &solution) {
@@ -109,6 +106,13 @@ pub fn clause_always_leaves(cx: &Checker, clause: Node) -> bool {
         }
     }
     entered
+}
+
+/// The label of a labelled statement (`outer: for ...`), if it has one.
+fn label_of<'a>(cx: &Checker<'a>, stmt: Node<'a>) -> Option<&'a str> {
+    stmt.parent()
+        .filter(|p| p.kind() == "labeled_statement")
+        .and_then(|p| syntax::label(p, cx.src()))
 }
 
 /// Whether a path through `region` (the body of `owner`, a loop or a function) leaves it:
@@ -142,10 +146,7 @@ fn can_leave<'a>(
     let graph = cfg::build(region, cx.src());
     let analysis = Reached { from };
     let solution = dataflow::solve(&graph, &analysis, from.is_none());
-    let loop_label = owner
-        .parent()
-        .filter(|p| p.kind() == "labeled_statement")
-        .and_then(|p| syntax::label(p, cx.src()));
+    let loop_label = label_of(cx, owner);
     dataflow::exits(&graph, &analysis, &solution)
         .into_iter()
         .filter(|(_, on)| *on)
