@@ -355,9 +355,7 @@ impl CacheHandle {
         inner: S,
     ) -> Result<Response<Body>, BoxError>
     where
-        S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = Answering>
-            + Send
-            + 'static,
+        S: Inner,
     {
         let s = &self.0;
         if let Some(e) = s.store.get(&key).await {
@@ -399,9 +397,7 @@ impl CacheHandle {
         inner: S,
     ) -> Result<Response<Body>, BoxError>
     where
-        S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = Answering>
-            + Send
-            + 'static,
+        S: Inner,
     {
         let s = &self.0;
         let filled = match s.flights.join(&key) {
@@ -448,9 +444,7 @@ impl CacheHandle {
     /// Redis lock when there is one.
     async fn load<S>(&self, key: &str, req: Request<Body>, inner: S) -> Fetched
     where
-        S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = Answering>
-            + Send
-            + 'static,
+        S: Inner,
     {
         let s = &self.0;
         let Some(second) = &s.second else {
@@ -496,9 +490,7 @@ impl CacheHandle {
         inner: S,
     ) -> Result<Response<Body>, BoxError>
     where
-        S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = Answering>
-            + Send
-            + 'static,
+        S: Inner,
     {
         match self.fetch(key, req, inner).await {
             Fetched::Stored(e) => {
@@ -512,9 +504,7 @@ impl CacheHandle {
     /// Asks the service, and stores the answer (in the second level too) when it may be.
     async fn fetch<S>(&self, key: &str, req: Request<Body>, mut inner: S) -> Fetched
     where
-        S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = Answering>
-            + Send
-            + 'static,
+        S: Inner,
     {
         let s = &self.0;
         let asked = req.headers().clone();
@@ -580,9 +570,7 @@ impl CacheHandle {
     /// Fetches a stale entry again in the background, once.
     fn refresh<S>(&self, key: Arc<str>, e: &Arc<Stored>, req: &Request<Body>, inner: S)
     where
-        S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = Answering>
-            + Send
-            + 'static,
+        S: Inner,
     {
         if e.refreshing.swap(true, Ordering::AcqRel) {
             return;
@@ -600,6 +588,21 @@ impl CacheHandle {
             }
         });
     }
+}
+
+/// The service behind the cache, as its filling methods take it.
+pub trait Inner:
+    Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = Answering>
+    + Send
+    + 'static
+{
+}
+
+impl<S> Inner for S where
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = Answering>
+        + Send
+        + 'static
+{
 }
 
 /// Caches a service's answers to GET requests.
