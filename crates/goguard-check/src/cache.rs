@@ -26,6 +26,7 @@ use crate::diagnostic::{Diagnostic, PartialFile, Severity};
 use crate::engine::{DirResult, UnusedSuppression};
 use crate::fix::{Applicability, Edit, Fix};
 use crate::gomod::ModuleInfo;
+use crate::package::IndexedFile;
 use crate::registry;
 use crate::source::{Position, SourceFile};
 
@@ -350,7 +351,7 @@ const MAX_PARSED_FILES: usize = 4096;
 /// each edit; a one-shot `goguard check` has no use for it.
 #[derive(Default)]
 pub struct ParseCache {
-    files: Mutex<HashMap<PathBuf, Arc<SourceFile>>>,
+    files: Mutex<HashMap<PathBuf, Arc<IndexedFile>>>,
 }
 
 impl std::fmt::Debug for ParseCache {
@@ -361,15 +362,15 @@ impl std::fmt::Debug for ParseCache {
 }
 
 impl ParseCache {
-    /// The file parsed from `text`: last time's when the text is the same.
-    pub(crate) fn get_or_parse(&self, path: &Path, text: String) -> Option<Arc<SourceFile>> {
+    /// The file parsed and indexed from `text`: last time's when the text is the same.
+    pub(crate) fn get_or_parse(&self, path: &Path, text: String) -> Option<Arc<IndexedFile>> {
         {
             let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(f) = files.get(path).filter(|f| f.text == text) {
+            if let Some(f) = files.get(path).filter(|f| f.file().text == text) {
                 return Some(f.clone());
             }
         }
-        let file = Arc::new(SourceFile::parse(path, text)?);
+        let file = Arc::new(IndexedFile::index(Arc::new(SourceFile::parse(path, text)?)));
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         // A bound on memory: a session that wanders over many packages starts again.
         if files.len() >= MAX_PARSED_FILES {
@@ -398,9 +399,9 @@ mod tests {
             .get_or_parse(path, "package p\n\nvar x int\n".into())
             .unwrap();
         assert!(!Arc::ptr_eq(&first, &edited));
-        assert_eq!(edited.text, "package p\n\nvar x int\n");
+        assert_eq!(edited.file().text, "package p\n\nvar x int\n");
         // Another file with the same text is its own.
         let other = cache.get_or_parse(Path::new("p/b.go"), "package p\n".into());
-        assert_eq!(other.unwrap().path, Path::new("p/b.go"));
+        assert_eq!(other.unwrap().file().path, Path::new("p/b.go"));
     }
 }

@@ -85,8 +85,7 @@ pub fn callers<'a>(pkg: &PackageIndex<'a>, file: usize, decl: Node<'a>) -> Calle
                 (None, None) if callee == name => out.sites.push(site(used)),
                 (None, None) => {
                     // `f := helper` ... `f()`
-                    if let Some(Decl::Value(v)) = resolve::declaration_in(ix, fsrc, c.name, callee)
-                    {
+                    if let Some(Decl::Value(v)) = resolve::declaration_in(ix, c.name, callee) {
                         let v = syntax::unparen(v);
                         if v.kind() == "identifier" && &fsrc[v.byte_range()] == name {
                             out.sites.push(site(used));
@@ -181,7 +180,7 @@ pub fn receiver_type<'a>(
     match recv.kind() {
         "identifier" => {
             let name = &src[recv.byte_range()];
-            match resolve::declaration_in(ix, src, recv, name)? {
+            match resolve::declaration_in(ix, recv, name)? {
                 Decl::Type(t) => syntax::base_type_name(t, src),
                 Decl::Value(v) => value_type(pkg, src, v),
             }

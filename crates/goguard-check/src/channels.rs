@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use tree_sitter::Node;
 
 use crate::checker::Checker;
+use crate::package::FileIndex;
 use crate::resolve::{self, Decl};
 use crate::syntax::{self, Call};
 
@@ -65,13 +66,26 @@ pub struct ChannelFacts<'a> {
 }
 
 impl<'a> ChannelFacts<'a> {
-    /// Records every store of a value into a field (`x.f = v`, `T{f: v}`) or a package
-    /// variable (`var v = ...`) in one file: a channel `make` gives its capacity, anything
-    /// else makes the place unknown.
-    pub fn add_file(&mut self, src: &'a str, assignments: &[Node<'a>], literals: &[Node<'a>]) {
-        for &stmt in assignments {
-            let package_level =
-                stmt.kind() == "var_spec" && syntax::enclosing_function(stmt).is_none();
+    /// Every store of a value into a field (`x.f = v`, `T{f: v}`) or a package variable
+    /// (`var v = ...`) in one file: a channel `make` gives its capacity, anything else makes
+    /// the place unknown.
+    pub fn of_file(ix: &FileIndex<'a>) -> ChannelFacts<'a> {
+        let mut facts = ChannelFacts::default();
+        facts.add_file(ix);
+        facts
+    }
+
+    /// Adds another file's stores (a place two files store different channels in is unknown).
+    pub fn merge(&mut self, other: &ChannelFacts<'a>) {
+        for (name, cap) in &other.stored {
+            self.store(name, *cap);
+        }
+    }
+
+    fn add_file(&mut self, ix: &FileIndex<'a>) {
+        let src = ix.src();
+        for &stmt in &ix.assignments {
+            let package_level = stmt.kind() == "var_spec" && ix.enclosing_function(stmt).is_none();
             let Some((lhs, rhs)) = syntax::assignment_sides(stmt) else {
                 continue;
             };
@@ -95,7 +109,7 @@ impl<'a> ChannelFacts<'a> {
                 self.store(&src[name.byte_range()], cap);
             }
         }
-        for &lit in literals {
+        for &lit in &ix.literals {
             for el in syntax::named_children(lit) {
                 if el.kind() != "keyed_element" {
                     continue;

@@ -13,7 +13,7 @@ use crate::checker::Checker;
 use crate::config::{Config, ConfigError};
 use crate::diagnostic::{Diagnostic, InputError, PartialFile, Severity};
 use crate::gomod::{ModuleInfo, ModuleResolver};
-use crate::package::PackageIndex;
+use crate::package::{IndexedFile, PackageIndex};
 use crate::registry::{self, Rule};
 use crate::source::SourceFile;
 use crate::suppress;
@@ -383,7 +383,7 @@ fn analyse_dir(
     opts: &Options,
     result: &mut DirResult,
 ) {
-    let mut parsed: Vec<(Arc<SourceFile>, Arc<Config>)> = Vec::new();
+    let mut parsed: Vec<(Arc<IndexedFile>, Arc<Config>)> = Vec::new();
     // Files that contain nothing any rule looks for are read but not parsed (parsing is most
     // of the run's cost); see `prefilter`.
     let mut unparsed: Vec<(Input, String)> = Vec::new();
@@ -412,7 +412,7 @@ fn analyse_dir(
     // A file can copy a lock-holding struct of its package without naming `sync` itself:
     // parse the files that mention such a type, until no new one is found.
     while !unparsed.is_empty() {
-        let holders = crate::package::sync_holder_names(parsed.iter().map(|(f, _)| &**f));
+        let holders = crate::package::sync_holder_names(parsed.iter().map(|(f, _)| f.file()));
         let (take, keep): (Vec<_>, Vec<_>) = unparsed
             .into_iter()
             .partition(|(_, text)| holders.iter().any(|h| prefilter::contains_word(text, h)));
@@ -424,6 +424,7 @@ fn analyse_dir(
     }
     result.files_scanned = scanned;
     for (file, _) in &parsed {
+        let file = file.file();
         let errors = file.syntax_errors();
         if let Some(first) = errors.first() {
             result.partial.push(PartialFile {
@@ -438,7 +439,7 @@ fn analyse_dir(
     let mut packages: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, (file, _)) in parsed.iter().enumerate() {
         packages
-            .entry(file.package_name().unwrap_or("").to_string())
+            .entry(file.file().package_name().unwrap_or("").to_string())
             .or_default()
             .push(i);
     }
@@ -448,9 +449,10 @@ fn analyse_dir(
         let per_file: Vec<DirResult> = members
             .par_iter()
             .enumerate()
-            .filter(|(_, &i)| !quiet.contains(&parsed[i].0.path))
+            .filter(|(_, &i)| !quiet.contains(&parsed[i].0.file().path))
             .map(|(k, &i)| {
                 let (file, config) = &parsed[i];
+                let file = file.file();
                 let rules = rules_for(file, config, opts);
                 let mut one = DirResult::default();
                 check_file(file, k, &pkg, module, &rules, &mut one);
@@ -475,11 +477,12 @@ fn inject_panic_for_tests(rule: &Rule) {
     }
 }
 
-/// Parses `files` (in parallel: parsing is most of a package's cost) into `parsed`, in order.
+/// Parses and indexes `files` (in parallel: parsing is most of a package's cost) into
+/// `parsed`, in order.
 fn parse_all(
     files: Vec<(Input, String)>,
     opts: &Options,
-    parsed: &mut Vec<(Arc<SourceFile>, Arc<Config>)>,
+    parsed: &mut Vec<(Arc<IndexedFile>, Arc<Config>)>,
     result: &mut DirResult,
 ) {
     let outcomes: Vec<_> = files
@@ -487,7 +490,8 @@ fn parse_all(
         .map(|(input, text)| {
             let file = match &opts.parses {
                 Some(cache) => cache.get_or_parse(&input.path, text),
-                None => SourceFile::parse(&input.path, text).map(Arc::new),
+                None => SourceFile::parse(&input.path, text)
+                    .map(|f| Arc::new(IndexedFile::index(Arc::new(f)))),
             };
             (file, input)
         })
@@ -609,7 +613,7 @@ fn check_file(
         let mut checker = Checker {
             file,
             file_in_pkg: pkg_file,
-            index: &pkg.file_indexes[pkg_file],
+            index: pkg.file_indexes[pkg_file],
             pkg,
             module,
             rule,
@@ -684,14 +688,16 @@ pub fn check_source_report(
     let Some(file) = SourceFile::parse(path, text.to_string()) else {
         return (Vec::new(), Vec::new());
     };
-    let pkg = PackageIndex::build(vec![&file]);
+    let indexed = IndexedFile::index(Arc::new(file));
+    let file = indexed.file();
+    let pkg = PackageIndex::build(vec![&indexed]);
     let rules: Vec<_> = registry::all()
         .iter()
         .filter(|r| select.is_none_or(|s| s.iter().any(|sel| registry::selects(sel, r))))
         .map(|r| (r, None, true))
         .collect();
     let mut result = DirResult::default();
-    check_file(&file, 0, &pkg, module, &rules, &mut result);
+    check_file(file, 0, &pkg, module, &rules, &mut result);
     (result.diagnostics, result.errors)
 }
 

@@ -4,6 +4,7 @@
 //! functions, methods, lock-holding struct types and closed channel fields of all its files.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use tree_sitter::Node;
 
@@ -22,6 +23,32 @@ pub type LocalDecl<'a> = (
 
 /// Local declarations by function (node id) and name, in source order.
 pub type Declarations<'a> = HashMap<usize, HashMap<&'a str, Vec<LocalDecl<'a>>>>;
+
+self_cell::self_cell!(
+    /// A parsed file with its index, built once: the index borrows the file's tree, and an
+    /// editor's re-check after one edit indexes that file alone (the others' are kept with
+    /// their parse, see [`crate::cache::ParseCache`]).
+    pub struct IndexedFile {
+        owner: Arc<SourceFile>,
+        #[covariant]
+        dependent: FileIndex,
+    }
+);
+
+impl IndexedFile {
+    /// Indexes a parsed file.
+    pub fn index(file: Arc<SourceFile>) -> IndexedFile {
+        IndexedFile::new(file, |f| FileIndex::build(f))
+    }
+
+    pub fn file(&self) -> &SourceFile {
+        self.borrow_owner()
+    }
+
+    pub fn file_index(&self) -> &FileIndex<'_> {
+        self.borrow_dependent()
+    }
+}
 
 #[derive(Default)]
 pub struct FileIndex<'a> {
@@ -50,9 +77,15 @@ pub struct FileIndex<'a> {
     pub calls_by_name: HashMap<&'a str, Vec<Node<'a>>>,
     /// Local declarations per function (see `declarations`).
     decls: Declarations<'a>,
+    /// Each function's parameters then its receiver, by the function's node id (see
+    /// `params_of`): name resolution asks for them on every identifier it looks up.
+    params: HashMap<usize, Vec<(&'a str, Node<'a>)>>,
     src: &'a str,
     /// Import name (alias or last path element) to import path.
     pub imports: HashMap<String, String>,
+    /// The channel buffers this file's stores give fields and package variables (the
+    /// package merges every file's).
+    channel_stores: crate::channels::ChannelFacts<'a>,
 }
 
 impl<'a> FileIndex<'a> {
@@ -111,7 +144,32 @@ impl<'a> FileIndex<'a> {
         ix.func_parent = link(&ix.functions);
         ix.scope_parent = link(&ix.scopes);
         ix.decls = ix.build_declarations();
+        ix.channel_stores = crate::channels::ChannelFacts::of_file(&ix);
+        ix.params = ix
+            .functions
+            .iter()
+            .map(|&f| {
+                let mut list = syntax::params(f, ix.src);
+                list.extend(syntax::receiver(f, ix.src));
+                (f.id(), list)
+            })
+            .collect();
         ix
+    }
+
+    /// Every parameter and receiver of the file's functions: (name, type node).
+    pub fn all_params(&self) -> impl Iterator<Item = &(&'a str, Node<'a>)> {
+        self.params.values().flatten()
+    }
+
+    /// The parameters of function `f` of this file, then its receiver: (name, type node).
+    pub fn params_of(&self, f: Node<'a>) -> &[(&'a str, Node<'a>)] {
+        self.params.get(&f.id()).map_or(&[], Vec::as_slice)
+    }
+
+    /// The file's text.
+    pub fn src(&self) -> &'a str {
+        self.src
     }
 
     /// The local declarations of the file, by function and name.
@@ -325,7 +383,7 @@ pub struct FuncDecl<'a> {
 /// Declarations of one Go package (the files of one directory with one package name).
 pub struct PackageIndex<'a> {
     pub files: Vec<&'a SourceFile>,
-    pub file_indexes: Vec<FileIndex<'a>>,
+    pub file_indexes: Vec<&'a FileIndex<'a>>,
     /// Each file's build constraints (same order as `files`).
     pub constraints: Vec<crate::buildtags::Constraint>,
     /// Top-level functions by name: one per file that declares it (several only under
@@ -348,8 +406,9 @@ pub struct PackageIndex<'a> {
 }
 
 impl<'a> PackageIndex<'a> {
-    pub fn build(files: Vec<&'a SourceFile>) -> PackageIndex<'a> {
-        let file_indexes: Vec<FileIndex<'a>> = files.iter().map(|f| FileIndex::build(f)).collect();
+    pub fn build(indexed: Vec<&'a IndexedFile>) -> PackageIndex<'a> {
+        let files: Vec<&'a SourceFile> = indexed.iter().map(|f| f.file()).collect();
+        let file_indexes = indexed.iter().map(|f| f.file_index()).collect();
         let constraints = files
             .iter()
             .map(|f| {
@@ -370,9 +429,8 @@ impl<'a> PackageIndex<'a> {
             sync_globals: HashMap::new(),
             channels: Default::default(),
         };
-        for (file, ix) in pkg.files.iter().zip(&pkg.file_indexes) {
-            pkg.channels
-                .add_file(file.text.as_str(), &ix.assignments, &ix.literals);
+        for ix in &pkg.file_indexes {
+            pkg.channels.merge(&ix.channel_stores);
         }
         pkg.index_declarations();
         pkg.index_sync_types();
@@ -407,9 +465,9 @@ impl<'a> PackageIndex<'a> {
                     _ => {}
                 }
             }
-            for &call in &ix.calls {
+            for &call in ix.calls_named(&["close"]).iter() {
                 let Some(c) = Call::of(call) else { continue };
-                if c.receiver.is_none() && &src[c.name.byte_range()] == "close" {
+                if c.receiver.is_none() {
                     if let Some(arg) = c.args.first() {
                         let arg = syntax::unparen(*arg);
                         if arg.kind() == "selector_expression" {

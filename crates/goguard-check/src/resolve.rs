@@ -20,16 +20,11 @@ pub enum Decl<'t> {
 /// The declaration of identifier `name` visible at `at`, searching the enclosing functions
 /// from the innermost out. Declarations after `at` are ignored.
 pub fn declaration<'t>(cx: &Checker<'t>, at: Node<'t>, name: &str) -> Option<Decl<'t>> {
-    declaration_in(cx.index, cx.src(), at, name)
+    declaration_in(cx.index, at, name)
 }
 
-/// [`declaration`] in any file of the package: its index and text.
-pub fn declaration_in<'t>(
-    ix: &FileIndex<'t>,
-    src: &'t str,
-    at: Node<'t>,
-    name: &str,
-) -> Option<Decl<'t>> {
+/// [`declaration`] in any file of the package, by its index.
+pub fn declaration_in<'t>(ix: &FileIndex<'t>, at: Node<'t>, name: &str) -> Option<Decl<'t>> {
     let mut func = ix.enclosing_function(at);
     while let Some(f) = func {
         {
@@ -47,17 +42,8 @@ pub fn declaration_in<'t>(
                 return Some(*d);
             }
         }
-        for (pname, ty) in syntax::params(f, src) {
-            if pname == name {
-                return Some(Decl::Type(ty));
-            }
-        }
-        if f.kind() == "method_declaration" {
-            if let Some((rname, ty)) = syntax::receiver(f, src) {
-                if rname == name {
-                    return Some(Decl::Type(ty));
-                }
-            }
+        if let Some((_, ty)) = ix.params_of(f).iter().find(|(p, _)| *p == name) {
+            return Some(Decl::Type(*ty));
         }
         func = ix.enclosing_function(f);
     }

@@ -2,6 +2,8 @@
 //! package struct holding one by value, copied by a parameter, receiver, return, assignment,
 //! range variable, call argument or channel element.
 
+use std::collections::HashSet;
+
 use tree_sitter::Node;
 
 use crate::checker::{Checker, Finding};
@@ -20,11 +22,68 @@ fn what(cx: &Checker, ty: Node) -> String {
     syntax::normalize(cx.text(ty))
 }
 
+/// The names the file declares (locals, parameters, receivers) with a declaration that
+/// makes them a value holding `kind` (`values`) or a pointer to one (`pointers`). Only these
+/// can be copied by reading them: every other identifier is passed over without resolving
+/// it, and a file that declares none (most files) skips the per-expression checks.
+#[derive(Default)]
+struct Candidates<'a> {
+    values: HashSet<&'a str>,
+    pointers: HashSet<&'a str>,
+}
+
+impl<'a> Candidates<'a> {
+    fn of(cx: &Checker<'a>, kind: SyncKind) -> Candidates<'a> {
+        let mut out = Candidates::default();
+        let locals = cx.index.declarations().values().flat_map(|m| {
+            m.iter()
+                .flat_map(|(name, decls)| decls.iter().map(move |(_, _, d, _)| (*name, *d)))
+        });
+        let params = cx
+            .index
+            .all_params()
+            .map(|(name, ty)| (*name, Decl::Type(*ty)));
+        for (name, decl) in locals.chain(params) {
+            match decl {
+                Decl::Type(t) if t.kind() == "pointer_type" => {
+                    if t.named_child(0).is_some_and(|inner| holds(cx, inner, kind)) {
+                        out.pointers.insert(name);
+                    }
+                }
+                Decl::Type(t) if holds(cx, t, kind) => {
+                    out.values.insert(name);
+                }
+                Decl::Value(v) => {
+                    let v = syntax::unparen(v);
+                    let t = (v.kind() == "composite_literal")
+                        .then(|| v.child_by_field_name("type"))
+                        .flatten();
+                    if t.is_some_and(|t| holds(cx, t, kind)) {
+                        out.values.insert(name);
+                    }
+                }
+                Decl::Type(_) => {}
+            }
+        }
+        out
+    }
+
+    fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.pointers.is_empty()
+    }
+}
+
 /// True when expression `e` is a value (not a pointer) of a type holding `kind`, and reading
 /// it copies: an identifier declared with such a type, or `*p` with `p` a pointer to one.
-fn is_holding_value<'a>(cx: &Checker<'a>, e: Node<'a>, kind: SyncKind) -> Option<String> {
+fn is_holding_value<'a>(
+    cx: &Checker<'a>,
+    cands: &Candidates,
+    e: Node<'a>,
+    kind: SyncKind,
+) -> Option<String> {
     let e = syntax::unparen(e);
     match e.kind() {
+        "identifier" if !cands.values.contains(cx.text(e)) => None,
         "identifier" => match resolve::declaration(cx, e, cx.text(e))? {
             Decl::Type(t) => holds(cx, t, kind).then(|| what(cx, t)),
             Decl::Value(v) => {
@@ -37,7 +96,7 @@ fn is_holding_value<'a>(cx: &Checker<'a>, e: Node<'a>, kind: SyncKind) -> Option
         },
         "unary_expression" if e.child(0).is_some_and(|op| cx.text(op) == "*") => {
             let p = syntax::unparen(e.child_by_field_name("operand")?);
-            if p.kind() != "identifier" {
+            if p.kind() != "identifier" || !cands.pointers.contains(cx.text(p)) {
                 return None;
             }
             match resolve::declaration(cx, p, cx.text(p))? {
@@ -106,51 +165,7 @@ pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
             }
         }
     }
-    // The statements and expressions that copy, from the file index (one walk for all rules).
-    for &n in &cx.index.assignments {
-        let Some((lhs, rhs)) = syntax::assignment_sides(n) else {
-            continue;
-        };
-        if lhs.len() != rhs.len() {
-            continue;
-        }
-        for (l, r) in lhs.iter().zip(&rhs) {
-            if cx.text(*l) == "_" {
-                continue;
-            }
-            if let Some(t) = is_holding_value(cx, *r, kind) {
-                findings.push(Finding {
-                    node: *r,
-                    message: format!(
-                        "assignment copies `{}` ({t}, {noun} by value) into `{}`",
-                        cx.text(*r),
-                        cx.text(*l)
-                    ),
-                    help: format!(
-                        "{fix}: take its address (`&{}`) or restructure to share one value",
-                        cx.text(*r)
-                    ),
-                    severity: None,
-                });
-            }
-        }
-    }
-    for &n in &cx.index.returns {
-        for e in n
-            .named_child(0)
-            .map(syntax::named_children)
-            .unwrap_or_default()
-        {
-            if let Some(t) = is_holding_value(cx, e, kind) {
-                findings.push(Finding {
-                    node: e,
-                    message: format!("return copies `{}` ({t}, {noun} by value)", cx.text(e)),
-                    help: format!("{fix}: return a pointer"),
-                    severity: None,
-                });
-            }
-        }
-    }
+    reading_copies(cx, kind, noun, fix, &mut findings, &mut fixes);
     for &n in &cx.index.range_clauses {
         let (Some(left), Some(right)) = (
             n.child_by_field_name("left"),
@@ -180,6 +195,87 @@ pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
             });
         }
     }
+    // Channel element types anywhere in the file (parameters, fields, make calls).
+    for &n in &cx.index.channel_types {
+        if let Some(v) = n.child_by_field_name("element") {
+            if holds(cx, v, kind) {
+                findings.push(Finding {
+                    node: n,
+                    message: format!("channel of {} sends copies ({noun} by value)", what(cx, v)),
+                    help: format!("{fix}: use `chan *{}`", what(cx, v)),
+                    severity: None,
+                });
+            }
+        }
+    }
+    for f in findings {
+        let offered = fixes
+            .iter()
+            .find(|(id, _)| *id == f.node.id())
+            .map(|(_, x)| x.clone());
+        cx.report_fixed(f, offered);
+    }
+}
+
+/// The copies made by reading a variable: assigned, returned or passed as an argument.
+fn reading_copies<'a>(
+    cx: &Checker<'a>,
+    kind: SyncKind,
+    noun: &str,
+    fix: &str,
+    findings: &mut Vec<Finding<'a>>,
+    fixes: &mut Vec<(usize, Fix)>,
+) {
+    let cands = Candidates::of(cx, kind);
+    if cands.is_empty() {
+        return;
+    }
+    let fixing = kind == SyncKind::WaitGroup;
+    let src = cx.src();
+    for &n in &cx.index.assignments {
+        let Some((lhs, rhs)) = syntax::assignment_sides(n) else {
+            continue;
+        };
+        if lhs.len() != rhs.len() {
+            continue;
+        }
+        for (l, r) in lhs.iter().zip(&rhs) {
+            if cx.text(*l) == "_" {
+                continue;
+            }
+            if let Some(t) = is_holding_value(cx, &cands, *r, kind) {
+                findings.push(Finding {
+                    node: *r,
+                    message: format!(
+                        "assignment copies `{}` ({t}, {noun} by value) into `{}`",
+                        cx.text(*r),
+                        cx.text(*l)
+                    ),
+                    help: format!(
+                        "{fix}: take its address (`&{}`) or restructure to share one value",
+                        cx.text(*r)
+                    ),
+                    severity: None,
+                });
+            }
+        }
+    }
+    for &n in &cx.index.returns {
+        for e in n
+            .named_child(0)
+            .map(syntax::named_children)
+            .unwrap_or_default()
+        {
+            if let Some(t) = is_holding_value(cx, &cands, e, kind) {
+                findings.push(Finding {
+                    node: e,
+                    message: format!("return copies `{}` ({t}, {noun} by value)", cx.text(e)),
+                    help: format!("{fix}: return a pointer"),
+                    severity: None,
+                });
+            }
+        }
+    }
     for &n in &cx.index.calls {
         let Some(call) = syntax::Call::of(n) else {
             continue;
@@ -188,7 +284,7 @@ pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
             continue;
         }
         for (index, a) in call.args.iter().enumerate() {
-            if let Some(t) = is_holding_value(cx, *a, kind) {
+            if let Some(t) = is_holding_value(cx, &cands, *a, kind) {
                 // A call of this file's function with the parameter by value: the same fix as
                 // the parameter's (it takes `&` here).
                 let callee = (fixing && call.receiver.is_none())
@@ -214,26 +310,6 @@ pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
                 });
             }
         }
-    }
-    // Channel element types anywhere in the file (parameters, fields, make calls).
-    for &n in &cx.index.channel_types {
-        if let Some(v) = n.child_by_field_name("element") {
-            if holds(cx, v, kind) {
-                findings.push(Finding {
-                    node: n,
-                    message: format!("channel of {} sends copies ({noun} by value)", what(cx, v)),
-                    help: format!("{fix}: use `chan *{}`", what(cx, v)),
-                    severity: None,
-                });
-            }
-        }
-    }
-    for f in findings {
-        let offered = fixes
-            .iter()
-            .find(|(id, _)| *id == f.node.id())
-            .map(|(_, x)| x.clone());
-        cx.report_fixed(f, offered);
     }
 }
 
