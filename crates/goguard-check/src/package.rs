@@ -50,6 +50,21 @@ impl IndexedFile {
     }
 }
 
+/// A function's parameters and its receiver: (name, type node) each; a parameter without a
+/// name has `""`.
+#[derive(Default)]
+pub struct Signature<'a> {
+    pub params: Vec<(&'a str, Node<'a>)>,
+    pub receiver: Option<(&'a str, Node<'a>)>,
+}
+
+impl<'a> Signature<'a> {
+    /// The parameters, then the receiver.
+    pub fn names(&self) -> impl Iterator<Item = &(&'a str, Node<'a>)> {
+        self.params.iter().chain(&self.receiver)
+    }
+}
+
 #[derive(Default)]
 pub struct FileIndex<'a> {
     /// Functions, declarations and literals, in source order (pre-order: a function comes
@@ -77,9 +92,9 @@ pub struct FileIndex<'a> {
     pub calls_by_name: HashMap<&'a str, Vec<Node<'a>>>,
     /// Local declarations per function (see `declarations`).
     decls: Declarations<'a>,
-    /// Each function's parameters then its receiver, by the function's node id (see
-    /// `params_of`): name resolution asks for them on every identifier it looks up.
-    params: HashMap<usize, Vec<(&'a str, Node<'a>)>>,
+    /// Each function's parameters and receiver, by the function's node id: name resolution
+    /// asks for them on every identifier it looks up.
+    signatures: HashMap<usize, Signature<'a>>,
     src: &'a str,
     /// Import name (alias or last path element) to import path.
     pub imports: HashMap<String, String>,
@@ -145,13 +160,15 @@ impl<'a> FileIndex<'a> {
         ix.scope_parent = link(&ix.scopes);
         ix.decls = ix.build_declarations();
         ix.channel_stores = crate::channels::ChannelFacts::of_file(&ix);
-        ix.params = ix
+        ix.signatures = ix
             .functions
             .iter()
             .map(|&f| {
-                let mut list = syntax::params(f, ix.src);
-                list.extend(syntax::receiver(f, ix.src));
-                (f.id(), list)
+                let sig = Signature {
+                    params: syntax::params(f, ix.src),
+                    receiver: syntax::receiver(f, ix.src),
+                };
+                (f.id(), sig)
             })
             .collect();
         ix
@@ -159,12 +176,12 @@ impl<'a> FileIndex<'a> {
 
     /// Every parameter and receiver of the file's functions: (name, type node).
     pub fn all_params(&self) -> impl Iterator<Item = &(&'a str, Node<'a>)> {
-        self.params.values().flatten()
+        self.signatures.values().flat_map(Signature::names)
     }
 
-    /// The parameters of function `f` of this file, then its receiver: (name, type node).
-    pub fn params_of(&self, f: Node<'a>) -> &[(&'a str, Node<'a>)] {
-        self.params.get(&f.id()).map_or(&[], Vec::as_slice)
+    /// The parameters and receiver of function `f` of this file.
+    pub fn signature(&self, f: Node<'a>) -> Option<&Signature<'a>> {
+        self.signatures.get(&f.id())
     }
 
     /// The file's text.

@@ -42,7 +42,10 @@ pub fn declaration_in<'t>(ix: &FileIndex<'t>, at: Node<'t>, name: &str) -> Optio
                 return Some(*d);
             }
         }
-        if let Some((_, ty)) = ix.params_of(f).iter().find(|(p, _)| *p == name) {
+        let declared = ix
+            .signature(f)
+            .and_then(|s| s.names().find(|(p, _)| *p == name));
+        if let Some((_, ty)) = declared {
             return Some(Decl::Type(*ty));
         }
         func = ix.enclosing_function(f);

@@ -71,6 +71,14 @@ impl<'a> Candidates<'a> {
     fn is_empty(&self) -> bool {
         self.values.is_empty() && self.pointers.is_empty()
     }
+
+    /// Whether `text` may read a candidate (a cheap test before taking a statement apart).
+    fn mentioned_in(&self, text: &str) -> bool {
+        self.values
+            .iter()
+            .chain(&self.pointers)
+            .any(|n| text.contains(n))
+    }
 }
 
 /// True when expression `e` is a value (not a pointer) of a type holding `kind`, and reading
@@ -123,19 +131,14 @@ pub fn check_copies(cx: &mut Checker, kind: SyncKind, noun: &str, fix: &str) {
     let mut fixes: Vec<(usize, Fix)> = Vec::new();
     // Fixes are offered for WaitGroups (G303); G402's copies of a mutex are left as they are.
     let fixing = kind == SyncKind::WaitGroup;
-    let src = cx.src();
     for &f in &cx.index.functions {
         // Parameters and receivers by value.
-        let mut decls: Vec<(&str, Node, &str)> = syntax::params(f, src)
-            .into_iter()
-            .map(|(n, t)| (n, t, "parameter"))
-            .collect();
-        if f.kind() == "method_declaration" {
-            if let Some((n, t)) = syntax::receiver(f, src) {
-                decls.push((n, t, "receiver"));
-            }
-        }
-        for (index, (name, ty, role)) in decls.into_iter().enumerate() {
+        let Some(sig) = cx.index.signature(f) else {
+            continue;
+        };
+        let decls = (sig.params.iter().map(|&(n, t)| (n, t, "parameter")))
+            .chain(sig.receiver.map(|(n, t)| (n, t, "receiver")));
+        for (index, (name, ty, role)) in decls.enumerate() {
             if holds(cx, ty, kind) {
                 let offered = match role {
                     _ if !fixing => None,
@@ -233,6 +236,9 @@ fn reading_copies<'a>(
     let fixing = kind == SyncKind::WaitGroup;
     let src = cx.src();
     for &n in &cx.index.assignments {
+        if !cands.mentioned_in(cx.text(n)) {
+            continue;
+        }
         let Some((lhs, rhs)) = syntax::assignment_sides(n) else {
             continue;
         };
@@ -261,6 +267,9 @@ fn reading_copies<'a>(
         }
     }
     for &n in &cx.index.returns {
+        if !cands.mentioned_in(cx.text(n)) {
+            continue;
+        }
         for e in n
             .named_child(0)
             .map(syntax::named_children)
@@ -277,6 +286,9 @@ fn reading_copies<'a>(
         }
     }
     for &n in &cx.index.calls {
+        if !cands.mentioned_in(cx.text(n)) {
+            continue;
+        }
         let Some(call) = syntax::Call::of(n) else {
             continue;
         };

@@ -67,41 +67,55 @@ pub(crate) fn is_unbuffered_make(cx: &Checker, v: Node) -> bool {
     }
 }
 
-/// Local channels made unbuffered in function `f`: (name, declaring statement).
-pub(crate) fn unbuffered_locals<'a>(cx: &Checker<'a>, body: Node<'a>) -> Vec<(&'a str, Node<'a>)> {
-    let mut out = Vec::new();
-    for n in syntax::descendants(body, false) {
-        if !matches!(
-            n.kind(),
-            "short_var_declaration" | "var_spec" | "assignment"
-        ) {
-            continue;
-        }
-        let Some((lhs, rhs)) = syntax::assignment_sides(n) else {
-            continue;
-        };
-        for (l, r) in lhs.iter().zip(&rhs) {
-            if l.kind() == "identifier" && is_unbuffered_make(cx, *r) {
-                out.push((cx.text(*l), n));
-            }
-        }
-    }
-    out
-}
-
-/// Every unbuffered channel made in a function of the file: (function, its body, the
-/// channel's name, the declaring statement). Shared with G106.
+/// Every unbuffered channel made in a function of the file and kept in a local variable:
+/// (function, its body, the channel's name, the declaring statement). Found from the
+/// file's `make` calls, not by walking every function that calls `make`. Shared with G106.
 pub(crate) fn local_unbuffered_channels<'a>(
     cx: &Checker<'a>,
 ) -> Vec<(Node<'a>, Node<'a>, &'a str, Node<'a>)> {
     let mut out = Vec::new();
-    for f in cx.index.functions_calling(cx.src(), &["make"]) {
+    for make in cx.index.calls_named(&["make"]) {
+        if !is_unbuffered_make(cx, make) {
+            continue;
+        }
+        // `ch := make(...)`, `ch = make(...)`, `var ch = make(...)`: the make is a value of
+        // the statement's right-hand list.
+        let mut value = make;
+        while let Some(p) = value
+            .parent()
+            .filter(|p| p.kind() == "parenthesized_expression")
+        {
+            value = p;
+        }
+        let Some(stmt) = value
+            .parent()
+            .filter(|p| p.kind() == "expression_list")
+            .and_then(|list| list.parent())
+            .filter(|s| {
+                matches!(
+                    s.kind(),
+                    "short_var_declaration" | "var_spec" | "assignment"
+                )
+            })
+        else {
+            continue;
+        };
+        let Some((lhs, rhs)) = syntax::assignment_sides(stmt) else {
+            continue;
+        };
+        let Some(i) = rhs.iter().position(|r| r.id() == value.id()) else {
+            continue;
+        };
+        let Some(l) = lhs.get(i).filter(|l| l.kind() == "identifier") else {
+            continue;
+        };
+        let Some(f) = cx.index.enclosing_function(stmt) else {
+            continue;
+        };
         let Some(body) = f.child_by_field_name("body") else {
             continue;
         };
-        for (name, decl) in unbuffered_locals(cx, body) {
-            out.push((f, body, name, decl));
-        }
+        out.push((f, body, cx.text(*l), stmt));
     }
     out
 }
