@@ -79,22 +79,7 @@ impl ResultCache {
         module: &ModuleInfo,
         files: impl Iterator<Item = (&'a Path, &'a str, &'a Config)>,
     ) -> Key {
-        let mut h = Xxh3::new();
-        h.update(&self.salt.to_le_bytes());
-        h.update(format!("{}", module.version).as_bytes());
-        h.update(&[0]);
-        if let Some(m) = &module.go_mod {
-            h.update(m.as_os_str().as_encoded_bytes());
-        }
-        h.update(&[0]);
-        for (path, text, config) in files {
-            h.update(path.as_os_str().as_encoded_bytes());
-            h.update(&[0]);
-            h.update(&(text.len() as u64).to_le_bytes());
-            h.update(text.as_bytes());
-            h.update(&config.fingerprint().to_le_bytes());
-        }
-        Key(h.digest128())
+        content_key(self.salt, module, files)
     }
 
     /// The result stored for `dir` under `key`, if any.
@@ -127,6 +112,32 @@ impl ResultCache {
         h.update(dir.as_os_str().as_encoded_bytes());
         self.dir.join(format!("{:032x}.json", h.digest128()))
     }
+}
+
+/// XXH3-128 of everything the findings of a set of files depend on besides goguard and
+/// its options (`salt`): the module's Go version and go.mod, and each file's path, text and
+/// configuration.
+fn content_key<'a>(
+    salt: u128,
+    module: &ModuleInfo,
+    files: impl Iterator<Item = (&'a Path, &'a str, &'a Config)>,
+) -> Key {
+    let mut h = Xxh3::new();
+    h.update(&salt.to_le_bytes());
+    h.update(format!("{}", module.version).as_bytes());
+    h.update(&[0]);
+    if let Some(m) = &module.go_mod {
+        h.update(m.as_os_str().as_encoded_bytes());
+    }
+    h.update(&[0]);
+    for (path, text, config) in files {
+        h.update(path.as_os_str().as_encoded_bytes());
+        h.update(&[0]);
+        h.update(&(text.len() as u64).to_le_bytes());
+        h.update(text.as_bytes());
+        h.update(&config.fingerprint().to_le_bytes());
+    }
+    Key(h.digest128())
 }
 
 /// The running executable's size and modification time: a rebuilt goguard (same version
@@ -337,40 +348,59 @@ impl Record {
                     rules: u.rules,
                 })
                 .collect(),
+            packages_kept: 0,
         })
     }
 }
 
-/// The most parsed files a [`ParseCache`] holds: far more than the packages an editor has
-/// open, and a bound on its memory when a session wanders over many.
+/// The most parsed files (and packages) a [`SessionCache`] holds: far more than the
+/// packages an editor has open, and a bound on its memory when a session wanders over many.
 const MAX_PARSED_FILES: usize = 4096;
 
-/// Parsed files kept in memory from one analysis to the next, by path: a file whose text is
-/// the same as last time is not parsed again (parsing is most of a package's cost). For a
-/// long-running process that re-checks the same packages, as `goguard server` does after
-/// each edit; a one-shot `goguard check` has no use for it.
+/// What a long-running process that re-checks the same packages (`goguard server`, after
+/// each edit) keeps in memory from one analysis to the next:
+/// - each file parsed and indexed, by path: a file whose text is the same as last time is
+///   not parsed again (parsing is most of a package's cost);
+/// - each package's findings, by directory and package name, under the key of its files
+///   ([`content_key`]): a package none of whose files changed is not checked again (an edit
+///   of `server.go` leaves the `http_test` package of the same directory as it was).
+///
+/// A one-shot `goguard check` has no use for it.
 #[derive(Default)]
-pub struct ParseCache {
+pub struct SessionCache {
     files: Mutex<HashMap<PathBuf, Arc<IndexedFile>>>,
+    packages: Mutex<HashMap<(PathBuf, String), (Key, PackageResult)>>,
 }
 
-impl std::fmt::Debug for ParseCache {
+/// The findings of one package, as the session keeps them.
+#[derive(Clone)]
+pub(crate) struct PackageResult {
+    pub(crate) diagnostics: Vec<Diagnostic>,
+    pub(crate) unused: Vec<UnusedSuppression>,
+}
+
+impl std::fmt::Debug for SessionCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.files.lock().map_or(0, |m| m.len());
-        write!(f, "ParseCache({n} files)")
+        let files = self.files.lock().map_or(0, |m| m.len());
+        let packages = self.packages.lock().map_or(0, |m| m.len());
+        write!(f, "SessionCache({files} files, {packages} packages)")
     }
 }
 
-impl ParseCache {
+impl SessionCache {
     /// The file parsed and indexed from `text`: last time's when the text is the same.
     pub(crate) fn get_or_parse(&self, path: &Path, text: String) -> Option<Arc<IndexedFile>> {
-        {
+        let last = {
             let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(f) = files.get(path).filter(|f| f.file().text == text) {
-                return Some(f.clone());
-            }
-        }
-        let file = Arc::new(IndexedFile::index(Arc::new(SourceFile::parse(path, text)?)));
+            files.get(path).cloned()
+        };
+        let parsed = match last {
+            Some(f) if f.file().text == text => return Some(f),
+            // An edit: tree-sitter reparses what changed.
+            Some(f) => SourceFile::reparse(path, text, f.file())?,
+            None => SourceFile::parse(path, text)?,
+        };
+        let file = Arc::new(IndexedFile::index(Arc::new(parsed)));
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         // A bound on memory: a session that wanders over many packages starts again.
         if files.len() >= MAX_PARSED_FILES {
@@ -378,6 +408,33 @@ impl ParseCache {
         }
         files.insert(path.to_path_buf(), file.clone());
         Some(file)
+    }
+
+    /// The key of a package's files under `module` and the options `options`.
+    pub(crate) fn package_key<'a>(
+        options: &str,
+        module: &ModuleInfo,
+        files: impl Iterator<Item = (&'a Path, &'a str, &'a Config)>,
+    ) -> Key {
+        let mut h = Xxh3::new();
+        h.update(options.as_bytes());
+        content_key(h.digest128(), module, files)
+    }
+
+    /// The findings of package `name` in `dir` if they were found under `key`.
+    pub(crate) fn package(&self, dir: &Path, name: &str, key: Key) -> Option<PackageResult> {
+        let packages = self.packages.lock().unwrap_or_else(|e| e.into_inner());
+        let (stored, result) = packages.get(&(dir.to_path_buf(), name.to_string()))?;
+        (*stored == key).then(|| result.clone())
+    }
+
+    /// Keeps the findings of package `name` in `dir`, found under `key`.
+    pub(crate) fn keep_package(&self, dir: &Path, name: &str, key: Key, result: PackageResult) {
+        let mut packages = self.packages.lock().unwrap_or_else(|e| e.into_inner());
+        if packages.len() >= MAX_PARSED_FILES {
+            packages.clear();
+        }
+        packages.insert((dir.to_path_buf(), name.to_string()), (key, result));
     }
 }
 
@@ -387,7 +444,7 @@ mod tests {
 
     #[test]
     fn a_file_is_parsed_again_only_when_its_text_changed() {
-        let cache = ParseCache::default();
+        let cache = SessionCache::default();
         let path = Path::new("p/a.go");
         let first = cache.get_or_parse(path, "package p\n".into()).unwrap();
         let same = cache.get_or_parse(path, "package p\n".into()).unwrap();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::cache::{PackageResult, SessionCache};
 use crate::checker::Checker;
 use crate::config::{Config, ConfigError};
 use crate::diagnostic::{Diagnostic, InputError, PartialFile, Severity};
@@ -49,9 +50,10 @@ pub struct Options {
     pub config: ConfigChoice,
     /// Where results are kept between runs; `None`: none are.
     pub cache: Option<crate::cache::ResultCache>,
-    /// Parsed files kept in memory between analyses (an editor's server re-checking a
-    /// package after one edit parses that file alone); `None`: every file is parsed.
-    pub parses: Option<Arc<crate::cache::ParseCache>>,
+    /// Parsed files and package findings kept in memory between analyses (an editor's
+    /// server re-checking a directory after one edit parses that file alone, and checks
+    /// only its package); `None`: every file is parsed and checked.
+    pub session: Option<Arc<crate::cache::SessionCache>>,
 }
 
 impl Options {
@@ -86,6 +88,10 @@ pub struct Report {
     /// The strictest `fail-on` found in configuration, if any.
     #[serde(skip)]
     pub config_fail_on: Option<Severity>,
+    /// Packages whose findings were the session's from an earlier analysis, their files
+    /// unchanged (see [`Options::session`]).
+    #[serde(skip)]
+    pub packages_kept: usize,
 }
 
 struct Input {
@@ -151,6 +157,7 @@ pub fn check_paths_with(
         report.errors.extend(r.errors);
         report.partial.extend(r.partial);
         report.unused_suppressions.extend(r.unused);
+        report.packages_kept += r.packages_kept;
     }
     report.diagnostics.sort_by(|a, b| {
         (&a.path, a.line, a.column, a.rule).cmp(&(&b.path, b.line, b.column, b.rule))
@@ -292,6 +299,7 @@ pub(crate) struct DirResult {
     pub(crate) errors: Vec<InputError>,
     pub(crate) partial: Vec<PartialFile>,
     pub(crate) unused: Vec<UnusedSuppression>,
+    pub(crate) packages_kept: usize,
 }
 
 /// Reads a file as Go source, or says why it cannot be analysed.
@@ -412,10 +420,10 @@ fn analyse_dir(
     // A file can copy a lock-holding struct of its package without naming `sync` itself:
     // parse the files that mention such a type, until no new one is found.
     while !unparsed.is_empty() {
-        let holders = crate::package::sync_holder_names(parsed.iter().map(|(f, _)| f.file()));
+        let holders = crate::package::sync_holder_names(parsed.iter().map(|(f, _)| f.file_index()));
         let (take, keep): (Vec<_>, Vec<_>) = unparsed
             .into_iter()
-            .partition(|(_, text)| holders.iter().any(|h| prefilter::contains_word(text, h)));
+            .partition(|(_, text)| prefilter::mentions_any(text, &holders));
         unparsed = keep;
         if take.is_empty() {
             break;
@@ -443,7 +451,25 @@ fn analyse_dir(
             .or_default()
             .push(i);
     }
-    for members in packages.values() {
+    for (name, members) in &packages {
+        // A package none of whose files changed since the session's last analysis.
+        let kept = opts.session.as_ref().and_then(|session| {
+            let files = members.iter().map(|&i| {
+                let (f, config) = &parsed[i];
+                (f.file().path.as_path(), f.file().text.as_str(), &**config)
+            });
+            let key = SessionCache::package_key(&opts.fingerprint(), module, files);
+            let dir = parsed[members[0]].0.file().path.parent()?.to_path_buf();
+            Some((session, dir, key))
+        });
+        if let Some((session, dir, key)) = &kept {
+            if let Some(found) = session.package(dir, name, *key) {
+                result.diagnostics.extend(found.diagnostics);
+                result.unused.extend(found.unused);
+                result.packages_kept += 1;
+                continue;
+            }
+        }
         let pkg = PackageIndex::build(members.iter().map(|&i| &*parsed[i].0).collect());
         // The files of a package in parallel too: an editor re-checks one package at a time.
         let per_file: Vec<DirResult> = members
@@ -459,11 +485,23 @@ fn analyse_dir(
                 one
             })
             .collect();
+        let mut found = PackageResult {
+            diagnostics: Vec::new(),
+            unused: Vec::new(),
+        };
+        let mut crashed = false;
         for one in per_file {
-            result.diagnostics.extend(one.diagnostics);
+            found.diagnostics.extend(one.diagnostics);
+            found.unused.extend(one.unused);
+            crashed |= !one.errors.is_empty();
             result.errors.extend(one.errors);
-            result.unused.extend(one.unused);
         }
+        // A rule that crashed is tried again next time.
+        if let (Some((session, dir, key)), false) = (&kept, crashed) {
+            session.keep_package(dir, name, *key, found.clone());
+        }
+        result.diagnostics.extend(found.diagnostics);
+        result.unused.extend(found.unused);
     }
 }
 
@@ -488,7 +526,7 @@ fn parse_all(
     let outcomes: Vec<_> = files
         .into_par_iter()
         .map(|(input, text)| {
-            let file = match &opts.parses {
+            let file = match &opts.session {
                 Some(cache) => cache.get_or_parse(&input.path, text),
                 None => SourceFile::parse(&input.path, text)
                     .map(|f| Arc::new(IndexedFile::index(Arc::new(f)))),
@@ -556,6 +594,17 @@ pub mod prefilter {
                 trimmed.len() < after.len() && trimmed.starts_with(rest)
             }),
         }
+    }
+
+    /// True when one of `words` occurs in `text` as a whole identifier, as
+    /// [`contains_word`] finds it, in one pass over the text.
+    pub fn mentions_any(text: &str, words: &std::collections::HashSet<String>) -> bool {
+        if words.is_empty() {
+            return false;
+        }
+        let ident = |c: char| c.is_alphanumeric() || c == '_';
+        text.split(|c: char| !ident(c))
+            .any(|w| !w.is_empty() && words.contains(w))
     }
 
     /// True when `word` occurs in `text` as a whole identifier.

@@ -27,7 +27,7 @@ pub type Declarations<'a> = HashMap<usize, HashMap<&'a str, Vec<LocalDecl<'a>>>>
 self_cell::self_cell!(
     /// A parsed file with its index, built once: the index borrows the file's tree, and an
     /// editor's re-check after one edit indexes that file alone (the others' are kept with
-    /// their parse, see [`crate::cache::ParseCache`]).
+    /// their parse, see [`crate::cache::SessionCache`]).
     pub struct IndexedFile {
         owner: Arc<SourceFile>,
         #[covariant]
@@ -101,6 +101,8 @@ pub struct FileIndex<'a> {
     /// The channel buffers this file's stores give fields and package variables (the
     /// package merges every file's).
     channel_stores: crate::channels::ChannelFacts<'a>,
+    /// See [`top_level_structs`].
+    top_level_structs: Vec<(&'a str, bool, Vec<&'a str>)>,
 }
 
 impl<'a> FileIndex<'a> {
@@ -160,6 +162,7 @@ impl<'a> FileIndex<'a> {
         ix.scope_parent = link(&ix.scopes);
         ix.decls = ix.build_declarations();
         ix.channel_stores = crate::channels::ChannelFacts::of_file(&ix);
+        ix.top_level_structs = top_level_structs(file.root(), ix.src);
         ix.signatures = ix
             .functions
             .iter()
@@ -677,47 +680,59 @@ fn link(list: &[Node]) -> Vec<Option<usize>> {
 /// Names of the struct types declared at the top level of `files` that hold a sync value by
 /// value (directly, in arrays, or through each other). A light version of the package
 /// index's analysis, used to decide which unparsed files may copy such a value.
-pub fn sync_holder_names<'a>(files: impl Iterator<Item = &'a SourceFile>) -> HashSet<String> {
-    let mut structs: Vec<(String, Vec<String>)> = Vec::new();
+pub fn sync_holder_names<'a, 'f: 'a>(
+    files: impl Iterator<Item = &'a FileIndex<'f>>,
+) -> HashSet<String> {
     let mut holders: HashSet<String> = HashSet::new();
-    for file in files {
-        let src = file.text.as_str();
-        for decl in syntax::named_children(file.root()) {
-            if decl.kind() != "type_declaration" {
-                continue;
-            }
-            for spec in syntax::named_children(decl) {
-                let Some((name, fields)) = struct_fields(spec) else {
-                    continue;
-                };
-                let name = src[name.byte_range()].to_string();
-                let mut field_types = Vec::new();
-                for (_, mut t) in fields {
-                    while t.kind() == "array_type" {
-                        match t.child_by_field_name("element") {
-                            Some(e) => t = e,
-                            None => break,
-                        }
-                    }
-                    if direct_sync_kind(t, src).is_some() && t.kind() != "pointer_type" {
-                        holders.insert(name.clone());
-                    } else if t.kind() == "type_identifier" {
-                        field_types.push(src[t.byte_range()].to_string());
-                    }
-                }
-                structs.push((name, field_types));
-            }
+    let structs: Vec<&(&str, bool, Vec<&str>)> =
+        files.flat_map(|ix| ix.top_level_structs.iter()).collect();
+    for (name, direct, _) in &structs {
+        if *direct {
+            holders.insert(name.to_string());
         }
     }
     loop {
         let before = holders.len();
-        for (name, fields) in &structs {
-            if fields.iter().any(|f| holders.contains(f)) {
-                holders.insert(name.clone());
+        for (name, _, fields) in &structs {
+            if fields.iter().any(|f| holders.contains(*f)) {
+                holders.insert(name.to_string());
             }
         }
         if holders.len() == before {
             return holders;
         }
     }
+}
+
+/// The struct types a file declares at top level: (name, whether a field holds a sync
+/// value by value, the names of its other fields' types), for [`sync_holder_names`].
+fn top_level_structs<'a>(root: Node<'a>, src: &'a str) -> Vec<(&'a str, bool, Vec<&'a str>)> {
+    let mut structs = Vec::new();
+    for decl in syntax::named_children(root) {
+        if decl.kind() != "type_declaration" {
+            continue;
+        }
+        for spec in syntax::named_children(decl) {
+            let Some((name, fields)) = struct_fields(spec) else {
+                continue;
+            };
+            let mut direct = false;
+            let mut field_types = Vec::new();
+            for (_, mut t) in fields {
+                while t.kind() == "array_type" {
+                    match t.child_by_field_name("element") {
+                        Some(e) => t = e,
+                        None => break,
+                    }
+                }
+                if direct_sync_kind(t, src).is_some() && t.kind() != "pointer_type" {
+                    direct = true;
+                } else if t.kind() == "type_identifier" {
+                    field_types.push(&src[t.byte_range()]);
+                }
+            }
+            structs.push((&src[name.byte_range()], direct, field_types));
+        }
+    }
+    structs
 }

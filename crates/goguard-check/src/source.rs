@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tree_sitter::{Node, Parser, Tree};
+use tree_sitter::{InputEdit, Node, Parser, Point, Tree};
 
 /// A Go source file parsed once; every rule reads this same tree.
 pub struct SourceFile {
@@ -24,6 +24,20 @@ impl SourceFile {
     /// Parses `text`. Returns `None` only if tree-sitter gives up (it returns a tree with
     /// ERROR nodes for malformed input, so in practice this means a cancelled parse).
     pub fn parse(path: &Path, text: String) -> Option<SourceFile> {
+        SourceFile::parse_with(path, text, None)
+    }
+
+    /// Parses `text`, an edit of `old`'s text, reusing `old`'s tree where the text is the
+    /// same (tree-sitter's incremental parsing, as editors use it): the edit is the span
+    /// between the longest common prefix and suffix of the two texts. Gives the tree a
+    /// parse from scratch gives, in a fraction of the time for a small edit.
+    pub fn reparse(path: &Path, text: String, old: &SourceFile) -> Option<SourceFile> {
+        let mut tree = old.tree.clone();
+        tree.edit(&edit_between(&old.text, &text));
+        SourceFile::parse_with(path, text, Some(&tree))
+    }
+
+    fn parse_with(path: &Path, text: String, old: Option<&Tree>) -> Option<SourceFile> {
         // One parser per thread: its stacks and buffers are reused from file to file.
         thread_local! {
             static PARSER: std::cell::RefCell<Option<Parser>> = const { std::cell::RefCell::new(None) };
@@ -37,7 +51,7 @@ impl SourceFile {
                     .ok()?;
                 *slot = Some(parser);
             }
-            slot.as_mut()?.parse(&text, None)
+            slot.as_mut()?.parse(&text, old)
         })?;
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
@@ -136,4 +150,45 @@ impl SourceFile {
         out.sort();
         out
     }
+}
+
+/// The one edit that turns `old` into `new`: everything between their longest common
+/// prefix and their longest common suffix (which do not overlap), on character boundaries.
+fn edit_between(old: &str, new: &str) -> InputEdit {
+    let (a, b) = (old.as_bytes(), new.as_bytes());
+    let mut start = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    while !old.is_char_boundary(start) {
+        start -= 1;
+    }
+    let most = a.len().min(b.len()) - start;
+    let mut suffix = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take(most)
+        .take_while(|(x, y)| x == y)
+        .count();
+    while !old.is_char_boundary(a.len() - suffix) || !new.is_char_boundary(b.len() - suffix) {
+        suffix -= 1;
+    }
+    let (old_end, new_end) = (a.len() - suffix, b.len() - suffix);
+    InputEdit {
+        start_byte: start,
+        old_end_byte: old_end,
+        new_end_byte: new_end,
+        start_position: point_at(old, start),
+        old_end_position: point_at(old, old_end),
+        new_end_position: point_at(new, new_end),
+    }
+}
+
+/// The row and byte column of byte `offset` of `text`, as tree-sitter counts them.
+fn point_at(text: &str, offset: usize) -> Point {
+    let before = &text.as_bytes()[..offset];
+    let row = before.iter().filter(|&&c| c == b'\n').count();
+    let line_start = before
+        .iter()
+        .rposition(|&c| c == b'\n')
+        .map_or(0, |i| i + 1);
+    Point::new(row, offset - line_start)
 }

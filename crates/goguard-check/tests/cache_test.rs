@@ -155,19 +155,19 @@ fn what_a_result_depends_on_changing_analyses_again() {
 #[test]
 fn parsed_files_kept_between_runs_give_the_same_findings() {
     let dir = scratch("parses");
-    let parses = std::sync::Arc::new(goguard_check::cache::ParseCache::default());
-    let run = |parses: Option<std::sync::Arc<goguard_check::cache::ParseCache>>| {
+    let session = std::sync::Arc::new(goguard_check::cache::SessionCache::default());
+    let run = |session: Option<std::sync::Arc<goguard_check::cache::SessionCache>>| {
         let opts = Options {
             config: ConfigChoice::Isolated,
-            parses,
+            session,
             ..Options::default()
         };
         messages(&check_paths(&[dir.join("p")], &opts).unwrap())
     };
     let fresh = run(None);
     assert_eq!(fresh.len(), 1);
-    assert_eq!(run(Some(parses.clone())), fresh);
-    assert_eq!(run(Some(parses.clone())), fresh, "from the kept trees");
+    assert_eq!(run(Some(session.clone())), fresh);
+    assert_eq!(run(Some(session.clone())), fresh, "from the kept trees");
     // An edit is seen: the file is parsed again.
     std::fs::write(
         dir.join("p/run.go"),
@@ -175,6 +175,86 @@ fn parsed_files_kept_between_runs_give_the_same_findings() {
             .replace("\t\twg.Done()\n\t}()", "\t}()"),
     )
     .unwrap();
-    assert_eq!(run(Some(parses)), Vec::<String>::new());
+    assert_eq!(run(Some(session)), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `LEAK` in the external test package `p_test`, with a suppression that matches nothing.
+const LEAK_TEST: &str = "package p_test
+
+import \"sync\"
+
+//goguard:ignore G106 nothing here for it
+func TestStart(ok bool) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		if !ok {
+			return
+		}
+		wg.Done()
+	}()
+	wg.Wait()
+}
+";
+
+#[test]
+fn a_session_checks_again_only_the_package_whose_files_changed() {
+    let dir = scratch("session");
+    std::fs::write(dir.join("p/run_test.go"), LEAK_TEST).unwrap();
+    let session = std::sync::Arc::new(goguard_check::cache::SessionCache::default());
+    let run = |session: Option<std::sync::Arc<goguard_check::cache::SessionCache>>| {
+        let opts = Options {
+            config: ConfigChoice::Isolated,
+            session,
+            ..Options::default()
+        };
+        check_paths(&[dir.join("p")], &opts).unwrap()
+    };
+    let unused = |r: &Report| {
+        r.unused_suppressions
+            .iter()
+            .map(|u| format!("{}:{}", u.path.display(), u.line))
+            .collect::<Vec<_>>()
+    };
+    let fresh = run(None);
+    assert_eq!(messages(&fresh).len(), 2, "{:?}", messages(&fresh));
+    assert_eq!(unused(&fresh).len(), 1);
+
+    let first = run(Some(session.clone()));
+    assert_eq!(
+        (messages(&first), first.packages_kept),
+        (messages(&fresh), 0)
+    );
+    let again = run(Some(session.clone()));
+    assert_eq!(messages(&again), messages(&fresh));
+    assert_eq!(unused(&again), unused(&fresh), "kept with the findings");
+    assert_eq!(
+        again.packages_kept, 2,
+        "nothing changed: both packages kept"
+    );
+
+    // An edit of package p checks p again and keeps p_test.
+    std::fs::write(
+        dir.join("p/run.go"),
+        LEAK.replace("\tgo func() {\n", "\tgo func() {\n\t\tdefer wg.Done()\n")
+            .replace("\t\twg.Done()\n\t}()", "\t}()"),
+    )
+    .unwrap();
+    let edited = run(Some(session.clone()));
+    assert_eq!(edited.packages_kept, 1);
+    assert_eq!(messages(&edited), messages(&run(None)));
+    assert_eq!(
+        messages(&edited).len(),
+        1,
+        "p's finding is gone, p_test's is kept"
+    );
+    assert!(edited.diagnostics[0].path.ends_with("run_test.go"));
+
+    // An edit of p_test is seen too.
+    std::fs::write(dir.join("p/run_test.go"), "package p_test\n").unwrap();
+    let both = run(Some(session.clone()));
+    assert_eq!((messages(&both), both.packages_kept), (Vec::new(), 1));
+    assert_eq!(unused(&both), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -114,4 +114,25 @@ fn every_fixture_passes_the_prefilter() {
         "x := Connection{}",
         "Conn"
     ));
+    // The one-pass test for several words agrees with `contains_word` on each.
+    let words: std::collections::HashSet<String> =
+        ["Conn", "pool"].iter().map(|w| w.to_string()).collect();
+    for (text, found) in [
+        ("x := Conn{}", true),
+        ("x := Connection{}", false),
+        ("var p *pool", true),
+        ("// éConn and pool_", false),
+        ("f(Conn)", true),
+        ("", false),
+    ] {
+        let each = words
+            .iter()
+            .any(|w| goguard_check::engine::prefilter::contains_word(text, w));
+        assert_eq!(each, found, "{text}");
+        assert_eq!(
+            goguard_check::engine::prefilter::mentions_any(text, &words),
+            found,
+            "{text}"
+        );
+    }
 }

@@ -209,3 +209,81 @@ fn no_input_crashes_a_rule() {
     eprintln!("fuzz: {runs} inputs in {secs} s, seed {seed}, no crash");
     assert!(runs > 0);
 }
+
+/// Every node of a tree: kind, byte span, and whether it is an error or missing node.
+fn shape(file: &goguard_check::source::SourceFile) -> Vec<(u16, usize, usize, bool)> {
+    let mut out = Vec::new();
+    let mut cursor = file.root().walk();
+    'walk: loop {
+        let n = cursor.node();
+        out.push((
+            n.kind_id(),
+            n.start_byte(),
+            n.end_byte(),
+            n.is_error() || n.is_missing(),
+        ));
+        if cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                continue 'walk;
+            }
+            if !cursor.goto_parent() {
+                break 'walk;
+            }
+        }
+    }
+    out
+}
+
+/// The language server reparses an edited file from its last tree (`SourceFile::reparse`):
+/// the tree must be the one a parse from scratch gives, whatever the edit. Mutated real
+/// files, and each mutation edited back (the undo an editor sends).
+#[test]
+fn a_reparse_after_an_edit_gives_the_tree_of_a_fresh_parse() {
+    use goguard_check::source::SourceFile;
+    let secs = std::env::var("GOGUARD_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(5, |s| s.div_ceil(3));
+    let seed = std::env::var("GOGUARD_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    let corpus = corpus();
+    let mut rng = Rng(seed);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let path = Path::new("edit.go");
+    let mut runs = 0u64;
+    while Instant::now() < deadline {
+        let (_, text) = &corpus[rng.below(corpus.len())];
+        let edited = mutate(&mut rng, text);
+        let before = SourceFile::parse(path, text.clone()).unwrap();
+        let reparsed = SourceFile::reparse(path, edited.clone(), &before).unwrap();
+        let fresh = SourceFile::parse(path, edited.clone()).unwrap();
+        if shape(&reparsed) != shape(&fresh) {
+            let saved = std::env::temp_dir().join(format!("goguard-reparse-{seed}.go"));
+            std::fs::write(&saved, &edited).unwrap();
+            panic!(
+                "seed {seed}: the reparse differs from a fresh parse; edited text saved to {}",
+                saved.display()
+            );
+        }
+        // And back: the undo.
+        let undone = SourceFile::reparse(path, text.clone(), &reparsed).unwrap();
+        assert!(
+            shape(&undone) == shape(&before),
+            "seed {seed}: undoing the edit does not give the first tree back"
+        );
+        runs += 1;
+    }
+    eprintln!("reparse: {runs} edits in {secs} s, seed {seed}, every tree as a fresh parse");
+    assert!(runs > 0);
+}

@@ -29,7 +29,7 @@ fn findings_with(dir: &Path, rule: &str, include_generated: bool) -> Vec<(String
         include_testdata: false,
         include_generated,
         cache: None,
-        parses: None,
+        session: None,
         show_info: false,
         config: ConfigChoice::Isolated,
     };

@@ -195,7 +195,7 @@ pub fn findings_in_stacks(
         // A goroutine can be stuck in generated code (a gRPC stub) as well as anywhere.
         include_generated: true,
         cache: None,
-        parses: None,
+        session: None,
         show_info: false,
         config: goguard_check::ConfigChoice::Discover,
     };

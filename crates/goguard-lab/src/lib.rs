@@ -452,7 +452,7 @@ fn static_findings(dir: &Path) -> Result<HashMap<String, Vec<&'static str>>, Str
         // The lab's programs are written by it, and are what is being checked.
         include_generated: true,
         cache: None,
-        parses: None,
+        session: None,
         show_info: true,
         config: goguard_check::ConfigChoice::Isolated,
     };

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use goguard_check::cache::ParseCache;
+use goguard_check::cache::SessionCache;
 use goguard_check::config::Config;
 use goguard_check::fix::Applicability;
 use goguard_check::{engine, ConfigChoice, Options, Severity};
@@ -29,9 +29,9 @@ pub struct Settings {
     pub debounce: Duration,
     /// Each rule's documentation link (`codeDescription.href`), by rule code.
     pub rule_links: Arc<HashMap<&'static str, Uri>>,
-    /// The packages' parsed files from the last analysis: after one edit only the edited
-    /// file is parsed again.
-    pub parses: Arc<ParseCache>,
+    /// The parsed files and package findings of the last analyses: after one edit only the
+    /// edited file is parsed again, and only its package checked.
+    pub session: Arc<SessionCache>,
 }
 
 /// Analyse `dir` with these open files' text (path -> text, version).
@@ -172,7 +172,7 @@ pub fn analyse(job: Job, settings: &Settings) -> Outcome {
     let files = package_files(&job.dir, &config);
     let opts = Options {
         config: config_file.map_or(ConfigChoice::Isolated, ConfigChoice::File),
-        parses: Some(settings.parses.clone()),
+        session: Some(settings.session.clone()),
         ..Options::default()
     };
     let overlay: HashMap<PathBuf, String> = job
@@ -389,7 +389,7 @@ mod tests {
             encoding: Encoding::Utf16,
             debounce: Duration::ZERO,
             rule_links: Arc::new(HashMap::new()),
-            parses: Arc::default(),
+            session: Arc::default(),
         }
     }
 

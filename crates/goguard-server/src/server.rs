@@ -105,7 +105,7 @@ pub fn run(conn: Connection) -> Result<(), ServerError> {
         encoding,
         debounce,
         rule_links: Arc::new(crate::docs::rule_links(docs_url.as_deref())),
-        parses: Arc::default(),
+        session: Arc::default(),
     };
     let (jobs_tx, jobs_rx) = unbounded();
     let (out_tx, out_rx) = unbounded();

@@ -266,7 +266,7 @@ fn check(args: CheckArgs) -> Result<u8, String> {
             (None, false) => ConfigChoice::Discover,
         },
         cache: None,
-        parses: None,
+        session: None,
     };
     opts.cache = result_cache(&args, &opts);
     if args.fix || args.diff {

@@ -79,6 +79,26 @@ impl<'a> Candidates<'a> {
             .chain(&self.pointers)
             .any(|n| text.contains(n))
     }
+
+    /// Whether a call passes a candidate (`f(x)`, `f(*p)`), read from its argument nodes
+    /// without taking the call apart.
+    fn passed_to(&self, cx: &Checker, call: Node) -> bool {
+        let Some(args) = call.child_by_field_id(syntax::fields().arguments) else {
+            return false;
+        };
+        let mut cursor = args.walk();
+        let passed = args.named_children(&mut cursor).any(|a| {
+            let a = syntax::unparen(a);
+            match a.kind() {
+                "identifier" => self.values.contains(cx.text(a)),
+                "unary_expression" => a
+                    .child_by_field_id(syntax::fields().operand)
+                    .is_some_and(|p| self.pointers.contains(cx.text(syntax::unparen(p)))),
+                _ => false,
+            }
+        });
+        passed
+    }
 }
 
 /// True when expression `e` is a value (not a pointer) of a type holding `kind`, and reading
@@ -286,7 +306,7 @@ fn reading_copies<'a>(
         }
     }
     for &n in &cx.index.calls {
-        if !cands.mentioned_in(cx.text(n)) {
+        if !cands.mentioned_in(cx.text(n)) || !cands.passed_to(cx, n) {
             continue;
         }
         let Some(call) = syntax::Call::of(n) else {
