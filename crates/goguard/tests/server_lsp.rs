@@ -36,8 +36,8 @@ fn end_of_input_ends_the_server() {
 }
 
 /// Time from a didChange of one file of GOROOT/src/net/http to the diagnostics for it, as
-/// README's "In your editor" reports (`GOGUARD_BIN=target/release/goguard cargo test -p
-/// goguard --test server_lsp -- --ignored --nocapture`). Needs a Go toolchain.
+/// README's "In your editor" reports: `bench/editor-latency` runs it against a release build
+/// (GOGUARD_BIN) for each file of its table (GOGUARD_LATENCY_FILE). Needs a Go toolchain.
 #[test]
 #[ignore]
 fn reanalysis_after_one_edit_in_net_http() {
@@ -72,9 +72,16 @@ fn reanalysis_after_one_edit_in_net_http() {
     let pid = client.child.as_ref().map(|c| c.id()).unwrap_or(0);
     let cpu_before = cpu_ticks(pid);
     let mut times = Vec::new();
+    // Edits go to the start of the middle line of the file: the reparse then has text on
+    // both sides of the change to keep.
+    let lines = text.lines().count();
+    let middle = text
+        .match_indices('\n')
+        .nth(lines / 2)
+        .map_or(text.len(), |(i, _)| i + 1);
     for v in 2..22 {
-        // A comment line added at the end, as a keystroke's worth of change.
-        let edit = format!("{text}// edit {v}\n");
+        // A comment line added, as a keystroke's worth of change.
+        let edit = format!("{}// edit {v}\n{}", &text[..middle], &text[middle..]);
         let t = std::time::Instant::now();
         client.notify(
             "textDocument/didChange",
