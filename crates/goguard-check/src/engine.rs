@@ -451,58 +451,76 @@ fn analyse_dir(
             .or_default()
             .push(i);
     }
+    let dir = parsed.first().and_then(|(f, _)| f.file().path.parent());
     for (name, members) in &packages {
-        // A package none of whose files changed since the session's last analysis.
-        let kept = opts.session.as_ref().and_then(|session| {
-            let files = members.iter().map(|&i| {
-                let (f, config) = &parsed[i];
-                (f.file().path.as_path(), f.file().text.as_str(), &**config)
-            });
-            let key = SessionCache::package_key(&opts.fingerprint(), module, files);
-            let dir = parsed[members[0]].0.file().path.parent()?.to_path_buf();
-            Some((session, dir, key))
+        let files: Vec<&(Arc<IndexedFile>, Arc<Config>)> =
+            members.iter().map(|&i| &parsed[i]).collect();
+        // A package none of whose files changed since the session's last analysis keeps
+        // its findings.
+        let session = opts.session.as_deref().zip(dir).map(|(session, dir)| {
+            let texts = files
+                .iter()
+                .map(|(f, config)| (f.file().path.as_path(), f.file().text.as_str(), &**config));
+            (
+                session,
+                dir,
+                SessionCache::package_key(&opts.fingerprint(), module, texts),
+            )
         });
-        if let Some((session, dir, key)) = &kept {
-            if let Some(found) = session.package(dir, name, *key) {
-                result.diagnostics.extend(found.diagnostics);
-                result.unused.extend(found.unused);
+        let kept = session.and_then(|(session, dir, key)| session.package(dir, name, key));
+        let found = match kept {
+            Some(found) => {
                 result.packages_kept += 1;
-                continue;
+                found
             }
-        }
-        let pkg = PackageIndex::build(members.iter().map(|&i| &*parsed[i].0).collect());
-        // The files of a package in parallel too: an editor re-checks one package at a time.
-        let per_file: Vec<DirResult> = members
-            .par_iter()
-            .enumerate()
-            .filter(|(_, &i)| !quiet.contains(&parsed[i].0.file().path))
-            .map(|(k, &i)| {
-                let (file, config) = &parsed[i];
-                let file = file.file();
-                let rules = rules_for(file, config, opts);
-                let mut one = DirResult::default();
-                check_file(file, k, &pkg, module, &rules, &mut one);
-                one
-            })
-            .collect();
-        let mut found = PackageResult {
-            diagnostics: Vec::new(),
-            unused: Vec::new(),
+            None => {
+                let errors = result.errors.len();
+                let found = check_package(module, &files, &quiet, opts, &mut result.errors);
+                // A rule that crashed is tried again next time.
+                if let (Some((session, dir, key)), true) = (session, result.errors.len() == errors)
+                {
+                    session.keep_package(dir, name, key, found.clone());
+                }
+                found
+            }
         };
-        let mut crashed = false;
-        for one in per_file {
-            found.diagnostics.extend(one.diagnostics);
-            found.unused.extend(one.unused);
-            crashed |= !one.errors.is_empty();
-            result.errors.extend(one.errors);
-        }
-        // A rule that crashed is tried again next time.
-        if let (Some((session, dir, key)), false) = (&kept, crashed) {
-            session.keep_package(dir, name, *key, found.clone());
-        }
         result.diagnostics.extend(found.diagnostics);
         result.unused.extend(found.unused);
     }
+}
+
+/// Checks the files of one package, in parallel (an editor re-checks one package at a
+/// time); errors (a rule that crashed) go to `errors`.
+fn check_package(
+    module: &ModuleInfo,
+    files: &[&(Arc<IndexedFile>, Arc<Config>)],
+    quiet: &HashSet<PathBuf>,
+    opts: &Options,
+    errors: &mut Vec<InputError>,
+) -> PackageResult {
+    let pkg = PackageIndex::build(files.iter().map(|(f, _)| &**f).collect());
+    let per_file: Vec<DirResult> = files
+        .par_iter()
+        .enumerate()
+        .filter(|(_, (f, _))| !quiet.contains(&f.file().path))
+        .map(|(k, (file, config))| {
+            let file = file.file();
+            let rules = rules_for(file, config, opts);
+            let mut one = DirResult::default();
+            check_file(file, k, &pkg, module, &rules, &mut one);
+            one
+        })
+        .collect();
+    let mut found = PackageResult {
+        diagnostics: Vec::new(),
+        unused: Vec::new(),
+    };
+    for one in per_file {
+        found.diagnostics.extend(one.diagnostics);
+        found.unused.extend(one.unused);
+        errors.extend(one.errors);
+    }
+    found
 }
 
 /// `GOGUARD_INJECT_PANIC=G301` makes that rule panic on every file, so the end-to-end tests
