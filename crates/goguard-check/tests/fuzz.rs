@@ -3,7 +3,8 @@
 //! rule, the text renderer and the fixes. No input may make a rule crash (the engine would catch it
 //! and report an internal error, which fails this test) or the process panic.
 //!
-//! Budget: GOGUARD_FUZZ_SECS seconds (default 15); seed: GOGUARD_FUZZ_SEED (default: time).
+//! Budget: GOGUARD_FUZZ_SECS seconds (default 15; the reparse test takes a third of it);
+//! seed: GOGUARD_FUZZ_SEED (default: time).
 //! A failure prints the seed and the input to reproduce it.
 
 use std::path::{Path, PathBuf};
@@ -149,12 +150,13 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
     String::from_utf8_lossy(&b).into_owned()
 }
 
-#[test]
-fn no_input_crashes_a_rule() {
+/// This test's seconds (GOGUARD_FUZZ_SECS, default 15, divided by `share`) and seed.
+fn budget(share: u64) -> (u64, u64) {
     let secs = std::env::var("GOGUARD_FUZZ_SECS")
         .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(15)
+        .div_ceil(share);
     let seed = std::env::var("GOGUARD_FUZZ_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -165,6 +167,12 @@ fn no_input_crashes_a_rule() {
                 .as_nanos() as u64
                 | 1
         });
+    (secs, seed)
+}
+
+#[test]
+fn no_input_crashes_a_rule() {
+    let (secs, seed) = budget(1);
     let corpus = corpus();
     let mut rng = Rng(seed);
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -243,20 +251,7 @@ fn shape(file: &goguard_check::source::SourceFile) -> Vec<(u16, usize, usize, bo
 #[test]
 fn a_reparse_after_an_edit_gives_the_tree_of_a_fresh_parse() {
     use goguard_check::source::SourceFile;
-    let secs = std::env::var("GOGUARD_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .map_or(5, |s| s.div_ceil(3));
-    let seed = std::env::var("GOGUARD_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let (secs, seed) = budget(3);
     let corpus = corpus();
     let mut rng = Rng(seed);
     let deadline = Instant::now() + Duration::from_secs(secs);
