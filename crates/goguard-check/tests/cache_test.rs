@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use goguard_check::cache::ResultCache;
+use std::sync::Arc;
+
+use goguard_check::cache::{ResultCache, SessionCache};
 use goguard_check::engine::{check_paths, ConfigChoice, Options, Report};
 
 const LEAK: &str = "package p
@@ -152,30 +154,34 @@ fn what_a_result_depends_on_changing_analyses_again() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `LEAK` with its bug fixed (`defer wg.Done()`).
+fn fixed_leak() -> String {
+    LEAK.replace("\tgo func() {\n", "\tgo func() {\n\t\tdefer wg.Done()\n")
+        .replace("\t\twg.Done()\n\t}()", "\t}()")
+}
+
+/// Checks `dir/p` with `session` (none: as `goguard check` does).
+fn in_session(dir: &Path, session: Option<&Arc<SessionCache>>) -> Report {
+    let opts = Options {
+        config: ConfigChoice::Isolated,
+        session: session.cloned(),
+        ..Options::default()
+    };
+    check_paths(&[dir.join("p")], &opts).unwrap()
+}
+
 #[test]
 fn parsed_files_kept_between_runs_give_the_same_findings() {
     let dir = scratch("parses");
-    let session = std::sync::Arc::new(goguard_check::cache::SessionCache::default());
-    let run = |session: Option<std::sync::Arc<goguard_check::cache::SessionCache>>| {
-        let opts = Options {
-            config: ConfigChoice::Isolated,
-            session,
-            ..Options::default()
-        };
-        messages(&check_paths(&[dir.join("p")], &opts).unwrap())
-    };
+    let session = Arc::new(SessionCache::default());
+    let run = |session: Option<&Arc<SessionCache>>| messages(&in_session(&dir, session));
     let fresh = run(None);
     assert_eq!(fresh.len(), 1);
-    assert_eq!(run(Some(session.clone())), fresh);
-    assert_eq!(run(Some(session.clone())), fresh, "from the kept trees");
+    assert_eq!(run(Some(&session)), fresh);
+    assert_eq!(run(Some(&session)), fresh, "from the kept trees");
     // An edit is seen: the file is parsed again.
-    std::fs::write(
-        dir.join("p/run.go"),
-        LEAK.replace("\tgo func() {\n", "\tgo func() {\n\t\tdefer wg.Done()\n")
-            .replace("\t\twg.Done()\n\t}()", "\t}()"),
-    )
-    .unwrap();
-    assert_eq!(run(Some(session)), Vec::<String>::new());
+    std::fs::write(dir.join("p/run.go"), fixed_leak()).unwrap();
+    assert_eq!(run(Some(&session)), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -188,15 +194,8 @@ fn a_session_checks_again_only_the_package_whose_files_changed() {
         "//goguard:ignore G106 nothing here for it\nfunc TestStart(",
     );
     std::fs::write(dir.join("p/run_test.go"), leak_test).unwrap();
-    let session = std::sync::Arc::new(goguard_check::cache::SessionCache::default());
-    let run = |session: Option<std::sync::Arc<goguard_check::cache::SessionCache>>| {
-        let opts = Options {
-            config: ConfigChoice::Isolated,
-            session,
-            ..Options::default()
-        };
-        check_paths(&[dir.join("p")], &opts).unwrap()
-    };
+    let session = Arc::new(SessionCache::default());
+    let run = |session: Option<&Arc<SessionCache>>| in_session(&dir, session);
     let unused = |r: &Report| {
         r.unused_suppressions
             .iter()
@@ -207,12 +206,12 @@ fn a_session_checks_again_only_the_package_whose_files_changed() {
     assert_eq!(messages(&fresh).len(), 2, "{:?}", messages(&fresh));
     assert_eq!(unused(&fresh).len(), 1);
 
-    let first = run(Some(session.clone()));
+    let first = run(Some(&session));
     assert_eq!(
         (messages(&first), first.packages_kept),
         (messages(&fresh), 0)
     );
-    let again = run(Some(session.clone()));
+    let again = run(Some(&session));
     assert_eq!(messages(&again), messages(&fresh));
     assert_eq!(unused(&again), unused(&fresh), "kept with the findings");
     assert_eq!(
@@ -221,13 +220,8 @@ fn a_session_checks_again_only_the_package_whose_files_changed() {
     );
 
     // An edit of package p checks p again and keeps p_test.
-    std::fs::write(
-        dir.join("p/run.go"),
-        LEAK.replace("\tgo func() {\n", "\tgo func() {\n\t\tdefer wg.Done()\n")
-            .replace("\t\twg.Done()\n\t}()", "\t}()"),
-    )
-    .unwrap();
-    let edited = run(Some(session.clone()));
+    std::fs::write(dir.join("p/run.go"), fixed_leak()).unwrap();
+    let edited = run(Some(&session));
     assert_eq!(edited.packages_kept, 1);
     assert_eq!(messages(&edited), messages(&run(None)));
     assert_eq!(
@@ -239,7 +233,7 @@ fn a_session_checks_again_only_the_package_whose_files_changed() {
 
     // An edit of p_test is seen too.
     std::fs::write(dir.join("p/run_test.go"), "package p_test\n").unwrap();
-    let both = run(Some(session.clone()));
+    let both = run(Some(&session));
     assert_eq!((messages(&both), both.packages_kept), (Vec::new(), 1));
     assert_eq!(unused(&both), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&dir);
