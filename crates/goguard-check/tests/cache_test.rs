@@ -1,8 +1,8 @@
 //! The result cache: a second run over unchanged files reads the results kept by the first;
-//! any change of what a result depends on analyses the package again.
+//! any change of what a result depends on analyses the package again. And the session cache
+//! of `goguard server`: kept parses and package findings, never stale.
 
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 
 use goguard_check::cache::{ResultCache, SessionCache};
