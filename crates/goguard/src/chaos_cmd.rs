@@ -71,7 +71,7 @@ fn proxy(args: ProxyArgs) -> Result<u8, String> {
         config.admin = admin.clone();
     }
     config.check().map_err(|e| format!("chaos proxy: {e}"))?;
-    init_logs(&args.log)?;
+    crate::daemon::init_logs(&args.log, false)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -99,40 +99,9 @@ fn proxy(args: ProxyArgs) -> Result<u8, String> {
                 .map(|a| a.to_string())
                 .unwrap_or_else(|_| config.admin.clone())
         );
-        goguard_chaos::admin::serve(set.clone(), admin, stop_signal()).await;
+        goguard_chaos::admin::serve(set.clone(), admin, crate::daemon::stop_signal()).await;
         set.close();
         Ok::<_, String>(())
     })?;
     Ok(EXIT_CLEAN)
-}
-
-pub(crate) fn init_logs(filter: &str) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|e| format!("--log `{filter}`: {e}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init()
-        .map_err(|e| e.to_string())
-}
-
-/// Resolves on SIGTERM or SIGINT, with which.
-pub(crate) async fn stop_signal_named() -> String {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "interrupted (SIGTERM)".to_string(),
-        _ = int.recv() => "interrupted (SIGINT)".to_string(),
-    }
-}
-
-async fn stop_signal() {
-    let why = stop_signal_named().await;
-    tracing::info!("{why}: stopping");
 }

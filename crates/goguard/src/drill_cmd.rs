@@ -46,13 +46,13 @@ pub fn run(args: DrillArgs) -> Result<u8, String> {
         );
         return Ok(EXIT_CLEAN);
     }
-    crate::chaos_cmd::init_logs(&args.log)?;
+    crate::daemon::init_logs(&args.log, false)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let report = rt.block_on(drill::run(&scenario, crate::chaos_cmd::stop_signal_named()));
+    let report = rt.block_on(drill::run(&scenario, crate::daemon::stop_signal_named()));
     let out = match args.format {
         DrillFormat::Text => drill::render_text(&report),
         DrillFormat::Json => drill::render_json(&report),

@@ -89,21 +89,6 @@ fn check(file: &std::path::Path, json: bool) -> Result<u8, String> {
     }
 }
 
-fn init_logs(filter: &str, json: bool) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|e| format!("--log `{filter}`: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let result = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-    result.map_err(|e| e.to_string())
-}
-
 /// Runs the gateway until SIGTERM or SIGINT, then drains and returns 0.
 ///
 /// Each serving thread runs its own single-threaded runtime and accepts on its own socket
@@ -119,7 +104,7 @@ fn serve(
     log_json: bool,
     threads: Option<usize>,
 ) -> Result<u8, String> {
-    init_logs(log, log_json)?;
+    crate::daemon::init_logs(log, log_json)?;
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
@@ -159,7 +144,7 @@ fn serve(
         let every = (!watch_every.is_zero()).then_some(watch_every);
         tokio::spawn(gateway.clone().watch(every));
         let shutdown = async move {
-            stop_signal().await;
+            crate::daemon::stop_signal().await;
             let _ = stop.send(true);
         };
         gateway.serve(listener, admin, shutdown).await;
@@ -210,19 +195,4 @@ fn worker(
             });
         })
         .map_err(|e| format!("cannot start serving thread {i}: {e}"))
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-    }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 mod chaos_cmd;
+mod daemon;
 mod drill_cmd;
 mod dump_cmd;
 mod gate_cmd;

@@ -56,7 +56,7 @@ pub fn run(args: ScaleArgs) -> Result<u8, String> {
         other => other.to_string(),
     })?;
     let default_log = if args.once { "error" } else { "info" };
-    init_logs(args.log.as_deref().unwrap_or(default_log), args.log_json)?;
+    crate::daemon::init_logs(args.log.as_deref().unwrap_or(default_log), args.log_json)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -89,37 +89,7 @@ pub fn run(args: ScaleArgs) -> Result<u8, String> {
             dry_run = args.dry_run,
             "goguard scale is running"
         );
-        scaler.run(stop_signal()).await;
+        scaler.run(crate::daemon::stop_signal()).await;
         Ok(EXIT_CLEAN)
     })
-}
-
-fn init_logs(filter: &str, json: bool) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|e| format!("--log `{filter}`: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let result = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-    result.map_err(|e| e.to_string())
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-    }
 }
