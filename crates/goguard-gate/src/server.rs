@@ -717,15 +717,7 @@ impl Gateway {
     }
 
     async fn admin(&self, req: Request<Incoming>) -> Response<Body> {
-        let json = |status: StatusCode, v: serde_json::Value| {
-            let mut r = Response::new(full(format!("{v:#}\n")));
-            *r.status_mut() = status;
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            r
-        };
+        let json = json_answer;
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/metrics") => {
                 let mut r = Response::new(full(self.0.metrics.encode()));
@@ -752,7 +744,7 @@ impl Gateway {
             (&Method::GET, "/healthz") => Response::new(full("ok\n")),
             (_, path) if path == "/admin/faults" || path.starts_with("/admin/faults/") => {
                 if req.method() != Method::GET {
-                    if let Some(refused) = self.refusal(&req) {
+                    if let Some(refused) = self.refusal(&req, "changes over HTTP") {
                         return refused;
                     }
                 }
@@ -766,37 +758,22 @@ impl Gateway {
                 | "/admin/gray/promote"
                 | "/admin/gray/abort"),
             ) => {
-                let token = self.stack().config.admin_token.clone();
-                let given = req
-                    .headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "));
-                match (token, given) {
-                    (None, _) => json(
-                        StatusCode::FORBIDDEN,
-                        serde_json::json!({"error": "set admin_token in the configuration to allow reloads and gray commands over HTTP (SIGHUP and file changes reload too)"}),
-                    ),
-                    (Some(t), Some(g)) if constant_time_eq(t.as_bytes(), g.as_bytes()) => {
-                        if let Some(action) = path.strip_prefix("/admin/gray/") {
-                            return match self.gray_command(action).await {
-                                Ok(done) => json(StatusCode::OK, serde_json::json!({"done": done})),
-                                Err(e) => {
-                                    json(StatusCode::CONFLICT, serde_json::json!({"error": e}))
-                                }
-                            };
-                        }
-                        match self.reload("admin").await {
-                            Ok(v) => json(StatusCode::OK, serde_json::json!({"config_version": v})),
-                            Err(e) => json(
-                                StatusCode::UNPROCESSABLE_ENTITY,
-                                serde_json::json!({"error": e, "config_version": self.stack().version}),
-                            ),
-                        }
-                    }
-                    _ => json(
-                        StatusCode::UNAUTHORIZED,
-                        serde_json::json!({"error": "Authorization: Bearer <admin_token> required"}),
+                let purpose =
+                    "reloads and gray commands over HTTP (SIGHUP and file changes reload too)";
+                if let Some(refused) = self.refusal(&req, purpose) {
+                    return refused;
+                }
+                if let Some(action) = path.strip_prefix("/admin/gray/") {
+                    return match self.gray_command(action).await {
+                        Ok(done) => json(StatusCode::OK, serde_json::json!({"done": done})),
+                        Err(e) => json(StatusCode::CONFLICT, serde_json::json!({"error": e})),
+                    };
+                }
+                match self.reload("admin").await {
+                    Ok(v) => json(StatusCode::OK, serde_json::json!({"config_version": v})),
+                    Err(e) => json(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        serde_json::json!({"error": e, "config_version": self.stack().version}),
                     ),
                 }
             }
@@ -808,8 +785,9 @@ impl Gateway {
     }
 
     /// The refusal of a mutating admin call without the admin token: 403 when no token is
-    /// configured, 401 when it is missing or wrong; `None` when authorized.
-    fn refusal<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
+    /// configured (saying it would allow `purpose`), 401 when it is missing or wrong; `None`
+    /// when authorized.
+    fn refusal<B>(&self, req: &Request<B>, purpose: &str) -> Option<Response<Body>> {
         let token = self.stack().config.admin_token.clone();
         let given = req
             .headers()
@@ -819,7 +797,7 @@ impl Gateway {
         match (token, given) {
             (None, _) => Some(json_answer(
                 StatusCode::FORBIDDEN,
-                serde_json::json!({"error": "set admin_token in the configuration to allow changes over HTTP"}),
+                serde_json::json!({"error": format!("set admin_token in the configuration to allow {purpose}")}),
             )),
             (Some(t), Some(g)) if constant_time_eq(t.as_bytes(), g.as_bytes()) => None,
             _ => Some(json_answer(
