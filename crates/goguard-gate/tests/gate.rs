@@ -1171,3 +1171,27 @@ async fn a_request_whose_client_leaves_is_no_longer_in_flight() {
     .await;
     assert!(gate.metrics().await.contains("client_closed"));
 }
+
+/// Without `admin_token` in the configuration, reloads and gray commands over HTTP are
+/// refused with a 403 that says what to set, whatever Authorization header comes with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_without_a_configured_token_are_forbidden() {
+    let up = Upstream::start("a");
+    let toml = format!(
+        "{}[upstreams.svc]\ntargets = [\"{}\"]\n[[routes]]\nname = \"svc\"\nupstream = \"svc\"\n",
+        head().replace("admin_token = \"t0ken\"\n", ""),
+        up.addr
+    );
+    let gate = TestGate::start(&toml, manual().1).await;
+    for path in ["/admin/reload", "/admin/gray/pause"] {
+        for auth in [&[][..], &[("authorization", "Bearer t0ken")][..]] {
+            let url = format!("http://{}{path}", gate.admin);
+            let (s, _, body) = send(Method::POST, &url, auth, "").await;
+            assert_eq!(s, 403, "{path}: {body}");
+            assert!(
+                body.contains("set admin_token in the configuration to allow reloads and gray commands over HTTP"),
+                "{path}: {body}"
+            );
+        }
+    }
+}
